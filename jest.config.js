@@ -1,0 +1,27 @@
+// Native ESM under jest (node --experimental-vm-modules): several dependencies ship ESM only.
+// ts-jest transpiles without type checking; `make typecheck` does that once for the whole tree.
+/** @type {import('ts-jest').TsJestTransformerOptions} */
+const tsJest = { useESM: true, isolatedModules: true };
+
+/** @type {import('jest').Config} */
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: { '^.+\\.ts$': ['ts-jest', tsJest] },
+  testEnvironment: 'node',
+};
+
+/** @type {import('jest').Config} */
+export default {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+      globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
+    },
+  ],
+  testTimeout: 60_000,
+};
