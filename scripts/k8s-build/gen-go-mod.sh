@@ -22,7 +22,7 @@ mkdir -p "$dir"
   echo "require k8s.io/kubernetes $version"
   echo
   # Staging modules appear as `k8s.io/<name> v0.0.0` in require blocks.
-  grep -E '^\s+k8s\.io/[A-Za-z0-9._/-]+ v0\.0\.0' "$gomod" | awk '{print $1}' | sort -u |
+  grep -E '^\s+k8s\.io/[A-Za-z0-9._/-]+ v0\.0\.0\s*$' "$gomod" | awk '{print $1}' | sort -u |
     while read -r m; do echo "replace $m => $m $staging"; done
 } >"$dir/go.mod"
 cat >"$dir/tools.go" <<'GO'

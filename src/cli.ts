@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+/**
+ * The `torii` command. Thin: each command lives in `commands/`. Exit codes: 0 success,
+ * 1 runtime failure, 2 bad usage or configuration (one line on stderr says what to fix).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { ConfigError, ValidationError, describeError } from './core/errors.js';
+import { PROJECT_ROOT } from './core/tools.js';
+import { registerDev } from './commands/dev.js';
+import { registerKeys } from './commands/keys.js';
+import { registerNatsConfig } from './commands/nats-config.js';
+import { registerToken } from './commands/token.js';
+
+/** Exit code for bad usage or configuration. */
+export const EXIT_USAGE = 2;
+/** Exit code for a runtime failure. */
+export const EXIT_FAILURE = 1;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Builds the command tree; exported for tests and the docs generator. */
+export function buildProgram(): Command {
+  const program = new Command('torii')
+    .description('Torii: the real-time control plane of the Torii Nihongo online classroom (NATS auth callout, room controller, event workers)')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureHelp({ sortSubcommands: true, showGlobalOptions: true });
+  registerDev(program);
+  registerKeys(program);
+  registerNatsConfig(program);
+  registerToken(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed its one-line message
+      return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : EXIT_USAGE;
+    }
+    process.stderr.write(`torii: ${describeError(e)}\n`);
+    return e instanceof ConfigError || e instanceof ValidationError ? EXIT_USAGE : EXIT_FAILURE;
+  }
+}
+
+// nats.js can reject a promise nobody awaits after a refused connect; log it instead of crashing.
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`torii: unhandled rejection: ${describeError(reason)}\n`);
+});
+
+const code = await main(process.argv);
+if (code !== 0) process.exit(code);

@@ -1,0 +1,76 @@
+/**
+ * Torii's error hierarchy. Every error carries a stable `code` that logs, metrics and NATS edges
+ * use; `message` is for humans; `cause` keeps the underlying error for debugging.
+ */
+
+/** Stable error codes. At NATS edges they travel as `{code, message}` (DESIGN.md §6). */
+export const ErrorCode = {
+  BadRequest: 'BAD_REQUEST',
+  UnknownEvent: 'UNKNOWN_EVENT',
+  Forbidden: 'FORBIDDEN',
+  NotFound: 'NOT_FOUND',
+  Conflict: 'CONFLICT',
+  RateLimited: 'RATE_LIMITED',
+  Internal: 'INTERNAL',
+  /** Invalid or missing configuration: the process refuses to start. */
+  Config: 'CONFIG',
+  /** An external tool (nats-server, etcd, …) is missing or failed. */
+  Tool: 'TOOL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class: `code` + `message` + optional `cause`. */
+export class ToriiError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+
+  /** The shape sent over NATS: never includes the cause or a stack. */
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Bad input from a caller: an invalid id, a malformed event, a bad flag value. */
+export class ValidationError extends ToriiError {
+  /** The field, flag or claim at fault, e.g. `--room` or `sub`. */
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { field?: string; cause?: unknown }) {
+    super(ErrorCode.BadRequest, message, options);
+    this.field = options?.field;
+  }
+}
+
+/** Configuration that is missing, contradictory or insecure. The CLI exits with code 2. */
+export class ConfigError extends ToriiError {
+  /** The flag that needs fixing, e.g. `--keys-dir`. */
+  readonly flag: string | undefined;
+
+  constructor(message: string, options?: { flag?: string; cause?: unknown }) {
+    super(ErrorCode.Config, message, options);
+    this.flag = options?.flag;
+  }
+}
+
+/** An external program Torii runs (nats-server, etcd, kube-apiserver) is missing or failed. */
+export class ToolError extends ToriiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Tool, message, options);
+  }
+}
+
+/** Narrowing helper for `catch (e: unknown)`. */
+export function isToriiError(e: unknown): e is ToriiError {
+  return e instanceof ToriiError;
+}
+
+/** A one-line description of any thrown value, for logs and CLI output. */
+export function describeError(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

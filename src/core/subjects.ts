@@ -1,0 +1,116 @@
+/**
+ * Every NATS subject, stream, consumer, bucket and queue name Torii uses (DESIGN.md §5, §7–9).
+ * Call sites never paste subjects together: they call these builders, which take ids that were
+ * already checked with `checkRoomId`/`checkUserId` (a `.`, `*` or `>` would change the subject).
+ */
+
+/** Queue group shared by callout replicas, workers and service endpoints. */
+export const QUEUE_GROUP = 'torii_queue';
+
+/** The work-queue stream that carries client events to the workers. */
+export const WORKER_STREAM = 'sysJsWorker';
+
+/** The shared durable consumer of {@link WORKER_STREAM}. */
+export const WORKER_CONSUMER = QUEUE_GROUP;
+
+/** NATS micro service name of the platform endpoints. */
+export const SERVICE_NAME = 'torii';
+
+/** KV bucket names (DESIGN.md §9). */
+export const Bucket = {
+  /** Compiled room config, key `{roomId}`; written by the controller only. */
+  Rooms: 'torii_rooms',
+  /** Hands and other room state; written by workers. */
+  RoomState: 'torii_room_state',
+  /** Connection tracking. */
+  Presence: 'torii_presence',
+  /** Kicked users, honoured by the callout. */
+  Blocks: 'torii_blocks',
+} as const;
+export type Bucket = (typeof Bucket)[keyof typeof Bucket];
+
+/** Default NATS account names (config mode); each is configurable. */
+export const DefaultAccount = { Auth: 'AUTH', App: 'APP', Sys: 'SYS' } as const;
+
+/** Service endpoint subjects (DESIGN.md §7). */
+export const ServiceSubject = {
+  RoomsList: 'torii.rooms.list',
+  RoomsGet: 'torii.rooms.get',
+  RoomsParticipants: 'torii.rooms.participants',
+  RoomsKick: 'torii.rooms.kick',
+  TokensIssue: 'torii.tokens.issue',
+} as const;
+export type ServiceSubject = (typeof ServiceSubject)[keyof typeof ServiceSubject];
+
+/** `sysJsWorker.{roomId}.{userId}`: a user's events to the workers. */
+export const workerSubject = (roomId: string, userId: string): string =>
+  `${WORKER_STREAM}.${roomId}.${userId}`;
+
+/** `sysJsWorker.*.*`: the work-queue stream's subjects. */
+export const WORKER_STREAM_SUBJECTS = [`${WORKER_STREAM}.*.*`];
+
+/** Parses `sysJsWorker.{roomId}.{userId}`; undefined for anything else. */
+export function parseWorkerSubject(subject: string): { roomId: string; userId: string } | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 3 || parts[0] !== WORKER_STREAM) return undefined;
+  const [, roomId, userId] = parts as [string, string, string];
+  return { roomId, userId };
+}
+
+/** The room stream's name is the roomId itself (so `$JS.API.STREAM.INFO.{roomId}` works). */
+export const roomStreamName = (roomId: string): string => roomId;
+
+/** `room.{roomId}.>`: the room stream's subjects. */
+export const roomStreamSubjects = (roomId: string): string[] => [`room.${roomId}.>`];
+
+/** `room.{roomId}.chat.{userId}` */
+export const chatSubject = (roomId: string, userId: string): string => `room.${roomId}.chat.${userId}`;
+/** `room.{roomId}.wb.{userId}` */
+export const whiteboardSubject = (roomId: string, userId: string): string =>
+  `room.${roomId}.wb.${userId}`;
+/** `room.{roomId}.evt`: broadcasts from the workers. */
+export const roomEventsSubject = (roomId: string): string => `room.${roomId}.evt`;
+/** `room.{roomId}.user.{userId}`: answers to one user. */
+export const userAnswerSubject = (roomId: string, userId: string): string =>
+  `room.${roomId}.user.${userId}`;
+/** `room.{roomId}.live.{userId}`: core NATS, not stored (cursors, typing). */
+export const liveSubject = (roomId: string, userId: string): string => `room.${roomId}.live.${userId}`;
+
+/** The per-user durable consumer on the room stream is named after the user. */
+export const userConsumerName = (userId: string): string => userId;
+
+/** Filter subjects of a user's consumer (non-overlapping, DESIGN.md §5). */
+export const userConsumerFilters = (roomId: string, userId: string): string[] => [
+  `room.${roomId}.chat.*`,
+  `room.${roomId}.wb.*`,
+  roomEventsSubject(roomId),
+  userAnswerSubject(roomId, userId),
+];
+
+/** `_INBOX.{roomId}.{userId}`: the inbox prefix a client must use. */
+export const userInboxPrefix = (roomId: string, userId: string): string => `_INBOX.${roomId}.${userId}`;
+
+/** JetStream API subjects a client may use for its own room and consumer. */
+export const JsApi = {
+  streamInfo: (stream: string): string => `$JS.API.STREAM.INFO.${stream}`,
+  consumerInfo: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
+  consumerNext: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
+  /** Acks of one consumer: `$JS.ACK.{stream}.{consumer}.>` */
+  acks: (stream: string, consumer: string): string => `$JS.ACK.${stream}.${consumer}.>`,
+} as const;
+
+/** NATS system subjects (auth callout, events, server requests). */
+export const Sys = {
+  /** Where the server sends auth callout requests. */
+  AUTH_CALLOUT: '$SYS.REQ.USER.AUTH',
+  connect: (account: string): string => `$SYS.ACCOUNT.${account}.CONNECT`,
+  disconnect: (account: string): string => `$SYS.ACCOUNT.${account}.DISCONNECT`,
+  /** Every server's shutdown advisory. */
+  SERVER_SHUTDOWN_ALL: '$SYS.SERVER.*.SHUTDOWN',
+  /** One reply per server, listing the account's connections. */
+  accountConnz: (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CONNZ`,
+  ACCOUNT_PING_CONNZ: '$SYS.REQ.ACCOUNT.PING.CONNZ',
+  kick: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.KICK`,
+} as const;
