@@ -1,7 +1,7 @@
 // Native ESM under jest (node --experimental-vm-modules): several dependencies ship ESM only.
 // ts-jest transpiles without type checking; `make typecheck` does that once for the whole tree.
 /** @type {import('ts-jest').TsJestTransformerOptions} */
-const tsJest = { useESM: true, isolatedModules: true };
+const tsJest = { useESM: true };
 
 /** @type {import('jest').Config} */
 const common = {
@@ -19,8 +19,8 @@ export default {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
-      globalSetup: '<rootDir>/test/helpers/global-setup.ts',
-      globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
+      globalSetup: '<rootDir>/test/helpers/global-setup.js',
+      globalTeardown: '<rootDir>/test/helpers/global-teardown.js',
     },
   ],
   testTimeout: 60_000,

@@ -65,8 +65,14 @@ install_kube() {
   run "$here/k8s-build/gen-go-mod.sh" "$KUBERNETES_VERSION" "$work"
   log "building kube-apiserver and kubectl $KUBERNETES_VERSION (takes several minutes once)"
   mkdir -p "$dest.tmp"
-  (cd "$work" && run env CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
-  (cd "$work" && run env CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  # Stamp the version the way the Kubernetes release build does, so /version and kubectl agree.
+  local minor="${KUBERNETES_VERSION#v1.}" ldflags="-s -w" pkg
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  (cd "$work" && run env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dest.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$work" && run env CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dest.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl)
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
   link kube-apiserver "$dest/kube-apiserver"; link kubectl "$dest/kubectl"
 }
