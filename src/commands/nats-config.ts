@@ -1,5 +1,5 @@
 /** `torii nats-config`: renders a nats-server config that matches Torii's roles. */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { configError, listParser, opt, portParser } from '../core/config.js';
@@ -35,7 +35,7 @@ interface NatsConfigFlags {
 }
 
 const accountName = (v: string): string => {
-  if (!isValidId(v)) throw new Error(`'${v}' is not a valid account name`);
+  if (!isValidId(v)) throw new InvalidArgumentError(`'${v}' is not a valid account name (letters, digits, '_', '-')`);
   return v;
 };
 
