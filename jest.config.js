@@ -23,5 +23,6 @@ export default {
       globalTeardown: '<rootDir>/test/helpers/global-teardown.js',
     },
   ],
-  testTimeout: 60_000,
+  // A guard against hangs, not a performance bound: the first kube test starts the control plane.
+  testTimeout: 120_000,
 };

@@ -19,14 +19,18 @@ export const EXIT_USAGE = 2;
 export const EXIT_FAILURE = 1;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 
 /** Builds the command tree; exported for tests and the docs generator. */
 export function buildProgram(): Command {
   const program = new Command('torii')
-    .description('Torii: the real-time control plane of the Torii Nihongo online classroom (NATS auth callout, room controller, event workers)')
+    .description(
+      'Torii: the real-time control plane of the Torii Nihongo online classroom (NATS auth callout, room controller, event workers)',
+    )
     .version(version(), '-V, --version')
     .exitOverride()
     .showSuggestionAfterError(true)
@@ -46,7 +50,11 @@ async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander already printed its one-line message
-      return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : EXIT_USAGE;
+      return e.exitCode === 0 ||
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version'
+        ? 0
+        : EXIT_USAGE;
     }
     process.stderr.write(`torii: ${describeError(e)}\n`);
     return e instanceof ConfigError || e instanceof ValidationError ? EXIT_USAGE : EXIT_FAILURE;

@@ -12,13 +12,20 @@ export const DEFAULT_KEYS_DIR = path.join(DEFAULT_STATE_DIR, 'keys');
 /** `--log-level`, on every long-running command. */
 export function addLogLevel(cmd: Command): Command {
   return cmd.addOption(
-    opt<LogLevel>('--log-level <level>', 'log level', { default: DEFAULT_LOG_LEVEL, choices: LOG_LEVELS }),
+    opt<LogLevel>('--log-level <level>', 'log level', {
+      default: DEFAULT_LOG_LEVEL,
+      choices: LOG_LEVELS,
+    }),
   );
 }
 
 /** `--keys-dir`, where `torii keys generate` wrote the keys. */
 export function addKeysDir(cmd: Command): Command {
-  return cmd.addOption(opt<string>('--keys-dir <dir>', 'folder holding the keys from `torii keys generate`', { default: DEFAULT_KEYS_DIR }));
+  return cmd.addOption(
+    opt<string>('--keys-dir <dir>', 'folder holding the keys from `torii keys generate`', {
+      default: DEFAULT_KEYS_DIR,
+    }),
+  );
 }
 
 /** Appends an "Examples:" block to a command's help. */

@@ -35,16 +35,42 @@ export const DevLayout = { keys: 'keys', nats: 'nats', jetstream: 'nats/jetstrea
 export function registerDev(program: Command): void {
   const cmd = program
     .command('dev')
-    .description('run Torii on this machine: a local nats-server with auth callout, JetStream and websocket; Ctrl-C stops everything')
-    .addOption(opt<string>('--state-dir <dir>', 'folder for keys and data; `torii token` run in the same folder mints tokens dev accepts', { default: DEFAULT_STATE_DIR }))
+    .description(
+      'run Torii on this machine: a local nats-server with auth callout, JetStream and websocket; Ctrl-C stops everything',
+    )
+    .addOption(
+      opt<string>(
+        '--state-dir <dir>',
+        'folder for keys and data; `torii token` run in the same folder mints tokens dev accepts',
+        { default: DEFAULT_STATE_DIR },
+      ),
+    )
     .addOption(opt<string>('--host <addr>', 'listen address', { default: '127.0.0.1' }))
-    .addOption(opt<number>('--port <port>', 'NATS client port', { default: DEFAULT_NATS_PORT, parse: portParser(false) }))
-    .addOption(opt<number>('--http-port <port>', 'NATS monitoring port', { default: DEFAULT_NATS_HTTP_PORT, parse: portParser(false) }))
-    .addOption(opt<number>('--websocket-port <port>', 'NATS websocket port; 0 disables', { default: DEFAULT_NATS_WEBSOCKET_PORT, parse: portParser(true) }));
+    .addOption(
+      opt<number>('--port <port>', 'NATS client port', {
+        default: DEFAULT_NATS_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<number>('--http-port <port>', 'NATS monitoring port', {
+        default: DEFAULT_NATS_HTTP_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<number>('--websocket-port <port>', 'NATS websocket port; 0 disables', {
+        default: DEFAULT_NATS_WEBSOCKET_PORT,
+        parse: portParser(true),
+      }),
+    );
   addLogLevel(cmd).action(async (f: DevFlags) => {
     if (f.host !== '127.0.0.1' && f.host !== 'localhost' && f.host !== '::1') {
       // dev keys live in a plain folder and the websocket has no TLS: never expose them.
-      configError('--host', `dev mode listens on loopback only (got ${f.host}); use 'torii nats-config' for a real deployment`);
+      configError(
+        '--host',
+        `dev mode listens on loopback only (got ${f.host}); use 'torii nats-config' for a real deployment`,
+      );
     }
     const log = createLogger('dev', f.logLevel);
     const shutdown = new Shutdown(log);
@@ -66,7 +92,11 @@ export function registerDev(program: Command): void {
       portsFileDir: path.resolve(natsDir),
     });
     const natsLog = log.child({ component: 'nats-server' });
-    const server = await NatsServerProcess.start({ dir: natsDir, config, onLog: (line) => natsLog.debug(line) });
+    const server = await NatsServerProcess.start({
+      dir: natsDir,
+      config,
+      onLog: (line) => natsLog.debug(line),
+    });
     shutdown.add('nats-server', () => server.stop());
     server.child.once('exit', (code, signal) => {
       if (shutdown.started) return;
@@ -75,11 +105,22 @@ export function registerDev(program: Command): void {
       if (!byUser) log.error({ code, signal }, 'nats-server exited unexpectedly');
       void shutdown.run('nats-server exited').then(() => process.exit(byUser ? 0 : 1));
     });
-    log.info({ url: server.url, websocket: server.ports.websocket?.[0], monitoring: server.ports.monitoring?.[0] }, 'nats-server ready');
+    log.info(
+      {
+        url: server.url,
+        websocket: server.ports.websocket?.[0],
+        monitoring: server.ports.monitoring?.[0],
+      },
+      'nats-server ready',
+    );
     printBanner(f, server, keysDir);
     shutdown.installSignalHandlers(() => process.exit(0));
   });
-  examples(cmd, ['torii dev', 'torii dev --port 4333 --websocket-port 0', 'TORII_STATE_DIR=/tmp/torii torii dev --log-level debug']);
+  examples(cmd, [
+    'torii dev',
+    'torii dev --port 4333 --websocket-port 0',
+    'TORII_STATE_DIR=/tmp/torii torii dev --log-level debug',
+  ]);
 }
 
 function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: string): void {

@@ -20,10 +20,19 @@ export function registerKeys(program: Command): void {
     .description(
       'generate the callout issuer account nkey, its xkey, the room-token signing key and the service user passwords (files with mode 0600)',
     )
-    .addOption(opt<string>('--out <dir>', 'folder to write the keys into', { default: DEFAULT_KEYS_DIR }))
-    .addOption(opt<boolean>('--hs256', 'use an HS256 shared secret for room tokens instead of an Ed25519 key (development only)'))
+    .addOption(
+      opt<string>('--out <dir>', 'folder to write the keys into', { default: DEFAULT_KEYS_DIR }),
+    )
+    .addOption(
+      opt<boolean>(
+        '--hs256',
+        'use an HS256 shared secret for room tokens instead of an Ed25519 key (development only)',
+      ),
+    )
     .addOption(opt<boolean>('--force', 'replace keys that already exist in the folder'))
-    .addOption(opt<boolean>('--print', 'also print the secrets (seeds, signing key, passwords) to stdout'))
+    .addOption(
+      opt<boolean>('--print', 'also print the secrets (seeds, signing key, passwords) to stdout'),
+    )
     .action(async (o: KeysGenerateOptions) => {
       const res = await generateKeys(o.out, { hs256: o.hs256 ?? false, force: o.force ?? false });
       const out: Record<string, unknown> = {
@@ -36,10 +45,15 @@ export function registerKeys(program: Command): void {
       };
       if (o.print) {
         const secrets: Record<string, string> = {};
-        for (const f of res.files) secrets[f] = (await readFile(path.join(res.dir, f), 'utf8')).trim();
+        for (const f of res.files)
+          secrets[f] = (await readFile(path.join(res.dir, f), 'utf8')).trim();
         out.secrets = secrets;
       }
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     });
-  examples(gen, ['torii keys generate', 'torii keys generate --out /etc/torii/keys', 'torii keys generate --out dev-keys --hs256 --force']);
+  examples(gen, [
+    'torii keys generate',
+    'torii keys generate --out /etc/torii/keys',
+    'torii keys generate --out dev-keys --hs256 --force',
+  ]);
 }

@@ -35,7 +35,11 @@ interface NatsConfigFlags {
 }
 
 const accountName = (v: string): string => {
-  if (!isValidId(v)) throw new InvalidArgumentError(`'${v}' is not a valid account name (letters, digits, '_', '-')`);
+  // `v` is what the user typed; the message quotes it as a string.
+  if (!isValidId(v))
+    throw new InvalidArgumentError(
+      `'${String(v)}' is not a valid account name (letters, digits, '_', '-')`,
+    );
   return v;
 };
 
@@ -46,8 +50,11 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     configError('--app-account', 'the AUTH, APP and SYS account names must differ');
   }
   if (f.routes.length > 0 && !f.clusterName) configError('--routes', 'routes need --cluster-name');
-  const ports = [f.port, f.httpPort, f.websocketPort, f.clusterName ? f.clusterPort : 0].filter((p) => p > 0);
-  if (new Set(ports).size !== ports.length) configError('--port', `ports must differ (${ports.join(', ')})`);
+  const ports = [f.port, f.httpPort, f.websocketPort, f.clusterName ? f.clusterPort : 0].filter(
+    (p) => p > 0,
+  );
+  if (new Set(ports).size !== ports.length)
+    configError('--port', `ports must differ (${ports.join(', ')})`);
   return {
     serverName: f.serverName,
     host: f.host,
@@ -58,28 +65,87 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     accounts,
     keys: await loadServerKeys(f.keysDir),
     authTimeoutSeconds: f.authTimeout,
-    ...(f.clusterName ? { cluster: { name: f.clusterName, port: f.clusterPort, routes: f.routes } } : {}),
+    ...(f.clusterName
+      ? { cluster: { name: f.clusterName, port: f.clusterPort, routes: f.routes } }
+      : {}),
   };
 }
 
 export function registerNatsConfig(program: Command): void {
   const cmd = program
     .command('nats-config')
-    .description('render a nats-server config for Torii: accounts AUTH/APP/SYS, auth callout, JetStream, optional websocket and cluster')
-    .addOption(opt<string>('--out <file>', 'write the config to this file (mode 0600) instead of stdout'))
-    .addOption(opt<string>('--server-name <name>', 'server_name (unique per cluster node)', { default: os.hostname() }))
-    .addOption(opt<string>('--host <addr>', 'listen address of every listener', { default: '127.0.0.1' }))
-    .addOption(opt<number>('--port <port>', 'client port', { default: DEFAULT_NATS_PORT, parse: portParser(false) }))
-    .addOption(opt<number>('--http-port <port>', 'monitoring port; 0 disables', { default: DEFAULT_NATS_HTTP_PORT, parse: portParser(true) }))
-    .addOption(opt<number>('--websocket-port <port>', 'websocket listener for browsers; 0 disables', { default: 0, parse: portParser(true) }))
-    .addOption(opt<string>('--jetstream-dir <dir>', 'JetStream store directory', { default: './nats-data' }))
+    .description(
+      'render a nats-server config for Torii: accounts AUTH/APP/SYS, auth callout, JetStream, optional websocket and cluster',
+    )
+    .addOption(
+      opt<string>('--out <file>', 'write the config to this file (mode 0600) instead of stdout'),
+    )
+    .addOption(
+      opt<string>('--server-name <name>', 'server_name (unique per cluster node)', {
+        default: os.hostname(),
+      }),
+    )
+    .addOption(
+      opt<string>('--host <addr>', 'listen address of every listener', { default: '127.0.0.1' }),
+    )
+    .addOption(
+      opt<number>('--port <port>', 'client port', {
+        default: DEFAULT_NATS_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<number>('--http-port <port>', 'monitoring port; 0 disables', {
+        default: DEFAULT_NATS_HTTP_PORT,
+        parse: portParser(true),
+      }),
+    )
+    .addOption(
+      opt<number>('--websocket-port <port>', 'websocket listener for browsers; 0 disables', {
+        default: 0,
+        parse: portParser(true),
+      }),
+    )
+    .addOption(
+      opt<string>('--jetstream-dir <dir>', 'JetStream store directory', { default: './nats-data' }),
+    )
     .addOption(opt<string>('--cluster-name <name>', 'enable clustering under this name'))
-    .addOption(opt<number>('--cluster-port <port>', 'route port', { default: DEFAULT_NATS_CLUSTER_PORT, parse: portParser(false) }))
-    .addOption(opt<string[]>('--routes <urls>', 'comma-separated route URLs, e.g. nats-route://n2:6222', { default: [], parse: listParser }))
-    .addOption(opt<string>('--auth-account <name>', 'account of the callout user', { default: DEFAULT_ACCOUNTS.auth, parse: accountName }))
-    .addOption(opt<string>('--app-account <name>', 'account of clients and workers', { default: DEFAULT_ACCOUNTS.app, parse: accountName }))
-    .addOption(opt<string>('--sys-account <name>', 'system account', { default: DEFAULT_ACCOUNTS.sys, parse: accountName }))
-    .addOption(opt<number>('--auth-timeout <seconds>', 'seconds the server waits for the callout', { default: DEFAULT_AUTH_TIMEOUT_S, parse: (v) => portParser(false)(v) }));
+    .addOption(
+      opt<number>('--cluster-port <port>', 'route port', {
+        default: DEFAULT_NATS_CLUSTER_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<string[]>('--routes <urls>', 'comma-separated route URLs, e.g. nats-route://n2:6222', {
+        default: [],
+        parse: listParser,
+      }),
+    )
+    .addOption(
+      opt<string>('--auth-account <name>', 'account of the callout user', {
+        default: DEFAULT_ACCOUNTS.auth,
+        parse: accountName,
+      }),
+    )
+    .addOption(
+      opt<string>('--app-account <name>', 'account of clients and workers', {
+        default: DEFAULT_ACCOUNTS.app,
+        parse: accountName,
+      }),
+    )
+    .addOption(
+      opt<string>('--sys-account <name>', 'system account', {
+        default: DEFAULT_ACCOUNTS.sys,
+        parse: accountName,
+      }),
+    )
+    .addOption(
+      opt<number>('--auth-timeout <seconds>', 'seconds the server waits for the callout', {
+        default: DEFAULT_AUTH_TIMEOUT_S,
+        parse: (v) => portParser(false)(v),
+      }),
+    );
   addKeysDir(cmd).action(async (f: NatsConfigFlags) => {
     const text = renderNatsConfig(await natsConfigFromFlags(f));
     if (f.out) await writeFile(f.out, text, { mode: 0o600 });

@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from './errors.js';
-import { IdKind, checkId } from './ids.js';
+import { checkId, type IdKind } from './ids.js';
 
 /** Prefix of every environment variable Torii reads. */
 export const ENV_PREFIX = 'TORII_';
@@ -23,7 +23,12 @@ export function envNameForFlag(flag: string): string {
 export function opt<T>(
   flags: string,
   description: string,
-  options: { default?: T; defaultDescription?: string; parse?: (value: string) => T; choices?: readonly string[] } = {},
+  options: {
+    default?: T;
+    defaultDescription?: string;
+    parse?: (value: string) => T;
+    choices?: readonly string[];
+  } = {},
 ): Option {
   const long = /--[a-z0-9-]+/.exec(flags)?.[0];
   if (!long) throw new Error(`option ${flags} has no long flag`);
@@ -56,7 +61,9 @@ export function parseDuration(value: string): number {
     matched = re.lastIndex;
   }
   if (text.length === 0 || matched !== text.length) {
-    throw new InvalidArgumentError(`'${value}' is not a duration (examples: 500ms, 30s, 15m, 1h, 1h30m)`);
+    throw new InvalidArgumentError(
+      `'${value}' is not a duration (examples: 500ms, 30s, 15m, 1h, 1h30m)`,
+    );
   }
   return Math.round(total);
 }
@@ -98,7 +105,9 @@ export function idParser(kind: IdKind): (value: string) => string {
     try {
       return checkId(kind, value, kind);
     } catch (e) {
-      throw new InvalidArgumentError(e instanceof Error ? e.message.replace(/^[^:]+: /, '') : String(e));
+      throw new InvalidArgumentError(
+        e instanceof Error ? e.message.replace(/^[^:]+: /, '') : String(e),
+      );
     }
   };
 }

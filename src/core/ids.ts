@@ -21,7 +21,8 @@ export type IdKind = (typeof IdKind)[keyof typeof IdKind];
 
 function describeBadId(value: string): string {
   if (value.length === 0) return 'is empty';
-  if (value.length > ID_MAX_LENGTH) return `is ${value.length} characters long (at most ${ID_MAX_LENGTH})`;
+  if (value.length > ID_MAX_LENGTH)
+    return `is ${value.length} characters long (at most ${ID_MAX_LENGTH})`;
   const bad = [...value].find((c) => !/[A-Za-z0-9_-]/.test(c));
   const shown = bad === ' ' ? 'a space' : JSON.stringify(bad);
   return `contains ${shown}; only letters, digits, '_' and '-' are allowed`;
@@ -42,9 +43,12 @@ export function checkId(kind: IdKind, value: unknown, field: string = kind): str
     throw new ValidationError(`${field}: ${kind} must be a string`, { field });
   }
   if (!ID_PATTERN.test(value)) {
-    throw new ValidationError(`${field}: invalid ${kind} ${JSON.stringify(value)}: ${describeBadId(value)}`, {
-      field,
-    });
+    throw new ValidationError(
+      `${field}: invalid ${kind} ${JSON.stringify(value)}: ${describeBadId(value)}`,
+      {
+        field,
+      },
+    );
   }
   if (kind === IdKind.Room && isReservedRoomId(value)) {
     throw new ValidationError(
@@ -61,6 +65,8 @@ export function isReservedRoomId(value: string): boolean {
 }
 
 /** Shorthand for {@link checkId} with a room id. */
-export const checkRoomId = (value: unknown, field?: string): string => checkId(IdKind.Room, value, field);
+export const checkRoomId = (value: unknown, field?: string): string =>
+  checkId(IdKind.Room, value, field);
 /** Shorthand for {@link checkId} with a user id. */
-export const checkUserId = (value: unknown, field?: string): string => checkId(IdKind.User, value, field);
+export const checkUserId = (value: unknown, field?: string): string =>
+  checkId(IdKind.User, value, field);

@@ -81,7 +81,10 @@ const randomSecret = (): string => randomBytes(SECRET_BYTES).toString('base64url
  * Generates a complete key set into `dir` (created with mode 0700 when missing).
  * @throws ConfigError naming `--out` when a key file exists and `force` is not set
  */
-export async function generateKeys(dir: string, options: GenerateKeysOptions = {}): Promise<GeneratedKeys> {
+export async function generateKeys(
+  dir: string,
+  options: GenerateKeysOptions = {},
+): Promise<GeneratedKeys> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const all = Object.values(KeyFile).map((f) => path.join(dir, f));
   if (!options.force) {
@@ -113,13 +116,20 @@ export async function generateKeys(dir: string, options: GenerateKeysOptions = {
   if (options.hs256) {
     await put(KeyFile.TokenSecret, randomSecret() + '\n', SECRET_FILE_MODE);
   } else {
-    const { publicKey, privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const { publicKey, privateKey } = await generateKeyPair('EdDSA', {
+      crv: 'Ed25519',
+      extractable: true,
+    });
     const pub = await exportJWK(publicKey);
     tokenKeyId = await calculateJwkThumbprint(pub);
     const meta = { kid: tokenKeyId, alg: 'EdDSA', use: 'sig' };
     const priv: JWK = { ...(await exportJWK(privateKey)), ...meta };
     await put(KeyFile.TokenSigningJwk, JSON.stringify(priv, null, 2) + '\n', SECRET_FILE_MODE);
-    await put(KeyFile.TokenJwks, JSON.stringify({ keys: [{ ...pub, ...meta }] }, null, 2) + '\n', PUBLIC_FILE_MODE);
+    await put(
+      KeyFile.TokenJwks,
+      JSON.stringify({ keys: [{ ...pub, ...meta }] }, null, 2) + '\n',
+      PUBLIC_FILE_MODE,
+    );
   }
   await put(KeyFile.AuthPassword, randomSecret() + '\n', SECRET_FILE_MODE);
   await put(KeyFile.ServicePassword, randomSecret() + '\n', SECRET_FILE_MODE);
@@ -136,14 +146,19 @@ export async function generateKeys(dir: string, options: GenerateKeysOptions = {
 }
 
 /** Reads one key file, trimmed. */
-export async function readKeyFile(dir: string, name: KeyFile, flag = '--keys-dir'): Promise<string> {
+export async function readKeyFile(
+  dir: string,
+  name: KeyFile,
+  flag = '--keys-dir',
+): Promise<string> {
   const file = path.join(dir, name);
   try {
     const text = (await readFile(file, 'utf8')).trim();
     if (text.length === 0) throw new Error('file is empty');
     return text;
   } catch (e) {
-    const reason = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message;
+    const reason =
+      (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message;
     throw new ConfigError(
       `${flag}: cannot read ${file}: ${reason} (create keys with 'torii keys generate --out ${dir}')`,
       { flag, cause: e },
@@ -187,7 +202,10 @@ export async function loadServerKeys(dir: string, flag = '--keys-dir'): Promise<
   try {
     xkeyPublicKey = fromCurveSeed(enc.encode(xkeySeed)).getPublicKey();
   } catch (e) {
-    throw new ConfigError(`${flag}: ${KeyFile.XkeySeed} is not a curve (xkey) seed (SX…)`, { flag, cause: e });
+    throw new ConfigError(`${flag}: ${KeyFile.XkeySeed} is not a curve (xkey) seed (SX…)`, {
+      flag,
+      cause: e,
+    });
   }
   return {
     issuerPublicKey,

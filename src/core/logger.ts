@@ -27,7 +27,16 @@ export function createLogger(role: string, level: LogLevel = DEFAULT_LOG_LEVEL):
       formatters: { level: (label) => ({ level: label }) },
       // Never log a token, seed or password even if a caller passes one by mistake.
       redact: {
-        paths: ['token', 'password', 'seed', 'secret', '*.token', '*.password', '*.seed', '*.secret'],
+        paths: [
+          'token',
+          'password',
+          'seed',
+          'secret',
+          '*.token',
+          '*.password',
+          '*.seed',
+          '*.secret',
+        ],
         censor: '[REDACTED]',
       },
     },

@@ -96,7 +96,9 @@ export class NatsServerProcess {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     const spawnError = new Promise<never>((_, reject) =>
-      child.once('error', (e) => reject(new ToolError(`cannot start ${binary}: ${e.message}`, { cause: e }))),
+      child.once('error', (e) =>
+        reject(new ToolError(`cannot start ${binary}: ${e.message}`, { cause: e })),
+      ),
     );
     spawnError.catch(() => undefined);
 
@@ -160,7 +162,9 @@ async function readPortsFile(dir: string, pid: number | undefined): Promise<Nats
 
 async function isHealthy(monitoringUrl: string): Promise<boolean> {
   try {
-    const res = await fetch(new URL('/healthz', monitoringUrl), { signal: AbortSignal.timeout(1_000) });
+    const res = await fetch(new URL('/healthz', monitoringUrl), {
+      signal: AbortSignal.timeout(1_000),
+    });
     return res.ok;
   } catch {
     return false;

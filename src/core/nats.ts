@@ -38,9 +38,13 @@ export async function connectNats(o: ConnectNatsOptions): Promise<NatsConnection
       ...opts,
     });
   } catch (e) {
-    throw new ToriiError(ErrorCode.Internal, `cannot connect to NATS at ${String(opts.servers)}: ${describeError(e)}`, {
-      cause: e,
-    });
+    throw new ToriiError(
+      ErrorCode.Internal,
+      `cannot connect to NATS at ${String(opts.servers)}: ${describeError(e)}`,
+      {
+        cause: e,
+      },
+    );
   }
   log.info({ server: nc.getServer(), name: opts.name }, 'connected to NATS');
   void logStatus(nc, log);

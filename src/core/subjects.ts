@@ -50,7 +50,9 @@ export const workerSubject = (roomId: string, userId: string): string =>
 export const WORKER_STREAM_SUBJECTS = [`${WORKER_STREAM}.*.*`];
 
 /** Parses `sysJsWorker.{roomId}.{userId}`; undefined for anything else. */
-export function parseWorkerSubject(subject: string): { roomId: string; userId: string } | undefined {
+export function parseWorkerSubject(
+  subject: string,
+): { roomId: string; userId: string } | undefined {
   const parts = subject.split('.');
   if (parts.length !== 3 || parts[0] !== WORKER_STREAM) return undefined;
   const [, roomId, userId] = parts as [string, string, string];
@@ -64,7 +66,8 @@ export const roomStreamName = (roomId: string): string => roomId;
 export const roomStreamSubjects = (roomId: string): string[] => [`room.${roomId}.>`];
 
 /** `room.{roomId}.chat.{userId}` */
-export const chatSubject = (roomId: string, userId: string): string => `room.${roomId}.chat.${userId}`;
+export const chatSubject = (roomId: string, userId: string): string =>
+  `room.${roomId}.chat.${userId}`;
 /** `room.{roomId}.wb.{userId}` */
 export const whiteboardSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.wb.${userId}`;
@@ -74,7 +77,8 @@ export const roomEventsSubject = (roomId: string): string => `room.${roomId}.evt
 export const userAnswerSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.user.${userId}`;
 /** `room.{roomId}.live.{userId}`: core NATS, not stored (cursors, typing). */
-export const liveSubject = (roomId: string, userId: string): string => `room.${roomId}.live.${userId}`;
+export const liveSubject = (roomId: string, userId: string): string =>
+  `room.${roomId}.live.${userId}`;
 
 /** The per-user durable consumer on the room stream is named after the user. */
 export const userConsumerName = (userId: string): string => userId;
@@ -88,7 +92,8 @@ export const userConsumerFilters = (roomId: string, userId: string): string[] =>
 ];
 
 /** `_INBOX.{roomId}.{userId}`: the inbox prefix a client must use. */
-export const userInboxPrefix = (roomId: string, userId: string): string => `_INBOX.${roomId}.${userId}`;
+export const userInboxPrefix = (roomId: string, userId: string): string =>
+  `_INBOX.${roomId}.${userId}`;
 
 /** JetStream API subjects a client may use for its own room and consumer. */
 export const JsApi = {

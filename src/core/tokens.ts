@@ -52,9 +52,12 @@ export function checkRoomTokenClaims(c: RoomTokenClaims): RoomTokenClaims {
   checkRoomId(c.room, 'room');
   checkUserId(c.sub, 'user');
   if (typeof c.role !== 'string' || !ID_PATTERN.test(c.role)) {
-    throw new ValidationError(`role: invalid role ${JSON.stringify(c.role)}: use letters, digits, '_' or '-'`, {
-      field: 'role',
-    });
+    throw new ValidationError(
+      `role: invalid role ${JSON.stringify(c.role)}: use letters, digits, '_' or '-'`,
+      {
+        field: 'role',
+      },
+    );
   }
   if (c.name !== undefined && (typeof c.name !== 'string' || c.name.length > MAX_NAME_LENGTH)) {
     throw new ValidationError(`name: at most ${MAX_NAME_LENGTH} characters`, { field: 'name' });
@@ -63,7 +66,11 @@ export function checkRoomTokenClaims(c: RoomTokenClaims): RoomTokenClaims {
 }
 
 /** Signs a room access token. */
-export async function mintRoomToken(signer: TokenSigner, claims: RoomTokenClaims, o: MintOptions = {}): Promise<string> {
+export async function mintRoomToken(
+  signer: TokenSigner,
+  claims: RoomTokenClaims,
+  o: MintOptions = {},
+): Promise<string> {
   checkRoomTokenClaims(claims);
   const ttlMs = o.ttlMs ?? DEFAULT_TOKEN_TTL_MS;
   if (ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS) {
@@ -91,19 +98,29 @@ export async function loadTokenSigner(dir: string, flag = '--keys-dir'): Promise
   if (jwkText !== undefined) {
     try {
       const jwk = JSON.parse(jwkText) as JWK;
-      if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !jwk.d) throw new Error('not a private Ed25519 JWK');
-      return { alg: 'EdDSA', key: await importJWK(jwk, 'EdDSA'), ...(jwk.kid ? { kid: jwk.kid } : {}) };
+      if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || !jwk.d)
+        throw new Error('not a private Ed25519 JWK');
+      return {
+        alg: 'EdDSA',
+        key: await importJWK(jwk, 'EdDSA'),
+        ...(jwk.kid ? { kid: jwk.kid } : {}),
+      };
     } catch (e) {
-      throw new ConfigError(`${flag}: ${KeyFile.TokenSigningJwk} is unusable: ${(e as Error).message}`, {
-        flag,
-        cause: e,
-      });
+      throw new ConfigError(
+        `${flag}: ${KeyFile.TokenSigningJwk} is unusable: ${(e as Error).message}`,
+        {
+          flag,
+          cause: e,
+        },
+      );
     }
   }
   const secret = await readOptionalKeyFile(dir, KeyFile.TokenSecret);
   if (secret !== undefined) {
     if (secret.length < 32) {
-      throw new ConfigError(`${flag}: ${KeyFile.TokenSecret} is shorter than 32 characters`, { flag });
+      throw new ConfigError(`${flag}: ${KeyFile.TokenSecret} is shorter than 32 characters`, {
+        flag,
+      });
     }
     return { alg: 'HS256', key: new TextEncoder().encode(secret) };
   }

@@ -28,7 +28,8 @@ function isExecutable(file: string): boolean {
 }
 
 /** `nats-server` → `TORII_NATS_SERVER`. */
-export const toolEnvName = (name: string): string => ENV_PREFIX + name.replace(/-/g, '_').toUpperCase();
+export const toolEnvName = (name: string): string =>
+  ENV_PREFIX + name.replace(/-/g, '_').toUpperCase();
 
 /**
  * Returns the path of an executable or throws a {@link ToolError} that says how to get it.
@@ -42,7 +43,10 @@ export function findTool(name: string): string {
     throw new ToolError(`${envName}=${explicit} is not an executable file`);
   }
   const candidates = [
-    ...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((d) => path.join(d, name)),
+    ...(process.env.PATH ?? '')
+      .split(path.delimiter)
+      .filter(Boolean)
+      .map((d) => path.join(d, name)),
     path.join(PROJECT_ROOT, '.tools', 'bin', name),
   ];
   const cache = toolsCacheDir();

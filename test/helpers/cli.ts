@@ -9,25 +9,41 @@ import { track } from './procs.js';
 export const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
 
 function ensureBuilt(): void {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' (make test does) first`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run 'npm run build' (make test does) first`);
 }
 
 /** Environment without any TORII_* variable of the developer's shell. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TORII_') || k === 'TORII_TOOLS_CACHE' || k === 'TORII_NATS_SERVER') env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('TORII_') || k === 'TORII_TOOLS_CACHE' || k === 'TORII_NATS_SERVER')
+      env[k] = v;
   return { ...env, ...extra };
 }
 
 /** Runs `torii ...args` to completion. */
 export function torii(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
   ensureBuilt();
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: cleanEnv(opts.env), encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: cleanEnv(opts.env),
+    encoding: 'utf8',
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts a long-running `torii ...args` (e.g. `dev`), killed at teardown if still running. */
-export function toriiSpawn(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildProcess {
+export function toriiSpawn(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): ChildProcess {
   ensureBuilt();
-  return track(spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] }));
+  return track(
+    spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: cleanEnv(opts.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
 }

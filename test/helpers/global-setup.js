@@ -4,6 +4,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import process from 'node:process';
 
 export default function globalSetup() {
   process.env.TORII_TEST_RUN_DIR = mkdtempSync(path.join(os.tmpdir(), 'torii-test-run-'));

@@ -2,6 +2,7 @@
 // server process alive. Plain JavaScript, like global-setup.js.
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import process from 'node:process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 function alive(pid) {
@@ -18,7 +19,8 @@ function testProcesses() {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      if (cmd.includes('/torii-test-') && !/\bjest\b/.test(cmd) && alive(Number(entry))) found.push(`${entry} ${cmd}`);
+      if (cmd.includes('/torii-test-') && !/\bjest\b/.test(cmd) && alive(Number(entry)))
+        found.push(`${entry} ${cmd}`);
     } catch {
       // gone
     }
@@ -57,5 +59,6 @@ export default async function globalTeardown() {
     await sleep(100);
     leaked = testProcesses();
   }
-  if (leaked.length > 0) throw new Error(`the test run left processes alive:\n${leaked.join('\n')}`);
+  if (leaked.length > 0)
+    throw new Error(`the test run left processes alive:\n${leaked.join('\n')}`);
 }

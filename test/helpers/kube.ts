@@ -8,7 +8,11 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import {
+  ApiextensionsV1Api,
+  KubeConfig,
+  type V1CustomResourceDefinition,
+} from '@kubernetes/client-node';
 import { findTool } from '../../src/core/tools.js';
 import { freePort, removeDir, tempDir, track, waitFor } from './procs.js';
 
@@ -25,8 +29,9 @@ export interface ControlPlaneState {
 }
 
 /** A running etcd + kube-apiserver. */
-export interface ControlPlane extends ControlPlaneState {
-  stop(): Promise<void>;
+export interface ControlPlane {
+  state: ControlPlaneState;
+  stop: () => Promise<void>;
 }
 
 const START_TIMEOUT_MS = 90_000;
@@ -68,11 +73,15 @@ function stopChild(child: ChildProcess, timeoutMs = 10_000): Promise<void> {
 
 function httpsGet(url: string, token: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false, timeout: 2_000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = https.get(
+      url,
+      { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false, timeout: 2_000 },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
@@ -104,7 +113,10 @@ export async function startControlPlane(): Promise<ControlPlane> {
   const unprivilegedToken = randomBytes(24).toString('hex');
   const unprivilegedUser = 'torii-test-user';
   const tokens = path.join(dir, 'tokens.csv');
-  writeFileSync(tokens, `${adminToken},admin,admin,"system:masters"\n${unprivilegedToken},${unprivilegedUser},${unprivilegedUser}\n`);
+  writeFileSync(
+    tokens,
+    `${adminToken},admin,admin,"system:masters"\n${unprivilegedToken},${unprivilegedUser},${unprivilegedUser}\n`,
+  );
   const certDir = path.join(dir, 'certs');
 
   const api = startChild(findTool('kube-apiserver'), [
@@ -135,8 +147,12 @@ export async function startControlPlane(): Promise<ControlPlane> {
     await waitFor(
       'kube-apiserver /readyz',
       async () => {
-        for (const [name, p] of [['etcd', etcd], ['kube-apiserver', api]] as const) {
-          if (p.child.exitCode !== null) throw new Error(`${name} exited (${p.child.exitCode}):\n${p.log()}`);
+        for (const [name, p] of [
+          ['etcd', etcd],
+          ['kube-apiserver', api],
+        ] as const) {
+          if (p.child.exitCode !== null)
+            throw new Error(`${name} exited (${p.child.exitCode}):\n${p.log()}`);
         }
         return (await httpsGet(`${server}/readyz`, adminToken)).status === 200;
       },
@@ -157,13 +173,18 @@ export async function startControlPlane(): Promise<ControlPlane> {
       kind: 'Config',
       clusters: [{ name: 'envtest', cluster: { server, 'certificate-authority-data': ca } }],
       users: [{ name: 'admin', user: { token: adminToken } }],
-      contexts: [{ name: 'envtest', context: { cluster: 'envtest', user: 'admin', namespace: 'default' } }],
+      contexts: [
+        { name: 'envtest', context: { cluster: 'envtest', user: 'admin', namespace: 'default' } },
+      ],
       'current-context': 'envtest',
     }),
     { mode: 0o600 },
   );
   const pids = [etcd.child.pid, api.child.pid].filter((p): p is number => p !== undefined);
-  return { kubeconfig, server, adminToken, unprivilegedToken, unprivilegedUser, dir, pids, stop };
+  return {
+    state: { kubeconfig, server, adminToken, unprivilegedToken, unprivilegedUser, dir, pids },
+    stop,
+  };
 }
 
 const STATE_FILE = 'control-plane.json';
@@ -176,18 +197,28 @@ let shared: Promise<ControlPlaneState> | undefined;
 export function sharedControlPlane(): Promise<ControlPlaneState> {
   shared ??= (async () => {
     const runDir = process.env.TORII_TEST_RUN_DIR;
-    if (!runDir) throw new Error('TORII_TEST_RUN_DIR is not set: run integration tests through jest (global setup)');
+    if (!runDir)
+      throw new Error(
+        'TORII_TEST_RUN_DIR is not set: run integration tests through jest (global setup)',
+      );
     const stateFile = path.join(runDir, STATE_FILE);
     const lock = path.join(runDir, 'control-plane.lock');
     try {
       mkdirSync(lock); // atomic: exactly one caller starts the control plane
     } catch {
-      return waitFor('shared control plane', () => (existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, 'utf8')) as ControlPlaneState) : undefined), {
-        timeoutMs: START_TIMEOUT_MS,
-        intervalMs: 200,
-      });
+      return waitFor(
+        'shared control plane',
+        () =>
+          existsSync(stateFile)
+            ? (JSON.parse(readFileSync(stateFile, 'utf8')) as ControlPlaneState)
+            : undefined,
+        {
+          timeoutMs: START_TIMEOUT_MS,
+          intervalMs: 200,
+        },
+      );
     }
-    const { stop: _stop, ...state } = await startControlPlane();
+    const { state } = await startControlPlane();
     writeFileSync(stateFile + '.tmp', JSON.stringify(state));
     renameSync(stateFile + '.tmp', stateFile);
     return state;
@@ -203,7 +234,11 @@ export async function kubeConfig(): Promise<KubeConfig> {
 }
 
 /** Applies (creates or replaces) a CRD and waits until it is Established. */
-export async function applyCrd(kc: KubeConfig, crd: V1CustomResourceDefinition, timeoutMs = 30_000): Promise<void> {
+export async function applyCrd(
+  kc: KubeConfig,
+  crd: V1CustomResourceDefinition,
+  timeoutMs = 30_000,
+): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
   const name = crd.metadata?.name;
   if (!name) throw new Error('CRD has no metadata.name');
@@ -211,7 +246,10 @@ export async function applyCrd(kc: KubeConfig, crd: V1CustomResourceDefinition, 
     const existing = await api.readCustomResourceDefinition({ name });
     await api.replaceCustomResourceDefinition({
       name,
-      body: { ...crd, metadata: { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion } },
+      body: {
+        ...crd,
+        metadata: { ...crd.metadata, resourceVersion: existing.metadata?.resourceVersion },
+      },
     });
   } catch (e) {
     if ((e as { code?: number }).code !== 404) throw e;

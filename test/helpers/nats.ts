@@ -46,11 +46,20 @@ export class TestNats {
   }
 
   /** Starts one server. Ports are fixed at first start so a restart keeps them. */
-  static async start(o: StartTestNatsOptions & { name?: string; cluster?: { name: string; port: number; routes: string[] } } = {}): Promise<TestNats> {
+  static async start(
+    o: StartTestNatsOptions & {
+      name?: string;
+      cluster?: { name: string; port: number; routes: string[] };
+    } = {},
+  ): Promise<TestNats> {
     const keys = o.keys ?? (await testKeys());
     const name = o.name ?? 'n1';
     const dir = tempDir(`nats-${name}`);
-    const ports = { port: await freePort(), httpPort: await freePort(), websocketPort: o.websocket ? await freePort() : 0 };
+    const ports = {
+      port: await freePort(),
+      httpPort: await freePort(),
+      websocketPort: o.websocket ? await freePort() : 0,
+    };
     const configFor = (): string =>
       renderNatsConfig({
         serverName: name,
@@ -67,17 +76,32 @@ export class TestNats {
 
   /** Connects as the service user of the APP account (bypasses the callout). */
   connectService(opts: Partial<NodeConnectionOptions> = {}): Promise<NatsConnection> {
-    return connect({ servers: this.url, user: ServiceUser.Service, pass: this.keys.server.servicePassword, ...opts });
+    return connect({
+      servers: this.url,
+      user: ServiceUser.Service,
+      pass: this.keys.server.servicePassword,
+      ...opts,
+    });
   }
 
   /** Connects as the system-account user. */
   connectSystem(opts: Partial<NodeConnectionOptions> = {}): Promise<NatsConnection> {
-    return connect({ servers: this.url, user: ServiceUser.System, pass: this.keys.server.systemPassword, ...opts });
+    return connect({
+      servers: this.url,
+      user: ServiceUser.System,
+      pass: this.keys.server.systemPassword,
+      ...opts,
+    });
   }
 
   /** Connects as the callout's user in the AUTH account. */
   connectAuth(opts: Partial<NodeConnectionOptions> = {}): Promise<NatsConnection> {
-    return connect({ servers: this.url, user: ServiceUser.Auth, pass: this.keys.server.authPassword, ...opts });
+    return connect({
+      servers: this.url,
+      user: ServiceUser.Auth,
+      pass: this.keys.server.authPassword,
+      ...opts,
+    });
   }
 
   /** Graceful stop (SIGTERM). */
@@ -103,7 +127,11 @@ export class TestNats {
   }
 }
 
-async function startProcess(dir: string, config: string, clustered: boolean): Promise<NatsServerProcess> {
+async function startProcess(
+  dir: string,
+  config: string,
+  clustered: boolean,
+): Promise<NatsServerProcess> {
   // A cluster node is healthy only once it sees a JetStream meta leader, which needs its peers;
   // readiness of the cluster as a whole is checked by the cluster helper.
   const proc = await NatsServerProcess.start({ dir, config, waitHealthy: !clustered });
@@ -134,7 +162,12 @@ export class TestCluster {
     const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`);
     const nodes = await Promise.all(
       routePorts.map((port, i) =>
-        TestNats.start({ ...o, keys, name: `n${i + 1}`, cluster: { name: 'torii-test', port, routes } }),
+        TestNats.start({
+          ...o,
+          keys,
+          name: `n${i + 1}`,
+          cluster: { name: 'torii-test', port, routes },
+        }),
       ),
     );
     const cluster = new TestCluster(keys, nodes);

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { describeError } from '../../src/core/errors.js';
 
 /** Temp folders of test servers start with this; a leak check looks for it in command lines. */
 export const TEST_DIR_PREFIX = 'torii-test-';
@@ -48,7 +49,9 @@ export async function freePort(): Promise<number> {
     srv.once('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+      srv.close(() =>
+        typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -69,7 +72,9 @@ export async function waitFor<T>(
       lastError = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${describeError(lastError)}` : ''}`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -94,7 +99,8 @@ export function leakedTestProcesses(): { pid: number; cmd: string }[] {
     if (pid === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      if (cmd.includes(`/${TEST_DIR_PREFIX}`) && isAlive(pid) && !/\bjest\b/.test(cmd)) found.push({ pid, cmd });
+      if (cmd.includes(`/${TEST_DIR_PREFIX}`) && isAlive(pid) && !/\bjest\b/.test(cmd))
+        found.push({ pid, cmd });
     } catch {
       // exited meanwhile
     }
@@ -103,7 +109,16 @@ export function leakedTestProcesses(): { pid: number; cmd: string }[] {
 }
 
 /** Runs a command synchronously; returns its exit status and output. */
-export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: opts.env ?? process.env, cwd: opts.cwd, input: opts.input });
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
+) {
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    input: opts.input,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

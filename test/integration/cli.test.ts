@@ -59,14 +59,24 @@ describe('torii keys generate', () => {
     expect(xkey.getPublicKey()).toMatch(/^X[A-Z2-7]{55}$/);
     const peer = fromCurveSeed(enc.encode(read(dir, KeyFile.XkeySeed)));
     const sealed = xkey.seal(enc.encode('secret'), peer.getPublicKey());
-    expect(new TextDecoder().decode(peer.open(sealed, xkey.getPublicKey()) ?? new Uint8Array())).toBe('secret');
+    expect(
+      new TextDecoder().decode(peer.open(sealed, xkey.getPublicKey()) ?? new Uint8Array()),
+    ).toBe('secret');
   });
 
   test('secrets are 0600, public keys 0644', () => {
-    for (const f of [KeyFile.IssuerSeed, KeyFile.XkeySeed, KeyFile.TokenSigningJwk, KeyFile.AuthPassword, KeyFile.ServicePassword, KeyFile.SystemPassword]) {
+    for (const f of [
+      KeyFile.IssuerSeed,
+      KeyFile.XkeySeed,
+      KeyFile.TokenSigningJwk,
+      KeyFile.AuthPassword,
+      KeyFile.ServicePassword,
+      KeyFile.SystemPassword,
+    ]) {
       expect([f, mode(dir, f)]).toEqual([f, 0o600]);
     }
-    for (const f of [KeyFile.IssuerPublic, KeyFile.XkeyPublic, KeyFile.TokenJwks]) expect([f, mode(dir, f)]).toEqual([f, 0o644]);
+    for (const f of [KeyFile.IssuerPublic, KeyFile.XkeyPublic, KeyFile.TokenJwks])
+      expect([f, mode(dir, f)]).toEqual([f, 0o644]);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
   });
 
@@ -75,8 +85,9 @@ describe('torii keys generate', () => {
     // (refused: keys exist) — check the first run's output instead
     expect(r.status).toBe(2);
     const text = JSON.stringify(out);
-    for (const f of [KeyFile.IssuerSeed, KeyFile.XkeySeed, KeyFile.ServicePassword]) expect(text).not.toContain(read(dir, f));
-    expect(text).not.toContain(JSON.parse(read(dir, KeyFile.TokenSigningJwk)).d);
+    for (const f of [KeyFile.IssuerSeed, KeyFile.XkeySeed, KeyFile.ServicePassword])
+      expect(text).not.toContain(read(dir, f));
+    expect(text).not.toContain((JSON.parse(read(dir, KeyFile.TokenSigningJwk)) as { d: string }).d);
 
     const other = path.join(cwd, 'printed');
     const printed = torii(['keys', 'generate', '--out', other, '--print']);
@@ -106,51 +117,115 @@ describe('torii token', () => {
   const keysDir = (): string => path.join(cwd, '.torii', 'keys');
 
   test('mints an EdDSA token with the claims of DESIGN.md §3, verifiable with the JWKS', async () => {
-    const r = torii(['token', '--room', 'n5-evening', '--user', 'hana', '--role', 'student', '--name', 'Hana Sato', '--ttl', '30m'], { cwd });
+    const r = torii(
+      [
+        'token',
+        '--room',
+        'n5-evening',
+        '--user',
+        'hana',
+        '--role',
+        'student',
+        '--name',
+        'Hana Sato',
+        '--ttl',
+        '30m',
+      ],
+      { cwd },
+    );
     expect(r.status).toBe(0);
     const token = r.stdout.trim();
     const jwks = createLocalJWKSet(JSON.parse(read(keysDir(), KeyFile.TokenJwks)) as JSONWebKeySet);
-    const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: 'torii', audience: 'torii-nats', algorithms: ['EdDSA'] });
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+      issuer: 'torii',
+      audience: 'torii-nats',
+      algorithms: ['EdDSA'],
+    });
     expect(protectedHeader.alg).toBe('EdDSA');
-    expect(protectedHeader.kid).toBe((JSON.parse(read(keysDir(), KeyFile.TokenSigningJwk)) as { kid: string }).kid);
-    expect(payload).toMatchObject({ sub: 'hana', room: 'n5-evening', role: 'student', name: 'Hana Sato' });
+    expect(protectedHeader.kid).toBe(
+      (JSON.parse(read(keysDir(), KeyFile.TokenSigningJwk)) as { kid: string }).kid,
+    );
+    expect(payload).toMatchObject({
+      sub: 'hana',
+      room: 'n5-evening',
+      role: 'student',
+      name: 'Hana Sato',
+    });
     expect((payload.exp as number) - (payload.iat as number)).toBe(1800);
     expect(Math.abs((payload.iat as number) - Date.now() / 1000)).toBeLessThan(60);
   });
 
   test('flags can come from TORII_* environment variables; flags win', async () => {
-    const r = torii(['token', '--role', 'teacher'], { cwd, env: { TORII_ROOM: 'env-room', TORII_USER: 'env-user', TORII_TTL: '2h' } });
+    const r = torii(['token', '--role', 'teacher'], {
+      cwd,
+      env: { TORII_ROOM: 'env-room', TORII_USER: 'env-user', TORII_TTL: '2h' },
+    });
     expect(r.status).toBe(0);
     const jwks = createLocalJWKSet(JSON.parse(read(keysDir(), KeyFile.TokenJwks)) as JSONWebKeySet);
-    const { payload } = await jwtVerify(r.stdout.trim(), jwks, { issuer: 'torii', audience: 'torii-nats' });
+    const { payload } = await jwtVerify(r.stdout.trim(), jwks, {
+      issuer: 'torii',
+      audience: 'torii-nats',
+    });
     expect(payload).toMatchObject({ room: 'env-room', sub: 'env-user', role: 'teacher' });
     expect((payload.exp as number) - (payload.iat as number)).toBe(7200);
 
-    const flagWins = torii(['token', '--role', 'teacher', '--room', 'flag-room'], { cwd, env: { TORII_ROOM: 'env-room', TORII_USER: 'u' } });
-    const { payload: p2 } = await jwtVerify(flagWins.stdout.trim(), jwks, { issuer: 'torii', audience: 'torii-nats' });
+    const flagWins = torii(['token', '--role', 'teacher', '--room', 'flag-room'], {
+      cwd,
+      env: { TORII_ROOM: 'env-room', TORII_USER: 'u' },
+    });
+    const { payload: p2 } = await jwtVerify(flagWins.stdout.trim(), jwks, {
+      issuer: 'torii',
+      audience: 'torii-nats',
+    });
     expect(p2.room).toBe('flag-room');
   });
 
   test('HS256 keys mint HS256 tokens', async () => {
     const dir = path.join(cwd, 'hs');
     expect(torii(['keys', 'generate', '--out', dir, '--hs256']).status).toBe(0);
-    const r = torii(['token', '--keys-dir', dir, '--room', 'r1', '--user', 'u1', '--role', 'observer']);
+    const r = torii([
+      'token',
+      '--keys-dir',
+      dir,
+      '--room',
+      'r1',
+      '--user',
+      'u1',
+      '--role',
+      'observer',
+    ]);
     expect(r.status).toBe(0);
     expect(decodeProtectedHeader(r.stdout.trim()).alg).toBe('HS256');
-    const { payload } = await jwtVerify(r.stdout.trim(), new TextEncoder().encode(read(dir, KeyFile.TokenSecret)), { issuer: 'torii', audience: 'torii-nats' });
+    const { payload } = await jwtVerify(
+      r.stdout.trim(),
+      new TextEncoder().encode(read(dir, KeyFile.TokenSecret)),
+      { issuer: 'torii', audience: 'torii-nats' },
+    );
     expect(payload.sub).toBe('u1');
   });
 
   test.each([
-    [['--room', 'a.b', '--user', 'u', '--role', 'student'], /--room .*invalid roomId "a\.b": contains "\."/],
+    [
+      ['--room', 'a.b', '--user', 'u', '--role', 'student'],
+      /--room .*invalid roomId "a\.b": contains "\."/,
+    ],
     [['--room', 'a*', '--user', 'u', '--role', 'student'], /invalid roomId "a\*": contains "\*"/],
     [['--room', 'r', '--user', 'u>', '--role', 'student'], /invalid userId "u>": contains ">"/],
-    [['--room', 'r', '--user', 'has space', '--role', 'student'], /invalid userId "has space": contains a space/],
-    [['--room', 'x'.repeat(65), '--user', 'u', '--role', 'student'], /65 characters long \(at most 64\)/],
+    [
+      ['--room', 'r', '--user', 'has space', '--role', 'student'],
+      /invalid userId "has space": contains a space/,
+    ],
+    [
+      ['--room', 'x'.repeat(65), '--user', 'u', '--role', 'student'],
+      /65 characters long \(at most 64\)/,
+    ],
     [['--room', 'sysJsWorker', '--user', 'u', '--role', 'student'], /reserved/],
     [['--room', 'torii_rooms', '--user', 'u', '--role', 'student'], /reserved/],
     [['--room', 'r', '--user', 'u', '--role', 'stu.dent'], /role: invalid role/],
-    [['--room', 'r', '--user', 'u', '--role', 'student', '--ttl', '90'], /--ttl .*'90' is not a duration/],
+    [
+      ['--room', 'r', '--user', 'u', '--role', 'student', '--ttl', '90'],
+      /--ttl .*'90' is not a duration/,
+    ],
     [['--room', 'r', '--user', 'u', '--role', 'student', '--ttl', '30d'], /--ttl .*outside 10s–7d/],
     [['--room', 'r', '--user', 'u'], /required option '--role <role>' not specified/],
     [['--room', 'r', '--user', 'u', '--role', 'student', '--bogus'], /unknown option '--bogus'/],
@@ -161,8 +236,21 @@ describe('torii token', () => {
   });
 
   test('a missing key folder is named in the error', () => {
-    const r = torii(['token', '--keys-dir', '/nonexistent/keys', '--room', 'r', '--user', 'u', '--role', 'student']);
-    expectUsageError(r, /--keys-dir: no token signing key in \/nonexistent\/keys .*torii keys generate/);
+    const r = torii([
+      'token',
+      '--keys-dir',
+      '/nonexistent/keys',
+      '--room',
+      'r',
+      '--user',
+      'u',
+      '--role',
+      'student',
+    ]);
+    expectUsageError(
+      r,
+      /--keys-dir: no token signing key in \/nonexistent\/keys .*torii keys generate/,
+    );
   });
 });
 
@@ -175,11 +263,35 @@ describe('torii nats-config', () => {
 
   test.each([
     ['single server', []],
-    ['websocket and cluster', ['--websocket-port', '8081', '--server-name', 'n1', '--cluster-name', 'torii', '--routes', 'nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224']],
-    ['custom accounts', ['--auth-account', 'CALLOUT', '--app-account', 'CLASSROOM', '--sys-account', 'SYSTEM']],
+    [
+      'websocket and cluster',
+      [
+        '--websocket-port',
+        '8081',
+        '--server-name',
+        'n1',
+        '--cluster-name',
+        'torii',
+        '--routes',
+        'nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224',
+      ],
+    ],
+    [
+      'custom accounts',
+      ['--auth-account', 'CALLOUT', '--app-account', 'CLASSROOM', '--sys-account', 'SYSTEM'],
+    ],
   ])('nats-server -t accepts the rendered config (%s)', (_name, extra) => {
     const out = path.join(cwd, `nats-${_name.replace(/\W/g, '_')}.conf`);
-    const r = torii(['nats-config', '--keys-dir', keys, '--jetstream-dir', path.join(cwd, 'js'), '--out', out, ...extra]);
+    const r = torii([
+      'nats-config',
+      '--keys-dir',
+      keys,
+      '--jetstream-dir',
+      path.join(cwd, 'js'),
+      '--out',
+      out,
+      ...extra,
+    ]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(statSync(out).mode & 0o777).toBe(0o600);
@@ -198,31 +310,43 @@ describe('torii nats-config', () => {
   });
 
   test.each([
-    [['--keys-dir', '/nonexistent'], /--keys-dir: cannot read \/nonexistent\/issuer\.nk: not found/],
+    [
+      ['--keys-dir', '/nonexistent'],
+      /--keys-dir: cannot read \/nonexistent\/issuer\.nk: not found/,
+    ],
     [['--routes', 'nats-route://a:6222'], /--routes .*routes need --cluster-name/],
     [['--port', '4222', '--http-port', '4222'], /--port .*ports must differ/],
     [['--port', '70000'], /--port .*'70000' is not a port/],
     [['--app-account', 'A.B'], /--app-account .*not a valid account name/],
   ])('refuses %j with one clear line and exit code 2', (args, pattern) => {
-    const r = torii(['nats-config', ...(args[0] === '--keys-dir' ? [] : ['--keys-dir', keys]), ...args]);
+    const r = torii([
+      'nats-config',
+      ...(args[0] === '--keys-dir' ? [] : ['--keys-dir', keys]),
+      ...args,
+    ]);
     expectUsageError(r, pattern);
   });
 });
 
 describe('torii help and version', () => {
   test('--version prints the package version', () => {
-    const pkg = JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as {
+      version: string;
+    };
     const r = torii(['--version']);
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe(pkg.version);
   });
 
-  test.each([['dev'], ['keys', 'generate'], ['nats-config'], ['token']])('%s --help shows examples and env variables', (...cmd) => {
-    const r = torii([...cmd, '--help']);
-    expect(r.status).toBe(0);
-    expect(r.stdout).toContain('Examples:');
-    expect(r.stdout).toMatch(/env: TORII_[A-Z_]+/);
-  });
+  test.each([['dev'], ['keys', 'generate'], ['nats-config'], ['token']])(
+    '%s --help shows examples and env variables',
+    (...cmd) => {
+      const r = torii([...cmd, '--help']);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('Examples:');
+      expect(r.stdout).toMatch(/env: TORII_[A-Z_]+/);
+    },
+  );
 
   test('an unknown command is a usage error', () => {
     expectUsageError(torii(['frobnicate']), /unknown command 'frobnicate'/);
@@ -233,12 +357,25 @@ describe('torii dev', () => {
   test('starts nats-server with the auth callout configured, prints how to connect, stops cleanly on Ctrl-C', async () => {
     const cwd = tempDir('cli-dev');
     const [port, httpPort, wsPort] = [await freePort(), await freePort(), await freePort()];
-    const dev = toriiSpawn(['dev', '--port', String(port), '--http-port', String(httpPort), '--websocket-port', String(wsPort)], { cwd });
+    const dev = toriiSpawn(
+      [
+        'dev',
+        '--port',
+        String(port),
+        '--http-port',
+        String(httpPort),
+        '--websocket-port',
+        String(wsPort),
+      ],
+      { cwd },
+    );
     let stdout = '';
     dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
     let stderr = '';
     dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), { timeoutMs: 20_000 }).catch((e: Error) => {
+    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
+      timeoutMs: 20_000,
+    }).catch((e: Error) => {
       throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
     });
     expect(stdout).toContain(`nats://127.0.0.1:${port}`);
@@ -252,7 +389,11 @@ describe('torii dev', () => {
     expect(readFileSync(path.join(natsDir, 'nats-server.conf'), 'utf8')).toContain('auth_callout');
 
     // The service user works; a room token alone does not (callout configured, not a bypass).
-    const nc = await connect({ servers: `nats://127.0.0.1:${port}`, user: ServiceUser.Service, pass: read(path.join(cwd, '.torii', 'keys'), KeyFile.ServicePassword) });
+    const nc = await connect({
+      servers: `nats://127.0.0.1:${port}`,
+      user: ServiceUser.Service,
+      pass: read(path.join(cwd, '.torii', 'keys'), KeyFile.ServicePassword),
+    });
     const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: 'devcheck', subjects: ['devcheck'] });
     expect((await jetstream(nc).publish('devcheck', 'x')).seq).toBe(1);

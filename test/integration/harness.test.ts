@@ -4,7 +4,7 @@
  */
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { TestCluster, TestNats, startNats } from '../helpers/nats.js';
+import { TestCluster, startNats, type TestNats } from '../helpers/nats.js';
 import { applyCrd, kubeConfig, sharedControlPlane } from '../helpers/kube.js';
 import { isAlive, waitFor } from '../helpers/procs.js';
 
@@ -34,7 +34,14 @@ describe('nats-server harness', () => {
 
   test('clients without credentials are not let in (auth callout configured, no callout running)', async () => {
     const { connect } = await import('@nats-io/transport-node');
-    await expect(connect({ servers: server.url, token: 'not-a-room-token', timeout: 3_000, maxReconnectAttempts: 0 })).rejects.toThrow();
+    await expect(
+      connect({
+        servers: server.url,
+        token: 'not-a-room-token',
+        timeout: 3_000,
+        maxReconnectAttempts: 0,
+      }),
+    ).rejects.toThrow();
   });
 
   test('the service user cannot act as the system account', async () => {
@@ -85,9 +92,13 @@ describe('three-node nats cluster', () => {
       await victim.stop();
       expect(isAlive(pid)).toBe(false);
 
-      const ack = await waitFor('publish with a node down', () => js.publish('r3.a', 'during', { timeout: 2_000 }), {
-        timeoutMs: 20_000,
-      });
+      const ack = await waitFor(
+        'publish with a node down',
+        () => js.publish('r3.a', 'during', { timeout: 2_000 }),
+        {
+          timeoutMs: 20_000,
+        },
+      );
       expect(ack.seq).toBe(2);
 
       await victim.restart();
@@ -129,7 +140,9 @@ describe('kube-apiserver harness', () => {
             schema: {
               openAPIV3Schema: {
                 type: 'object',
-                properties: { spec: { type: 'object', properties: { size: { type: 'integer', minimum: 1 } } } },
+                properties: {
+                  spec: { type: 'object', properties: { size: { type: 'integer', minimum: 1 } } },
+                },
               },
             },
           },
@@ -137,9 +150,26 @@ describe('kube-apiserver harness', () => {
       },
     });
     const api = kc.makeApiClient(CustomObjectsApi);
-    const body = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } };
-    await api.createNamespacedCustomObject({ group, version: 'v1', namespace: 'default', plural: 'widgets', body });
-    const got = (await api.getNamespacedCustomObject({ group, version: 'v1', namespace: 'default', plural: 'widgets', name: 'w1' })) as {
+    const body = {
+      apiVersion: `${group}/v1`,
+      kind: 'Widget',
+      metadata: { name: 'w1' },
+      spec: { size: 3 },
+    };
+    await api.createNamespacedCustomObject({
+      group,
+      version: 'v1',
+      namespace: 'default',
+      plural: 'widgets',
+      body,
+    });
+    const got = (await api.getNamespacedCustomObject({
+      group,
+      version: 'v1',
+      namespace: 'default',
+      plural: 'widgets',
+      name: 'w1',
+    })) as {
       spec: { size: number };
       metadata: { uid: string };
     };
@@ -148,9 +178,17 @@ describe('kube-apiserver harness', () => {
 
     // The schema is enforced by the real API server.
     await expect(
-      api.createNamespacedCustomObject({ group, version: 'v1', namespace: 'default', plural: 'widgets', body: { ...body, metadata: { name: 'w2' }, spec: { size: 0 } } }),
+      api.createNamespacedCustomObject({
+        group,
+        version: 'v1',
+        namespace: 'default',
+        plural: 'widgets',
+        body: { ...body, metadata: { name: 'w2' }, spec: { size: 0 } },
+      }),
     ).rejects.toMatchObject({ code: 422 });
-    await kc.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `widgets.${group}` });
+    await kc
+      .makeApiClient(ApiextensionsV1Api)
+      .deleteCustomResourceDefinition({ name: `widgets.${group}` });
   });
 
   test('RBAC is enforced: a user without bindings is forbidden', async () => {
@@ -158,6 +196,8 @@ describe('kube-apiserver harness', () => {
     const kc = await kubeConfig();
     kc.users[0] = { name: 'admin', token: state.unprivilegedToken };
     const { CoreV1Api } = await import('@kubernetes/client-node');
-    await expect(kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: 'default' })).rejects.toMatchObject({ code: 403 });
+    await expect(
+      kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: 'default' }),
+    ).rejects.toMatchObject({ code: 403 });
   });
 });

@@ -1,0 +1,57 @@
+import { renderNatsConfig, ServiceUser } from '../../src/core/natsconf.js';
+
+const keys = {
+  issuerPublicKey: 'AISSUER',
+  xkeyPublicKey: 'XKEY',
+  authPassword: 'pa"ss',
+  servicePassword: 'svc',
+  systemPassword: 'sys',
+};
+
+describe('renderNatsConfig', () => {
+  test('callout, accounts and JetStream', () => {
+    const text = renderNatsConfig({
+      serverName: 's1',
+      port: 4222,
+      httpPort: 8222,
+      jetstreamDir: '/data/js',
+      keys,
+    });
+    expect(text).toContain('listen: "127.0.0.1:4222"');
+    expect(text).toContain('http: "127.0.0.1:8222"');
+    expect(text).toContain('store_dir: "/data/js"');
+    expect(text).toContain('issuer: "AISSUER"');
+    expect(text).toContain('xkey: "XKEY"');
+    expect(text).toContain('account: "AUTH"');
+    expect(text).toContain(
+      `auth_users: [ "${ServiceUser.Auth}", "${ServiceUser.Service}", "${ServiceUser.System}" ]`,
+    );
+    expect(text).toContain('system_account: "SYS"');
+    expect(text).toMatch(/"APP": \{\n\s+jetstream: enabled/);
+    // quotes in secrets are escaped, not injected
+    expect(text).toContain('password: "pa\\"ss"');
+    expect(text).not.toContain('websocket');
+    expect(text).not.toContain('cluster');
+  });
+
+  test('optional listeners and custom accounts', () => {
+    const text = renderNatsConfig({
+      serverName: 'n1',
+      host: '0.0.0.0',
+      port: 4222,
+      httpPort: 0,
+      websocketPort: 8080,
+      jetstreamDir: '/js',
+      keys,
+      accounts: { auth: 'A1', app: 'A2', sys: 'A3' },
+      cluster: { name: 'c', port: 6222, routes: ['nats-route://n2:6222'] },
+    });
+    expect(text).not.toContain('http:');
+    expect(text).toMatch(/websocket \{\n\s+listen: "0\.0\.0\.0:8080"\n\s+no_tls: true/);
+    expect(text).toMatch(
+      /cluster \{\n\s+name: "c"\n\s+listen: "0\.0\.0\.0:6222"\n\s+routes: \[ "nats-route:\/\/n2:6222" \]/,
+    );
+    expect(text).toContain('account: "A1"');
+    expect(text).toContain('system_account: "A3"');
+  });
+});

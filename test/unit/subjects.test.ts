@@ -1,0 +1,56 @@
+import * as S from '../../src/core/subjects.js';
+
+describe('subjects (DESIGN.md §5)', () => {
+  test('room and user subjects', () => {
+    expect(S.workerSubject('r1', 'u1')).toBe('sysJsWorker.r1.u1');
+    expect(S.chatSubject('r1', 'u1')).toBe('room.r1.chat.u1');
+    expect(S.whiteboardSubject('r1', 'u1')).toBe('room.r1.wb.u1');
+    expect(S.roomEventsSubject('r1')).toBe('room.r1.evt');
+    expect(S.userAnswerSubject('r1', 'u1')).toBe('room.r1.user.u1');
+    expect(S.liveSubject('r1', 'u1')).toBe('room.r1.live.u1');
+    expect(S.userInboxPrefix('r1', 'u1')).toBe('_INBOX.r1.u1');
+    expect(S.roomStreamName('r1')).toBe('r1');
+    expect(S.roomStreamSubjects('r1')).toEqual(['room.r1.>']);
+    expect(S.WORKER_STREAM_SUBJECTS).toEqual(['sysJsWorker.*.*']);
+  });
+
+  test('user consumer filters do not overlap and cover chat, wb, evt and own answers', () => {
+    const f = S.userConsumerFilters('r1', 'u1');
+    expect(f).toEqual(['room.r1.chat.*', 'room.r1.wb.*', 'room.r1.evt', 'room.r1.user.u1']);
+    expect(new Set(f).size).toBe(f.length);
+    expect(S.userConsumerName('u1')).toBe('u1');
+  });
+
+  test('JetStream API and system subjects', () => {
+    expect(S.JsApi.streamInfo('r1')).toBe('$JS.API.STREAM.INFO.r1');
+    expect(S.JsApi.consumerInfo('r1', 'u1')).toBe('$JS.API.CONSUMER.INFO.r1.u1');
+    expect(S.JsApi.consumerNext('r1', 'u1')).toBe('$JS.API.CONSUMER.MSG.NEXT.r1.u1');
+    expect(S.JsApi.acks('r1', 'u1')).toBe('$JS.ACK.r1.u1.>');
+    expect(S.Sys.connect('APP')).toBe('$SYS.ACCOUNT.APP.CONNECT');
+    expect(S.Sys.disconnect('APP')).toBe('$SYS.ACCOUNT.APP.DISCONNECT');
+    expect(S.Sys.kick('NABC')).toBe('$SYS.REQ.SERVER.NABC.KICK');
+    expect(S.Sys.AUTH_CALLOUT).toBe('$SYS.REQ.USER.AUTH');
+  });
+
+  test('parseWorkerSubject is the inverse of workerSubject and rejects anything else', () => {
+    expect(S.parseWorkerSubject(S.workerSubject('r-1', 'u_2'))).toEqual({
+      roomId: 'r-1',
+      userId: 'u_2',
+    });
+    expect(S.parseWorkerSubject('sysJsWorker.r1')).toBeUndefined();
+    expect(S.parseWorkerSubject('sysJsWorker.r1.u1.x')).toBeUndefined();
+    expect(S.parseWorkerSubject('other.r1.u1')).toBeUndefined();
+  });
+
+  test('fixed names', () => {
+    expect(S.QUEUE_GROUP).toBe('torii_queue');
+    expect(S.WORKER_CONSUMER).toBe('torii_queue');
+    expect(Object.values(S.Bucket).sort()).toEqual([
+      'torii_blocks',
+      'torii_presence',
+      'torii_room_state',
+      'torii_rooms',
+    ]);
+    expect(Object.values(S.ServiceSubject)).toContain('torii.tokens.issue');
+  });
+});
