@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ValidationError, describeError } from './core/errors.js';
 import { PROJECT_ROOT } from './core/tools.js';
+import { registerAuthCallout } from './commands/auth-callout.js';
 import { registerDev } from './commands/dev.js';
 import { registerKeys } from './commands/keys.js';
 import { registerNatsConfig } from './commands/nats-config.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureHelp({ sortSubcommands: true, showGlobalOptions: true });
+  registerAuthCallout(program);
   registerDev(program);
   registerKeys(program);
   registerNatsConfig(program);

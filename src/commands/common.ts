@@ -1,7 +1,9 @@
 /** Flags and helpers shared by the CLI commands. */
 import type { Command } from 'commander';
 import path from 'node:path';
-import { opt } from '../core/config.js';
+import { listParser, opt, portParser } from '../core/config.js';
+import { DEFAULT_NATS_URL } from '../core/nats.js';
+import { DEFAULT_OPS_PORT } from '../core/ops.js';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS, type LogLevel } from '../core/logger.js';
 
 /** Default state folder (keys, dev data), relative to the working directory. */
@@ -31,4 +33,25 @@ export function addKeysDir(cmd: Command): Command {
 /** Appends an "Examples:" block to a command's help. */
 export function examples(cmd: Command, lines: string[]): Command {
   return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);
+}
+
+/** `--nats-url`: one or more comma-separated server URLs. */
+export function addNatsUrl(cmd: Command): Command {
+  return cmd.addOption(
+    opt<string[]>('--nats-url <urls>', 'NATS server URLs, comma-separated', {
+      default: [DEFAULT_NATS_URL],
+      defaultDescription: DEFAULT_NATS_URL,
+      parse: listParser,
+    }),
+  );
+}
+
+/** `--http-port`: the ops endpoint (/healthz /readyz /metrics). */
+export function addOpsPort(cmd: Command): Command {
+  return cmd.addOption(
+    opt<number>('--http-port <port>', 'port of /healthz, /readyz and /metrics; 0 disables', {
+      default: DEFAULT_OPS_PORT,
+      parse: portParser(true),
+    }),
+  );
 }

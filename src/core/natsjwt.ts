@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { ValidationError } from './errors.js';
 import { verifyNKeySignature, type NKeyPrefix, type NKeySigner } from './nkeys.js';
 
-const HEADER = Buffer.from(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' })).toString('base64url');
+const HEADER = Buffer.from(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' })).toString(
+  'base64url',
+);
 
 /** Claims common to every NATS JWT. */
 export interface NatsClaims<T> {
@@ -22,7 +24,10 @@ export interface NatsClaims<T> {
 }
 
 /** Signs `claims` (jti and iat are filled in when absent). */
-export function encodeNatsJwt<T>(claims: Omit<NatsClaims<T>, 'jti' | 'iat'> & { jti?: string; iat?: number }, signer: NKeySigner): string {
+export function encodeNatsJwt<T>(
+  claims: Omit<NatsClaims<T>, 'jti' | 'iat'> & { jti?: string; iat?: number },
+  signer: NKeySigner,
+): string {
   const full = {
     jti: claims.jti ?? randomBytes(16).toString('hex').toUpperCase(),
     iat: claims.iat ?? Math.floor(Date.now() / 1000),
@@ -49,13 +54,19 @@ export function decodeNatsJwt<T>(token: string, issuerPrefix: NKeyPrefix): NatsC
   } catch (e) {
     throw new ValidationError('JWT is not base64url JSON', { cause: e });
   }
-  if (header.alg !== 'ed25519-nkey' && header.alg !== 'ed25519') throw new ValidationError(`unsupported JWT alg ${String(header.alg)}`);
+  if (header.alg !== 'ed25519-nkey' && header.alg !== 'ed25519')
+    throw new ValidationError(`unsupported JWT alg ${String(header.alg)}`);
   if (typeof claims !== 'object' || claims === null || typeof claims.iss !== 'string') {
     throw new ValidationError('JWT has no issuer');
   }
   let ok = false;
   try {
-    ok = verifyNKeySignature(claims.iss, issuerPrefix, Buffer.from(`${h}.${p}`), Buffer.from(s, 'base64url'));
+    ok = verifyNKeySignature(
+      claims.iss,
+      issuerPrefix,
+      Buffer.from(`${h}.${p}`),
+      Buffer.from(s, 'base64url'),
+    );
   } catch (e) {
     throw new ValidationError('JWT issuer is not a valid nkey', { cause: e });
   }

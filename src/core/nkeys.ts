@@ -4,7 +4,13 @@
  * 0.04 ms. This module decodes nkey strings (base32 + CRC16) and wraps the raw keys as
  * node:crypto key objects. Curve (xkey) boxes use tweetnacl with precomputed shared keys.
  */
-import { createPrivateKey, createPublicKey, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  sign as edSign,
+  verify as edVerify,
+  type KeyObject,
+} from 'node:crypto';
 import nacl from 'tweetnacl';
 import { ValidationError } from './errors.js';
 
@@ -18,7 +24,13 @@ export const NKeyPrefix = {
 } as const;
 export type NKeyPrefix = (typeof NKeyPrefix)[keyof typeof NKeyPrefix];
 
-const PREFIX_BYTE: Record<NKeyPrefix, number> = { N: 13 << 3, A: 0, U: 20 << 3, O: 14 << 3, X: 23 << 3 };
+const PREFIX_BYTE: Record<NKeyPrefix, number> = {
+  N: 13 << 3,
+  A: 0,
+  U: 20 << 3,
+  O: 14 << 3,
+  X: 23 << 3,
+};
 const SEED_BYTE = 18 << 3; // 'S'
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 const B32_INDEX = new Map([...B32].map((c, i) => [c, i]));
@@ -30,7 +42,8 @@ function base32Decode(text: string): Uint8Array {
   let o = 0;
   for (const c of text) {
     const v = B32_INDEX.get(c);
-    if (v === undefined) throw new ValidationError(`invalid base32 character ${JSON.stringify(c)} in nkey`);
+    if (v === undefined)
+      throw new ValidationError(`invalid base32 character ${JSON.stringify(c)} in nkey`);
     value = (value << 5) | v;
     bits += 5;
     if (bits >= 8) {
@@ -45,7 +58,8 @@ function crc16(data: Uint8Array): number {
   let crc = 0;
   for (const b of data) {
     crc ^= b << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    for (let i = 0; i < 8; i++)
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
   }
   return crc;
 }
@@ -76,7 +90,8 @@ export function decodeSeed(seed: string, expected: NKeyPrefix): Uint8Array {
   const b1 = body[1] as number;
   const kind = b0 & 0xf8;
   const type = ((b0 & 0x07) << 5) | ((b1 & 0xf8) >> 3);
-  if (kind !== SEED_BYTE || type !== PREFIX_BYTE[expected]) throw new ValidationError(`not an S${expected}… seed`);
+  if (kind !== SEED_BYTE || type !== PREFIX_BYTE[expected])
+    throw new ValidationError(`not an S${expected}… seed`);
   return body.subarray(2);
 }
 
@@ -120,7 +135,11 @@ export class NKeySigner {
 
   constructor(seed: string, prefix: NKeyPrefix = NKeyPrefix.Account) {
     const raw = decodeSeed(seed, prefix);
-    this.key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: 'der', type: 'pkcs8' });
+    this.key = createPrivateKey({
+      key: Buffer.concat([PKCS8_ED25519, raw]),
+      format: 'der',
+      type: 'pkcs8',
+    });
     const spki = createPublicKey(this.key).export({ format: 'der', type: 'spki' });
     this.publicKey = encodePublicNKey(spki.subarray(SPKI_ED25519.length), prefix);
   }
@@ -135,7 +154,12 @@ const verifyKeys = new Map<string, KeyObject>();
 const MAX_CACHED_VERIFY_KEYS = 1024;
 
 /** Verifies an Ed25519 signature by the nkey `publicKey`; key objects are cached. */
-export function verifyNKeySignature(publicKey: string, prefix: NKeyPrefix, data: Uint8Array, sig: Uint8Array): boolean {
+export function verifyNKeySignature(
+  publicKey: string,
+  prefix: NKeyPrefix,
+  data: Uint8Array,
+  sig: Uint8Array,
+): boolean {
   // The first character encodes the key type, so a cached key of another type never matches.
   if (!publicKey.startsWith(prefix)) throw new ValidationError(`not a ${prefix}… public nkey`);
   let key = verifyKeys.get(publicKey);
@@ -163,7 +187,10 @@ export class XKey {
 
   constructor(seed: string) {
     this.secret = decodeSeed(seed, NKeyPrefix.Curve);
-    this.publicKey = encodePublicNKey(nacl.box.keyPair.fromSecretKey(this.secret).publicKey, NKeyPrefix.Curve);
+    this.publicKey = encodePublicNKey(
+      nacl.box.keyPair.fromSecretKey(this.secret).publicKey,
+      NKeyPrefix.Curve,
+    );
   }
 
   private sharedKey(peer: string): Uint8Array {
@@ -179,7 +206,8 @@ export class XKey {
   /** Opens a sealed payload from `sender`; undefined when it is not a valid box for us. */
   open(message: Uint8Array, sender: string): Uint8Array | undefined {
     if (message.length <= XKEY_VERSION.length + NONCE_LEN) return undefined;
-    if (!Buffer.from(message.subarray(0, XKEY_VERSION.length)).equals(XKEY_VERSION)) return undefined;
+    if (!Buffer.from(message.subarray(0, XKEY_VERSION.length)).equals(XKEY_VERSION))
+      return undefined;
     const nonce = message.subarray(XKEY_VERSION.length, XKEY_VERSION.length + NONCE_LEN);
     const box = message.subarray(XKEY_VERSION.length + NONCE_LEN);
     return nacl.box.open.after(box, nonce, this.sharedKey(sender)) ?? undefined;

@@ -1,6 +1,14 @@
 import { createAccount, createCurve, createServer, createUser } from '@nats-io/nkeys';
 import { decode as jwtLibDecode, encodeUser } from '@nats-io/jwt';
-import { decodePublicNKey, decodeSeed, encodePublicNKey, NKeyPrefix, NKeySigner, verifyNKeySignature, XKey } from '../../src/core/nkeys.js';
+import {
+  decodePublicNKey,
+  decodeSeed,
+  encodePublicNKey,
+  NKeyPrefix,
+  NKeySigner,
+  verifyNKeySignature,
+  XKey,
+} from '../../src/core/nkeys.js';
 import { decodeNatsJwt, encodeNatsJwt } from '../../src/core/natsjwt.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -14,8 +22,12 @@ describe('nkeys on node:crypto, interoperable with @nats-io/nkeys', () => {
     const data = bytes('hello nats');
     const sig = signer.sign(data);
     expect(kp.verify(data, sig)).toBe(true);
-    expect(verifyNKeySignature(kp.getPublicKey(), NKeyPrefix.Account, data, kp.sign(data))).toBe(true);
-    expect(verifyNKeySignature(kp.getPublicKey(), NKeyPrefix.Account, bytes('tampered'), sig)).toBe(false);
+    expect(verifyNKeySignature(kp.getPublicKey(), NKeyPrefix.Account, data, kp.sign(data))).toBe(
+      true,
+    );
+    expect(verifyNKeySignature(kp.getPublicKey(), NKeyPrefix.Account, bytes('tampered'), sig)).toBe(
+      false,
+    );
   });
 
   test('public keys round-trip and prefixes and checksums are enforced', () => {
@@ -56,7 +68,16 @@ describe('NATS JWTs', () => {
     const issuer = createAccount();
     const user = createUser();
     const signer = new NKeySigner(text(issuer.getSeed()));
-    const token = encodeNatsJwt({ iss: signer.publicKey, sub: user.getPublicKey(), aud: 'APP', name: 'r/u', nats: { type: 'user', version: 2 } }, signer);
+    const token = encodeNatsJwt(
+      {
+        iss: signer.publicKey,
+        sub: user.getPublicKey(),
+        aud: 'APP',
+        name: 'r/u',
+        nats: { type: 'user', version: 2 },
+      },
+      signer,
+    );
     const decoded = jwtLibDecode<{ type: string }>(token);
     expect(decoded.iss).toBe(issuer.getPublicKey());
     expect(decoded.sub).toBe(user.getPublicKey());

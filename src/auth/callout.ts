@@ -1,0 +1,326 @@
+/**
+ * The auth callout service (DESIGN.md §3–5): receives the server's authorization requests on
+ * `$SYS.REQ.USER.AUTH` (queue group `torii_queue`), verifies the room token, checks the room,
+ * role, blocks and capacity, ensures the user's consumer, and answers with a NATS user JWT whose
+ * permissions cover one room and one user. Every refusal is an authorization response with an
+ * error; its reason is logged and counted but never sent to the client.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { checkRoomId, checkUserId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import { decodeNatsJwt, encodeNatsJwt } from '../core/natsjwt.js';
+import { NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
+import type { Ops } from '../core/ops.js';
+import { QUEUE_GROUP, Sys } from '../core/subjects.js';
+import { describeError } from '../core/errors.js';
+import { ConsumerEnsurer } from './consumers.js';
+import type { RoomDirectory } from './directory.js';
+import { CalloutMetrics } from './metrics.js';
+import { buildUserClaims } from './user-jwt.js';
+import { RejectReason, Rejection } from './rejection.js';
+import type { TokenVerifier } from './token-verifier.js';
+
+/** Header in which the server sends its curve key when it encrypts requests. */
+export const SERVER_XKEY_HEADER = 'Nats-Server-Xkey';
+/** `aud` of every authorization request. */
+export const AUTH_REQUEST_AUDIENCE = 'nats-authorization-request';
+
+export const InboxPolicy = { Private: 'private', Shared: 'shared' } as const;
+export type InboxPolicy = (typeof InboxPolicy)[keyof typeof InboxPolicy];
+
+/** Default cap on a NATS user JWT's lifetime: 24 hours, in milliseconds. */
+export const DEFAULT_MAX_TTL_MS = 24 * 3_600_000;
+/** Default subscriptions per client connection. */
+export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
+/** Default largest message a client may publish, in bytes. */
+export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
+/** Slack on the request's `exp` (whole seconds, truncated by the server), in milliseconds. */
+const REQUEST_EXP_SLACK_MS = 1_000;
+
+/** Settings of the callout (see `torii auth-callout --help`). */
+export interface CalloutSettings {
+  /** Seed (`SA…`) of the account key that signs user JWTs; its public key is `auth_callout.issuer`. */
+  issuerSeed: string;
+  /** Curve seed (`SX…`) when the server encrypts requests (`auth_callout.xkey`). */
+  xkeySeed?: string;
+  /** Target account of every user (config mode). */
+  appAccount: string;
+  maxTtlMs: number;
+  inboxPolicy: InboxPolicy;
+  consumerInactiveThresholdMs: number;
+  maxSubscriptions: number;
+  maxPayload: number;
+}
+
+interface AuthRequest {
+  server_id: { id: string; name?: string; xkey?: string };
+  user_nkey: string;
+  client_info?: { kind?: string; type?: string; host?: string; id?: number };
+  connect_opts?: { auth_token?: unknown };
+  type?: string;
+}
+
+/** Everything the handler needs; the NATS connections belong to the caller. */
+export interface CalloutDeps {
+  /** Connection as the callout user in the AUTH account. */
+  authConn: NatsConnection;
+  /** Connection in the APP account, for JetStream (consumers). */
+  appConn: NatsConnection;
+  directory: RoomDirectory;
+  verifier: TokenVerifier;
+  log: Logger;
+  ops: Ops;
+  now?: () => Date;
+}
+
+export class AuthCallout {
+  private readonly signer: NKeySigner;
+  private readonly xkey: XKey | undefined;
+  private readonly metrics: CalloutMetrics;
+  private readonly consumers: ConsumerEnsurer;
+  private readonly now: () => Date;
+  private sub: Subscription | undefined;
+  private inflight = 0;
+  private idle: (() => void) | undefined;
+
+  private constructor(
+    private readonly s: CalloutSettings,
+    private readonly d: CalloutDeps,
+    consumers: ConsumerEnsurer,
+  ) {
+    this.signer = new NKeySigner(s.issuerSeed, NKeyPrefix.Account);
+    this.xkey = s.xkeySeed ? new XKey(s.xkeySeed) : undefined;
+    this.metrics = new CalloutMetrics(d.ops.registry);
+    this.consumers = consumers;
+    this.now = d.now ?? (() => new Date());
+  }
+
+  /** Starts answering authorization requests. */
+  static async start(s: CalloutSettings, d: CalloutDeps): Promise<AuthCallout> {
+    const jsm = await jetstreamManager(d.appConn);
+    const callout = new AuthCallout(s, d, new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs));
+    if (s.inboxPolicy === InboxPolicy.Shared) {
+      d.log.warn(
+        "--inbox-policy shared: every client may read every other client's replies (tokens included); use only for legacy clients",
+      );
+    }
+    if (!callout.xkey)
+      d.log.warn('no xkey configured: authorization requests and responses travel unencrypted');
+    d.ops.addReadiness('rooms', () => d.directory.loaded || 'KV caches loading');
+    callout.sub = d.authConn.subscribe(Sys.AUTH_CALLOUT, {
+      queue: QUEUE_GROUP,
+      callback: (err, msg) => {
+        if (err) {
+          d.log.error({ err: describeError(err) }, 'callout subscription error');
+          return;
+        }
+        void callout.handle(msg);
+      },
+    });
+    d.ops.addReadiness(
+      'callout',
+      () => (callout.sub && !callout.sub.isClosed()) || 'not subscribed',
+    );
+    d.log.info(
+      {
+        issuer: callout.signer.publicKey,
+        xkey: callout.xkey?.publicKey,
+        tokenKeys: d.verifier.source,
+      },
+      'auth callout ready',
+    );
+    return callout;
+  }
+
+  /** The public key user JWTs are signed with. */
+  get issuer(): string {
+    return this.signer.publicKey;
+  }
+
+  /** Stops taking requests and waits for those in flight. */
+  async stop(): Promise<void> {
+    if (this.sub && !this.sub.isClosed()) await this.sub.drain();
+    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
+  }
+
+  private async handle(msg: Msg): Promise<void> {
+    const started = process.hrtime.bigint();
+    this.inflight++;
+    let result = 'dropped';
+    try {
+      let req: AuthRequest;
+      let serverXkey: string | undefined;
+      try {
+        ({ req, serverXkey } = this.decodeRequest(msg));
+      } catch (e) {
+        // No trustworthy request: nothing to answer. The server times the client out.
+        const r =
+          e instanceof Rejection ? e : new Rejection(RejectReason.BadRequest, describeError(e));
+        this.metrics.rejections.inc({ reason: r.reason });
+        this.d.log.warn({ reason: r.reason, detail: r.message }, 'dropped authorization request');
+        return;
+      }
+      try {
+        const jwt = await this.authorize(req);
+        this.respond(msg, req, serverXkey, { jwt });
+        result = 'allowed';
+      } catch (e) {
+        const r =
+          e instanceof Rejection
+            ? e
+            : new Rejection(RejectReason.Internal, describeError(e), { cause: e });
+        this.metrics.rejections.inc({ reason: r.reason });
+        const level = r.reason === RejectReason.Internal ? 'error' : 'info';
+        this.d.log[level](
+          {
+            reason: r.reason,
+            detail: r.message,
+            host: req.client_info?.host,
+            server: req.server_id.name,
+          },
+          'connection refused',
+        );
+        this.respond(msg, req, serverXkey, { error: 'not authorized' });
+        result = 'rejected';
+      }
+    } finally {
+      this.metrics.requests.inc({ result });
+      this.metrics.duration.observe({ result }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (--this.inflight === 0) this.idle?.();
+    }
+  }
+
+  private decodeRequest(msg: Msg): { req: AuthRequest; serverXkey: string | undefined } {
+    const serverXkey = msg.headers?.get(SERVER_XKEY_HEADER) || undefined;
+    let data: Uint8Array = msg.data;
+    if (this.xkey) {
+      if (!serverXkey)
+        throw new Rejection(
+          RejectReason.EncryptionMismatch,
+          'request is not encrypted but an xkey is configured',
+        );
+      const opened = this.xkey.open(data, serverXkey);
+      if (!opened)
+        throw new Rejection(RejectReason.DecryptFailed, 'request does not decrypt with our xkey');
+      data = opened;
+    } else if (serverXkey) {
+      throw new Rejection(
+        RejectReason.EncryptionMismatch,
+        'request is encrypted but no xkey is configured',
+      );
+    }
+    const claims = decodeNatsJwt<AuthRequest>(new TextDecoder().decode(data), NKeyPrefix.Server);
+    const req = claims.nats;
+    if (claims.aud !== AUTH_REQUEST_AUDIENCE)
+      throw new Rejection(RejectReason.BadRequest, `request aud is ${String(claims.aud)}`);
+    if (req?.type !== 'authorization_request')
+      throw new Rejection(RejectReason.BadRequest, 'not an authorization request');
+    if (typeof req.server_id?.id !== 'string' || claims.iss !== req.server_id.id) {
+      throw new Rejection(RejectReason.BadRequest, 'request issuer is not the server that sent it');
+    }
+    if (claims.sub !== this.signer.publicKey)
+      throw new Rejection(RejectReason.BadRequest, 'request is for another callout issuer');
+    if (
+      typeof claims.exp !== 'number' ||
+      claims.exp * 1000 + REQUEST_EXP_SLACK_MS < this.now().getTime()
+    ) {
+      throw new Rejection(RejectReason.BadRequest, 'request expired');
+    }
+    if (serverXkey && req.server_id.xkey !== serverXkey) {
+      throw new Rejection(
+        RejectReason.EncryptionMismatch,
+        'header xkey differs from the signed server_id.xkey',
+      );
+    }
+    if (typeof req.user_nkey !== 'string' || !req.user_nkey.startsWith(NKeyPrefix.User)) {
+      throw new Rejection(RejectReason.BadRequest, 'request has no user nkey');
+    }
+    return { req, serverXkey };
+  }
+
+  private async authorize(req: AuthRequest): Promise<string> {
+    const { directory } = this.d;
+    if (!directory.loaded)
+      throw new Rejection(RejectReason.NotReady, 'room caches are still loading');
+    const kind = req.client_info?.kind;
+    if (kind !== undefined && kind !== 'Client')
+      throw new Rejection(RejectReason.ConnectionType, `connection kind ${kind}`);
+    const token = req.connect_opts?.auth_token;
+    if (typeof token !== 'string' || token.length === 0)
+      throw new Rejection(RejectReason.NoToken, 'no auth_token in CONNECT');
+
+    const t = await this.d.verifier.verify(token);
+    try {
+      checkRoomId(t.roomId, 'room');
+      checkUserId(t.userId, 'sub');
+    } catch (e) {
+      throw new Rejection(RejectReason.InvalidId, describeError(e), { cause: e });
+    }
+    const room = directory.room(t.roomId);
+    if (!room) throw new Rejection(RejectReason.UnknownRoom, `room ${t.roomId} does not exist`);
+    const role = Object.hasOwn(room.roles, t.role) ? room.roles[t.role] : undefined;
+    if (!role)
+      throw new Rejection(
+        RejectReason.UnknownRole,
+        `role ${t.role} is not defined in room ${t.roomId}`,
+      );
+    const now = this.now();
+    if (directory.block(t.roomId, t.userId, now))
+      throw new Rejection(RejectReason.Blocked, `${t.userId} is blocked in ${t.roomId}`);
+    const seats = directory.seatsTaken(t.roomId, t.userId);
+    if (!seats.mine && seats.taken >= room.maxParticipants) {
+      throw new Rejection(
+        RejectReason.RoomFull,
+        `room ${t.roomId} is full (${seats.taken}/${room.maxParticipants})`,
+      );
+    }
+
+    try {
+      this.metrics.consumers.inc({ result: await this.consumers.ensure(t.roomId, t.userId) });
+    } catch (e) {
+      this.metrics.consumers.inc({ result: 'error' });
+      throw new Rejection(RejectReason.Internal, `cannot ensure consumer: ${describeError(e)}`, {
+        cause: e,
+      });
+    }
+
+    return encodeNatsJwt(
+      buildUserClaims({
+        issuer: this.signer.publicKey,
+        userNkey: req.user_nkey,
+        appAccount: this.s.appAccount,
+        roomId: t.roomId,
+        userId: t.userId,
+        roleName: t.role,
+        role,
+        tokenExp: t.exp,
+        maxTtlMs: this.s.maxTtlMs,
+        sharedInbox: this.s.inboxPolicy === InboxPolicy.Shared,
+        maxSubscriptions: this.s.maxSubscriptions,
+        maxPayload: this.s.maxPayload,
+        now,
+      }),
+      this.signer,
+    );
+  }
+
+  private respond(
+    msg: Msg,
+    req: AuthRequest,
+    serverXkey: string | undefined,
+    body: { jwt: string } | { error: string },
+  ): void {
+    const response = encodeNatsJwt(
+      {
+        iss: this.signer.publicKey,
+        sub: req.user_nkey,
+        aud: req.server_id.id,
+        nats: { ...body, type: 'authorization_response', version: 2 },
+      },
+      this.signer,
+    );
+    const bytes = new TextEncoder().encode(response);
+    msg.respond(serverXkey && this.xkey ? this.xkey.seal(bytes, serverXkey) : bytes);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Ensures each user's durable consumer on its room stream before the callout answers, so a
+ * reconnecting user resumes where it acked. Known consumers are cached, and concurrent ensures of
+ * one consumer share one JetStream call, so a reconnect storm does not hammer the JetStream API.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { userConsumerConfig } from '../core/streams.js';
+import { roomStreamName } from '../core/subjects.js';
+
+/** How long a consumer known to exist is trusted without asking JetStream, in milliseconds. */
+export const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
+/** Bound on cached consumers. */
+const MAX_CACHED = 100_000;
+
+export type EnsureResult = 'cached' | 'created';
+
+export class ConsumerEnsurer {
+  private readonly known = new Map<string, number>();
+  private readonly inflight = new Map<string, Promise<EnsureResult>>();
+
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly inactiveThresholdMs: number,
+    private readonly cacheTtlMs = DEFAULT_CONSUMER_CACHE_TTL_MS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Makes sure the consumer exists; resolves without a JetStream call when it is known. */
+  ensure(roomId: string, userId: string): Promise<EnsureResult> {
+    const key = `${roomId}.${userId}`;
+    const until = this.known.get(key);
+    if (until !== undefined && until > this.now()) return Promise.resolve('cached');
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.create(key, roomId, userId).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async create(key: string, roomId: string, userId: string): Promise<EnsureResult> {
+    // Add is idempotent for an identical config; a consumer that exists with another config
+    // (an older Torii) is updated to ours.
+    const config = userConsumerConfig(roomId, userId, this.inactiveThresholdMs);
+    try {
+      await this.jsm.consumers.add(roomStreamName(roomId), config);
+    } catch (e) {
+      if (
+        !/consumer already exists|10148|10013/.test(
+          String((e as Error).message) +
+            JSON.stringify((e as { api_error?: unknown }).api_error ?? ''),
+        )
+      )
+        throw e;
+      await this.jsm.consumers.update(roomStreamName(roomId), userId, config);
+    }
+    if (this.known.size >= MAX_CACHED) this.known.clear();
+    this.known.set(key, this.now() + this.cacheTtlMs);
+    return 'created';
+  }
+
+  /** Forgets a consumer (e.g. after presence deleted it). */
+  forget(roomId: string, userId: string): void {
+    this.known.delete(`${roomId}.${userId}`);
+  }
+}

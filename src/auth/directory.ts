@@ -1,0 +1,80 @@
+/**
+ * What the callout knows about rooms, blocks and who is present, mirrored from KV into memory so
+ * that answering a connection needs no JetStream round trip.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../core/blocks.js';
+import { KvCache, openBucket } from '../core/kv.js';
+import type { Logger } from '../core/logger.js';
+import { occupiesSeat, parsePresence, type PresenceRecord } from '../core/presence.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
+import { Bucket } from '../core/subjects.js';
+
+export class RoomDirectory {
+  /** roomId → users that occupy a seat. */
+  private readonly seats = new Map<string, Set<string>>();
+
+  private constructor(
+    private readonly rooms: KvCache<CompiledRoomConfig>,
+    private readonly blocks: KvCache<BlockRecord>,
+    private readonly presence: KvCache<PresenceRecord>,
+  ) {
+    presence.onChange((key, value) => this.trackSeat(key, value));
+  }
+
+  /** Opens (creating when missing) the three buckets and loads them. */
+  static async start(nc: NatsConnection, log: Logger, kvReplicas = 1): Promise<RoomDirectory> {
+    const [roomsKv, blocksKv, presenceKv] = await Promise.all([
+      openBucket(nc, Bucket.Rooms, kvReplicas),
+      openBucket(nc, Bucket.Blocks, kvReplicas),
+      openBucket(nc, Bucket.Presence, kvReplicas),
+    ]);
+    const dir = new RoomDirectory(
+      new KvCache(roomsKv, Bucket.Rooms, parseRoomConfig, log),
+      new KvCache(blocksKv, Bucket.Blocks, parseBlock, log),
+      new KvCache(presenceKv, Bucket.Presence, parsePresence, log),
+    );
+    await Promise.all([dir.rooms.start(), dir.blocks.start(), dir.presence.start()]);
+    return dir;
+  }
+
+  private trackSeat(key: string, value: PresenceRecord | undefined): void {
+    const dot = key.indexOf('.');
+    const roomId = key.slice(0, dot);
+    const userId = key.slice(dot + 1);
+    let set = this.seats.get(roomId);
+    if (value && occupiesSeat(value)) {
+      if (!set) this.seats.set(roomId, (set = new Set()));
+      set.add(userId);
+    } else if (set) {
+      set.delete(userId);
+      if (set.size === 0) this.seats.delete(roomId);
+    }
+  }
+
+  get loaded(): boolean {
+    return this.rooms.loaded && this.blocks.loaded && this.presence.loaded;
+  }
+
+  room(roomId: string): CompiledRoomConfig | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  /** The active block of a user in a room, if any. */
+  block(roomId: string, userId: string, now: Date): BlockRecord | undefined {
+    const b = this.blocks.get(blockKey(roomId, userId));
+    return b && isBlockActive(b, now) ? b : undefined;
+  }
+
+  /** Users holding a seat in the room, and whether `userId` is one of them. */
+  seatsTaken(roomId: string, userId: string): { taken: number; mine: boolean } {
+    const set = this.seats.get(roomId);
+    return { taken: set?.size ?? 0, mine: set?.has(userId) ?? false };
+  }
+
+  stop(): void {
+    this.rooms.stop();
+    this.blocks.stop();
+    this.presence.stop();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Runs the auth callout role: two NATS connections (the callout user in the AUTH account, the
+ * service user in APP for JetStream and KV), the KV caches, the token verifier and the handler.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats } from '../core/nats.js';
+import type { Logger } from '../core/logger.js';
+import type { Ops } from '../core/ops.js';
+import type { Shutdown } from '../core/shutdown.js';
+import { ServiceUser } from '../core/natsconf.js';
+import { AuthCallout, type CalloutSettings } from './callout.js';
+import { RoomDirectory } from './directory.js';
+import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
+
+export {
+  AuthCallout,
+  InboxPolicy,
+  DEFAULT_MAX_PAYLOAD,
+  DEFAULT_MAX_SUBSCRIPTIONS,
+  DEFAULT_MAX_TTL_MS,
+} from './callout.js';
+export type { CalloutSettings } from './callout.js';
+export { TokenVerifier, MAX_CLOCK_SKEW_MS } from './token-verifier.js';
+export { RejectReason } from './rejection.js';
+
+/** Everything `torii auth-callout` needs. */
+export interface AuthCalloutConfig extends CalloutSettings {
+  servers: string[];
+  authPassword: string;
+  servicePassword: string;
+  token: TokenVerifierOptions;
+  kvReplicas: number;
+}
+
+/** A running callout; stopped through the shutdown hooks it registered. */
+export interface RunningAuthCallout {
+  callout: AuthCallout;
+  authConn: NatsConnection;
+  appConn: NatsConnection;
+}
+
+export async function runAuthCallout(
+  c: AuthCalloutConfig,
+  log: Logger,
+  ops: Ops,
+  shutdown: Shutdown,
+): Promise<RunningAuthCallout> {
+  const verifier = await TokenVerifier.create(c.token);
+  if (verifier.symmetric)
+    log.warn(
+      'room tokens are verified with an HS256 shared secret: use an asymmetric key in production',
+    );
+  const appConn = await connectNats({
+    servers: c.servers,
+    name: 'torii-auth-callout-app',
+    user: ServiceUser.Service,
+    pass: c.servicePassword,
+    log,
+    shutdown,
+  });
+  const directory = await RoomDirectory.start(appConn, log, c.kvReplicas);
+  shutdown.add('room-directory', () => directory.stop());
+  const authConn = await connectNats({
+    servers: c.servers,
+    name: 'torii-auth-callout',
+    user: ServiceUser.Auth,
+    pass: c.authPassword,
+    log,
+    shutdown,
+  });
+  ops.addReadiness(
+    'nats',
+    () => (!authConn.isClosed() && !appConn.isClosed()) || 'NATS connection closed',
+  );
+  const callout = await AuthCallout.start(c, { authConn, appConn, directory, verifier, log, ops });
+  shutdown.add('auth-callout', () => callout.stop());
+  return { callout, authConn, appConn };
+}

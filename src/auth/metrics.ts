@@ -1,0 +1,38 @@
+/** Prometheus metrics of the auth callout. */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { METRICS_PREFIX } from '../core/ops.js';
+
+export class CalloutMetrics {
+  readonly requests: Counter<'result'>;
+  readonly rejections: Counter<'reason'>;
+  readonly duration: Histogram<'result'>;
+  readonly consumers: Counter<'result'>;
+
+  constructor(registry: Registry) {
+    this.requests = new Counter({
+      name: `${METRICS_PREFIX}auth_requests_total`,
+      help: 'Authorization requests by result: allowed, rejected (answered with an error), dropped (unanswerable)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.rejections = new Counter({
+      name: `${METRICS_PREFIX}auth_rejections_total`,
+      help: 'Refused or dropped authorization requests by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: `${METRICS_PREFIX}auth_duration_seconds`,
+      help: 'Time from receiving an authorization request to answering it',
+      labelNames: ['result'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2],
+      registers: [registry],
+    });
+    this.consumers = new Counter({
+      name: `${METRICS_PREFIX}auth_consumer_ensure_total`,
+      help: 'User consumer checks before answering: cached (no JetStream call), created, error',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The NATS user JWT claims the callout signs (DESIGN.md §4): pure, so they can be checked without
+ * a server.
+ */
+import type { CompiledRole } from '../core/room.js';
+import { renderPermissions } from '../core/room.js';
+import type { NatsClaims } from '../core/natsjwt.js';
+
+/** Connection types a room client may use. */
+export const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
+
+/** The `nats` section of a user JWT. */
+export interface UserJwtNats {
+  pub: { allow: string[] };
+  sub: { allow: string[] };
+  subs: number;
+  data: number;
+  payload: number;
+  tags: string[];
+  allowed_connection_types: string[];
+  type: 'user';
+  version: 2;
+}
+
+export interface UserClaimsInput {
+  issuer: string;
+  userNkey: string;
+  appAccount: string;
+  roomId: string;
+  userId: string;
+  roleName: string;
+  role: CompiledRole;
+  /** Expiry of the room token, seconds since the epoch. */
+  tokenExp: number;
+  maxTtlMs: number;
+  sharedInbox: boolean;
+  maxSubscriptions: number;
+  maxPayload: number;
+  now: Date;
+}
+
+/** Builds the user claims: one room, one user, the role's permissions, expiry capped. */
+export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats>, 'jti'> {
+  const nowSec = Math.floor(i.now.getTime() / 1000);
+  const subscribe = renderPermissions(i.role.permissions.subscribe, i.roomId, i.userId);
+  if (i.sharedInbox) subscribe.push('_INBOX.>');
+  return {
+    iss: i.issuer,
+    sub: i.userNkey,
+    aud: i.appAccount,
+    name: `${i.roomId}/${i.userId}`,
+    iat: nowSec,
+    exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),
+    nats: {
+      pub: { allow: renderPermissions(i.role.permissions.publish, i.roomId, i.userId) },
+      sub: { allow: subscribe },
+      subs: i.maxSubscriptions,
+      data: -1,
+      payload: i.maxPayload,
+      tags: [`room:${i.roomId}`, `user:${i.userId}`, `role:${i.roleName}`],
+      allowed_connection_types: ALLOWED_CONNECTION_TYPES,
+      type: 'user',
+      version: 2,
+    },
+  };
+}

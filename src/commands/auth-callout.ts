@@ -1,0 +1,191 @@
+/** `torii auth-callout`: the auth callout role. */
+import type { Command } from 'commander';
+import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
+import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
+import { createLogger, type LogLevel } from '../core/logger.js';
+import { Ops } from '../core/ops.js';
+import { Shutdown } from '../core/shutdown.js';
+import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
+import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../core/tokens.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
+import {
+  DEFAULT_MAX_PAYLOAD,
+  DEFAULT_MAX_SUBSCRIPTIONS,
+  DEFAULT_MAX_TTL_MS,
+  InboxPolicy,
+  MAX_CLOCK_SKEW_MS,
+  runAuthCallout,
+  type AuthCalloutConfig,
+} from '../auth/index.js';
+import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
+
+/** Flags of `torii auth-callout`. */
+export interface AuthCalloutFlags {
+  natsUrl: string[];
+  keysDir: string;
+  appAccount: string;
+  tokenJwksUrl?: string;
+  tokenPublicKeyFile?: string;
+  tokenSecretFile?: string;
+  tokenIssuer: string;
+  tokenAudience: string;
+  clockSkew: number;
+  maxTtl: number;
+  inboxPolicy: InboxPolicy;
+  consumerInactiveThreshold: number;
+  maxSubscriptions: number;
+  maxPayload: number;
+  kvReplicas: number;
+  httpPort: number;
+  logLevel: LogLevel;
+}
+
+/** Adds the callout's flags (shared with `torii dev`, which runs the callout too). */
+export function addAuthCalloutOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      opt<string>('--app-account <name>', 'account every room client is placed in', {
+        default: DEFAULT_ACCOUNTS.app,
+      }),
+    )
+    .addOption(
+      opt<string>(
+        '--token-jwks-url <url>',
+        'verify room tokens with this JWKS (https; refetched on an unknown kid)',
+      ),
+    )
+    .addOption(
+      opt<string>(
+        '--token-public-key-file <file>',
+        'verify room tokens with this public key (PEM, JWK or JWKS)',
+      ),
+    )
+    .addOption(
+      opt<string>(
+        '--token-secret-file <file>',
+        'verify HS256 room tokens with this shared secret (development)',
+      ),
+    )
+    .addOption(
+      opt<string>('--token-issuer <iss>', 'required iss of room tokens', {
+        default: DEFAULT_TOKEN_ISSUER,
+      }),
+    )
+    .addOption(
+      opt<string>('--token-audience <aud>', 'required aud of room tokens', {
+        default: DEFAULT_TOKEN_AUDIENCE,
+      }),
+    )
+    .addOption(
+      opt<number>('--clock-skew <duration>', 'tolerated clock skew, at most 30s', {
+        default: MAX_CLOCK_SKEW_MS,
+        defaultDescription: '30s',
+        parse: parseDuration,
+      }),
+    )
+    .addOption(
+      opt<number>('--max-ttl <duration>', 'cap on a NATS user JWT lifetime', {
+        default: DEFAULT_MAX_TTL_MS,
+        defaultDescription: formatDuration(DEFAULT_MAX_TTL_MS),
+        parse: parseDuration,
+      }),
+    )
+    .addOption(
+      opt<InboxPolicy>(
+        '--inbox-policy <policy>',
+        'private: _INBOX.{room}.{user}.> only; shared: _INBOX.> (insecure, legacy clients)',
+        {
+          default: InboxPolicy.Private,
+          choices: Object.values(InboxPolicy),
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--consumer-inactive-threshold <duration>',
+        'a user consumer unused this long is removed by the server',
+        {
+          default: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
+          defaultDescription: formatDuration(DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS),
+          parse: parseDuration,
+        },
+      ),
+    )
+    .addOption(
+      opt<number>('--max-subscriptions <n>', 'subscriptions per client connection', {
+        default: DEFAULT_MAX_SUBSCRIPTIONS,
+        parse: intParser(1, 100_000),
+      }),
+    )
+    .addOption(
+      opt<number>('--max-payload <bytes>', 'largest message a client may publish', {
+        default: DEFAULT_MAX_PAYLOAD,
+        parse: intParser(1_024, 8 * 1024 * 1024),
+      }),
+    )
+    .addOption(
+      opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {
+        default: 1,
+        parse: intParser(1, 5),
+      }),
+    );
+}
+
+/** Validates flags and reads key files into the callout's configuration. */
+export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCalloutConfig> {
+  if (f.clockSkew > MAX_CLOCK_SKEW_MS) configError('--clock-skew', 'at most 30s (DESIGN.md §3)');
+  if (f.maxTtl < 60_000) configError('--max-ttl', 'at least 1m');
+  const xkeySeed = await readOptionalKeyFile(f.keysDir, KeyFile.XkeySeed);
+  return {
+    servers: f.natsUrl,
+    issuerSeed: await readKeyFile(f.keysDir, KeyFile.IssuerSeed),
+    ...(xkeySeed !== undefined ? { xkeySeed } : {}),
+    authPassword: await readKeyFile(f.keysDir, KeyFile.AuthPassword),
+    servicePassword: await readKeyFile(f.keysDir, KeyFile.ServicePassword),
+    appAccount: f.appAccount,
+    maxTtlMs: f.maxTtl,
+    inboxPolicy: f.inboxPolicy,
+    consumerInactiveThresholdMs: f.consumerInactiveThreshold,
+    maxSubscriptions: f.maxSubscriptions,
+    maxPayload: f.maxPayload,
+    kvReplicas: f.kvReplicas,
+    token: {
+      ...(f.tokenJwksUrl !== undefined ? { jwksUrl: f.tokenJwksUrl } : {}),
+      ...(f.tokenPublicKeyFile !== undefined ? { publicKeyFile: f.tokenPublicKeyFile } : {}),
+      ...(f.tokenSecretFile !== undefined ? { secretFile: f.tokenSecretFile } : {}),
+      keysDir: f.keysDir,
+      issuer: f.tokenIssuer,
+      audience: f.tokenAudience,
+      clockSkewMs: f.clockSkew,
+    },
+  };
+}
+
+export function registerAuthCallout(program: Command): void {
+  const cmd = program
+    .command('auth-callout')
+    .description(
+      'run the auth callout: verify room tokens and sign per-room, per-user NATS user JWTs (queue group torii_queue)',
+    );
+  addNatsUrl(cmd);
+  addKeysDir(cmd);
+  addAuthCalloutOptions(cmd);
+  addOpsPort(cmd);
+  addLogLevel(cmd).action(async (f: AuthCalloutFlags) => {
+    const config = await authCalloutConfig(f);
+    const log = createLogger('auth-callout', f.logLevel);
+    const shutdown = new Shutdown(log);
+    const ops = new Ops(log);
+    if (f.httpPort !== 0) {
+      await ops.listen(f.httpPort);
+      shutdown.add('ops', () => ops.close());
+    }
+    shutdown.installSignalHandlers(() => process.exit(0));
+    await runAuthCallout(config, log, ops, shutdown);
+  });
+  examples(cmd, [
+    'torii auth-callout --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',
+    'torii auth-callout --token-jwks-url https://classroom.example.com/.well-known/jwks.json',
+    'TORII_NATS_URL=nats://127.0.0.1:4222 torii auth-callout --http-port 9091',
+  ]);
+}

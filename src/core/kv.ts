@@ -1,0 +1,130 @@
+/**
+ * KV buckets (DESIGN.md §9) and an in-memory cache that follows a bucket through a watch, so hot
+ * paths (the callout's room, block and presence lookups) read memory, not JetStream.
+ */
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
+import { describeError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Bucket } from './subjects.js';
+
+/** Options of Torii's buckets: one value per key, file storage. */
+export function bucketOptions(replicas = 1): Partial<KvOptions> {
+  return { history: 1, replicas, storage: 'file' };
+}
+
+/** Opens a bucket, creating it with Torii's options when it does not exist. */
+export async function openBucket(nc: NatsConnection, name: Bucket, replicas = 1): Promise<KV> {
+  const kvm = new Kvm(jetstream(nc));
+  // open() does not check that the bucket exists; status() does.
+  try {
+    const kv = await kvm.open(name);
+    await kv.status();
+    return kv;
+  } catch {
+    return kvm.create(name, bucketOptions(replicas));
+  }
+}
+
+/** Delay before re-watching after the watch ended unexpectedly, in milliseconds. */
+const REWATCH_DELAY_MS = 1_000;
+
+/**
+ * A map that mirrors a KV bucket. Values are decoded by `parse`; a value that does not parse is
+ * logged and treated as absent (one bad record must not poison the cache).
+ */
+export class KvCache<T> {
+  private readonly map = new Map<string, T>();
+  private readonly listeners: ((key: string, value: T | undefined) => void)[] = [];
+  private watcher: QueuedIterator<KvWatchEntry> | undefined;
+  private stopped = false;
+  private resolveReady!: () => void;
+  /** Resolves once the cache holds the bucket's content as of the start. */
+  readonly ready: Promise<void> = new Promise((r) => (this.resolveReady = r));
+  private isReady = false;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly name: string,
+    private readonly parse: (data: unknown, key: string) => T | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** True once the initial content is loaded. */
+  get loaded(): boolean {
+    return this.isReady;
+  }
+
+  get(key: string): T | undefined {
+    return this.map.get(key);
+  }
+
+  entries(): IterableIterator<[string, T]> {
+    return this.map.entries();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Called after every change, with `undefined` for deletions. */
+  onChange(fn: (key: string, value: T | undefined) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Starts following the bucket; resolves when the initial content is loaded. */
+  async start(): Promise<void> {
+    void this.follow();
+    await this.ready;
+  }
+
+  private markReady(): void {
+    if (!this.isReady) {
+      this.isReady = true;
+      this.resolveReady();
+    }
+  }
+
+  private async follow(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const status = await this.kv.status();
+        // Every key's last value is delivered, and the stream's last message is always one of
+        // them: seeing its revision means the initial content is complete.
+        const lastSeq = status.streamInfo.state.last_seq;
+        if (status.values === 0) this.markReady();
+        this.watcher = await this.kv.watch();
+        for await (const e of this.watcher) {
+          this.apply(e);
+          if (e.revision >= lastSeq) this.markReady();
+        }
+      } catch (e) {
+        if (this.stopped) return;
+        this.log.warn({ bucket: this.name, err: describeError(e) }, 'KV watch failed; retrying');
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, REWATCH_DELAY_MS));
+    }
+  }
+
+  private apply(e: KvWatchEntry): void {
+    let value: T | undefined;
+    if (e.operation === 'PUT') {
+      try {
+        value = this.parse(e.json(), e.key);
+      } catch {
+        value = undefined;
+      }
+      if (value === undefined)
+        this.log.warn({ bucket: this.name, key: e.key }, 'ignoring malformed KV value');
+    }
+    if (value === undefined) this.map.delete(e.key);
+    else this.map.set(e.key, value);
+    for (const fn of this.listeners) fn(e.key, value);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.watcher?.stop();
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The Room resource (DESIGN.md §10): its spec and status types, defaults, semantic validation,
+ * and compilation into the room config that the controller publishes to KV `torii_rooms` and
+ * that the callout and workers read. Types for the CRD live here, in one place.
+ */
+import { checkRoomId, ID_PATTERN } from './ids.js';
+import {
+  JsApi,
+  chatSubject,
+  liveSubject,
+  userInboxPrefix,
+  whiteboardSubject,
+  workerSubject,
+} from './subjects.js';
+
+/** API group and version of the Room CRD. */
+export const ROOM_API_GROUP = 'torii.io';
+export const ROOM_API_VERSION = 'v1alpha1';
+export const ROOM_KIND = 'Room';
+export const ROOM_PLURAL = 'rooms';
+
+/** Media grants of a role (LiveKit). */
+export interface MediaGrantsSpec {
+  canPublish?: boolean;
+  canSubscribe?: boolean;
+  canPublishData?: boolean;
+}
+
+/** What one role may do in a room. */
+export interface RoleSpec {
+  chat?: boolean;
+  whiteboard?: boolean;
+  /** Moderators may act on other users (lower their hands, …). */
+  moderator?: boolean;
+  /** May publish on the core-NATS live subject (cursors, typing). Default true. */
+  live?: boolean;
+  media?: MediaGrantsSpec;
+}
+
+export const StorageType = { File: 'file', Memory: 'memory' } as const;
+export type StorageType = (typeof StorageType)[keyof typeof StorageType];
+
+export const DeletionPolicy = { Delete: 'Delete', Retain: 'Retain' } as const;
+export type DeletionPolicy = (typeof DeletionPolicy)[keyof typeof DeletionPolicy];
+
+/** `spec` of a Room. */
+export interface RoomSpec {
+  roomId?: string;
+  title?: string;
+  maxParticipants?: number;
+  features?: { chat?: boolean; whiteboard?: boolean; raiseHand?: boolean };
+  roles?: Record<string, RoleSpec>;
+  media?: { livekitRoom?: string; broadcast?: boolean };
+  history?: {
+    /** Duration like `24h`. */
+    maxAge?: string;
+    maxMessages?: number;
+    /** Kubernetes quantity like `256Mi`, or bytes. */
+    maxBytes?: string | number;
+    storage?: StorageType;
+    replicas?: number;
+  };
+  deletionPolicy?: DeletionPolicy;
+}
+
+/** A standard Kubernetes condition. */
+export interface RoomCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** `status` of a Room. */
+export interface RoomStatus {
+  observedGeneration?: number;
+  conditions?: RoomCondition[];
+  stream?: { name: string; messages: number; bytes: number };
+  joinedParticipants?: number;
+}
+
+/** Defaults (DESIGN.md §10). */
+export const ROOM_DEFAULTS = {
+  maxParticipants: 100,
+  maxAge: '24h',
+  maxMessages: 100_000,
+  maxBytes: 256 * 1024 * 1024,
+  storage: StorageType.File,
+  replicas: 1,
+} as const;
+
+/** Largest room Torii accepts. */
+export const MAX_PARTICIPANTS_LIMIT = 10_000;
+
+/** Roles of a Room that does not define its own. */
+export const DEFAULT_ROLE_SPECS: Readonly<Record<string, RoleSpec>> = {
+  teacher: {
+    chat: true,
+    whiteboard: true,
+    moderator: true,
+    media: { canPublish: true, canSubscribe: true, canPublishData: true },
+  },
+  student: {
+    chat: true,
+    whiteboard: false,
+    media: { canPublish: false, canSubscribe: true, canPublishData: true },
+  },
+  observer: {
+    chat: false,
+    whiteboard: false,
+    live: false,
+    media: { canPublish: false, canSubscribe: true, canPublishData: false },
+  },
+};
+
+/** Placeholders in permission templates, filled in by the callout per connection. */
+export const Placeholder = { Room: '{roomId}', User: '{userId}' } as const;
+
+/** A role after defaults and room features are applied. */
+export interface CompiledRole {
+  moderator: boolean;
+  chat: boolean;
+  whiteboard: boolean;
+  live: boolean;
+  media: Required<MediaGrantsSpec>;
+  /** NATS permission templates with {@link Placeholder}s. */
+  permissions: { publish: string[]; subscribe: string[] };
+}
+
+/** What the controller publishes to KV `torii_rooms` under `{roomId}`. */
+export interface CompiledRoomConfig {
+  /** Format version of this record. */
+  version: 1;
+  roomId: string;
+  title: string;
+  maxParticipants: number;
+  features: { chat: boolean; whiteboard: boolean; raiseHand: boolean };
+  media: { livekitRoom: string; broadcast: boolean };
+  roles: Record<string, CompiledRole>;
+  history: {
+    maxAgeMs: number;
+    maxMessages: number;
+    maxBytes: number;
+    storage: StorageType;
+    replicas: number;
+  };
+  /** Where it came from, e.g. `classes/n5-evening` or a file path. */
+  source?: string;
+}
+
+const QUANTITY = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/;
+const QUANTITY_FACTORS: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  Ti: 1024 ** 4,
+};
+
+/** Parses a Kubernetes quantity (`256Mi`, `1G`, `1024`) into bytes; undefined when invalid. */
+export function parseQuantity(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  const m = QUANTITY.exec(value.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * (QUANTITY_FACTORS[m[2] ?? ''] as number));
+}
+
+const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
+/** Parses `24h`, `7d`, `1h30m`, `90s` into milliseconds; undefined when invalid or empty. */
+export function parseRoomDuration(value: string): number | undefined {
+  const m = DURATION.exec(value.trim());
+  if (!m || value.trim() === '') return undefined;
+  const [d, h, min, s] = [m[1], m[2], m[3], m[4]].map((x) => Number(x ?? 0)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  return (((d * 24 + h) * 60 + min) * 60 + s) * 1000;
+}
+
+/** The room id a Room resolves to: `spec.roomId`, else `metadata.name`. */
+export function resolveRoomId(name: string, spec: RoomSpec): string {
+  return spec.roomId ?? name;
+}
+
+/**
+ * Checks what the CRD schema cannot: ids, role names, sizes, durations.
+ * @returns human-readable problems, empty when the spec is valid
+ */
+export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
+  const problems: string[] = [];
+  const roomId = resolveRoomId(name, spec);
+  try {
+    checkRoomId(
+      roomId,
+      spec.roomId === undefined ? 'metadata.name (used as roomId)' : 'spec.roomId',
+    );
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  const max = spec.maxParticipants;
+  if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > MAX_PARTICIPANTS_LIMIT)) {
+    problems.push(`spec.maxParticipants: must be an integer from 1 to ${MAX_PARTICIPANTS_LIMIT}`);
+  }
+  if (spec.roles !== undefined) {
+    const names = Object.keys(spec.roles);
+    if (names.length === 0)
+      problems.push('spec.roles: define at least one role, or omit roles for the defaults');
+    for (const r of names)
+      if (!ID_PATTERN.test(r)) problems.push(`spec.roles: invalid role name ${JSON.stringify(r)}`);
+  }
+  const h = spec.history ?? {};
+  if (h.maxAge !== undefined && parseRoomDuration(h.maxAge) === undefined) {
+    problems.push(
+      `spec.history.maxAge: ${JSON.stringify(h.maxAge)} is not a duration like 24h or 7d`,
+    );
+  }
+  if (h.maxBytes !== undefined && parseQuantity(h.maxBytes) === undefined) {
+    problems.push(
+      `spec.history.maxBytes: ${JSON.stringify(h.maxBytes)} is not a quantity like 256Mi`,
+    );
+  }
+  if (h.maxMessages !== undefined && (!Number.isInteger(h.maxMessages) || h.maxMessages < 1)) {
+    problems.push('spec.history.maxMessages: must be a positive integer');
+  }
+  if (h.replicas !== undefined && ![1, 3, 5].includes(h.replicas))
+    problems.push('spec.history.replicas: must be 1, 3 or 5');
+  if (
+    spec.media?.livekitRoom !== undefined &&
+    !/^[A-Za-z0-9_.:-]{1,128}$/.test(spec.media.livekitRoom)
+  ) {
+    problems.push('spec.media.livekitRoom: use letters, digits and _ . : - (at most 128)');
+  }
+  return problems;
+}
+
+function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): CompiledRole {
+  const r = Placeholder.Room;
+  const u = Placeholder.User;
+  const chat = features.chat && role.chat === true;
+  const whiteboard = features.whiteboard && role.whiteboard === true;
+  const live = role.live !== false;
+  const publish = [
+    workerSubject(r, u),
+    JsApi.streamInfo(r),
+    JsApi.consumerInfo(r, u),
+    JsApi.consumerNext(r, u),
+    JsApi.acks(r, u),
+    ...(chat ? [chatSubject(r, u)] : []),
+    ...(whiteboard ? [whiteboardSubject(r, u)] : []),
+    ...(live ? [liveSubject(r, u)] : []),
+  ];
+  const subscribe = [`${userInboxPrefix(r, u)}.>`, liveSubject(r, '*')];
+  return {
+    moderator: role.moderator === true,
+    chat,
+    whiteboard,
+    live,
+    media: {
+      canPublish: role.media?.canPublish === true,
+      canSubscribe: role.media?.canSubscribe !== false,
+      canPublishData: role.media?.canPublishData === true,
+    },
+    permissions: { publish, subscribe },
+  };
+}
+
+/**
+ * Compiles a valid spec (see {@link validateRoomSpec}) into the KV room config.
+ * @throws Error when the spec is invalid
+ */
+export function compileRoom(name: string, spec: RoomSpec, source?: string): CompiledRoomConfig {
+  const problems = validateRoomSpec(name, spec);
+  if (problems.length > 0) throw new Error(problems.join('; '));
+  const roomId = resolveRoomId(name, spec);
+  const features = {
+    chat: spec.features?.chat ?? true,
+    whiteboard: spec.features?.whiteboard ?? true,
+    raiseHand: spec.features?.raiseHand ?? true,
+  };
+  const roleSpecs = spec.roles ?? DEFAULT_ROLE_SPECS;
+  const roles: Record<string, CompiledRole> = {};
+  for (const [roleName, role] of Object.entries(roleSpecs))
+    roles[roleName] = compileRole(role, features);
+  const h = spec.history ?? {};
+  return {
+    version: 1,
+    roomId,
+    title: spec.title ?? roomId,
+    maxParticipants: spec.maxParticipants ?? ROOM_DEFAULTS.maxParticipants,
+    features,
+    media: {
+      livekitRoom: spec.media?.livekitRoom ?? roomId,
+      broadcast: spec.media?.broadcast ?? false,
+    },
+    roles,
+    history: {
+      maxAgeMs: parseRoomDuration(h.maxAge ?? ROOM_DEFAULTS.maxAge) as number,
+      maxMessages: h.maxMessages ?? ROOM_DEFAULTS.maxMessages,
+      maxBytes: parseQuantity(h.maxBytes ?? ROOM_DEFAULTS.maxBytes) as number,
+      storage: h.storage ?? ROOM_DEFAULTS.storage,
+      replicas: h.replicas ?? ROOM_DEFAULTS.replicas,
+    },
+    ...(source !== undefined ? { source } : {}),
+  };
+}
+
+/** Fills the placeholders of a permission template for one connection (ids already checked). */
+export function renderPermissions(
+  templates: readonly string[],
+  roomId: string,
+  userId: string,
+): string[] {
+  return templates.map((t) =>
+    t.replaceAll(Placeholder.Room, roomId).replaceAll(Placeholder.User, userId),
+  );
+}
+
+/** Parses a KV room record; undefined when it is not a room config of a known version. */
+export function parseRoomConfig(data: unknown): CompiledRoomConfig | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const c = data as Partial<CompiledRoomConfig>;
+  if (
+    c.version !== 1 ||
+    typeof c.roomId !== 'string' ||
+    typeof c.roles !== 'object' ||
+    c.roles === null
+  )
+    return undefined;
+  if (typeof c.maxParticipants !== 'number') return undefined;
+  return c as CompiledRoomConfig;
+}

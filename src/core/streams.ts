@@ -1,0 +1,124 @@
+/**
+ * JetStream assets of Torii: the `sysJsWorker` work-queue stream, each room's stream and each
+ * user's durable consumer on it (DESIGN.md §5). Config builders are pure; `ensure*` functions
+ * are idempotent.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType as JsStorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import type { CompiledRoomConfig } from './room.js';
+import {
+  roomStreamName,
+  roomStreamSubjects,
+  userConsumerFilters,
+  userConsumerName,
+  WORKER_STREAM,
+  WORKER_STREAM_SUBJECTS,
+} from './subjects.js';
+
+/** Milliseconds → the nanoseconds JetStream's API takes. */
+export const nanos = (ms: number): number => ms * 1_000_000;
+
+/** Default `inactive_threshold` of a user's consumer: the safety net behind presence cleanup. */
+export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 24 * 3_600_000;
+/** Messages a user may hold unacked before the server pauses delivery to it. */
+export const USER_MAX_ACK_PENDING = 1_000;
+/** How long a message of the worker queue is kept if no worker takes it. */
+export const WORKER_STREAM_MAX_AGE_MS = 3_600_000;
+/** Duplicate window for client retries (`Nats-Msg-Id`). */
+export const WORKER_DUPLICATE_WINDOW_MS = 120_000;
+/** Largest event payload a client may send, in bytes. */
+export const WORKER_MAX_MSG_SIZE = 64 * 1024;
+
+/** The work-queue stream carrying client events to the workers. */
+export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {
+  return {
+    name: WORKER_STREAM,
+    subjects: WORKER_STREAM_SUBJECTS,
+    retention: RetentionPolicy.Workqueue,
+    storage: JsStorageType.File,
+    num_replicas: replicas,
+    max_age: nanos(WORKER_STREAM_MAX_AGE_MS),
+    duplicate_window: nanos(WORKER_DUPLICATE_WINDOW_MS),
+    max_msg_size: WORKER_MAX_MSG_SIZE,
+    discard: DiscardPolicy.Old,
+  };
+}
+
+/** A room's stream, from its compiled config. */
+export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig> {
+  return {
+    name: roomStreamName(room.roomId),
+    subjects: roomStreamSubjects(room.roomId),
+    retention: RetentionPolicy.Limits,
+    storage: room.history.storage === 'memory' ? JsStorageType.Memory : JsStorageType.File,
+    num_replicas: room.history.replicas,
+    max_age: nanos(room.history.maxAgeMs),
+    max_msgs: room.history.maxMessages,
+    max_bytes: room.history.maxBytes,
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+  };
+}
+
+/** A user's durable pull consumer: R1, memory, explicit ack, history from the start. */
+export function userConsumerConfig(
+  roomId: string,
+  userId: string,
+  inactiveThresholdMs = DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
+): Partial<ConsumerConfig> {
+  return {
+    durable_name: userConsumerName(userId),
+    filter_subjects: userConsumerFilters(roomId, userId),
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: USER_MAX_ACK_PENDING,
+    mem_storage: true,
+    num_replicas: 1,
+    inactive_threshold: nanos(inactiveThresholdMs),
+  };
+}
+
+function isNotFound(e: unknown): boolean {
+  const err = e as { code?: unknown; api_error?: { err_code?: number }; message?: string };
+  return err.api_error?.err_code === 10059 || /stream not found/i.test(err.message ?? '');
+}
+
+/** Creates a stream, or updates it when it exists. Returns whether it was created. */
+export async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<'created' | 'updated'> {
+  try {
+    await jsm.streams.info(config.name);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    await jsm.streams.add(config);
+    return 'created';
+  }
+  await jsm.streams.update(config.name, config);
+  return 'updated';
+}
+
+/** Ensures the `sysJsWorker` stream. */
+export function ensureWorkerStream(
+  jsm: JetStreamManager,
+  replicas = 1,
+): Promise<'created' | 'updated'> {
+  return ensureStream(jsm, { ...workerStreamConfig(replicas), name: WORKER_STREAM });
+}
+
+/** Ensures a room's stream. */
+export function ensureRoomStream(
+  jsm: JetStreamManager,
+  room: CompiledRoomConfig,
+): Promise<'created' | 'updated'> {
+  return ensureStream(jsm, { ...roomStreamConfig(room), name: roomStreamName(room.roomId) });
+}

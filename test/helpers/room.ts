@@ -1,0 +1,50 @@
+/**
+ * Publishes rooms the way the controller does (compiled config in KV `torii_rooms`, room stream),
+ * and writes presence and block records in the tracker's format, for tests of the data plane.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { blockKey, type BlockRecord } from '../../src/core/blocks.js';
+import { openBucket } from '../../src/core/kv.js';
+import { presenceKey, type PresenceRecord } from '../../src/core/presence.js';
+import { compileRoom, type CompiledRoomConfig, type RoomSpec } from '../../src/core/room.js';
+import { ensureRoomStream, ensureWorkerStream } from '../../src/core/streams.js';
+import { Bucket } from '../../src/core/subjects.js';
+
+/** Compiles `spec`, ensures the room stream and the worker stream, and publishes the config. */
+export async function publishRoom(
+  nc: NatsConnection,
+  name: string,
+  spec: RoomSpec = {},
+): Promise<CompiledRoomConfig> {
+  const room = compileRoom(name, spec, `test/${name}`);
+  const jsm = await jetstreamManager(nc);
+  await ensureWorkerStream(jsm);
+  await ensureRoomStream(jsm, room);
+  const kv = await openBucket(nc, Bucket.Rooms);
+  await kv.put(room.roomId, JSON.stringify(room));
+  return room;
+}
+
+export async function putPresence(
+  nc: NatsConnection,
+  r: Omit<PresenceRecord, 'since' | 'changedAt' | 'connections'> & Partial<PresenceRecord>,
+): Promise<void> {
+  const now = new Date().toISOString();
+  const kv = await openBucket(nc, Bucket.Presence);
+  await kv.put(
+    presenceKey(r.roomId, r.userId),
+    JSON.stringify({ connections: [], since: now, changedAt: now, ...r }),
+  );
+}
+
+export async function putBlock(
+  nc: NatsConnection,
+  b: Omit<BlockRecord, 'createdAt' | 'by' | 'reason'> & Partial<BlockRecord>,
+): Promise<void> {
+  const kv = await openBucket(nc, Bucket.Blocks);
+  await kv.put(
+    blockKey(b.roomId, b.userId),
+    JSON.stringify({ by: 'test', reason: 'test', createdAt: new Date().toISOString(), ...b }),
+  );
+}

@@ -1,0 +1,68 @@
+import { buildUserClaims } from '../../src/auth/user-jwt.js';
+import { compileRoom } from '../../src/core/room.js';
+
+const room = compileRoom('n5', { features: { whiteboard: false } });
+const now = new Date('2026-03-01T10:00:00Z');
+const nowSec = now.getTime() / 1000;
+const base = {
+  issuer: 'AISSUER',
+  userNkey: 'UUSER',
+  appAccount: 'APP',
+  roomId: 'n5',
+  userId: 'hana',
+  roleName: 'teacher',
+  role: room.roles.teacher!,
+  tokenExp: nowSec + 3600,
+  maxTtlMs: 24 * 3_600_000,
+  sharedInbox: false,
+  maxSubscriptions: 100,
+  maxPayload: 262144,
+  now,
+};
+
+describe('user JWT claims (DESIGN.md §4)', () => {
+  test('identity, audience, tags and expiry', () => {
+    const c = buildUserClaims(base);
+    expect(c).toMatchObject({
+      iss: 'AISSUER',
+      sub: 'UUSER',
+      aud: 'APP',
+      name: 'n5/hana',
+      iat: nowSec,
+      exp: nowSec + 3600,
+    });
+    expect(c.nats.tags).toEqual(['room:n5', 'user:hana', 'role:teacher']);
+    expect(c.nats).toMatchObject({
+      type: 'user',
+      version: 2,
+      subs: 100,
+      payload: 262144,
+      allowed_connection_types: ['STANDARD', 'WEBSOCKET'],
+    });
+  });
+
+  test('permissions are the room template filled with this room and user', () => {
+    const c = buildUserClaims(base);
+    expect(c.nats.pub.allow).toEqual([
+      'sysJsWorker.n5.hana',
+      '$JS.API.STREAM.INFO.n5',
+      '$JS.API.CONSUMER.INFO.n5.hana',
+      '$JS.API.CONSUMER.MSG.NEXT.n5.hana',
+      '$JS.ACK.n5.hana.>',
+      'room.n5.chat.hana',
+      'room.n5.live.hana',
+    ]); // no whiteboard: the room disables the feature even for teachers
+    expect(c.nats.sub.allow).toEqual(['_INBOX.n5.hana.>', 'room.n5.live.*']);
+    expect(JSON.stringify(c)).not.toContain('{roomId}');
+  });
+
+  test('expiry is capped by --max-ttl', () => {
+    expect(
+      buildUserClaims({ ...base, tokenExp: nowSec + 7 * 86400, maxTtlMs: 3_600_000 }).exp,
+    ).toBe(nowSec + 3600);
+  });
+
+  test('--inbox-policy shared adds _INBOX.>', () => {
+    expect(buildUserClaims({ ...base, sharedInbox: true }).nats.sub.allow).toContain('_INBOX.>');
+  });
+});
