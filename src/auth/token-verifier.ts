@@ -31,6 +31,14 @@ export const MAX_CLOCK_SKEW_MS = 30_000;
 export const JWKS_CACHE_MAX_AGE_MS = 10 * 60_000;
 /** Least time between two JWKS fetches on unknown `kid`s, in milliseconds. */
 export const JWKS_COOLDOWN_MS = 30_000;
+/**
+ * How long a verified token is remembered, in milliseconds. A reconnect storm presents the same
+ * tokens again; re-verifying each costs a signature check. Bounded so that a key removed from the
+ * JWKS stops admitting its tokens soon after (the JWKS itself is cached longer).
+ */
+export const VERIFIED_TOKEN_CACHE_TTL_MS = 5 * 60_000;
+/** Bound on remembered tokens. */
+export const VERIFIED_TOKEN_CACHE_SIZE = 20_000;
 
 const ASYMMETRIC_ALGS = ['EdDSA', 'ES256', 'RS256'];
 const SYMMETRIC_ALGS = ['HS256'];
@@ -66,6 +74,8 @@ type Key = JWTVerifyGetKey | KeyObject | Uint8Array;
 
 /** Verifies room tokens against one key source. */
 export class TokenVerifier {
+  private readonly verified = new Map<string, { token: RoomToken; until: number }>();
+
   private constructor(
     private readonly key: Key,
     private readonly algorithms: string[],

@@ -58,6 +58,8 @@ export interface NatsConfigOptions {
   authTimeoutSeconds?: number;
   /** Where the server writes its `*.ports` file (lets callers use port -1). */
   portsFileDir?: string;
+  /** Raw config lines appended at the end (tests and benchmarks: profiling, limits). */
+  extra?: string;
 }
 
 /** The account names of DESIGN.md §1. */
@@ -134,5 +136,6 @@ export function renderNatsConfig(o: NatsConfigOptions): string {
       '}',
     );
   }
+  if (o.extra) lines.push('', o.extra);
   return lines.join('\n') + '\n';
 }

@@ -52,6 +52,17 @@ export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {
   };
 }
 
+/**
+ * Consumers a room stream allows. nats-server 2.15 caps streams at 1,000 consumers unless the
+ * stream says otherwise (and -1 does not opt out), so each room sets its own bound: one durable
+ * per participant, twice over for users who left but whose consumer is still retained.
+ */
+export function roomMaxConsumers(room: CompiledRoomConfig): number {
+  return Math.max(2 * room.maxParticipants, ROOM_MIN_MAX_CONSUMERS);
+}
+/** Floor of {@link roomMaxConsumers}. */
+export const ROOM_MIN_MAX_CONSUMERS = 64;
+
 /** A room's stream, from its compiled config. */
 export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig> {
   return {
@@ -64,6 +75,7 @@ export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig
     max_msgs: room.history.maxMessages,
     max_bytes: room.history.maxBytes,
     discard: DiscardPolicy.Old,
+    max_consumers: roomMaxConsumers(room),
     allow_direct: true,
   };
 }

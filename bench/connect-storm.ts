@@ -1,0 +1,114 @@
+/**
+ * Connect storm: N room clients connecting through the auth callout (a separate `torii
+ * auth-callout` process, as deployed) against the same clients on a server without a callout
+ * (plain token auth), in one run. Prints one JSON line.
+ *
+ *   npx tsx bench/connect-storm.ts [--clients 2000] [--concurrency 50] [--paced-rate 200]
+ *
+ * Phases: raw (no callout); callout-cold (new users: each needs its consumer created);
+ * callout-warm (the same users reconnecting: consumers known); paced (a steady rate, latency).
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsServerProcess } from '../src/core/nats-server.js';
+import { renderNatsConfig } from '../src/core/natsconf.js';
+import { PROJECT_ROOT } from '../src/core/tools.js';
+import { connectClient, token } from '../test/helpers/callout.js';
+import { startNats, testKeys } from '../test/helpers/nats.js';
+import { tempDir, track, waitFor } from '../test/helpers/procs.js';
+import { publishRoom } from '../test/helpers/room.js';
+import { paced, pool, r2, report, summary, withCpu } from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '50' },
+    'paced-rate': { type: 'string', default: '200' },
+    'paced-seconds': { type: 'string', default: '5' },
+  },
+});
+const N = Number(values.clients);
+const C = Number(values.concurrency);
+const RATE = Number(values['paced-rate']);
+const PACED_N = RATE * Number(values['paced-seconds']);
+
+async function closeAll(conns: NatsConnection[]): Promise<void> {
+  await Promise.all(conns.splice(0).map((c) => c.close().catch(() => undefined)));
+}
+
+async function main(): Promise<void> {
+  const keys = await testKeys();
+
+  // Baseline: the same server build and JetStream, plain token auth, no callout.
+  const rawDir = tempDir('bench-raw');
+  const rawToken = 'bench-raw-token-0123456789abcdef';
+  const rawConfig = renderNatsConfig({ serverName: 'raw', port: -1, httpPort: -1, jetstreamDir: path.join(rawDir, 'js'), keys: keys.server, portsFileDir: rawDir })
+    .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${rawToken}" }\n`)
+    .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
+  const raw = await NatsServerProcess.start({ dir: rawDir, config: rawConfig });
+  track(raw.child);
+
+  const server = await startNats({ keys });
+  const svc = await server.connectService();
+  await publishRoom(svc, 'bench', { maxParticipants: 10_000 });
+  const callout = track(
+    spawn(process.execPath, [...(process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean), path.join(PROJECT_ROOT, 'dist', 'cli.js'), 'auth-callout', '--nats-url', server.url, '--keys-dir', keys.dir, '--http-port', '0', '--log-level', 'warn'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  const tokens = await Promise.all(Array.from({ length: Math.max(N, PACED_N) }, (_, i) => token(keys, { room: 'bench', sub: `u${i}`, role: 'student' })));
+  await waitFor('callout ready', async () => (await connectClient(server.url, 'bench', 'u0', tokens[0] as string)).close().then(() => true), { timeoutMs: 30_000, intervalMs: 200 });
+
+  const conns: NatsConnection[] = [];
+  const rawPids = { clients: undefined, server: raw.pid };
+  const pids = { clients: undefined, server: server.process.pid, callout: callout.pid };
+  const { result: rawRun, cpu: rawCpu } = await withCpu(rawPids, () =>
+    pool(N, C, async (i) => {
+      conns.push(await connect({ servers: raw.url, token: rawToken, inboxPrefix: `_INBOX.bench.u${i}`, maxReconnectAttempts: 0 }));
+    }),
+  );
+  await closeAll(conns);
+
+  const { result: cold, cpu: coldCpu } = await withCpu(pids, () =>
+    pool(N, C, async (i) => {
+      conns.push(await connectClient(server.url, 'bench', `u${i}`, tokens[i] as string));
+    }),
+  );
+  await closeAll(conns);
+
+  const { result: warm, cpu: warmCpu } = await withCpu(pids, () =>
+    pool(N, C, async (i) => {
+      conns.push(await connectClient(server.url, 'bench', `u${i}`, tokens[i] as string));
+    }),
+  );
+  await closeAll(conns);
+
+  const steady = await paced(PACED_N, RATE, async (i) => {
+    conns.push(await connectClient(server.url, 'bench', `u${i}`, tokens[i] as string));
+  });
+  await closeAll(conns);
+
+  const rate = (r: { latencies: number[]; elapsedMs: number }): number => r2((r.latencies.length / r.elapsedMs) * 1000);
+  report({
+    bench: 'connect-storm',
+    clients: N,
+    concurrency: C,
+    raw: { connectionsPerSec: rate(rawRun), latencyMs: summary(rawRun.latencies), errors: rawRun.errors, cpuSeconds: rawCpu },
+    calloutCold: { connectionsPerSec: rate(cold), latencyMs: summary(cold.latencies), errors: cold.errors, cpuSeconds: coldCpu },
+    calloutWarm: { connectionsPerSec: rate(warm), latencyMs: summary(warm.latencies), errors: warm.errors, cpuSeconds: warmCpu },
+    ratioCold: r2(rate(cold) / rate(rawRun)),
+    ratioWarm: r2(rate(warm) / rate(rawRun)),
+    paced: { perSec: RATE, clients: PACED_N, latencyMs: summary(steady.latencies), errors: steady.errors },
+    targets: { connectionsPerSec: 1000, ratio: 0.6, pacedP99Ms: 50 },
+  });
+
+  callout.kill('SIGTERM');
+  await svc.close();
+  await server.destroy();
+  await raw.stop();
+}
+
+await main();
+process.exit(0);
