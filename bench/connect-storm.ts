@@ -44,7 +44,14 @@ async function main(): Promise<void> {
   // Baseline: the same server build and JetStream, plain token auth, no callout.
   const rawDir = tempDir('bench-raw');
   const rawToken = 'bench-raw-token-0123456789abcdef';
-  const rawConfig = renderNatsConfig({ serverName: 'raw', port: -1, httpPort: -1, jetstreamDir: path.join(rawDir, 'js'), keys: keys.server, portsFileDir: rawDir })
+  const rawConfig = renderNatsConfig({
+    serverName: 'raw',
+    port: -1,
+    httpPort: -1,
+    jetstreamDir: path.join(rawDir, 'js'),
+    keys: keys.server,
+    portsFileDir: rawDir,
+  })
     .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${rawToken}" }\n`)
     .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
   const raw = await NatsServerProcess.start({ dir: rawDir, config: rawConfig });
@@ -54,19 +61,53 @@ async function main(): Promise<void> {
   const svc = await server.connectService();
   await publishRoom(svc, 'bench', { maxParticipants: 10_000 });
   const callout = track(
-    spawn(process.execPath, [...(process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean), path.join(PROJECT_ROOT, 'dist', 'cli.js'), 'auth-callout', '--nats-url', server.url, '--keys-dir', keys.dir, '--http-port', '0', '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
+    spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean),
+        path.join(PROJECT_ROOT, 'dist', 'cli.js'),
+        'auth-callout',
+        '--nats-url',
+        server.url,
+        '--keys-dir',
+        keys.dir,
+        '--http-port',
+        '0',
+        '--log-level',
+        'warn',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    ),
   );
-  const tokens = await Promise.all(Array.from({ length: Math.max(N, PACED_N) }, (_, i) => token(keys, { room: 'bench', sub: `u${i}`, role: 'student' })));
-  await waitFor('callout ready', async () => (await connectClient(server.url, 'bench', 'u0', tokens[0] as string)).close().then(() => true), { timeoutMs: 30_000, intervalMs: 200 });
+  const tokens = await Promise.all(
+    Array.from({ length: Math.max(N, PACED_N) }, (_, i) =>
+      token(keys, { room: 'bench', sub: `u${i}`, role: 'student' }),
+    ),
+  );
+  await waitFor(
+    'callout ready',
+    async () =>
+      (await connectClient(server.url, 'bench', 'u0', tokens[0] as string))
+        .close()
+        .then(() => true),
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
 
   const conns: NatsConnection[] = [];
   const rawPids = { clients: undefined, server: raw.pid };
   const pids = { clients: undefined, server: server.process.pid, callout: callout.pid };
   const { result: rawRun, cpu: rawCpu } = await withCpu(rawPids, () =>
     pool(N, C, async (i) => {
-      conns.push(await connect({ servers: raw.url, token: rawToken, inboxPrefix: `_INBOX.bench.u${i}`, maxReconnectAttempts: 0 }));
+      conns.push(
+        await connect({
+          servers: raw.url,
+          token: rawToken,
+          inboxPrefix: `_INBOX.bench.u${i}`,
+          maxReconnectAttempts: 0,
+        }),
+      );
     }),
   );
   await closeAll(conns);
@@ -90,17 +131,38 @@ async function main(): Promise<void> {
   });
   await closeAll(conns);
 
-  const rate = (r: { latencies: number[]; elapsedMs: number }): number => r2((r.latencies.length / r.elapsedMs) * 1000);
+  const rate = (r: { latencies: number[]; elapsedMs: number }): number =>
+    r2((r.latencies.length / r.elapsedMs) * 1000);
   report({
     bench: 'connect-storm',
     clients: N,
     concurrency: C,
-    raw: { connectionsPerSec: rate(rawRun), latencyMs: summary(rawRun.latencies), errors: rawRun.errors, cpuSeconds: rawCpu },
-    calloutCold: { connectionsPerSec: rate(cold), latencyMs: summary(cold.latencies), errors: cold.errors, cpuSeconds: coldCpu },
-    calloutWarm: { connectionsPerSec: rate(warm), latencyMs: summary(warm.latencies), errors: warm.errors, cpuSeconds: warmCpu },
+    raw: {
+      connectionsPerSec: rate(rawRun),
+      latencyMs: summary(rawRun.latencies),
+      errors: rawRun.errors,
+      cpuSeconds: rawCpu,
+    },
+    calloutCold: {
+      connectionsPerSec: rate(cold),
+      latencyMs: summary(cold.latencies),
+      errors: cold.errors,
+      cpuSeconds: coldCpu,
+    },
+    calloutWarm: {
+      connectionsPerSec: rate(warm),
+      latencyMs: summary(warm.latencies),
+      errors: warm.errors,
+      cpuSeconds: warmCpu,
+    },
     ratioCold: r2(rate(cold) / rate(rawRun)),
     ratioWarm: r2(rate(warm) / rate(rawRun)),
-    paced: { perSec: RATE, clients: PACED_N, latencyMs: summary(steady.latencies), errors: steady.errors },
+    paced: {
+      perSec: RATE,
+      clients: PACED_N,
+      latencyMs: summary(steady.latencies),
+      errors: steady.errors,
+    },
     targets: { connectionsPerSec: 1000, ratio: 0.6, pacedP99Ms: 50 },
   });
 

@@ -17,17 +17,36 @@ export function percentile(values: number[], p: number): number {
 export const r2 = (n: number): number => Math.round(n * 100) / 100;
 
 /** Latency summary in milliseconds. */
-export function summary(latencies: number[]): { p50: number; p90: number; p99: number; max: number } {
-  return { p50: r2(percentile(latencies, 50)), p90: r2(percentile(latencies, 90)), p99: r2(percentile(latencies, 99)), max: r2(Math.max(...latencies)) };
+export function summary(latencies: number[]): {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+} {
+  return {
+    p50: r2(percentile(latencies, 50)),
+    p90: r2(percentile(latencies, 90)),
+    p99: r2(percentile(latencies, 99)),
+    max: r2(Math.max(...latencies)),
+  };
 }
 
 /** Where the numbers came from. */
 export function machine(): { cpus: number; cpuModel: string; memGiB: number; node: string } {
-  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version };
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+  };
 }
 
 /** Runs `task(i)` for i in [0, n) with at most `concurrency` at once; returns per-task latency (ms) and total time. */
-export async function pool(n: number, concurrency: number, task: (i: number) => Promise<void>): Promise<{ latencies: number[]; elapsedMs: number; errors: number }> {
+export async function pool(
+  n: number,
+  concurrency: number,
+  task: (i: number) => Promise<void>,
+): Promise<{ latencies: number[]; elapsedMs: number; errors: number }> {
   const latencies: number[] = [];
   let next = 0;
   let errors = 0;
@@ -50,7 +69,11 @@ export async function pool(n: number, concurrency: number, task: (i: number) => 
 }
 
 /** Starts `task(i)` at a fixed rate (per second) for n tasks; returns latencies. */
-export async function paced(n: number, perSecond: number, task: (i: number) => Promise<void>): Promise<{ latencies: number[]; elapsedMs: number; errors: number }> {
+export async function paced(
+  n: number,
+  perSecond: number,
+  task: (i: number) => Promise<void>,
+): Promise<{ latencies: number[]; elapsedMs: number; errors: number }> {
   const latencies: number[] = [];
   let errors = 0;
   const start = nowMs();
@@ -73,7 +96,9 @@ export async function paced(n: number, perSecond: number, task: (i: number) => P
 
 /** Prints the one JSON line of a benchmark. */
 export function report(result: Record<string, unknown>): void {
-  process.stdout.write(JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...result }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ date: new Date().toISOString(), machine: machine(), ...result }) + '\n',
+  );
 }
 
 /** CPU seconds (user + system) a process has used so far; this process when pid is omitted. */
@@ -88,9 +113,14 @@ export function cpuSeconds(pid?: number): number {
 }
 
 /** Measures CPU seconds used by each named process while `fn` runs. */
-export async function withCpu<T>(pids: Record<string, number | undefined>, fn: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number> }> {
+export async function withCpu<T>(
+  pids: Record<string, number | undefined>,
+  fn: () => Promise<T>,
+): Promise<{ result: T; cpu: Record<string, number> }> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
   const result = await fn();
-  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, r2(cpuSeconds(pid) - (before[k] as number))]));
+  const cpu = Object.fromEntries(
+    Object.entries(pids).map(([k, pid]) => [k, r2(cpuSeconds(pid) - (before[k] as number))]),
+  );
   return { result, cpu };
 }

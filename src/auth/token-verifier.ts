@@ -56,6 +56,8 @@ export interface TokenVerifierOptions extends TokenKeySource {
   issuer: string;
   audience: string;
   clockSkewMs: number;
+  /** Least time between JWKS fetches; default {@link JWKS_COOLDOWN_MS}. */
+  jwksCooldownMs?: number;
   /** Clock, for tests. */
   now?: () => Date;
 }
@@ -123,7 +125,7 @@ export class TokenVerifier {
       }
       const jwks = createRemoteJWKSet(url, {
         cacheMaxAge: JWKS_CACHE_MAX_AGE_MS,
-        cooldownDuration: JWKS_COOLDOWN_MS,
+        cooldownDuration: o.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
       });
       return new TokenVerifier(jwks, ASYMMETRIC_ALGS, o, `jwks-url ${url.href}`);
     }
