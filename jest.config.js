@@ -9,6 +9,7 @@ const common = {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', tsJest] },
   testEnvironment: 'node',
+  setupFilesAfterEnv: ['<rootDir>/test/helpers/setup-file.ts'],
 };
 
 /** @type {import('jest').Config} */

@@ -14,6 +14,7 @@ import { NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
 import type { Ops } from '../core/ops.js';
 import { QUEUE_GROUP, Sys } from '../core/subjects.js';
 import { describeError } from '../core/errors.js';
+import { isConnected } from '../core/nats.js';
 import { ConsumerEnsurer } from './consumers.js';
 import type { RoomDirectory } from './directory.js';
 import { CalloutMetrics } from './metrics.js';
@@ -140,7 +141,10 @@ export class AuthCallout {
 
   /** Stops taking requests and waits for those in flight. */
   async stop(): Promise<void> {
-    if (this.sub && !this.sub.isClosed()) await this.sub.drain();
+    if (this.sub && !this.sub.isClosed()) {
+      if (isConnected(this.d.authConn)) await this.sub.drain();
+      else this.sub.unsubscribe();
+    }
     if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
   }
 

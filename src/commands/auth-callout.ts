@@ -182,6 +182,7 @@ export function registerAuthCallout(program: Command): void {
     }
     shutdown.installSignalHandlers(() => process.exit(0));
     await runAuthCallout(config, log, ops, shutdown);
+    ops.markStarted();
   });
   examples(cmd, [
     'torii auth-callout --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',

@@ -58,13 +58,23 @@ export async function connectNats(o: ConnectNatsOptions): Promise<NatsConnection
   return nc;
 }
 
+/** Connections currently without a server (reconnecting). */
+const disconnected = new WeakSet<NatsConnection>();
+
+/** False while the client is between servers. */
+export function isConnected(nc: NatsConnection): boolean {
+  return !nc.isClosed() && !disconnected.has(nc);
+}
+
 async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
   for await (const s of nc.status()) {
     switch (s.type) {
       case 'disconnect':
+        disconnected.add(nc);
         log.warn({ server: s.server }, 'NATS disconnected');
         break;
       case 'reconnect':
+        disconnected.delete(nc);
         log.info({ server: s.server }, 'NATS reconnected');
         break;
       case 'reconnecting':
@@ -91,9 +101,16 @@ async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
   }
 }
 
-/** Drains (finishes subscriptions, flushes publishes) unless already closed. */
+/**
+ * Drains (finishes subscriptions, flushes publishes) unless already closed. Without a server
+ * there is nothing to drain into: the connection is closed at once instead of waiting.
+ */
 export async function drainNats(nc: NatsConnection): Promise<void> {
   if (nc.isClosed()) return;
+  if (disconnected.has(nc)) {
+    await nc.close();
+    return;
+  }
   try {
     await nc.drain();
   } catch {

@@ -21,8 +21,17 @@ export class Ops {
   private readonly checks = new Map<string, ReadinessCheck>();
   private server: http.Server | undefined;
 
+  private startupDone = false;
+
   constructor(private readonly log: Logger) {
     collectDefaultMetrics({ register: this.registry, prefix: METRICS_PREFIX });
+    // Not ready until the role says it has started, whatever other checks say.
+    this.addReadiness('startup', () => this.startupDone || 'starting');
+  }
+
+  /** Marks startup complete; `/readyz` then reflects the other checks. */
+  markStarted(): void {
+    this.startupDone = true;
   }
 
   /** Adds a readiness check (e.g. `nats`, `rooms-cache`). */

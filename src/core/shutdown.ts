@@ -6,7 +6,7 @@ import type { Logger } from './logger.js';
 import { describeError } from './errors.js';
 
 /** How long one hook may take before shutdown moves on, in milliseconds. */
-export const DEFAULT_SHUTDOWN_HOOK_TIMEOUT_MS = 20_000;
+export const DEFAULT_SHUTDOWN_HOOK_TIMEOUT_MS = 10_000;
 
 /** A named cleanup step. */
 export interface ShutdownHook {

@@ -59,6 +59,15 @@ export default async function globalTeardown() {
     await sleep(100);
     leaked = testProcesses();
   }
-  if (leaked.length > 0)
+  if (leaked.length > 0) {
+    // Report them, and do not let them outlive the run.
+    for (const line of leaked) {
+      try {
+        process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
     throw new Error(`the test run left processes alive:\n${leaked.join('\n')}`);
+  }
 }

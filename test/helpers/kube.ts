@@ -49,7 +49,7 @@ function logTail(): { push: (b: Buffer) => void; text: () => string } {
 
 function startChild(bin: string, args: string[]): { child: ChildProcess; log: () => string } {
   const tail = logTail();
-  const child = track(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 'run');
   // Shared by every test file of the run: must not hold this process's event loop open.
   child.unref();
   (child.stdout as { unref?: () => void } | null)?.unref?.();

@@ -14,13 +14,36 @@ import { describeError } from '../../src/core/errors.js';
 export const TEST_DIR_PREFIX = 'torii-test-';
 
 const children = new Set<ChildProcess>();
+const fileChildren = new Set<ChildProcess>();
 const dirs = new Set<string>();
 
-/** Kills a child with SIGKILL when this process exits. */
-export function track(child: ChildProcess): ChildProcess {
+/**
+ * Kills a child with SIGKILL when this process exits, and (scope `file`, the default) when the
+ * current test file ends, even after a failed test. Scope `run` is for servers shared by the
+ * whole run (the Kubernetes control plane), which the global teardown stops.
+ */
+export function track(child: ChildProcess, scope: 'file' | 'run' = 'file'): ChildProcess {
   children.add(child);
-  child.once('exit', () => children.delete(child));
+  if (scope === 'file') fileChildren.add(child);
+  child.once('exit', () => {
+    children.delete(child);
+    fileChildren.delete(child);
+  });
   return child;
+}
+
+/** Kills every file-scoped child still running and waits for them to exit. */
+export async function killFileChildren(): Promise<void> {
+  const alive = [...fileChildren].filter((c) => c.exitCode === null && c.signalCode === null);
+  await Promise.all(
+    alive.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.once('exit', () => resolve());
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
 }
 
 /** A fresh temp folder, removed when this process exits. */

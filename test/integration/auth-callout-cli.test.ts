@@ -35,7 +35,7 @@ test('serves connections and ops endpoints, stops cleanly on SIGTERM', async () 
   });
   expect((await fetch(`${ops}/healthz`)).status).toBe(200);
   const ready = (await (await fetch(`${ops}/readyz`)).json()) as { checks: Record<string, string> };
-  expect(ready.checks).toEqual({ nats: 'ok', rooms: 'ok', callout: 'ok' });
+  expect(ready.checks).toEqual({ startup: 'ok', nats: 'ok', rooms: 'ok', callout: 'ok' });
 
   const nc = await connectClient(
     server.url,
@@ -79,4 +79,37 @@ test.each([
   const lines = r.stderr.trim().split('\n');
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(pattern);
+});
+
+test('shuts down promptly on SIGTERM even when NATS is gone', async () => {
+  const own = await startNats();
+  const port = await freePort();
+  const proc = toriiSpawn([
+    'auth-callout',
+    '--keys-dir',
+    own.keys.dir,
+    '--nats-url',
+    own.url,
+    '--http-port',
+    String(port),
+  ]);
+  let logs = '';
+  proc.stderr?.on('data', (b: Buffer) => (logs += b.toString()));
+  await waitFor(
+    'ready',
+    async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+    { timeoutMs: 20_000 },
+  );
+  await own.destroy();
+  await waitFor('disconnect noticed', () => logs.includes('NATS disconnected'));
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  // A hung drain would hold the process for the hook timeout (10 s per connection).
+  const [code] = (await waitFor(
+    'exit',
+    () => Promise.race([exited, new Promise<false>((r) => setTimeout(() => r(false), 100))]),
+    { timeoutMs: 5_000 },
+  )) as [number | null];
+  expect(code).toBe(0);
+  expect(logs).toContain('shutdown complete');
 });
