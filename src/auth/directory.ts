@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../core/blocks.js';
-import { KvCache, openBucket } from '../core/kv.js';
+import { KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { occupiesSeat, parsePresence, type PresenceRecord } from '../core/presence.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
@@ -24,15 +24,10 @@ export class RoomDirectory {
 
   /** Opens (creating when missing) the three buckets and loads them. */
   static async start(nc: NatsConnection, log: Logger, kvReplicas = 1): Promise<RoomDirectory> {
-    const [roomsKv, blocksKv, presenceKv] = await Promise.all([
-      openBucket(nc, Bucket.Rooms, kvReplicas),
-      openBucket(nc, Bucket.Blocks, kvReplicas),
-      openBucket(nc, Bucket.Presence, kvReplicas),
-    ]);
     const dir = new RoomDirectory(
-      new KvCache(roomsKv, Bucket.Rooms, parseRoomConfig, log),
-      new KvCache(blocksKv, Bucket.Blocks, parseBlock, log),
-      new KvCache(presenceKv, Bucket.Presence, parsePresence, log),
+      new KvCache(nc, Bucket.Rooms, parseRoomConfig, log, kvReplicas),
+      new KvCache(nc, Bucket.Blocks, parseBlock, log, kvReplicas),
+      new KvCache(nc, Bucket.Presence, parsePresence, log, kvReplicas),
     );
     await Promise.all([dir.rooms.start(), dir.blocks.start(), dir.presence.start()]);
     return dir;

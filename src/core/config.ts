@@ -124,3 +124,11 @@ export function listParser(value: string): string[] {
 export function configError(flag: string, reason: string): never {
   throw new ConfigError(`${flag} (${envNameForFlag(flag)}): ${reason}`, { flag });
 }
+
+/** `true`/`false` (also `1`/`0`, `yes`/`no`), for flags that default to on. */
+export function boolParser(value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  throw new InvalidArgumentError(`'${value}' is not true or false`);
+}

@@ -32,7 +32,9 @@ const REWATCH_DELAY_MS = 1_000;
 
 /**
  * A map that mirrors a KV bucket. Values are decoded by `parse`; a value that does not parse is
- * logged and treated as absent (one bad record must not poison the cache).
+ * logged and treated as absent (one bad record must not poison the cache). After a reconnect the
+ * bucket is re-created if the server lost it and the watch starts over; the old content stays
+ * visible until the new snapshot is complete, then keys that vanished are dropped.
  */
 export class KvCache<T> {
   private readonly map = new Map<string, T>();
@@ -43,13 +45,21 @@ export class KvCache<T> {
   /** Resolves once the cache holds the bucket's content as of the start. */
   readonly ready: Promise<void> = new Promise((r) => (this.resolveReady = r));
   private isReady = false;
+  private kv: KV | undefined;
 
   constructor(
-    private readonly kv: KV,
-    private readonly name: string,
+    private readonly nc: NatsConnection,
+    private readonly name: Bucket,
     private readonly parse: (data: unknown, key: string) => T | undefined,
     private readonly log: Logger,
+    private readonly replicas = 1,
   ) {}
+
+  /** The bucket (opened or created by {@link start}). */
+  get bucket(): KV {
+    if (!this.kv) throw new Error(`KV cache ${this.name} not started`);
+    return this.kv;
+  }
 
   /** True once the initial content is loaded. */
   get loaded(): boolean {
@@ -75,7 +85,14 @@ export class KvCache<T> {
 
   /** Starts following the bucket; resolves when the initial content is loaded. */
   async start(): Promise<void> {
+    this.kv = await openBucket(this.nc, this.name, this.replicas);
     void this.follow();
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (this.stopped) return;
+        if (s.type === 'reconnect') this.watcher?.stop(); // start over: the server may have lost the bucket
+      }
+    })();
     await this.ready;
   }
 
@@ -89,21 +106,31 @@ export class KvCache<T> {
   private async follow(): Promise<void> {
     while (!this.stopped) {
       try {
+        this.kv = await openBucket(this.nc, this.name, this.replicas);
         const status = await this.kv.status();
         // Every key's last value is delivered, and the stream's last message is always one of
-        // them: seeing its revision means the initial content is complete.
+        // them: seeing its revision means the snapshot is complete.
         const lastSeq = status.streamInfo.state.last_seq;
-        if (status.values === 0) this.markReady();
+        const seen = new Set<string>();
+        let snapshot = true;
+        const finishSnapshot = (): void => {
+          snapshot = false;
+          for (const key of [...this.map.keys()]) if (!seen.has(key)) this.set(key, undefined);
+          this.markReady();
+        };
+        if (status.values === 0) finishSnapshot();
         this.watcher = await this.kv.watch();
         for await (const e of this.watcher) {
+          if (snapshot) seen.add(e.key);
           this.apply(e);
-          if (e.revision >= lastSeq) this.markReady();
+          if (snapshot && e.revision >= lastSeq) finishSnapshot();
         }
       } catch (e) {
         if (this.stopped) return;
         this.log.warn({ bucket: this.name, err: describeError(e) }, 'KV watch failed; retrying');
       }
-      if (!this.stopped) await new Promise((r) => setTimeout(r, REWATCH_DELAY_MS));
+      if (!this.stopped)
+        await new Promise((r) => setTimeout(r, this.isReady ? 100 : REWATCH_DELAY_MS));
     }
   }
 
@@ -118,9 +145,16 @@ export class KvCache<T> {
       if (value === undefined)
         this.log.warn({ bucket: this.name, key: e.key }, 'ignoring malformed KV value');
     }
-    if (value === undefined) this.map.delete(e.key);
-    else this.map.set(e.key, value);
-    for (const fn of this.listeners) fn(e.key, value);
+    this.set(e.key, value);
+  }
+
+  private set(key: string, value: T | undefined): void {
+    if (value === undefined) {
+      if (!this.map.delete(key)) return;
+    } else {
+      this.map.set(key, value);
+    }
+    for (const fn of this.listeners) fn(key, value);
   }
 
   stop(): void {

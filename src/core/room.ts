@@ -75,11 +75,50 @@ export interface RoomCondition {
 
 /** `status` of a Room. */
 export interface RoomStatus {
+  /** The room id the Room resolved to (spec.roomId or metadata.name); shown by `kubectl get rooms`. */
+  roomId?: string;
   observedGeneration?: number;
   conditions?: RoomCondition[];
   stream?: { name: string; messages: number; bytes: number };
   joinedParticipants?: number;
 }
+
+/** Metadata Torii reads and writes on a Room. */
+export interface RoomMetadata {
+  name: string;
+  namespace: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string | Date;
+  deletionTimestamp?: string | Date;
+  finalizers?: string[];
+  [extra: string]: unknown;
+}
+
+/** A Room as stored by the API server (or read from a YAML file). */
+export interface RoomResource {
+  apiVersion: string;
+  kind: string;
+  metadata: RoomMetadata;
+  spec: RoomSpec;
+  status?: RoomStatus;
+}
+
+/** `{namespace}/{name}`: the key of a Room in caches and queues. */
+export const roomKey = (r: { metadata: { namespace?: string; name?: string } }): string =>
+  `${r.metadata.namespace ?? 'default'}/${r.metadata.name ?? ''}`;
+
+/** Finalizer that lets the controller clean up NATS before a Room disappears. */
+export const ROOM_FINALIZER = 'torii.io/cleanup';
+
+/** Condition types of a Room. */
+export const ConditionType = {
+  Ready: 'Ready',
+  StreamReady: 'StreamReady',
+  ConfigPublished: 'ConfigPublished',
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
 /** Defaults (DESIGN.md §10). */
 export const ROOM_DEFAULTS = {
@@ -166,6 +205,7 @@ const QUANTITY_FACTORS: Record<string, number> = {
 /** Parses a Kubernetes quantity (`256Mi`, `1G`, `1024`) into bytes; undefined when invalid. */
 export function parseQuantity(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
   const m = QUANTITY.exec(value.trim());
   if (!m) return undefined;
   return Math.round(Number(m[1]) * (QUANTITY_FACTORS[m[2] ?? ''] as number));
@@ -174,6 +214,7 @@ export function parseQuantity(value: string | number): number | undefined {
 const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
 /** Parses `24h`, `7d`, `1h30m`, `90s` into milliseconds; undefined when invalid or empty. */
 export function parseRoomDuration(value: string): number | undefined {
+  if (typeof value !== 'string') return undefined;
   const m = DURATION.exec(value.trim());
   if (!m || value.trim() === '') return undefined;
   const [d, h, min, s] = [m[1], m[2], m[3], m[4]].map((x) => Number(x ?? 0)) as [
@@ -195,6 +236,8 @@ export function resolveRoomId(name: string, spec: RoomSpec): string {
  * @returns human-readable problems, empty when the spec is valid
  */
 export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec))
+    return ['spec: must be an object'];
   const problems: string[] = [];
   const roomId = resolveRoomId(name, spec);
   try {
@@ -216,7 +259,34 @@ export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
     for (const r of names)
       if (!ID_PATTERN.test(r)) problems.push(`spec.roles: invalid role name ${JSON.stringify(r)}`);
   }
+  const bools: [string, unknown][] = [
+    ['spec.features.chat', spec.features?.chat],
+    ['spec.features.whiteboard', spec.features?.whiteboard],
+    ['spec.features.raiseHand', spec.features?.raiseHand],
+    ['spec.media.broadcast', spec.media?.broadcast],
+    ...Object.entries(spec.roles ?? {}).flatMap(([r, role]): [string, unknown][] => [
+      [`spec.roles.${r}.chat`, role?.chat],
+      [`spec.roles.${r}.whiteboard`, role?.whiteboard],
+      [`spec.roles.${r}.moderator`, role?.moderator],
+      [`spec.roles.${r}.live`, role?.live],
+      [`spec.roles.${r}.media.canPublish`, role?.media?.canPublish],
+      [`spec.roles.${r}.media.canSubscribe`, role?.media?.canSubscribe],
+      [`spec.roles.${r}.media.canPublishData`, role?.media?.canPublishData],
+    ]),
+  ];
+  for (const [field, v] of bools)
+    if (v !== undefined && typeof v !== 'boolean') problems.push(`${field}: must be true or false`);
+  if (spec.title !== undefined && (typeof spec.title !== 'string' || spec.title.length > 200))
+    problems.push('spec.title: a string of at most 200 characters');
+  if (
+    spec.deletionPolicy !== undefined &&
+    !Object.values(DeletionPolicy).includes(spec.deletionPolicy)
+  ) {
+    problems.push('spec.deletionPolicy: Delete or Retain');
+  }
   const h = spec.history ?? {};
+  if (h.storage !== undefined && !Object.values(StorageType).includes(h.storage))
+    problems.push('spec.history.storage: file or memory');
   if (h.maxAge !== undefined && parseRoomDuration(h.maxAge) === undefined) {
     problems.push(
       `spec.history.maxAge: ${JSON.stringify(h.maxAge)} is not a duration like 24h or 7d`,

@@ -3,6 +3,7 @@
  * `torii nats-config`, JetStream in a temp folder, killed at teardown. A three-node cluster
  * variant can stop, kill and restart single nodes.
  */
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { generateKeys, loadServerKeys, type ServerKeys } from '../../src/core/keys.js';
@@ -39,6 +40,7 @@ export class TestNats {
     private readonly configFor: () => string,
     public process: NatsServerProcess,
     readonly name: string,
+    private readonly clustered: boolean,
   ) {}
 
   get url(): string {
@@ -71,7 +73,7 @@ export class TestNats {
         ...o.config,
       });
     const proc = await startProcess(dir, configFor(), o.cluster !== undefined);
-    return new TestNats(dir, keys, configFor, proc, name);
+    return new TestNats(dir, keys, configFor, proc, name, o.cluster !== undefined);
   }
 
   /** Connects as the service user of the APP account (bypasses the callout). */
@@ -114,10 +116,20 @@ export class TestNats {
     await this.process.kill();
   }
 
-  /** Starts the server again with the same ports, config and JetStream store. */
-  async restart(): Promise<void> {
+  /**
+   * Starts the server again with the same ports and config; with `wipe`, with an empty JetStream
+   * store (a server that lost its disk).
+   */
+  async restart(o: { wipe?: boolean } = {}): Promise<void> {
     await this.process.stop();
-    this.process = await startProcess(this.dir, this.configFor(), true);
+    if (o.wipe) rmSync(path.join(this.dir, 'js'), { recursive: true, force: true });
+    this.process = await startProcess(this.dir, this.configFor(), this.clustered);
+  }
+
+  /** Starts a stopped server again (same ports and store). */
+  async start(): Promise<void> {
+    if (this.process.running) return;
+    this.process = await startProcess(this.dir, this.configFor(), this.clustered);
   }
 
   /** Stops the server and removes its folder. */

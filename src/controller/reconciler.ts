@@ -1,0 +1,473 @@
+/**
+ * Reconciles one Room, level-triggered and idempotent: validate, ensure the room stream, publish
+ * the compiled config to KV, write status — each only when it differs from what is there, so a
+ * resync of an unchanged Room writes nothing. Deletion runs behind the `torii.io/cleanup`
+ * finalizer and keeps it while NATS is unreachable.
+ */
+import {
+  jetstream,
+  type JetStreamManager,
+  type StreamConfig,
+  type StreamInfo,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeError } from '../core/errors.js';
+import { Broadcast, broadcast } from '../core/events.js';
+import type { KvCache } from '../core/kv.js';
+import type { Logger } from '../core/logger.js';
+import {
+  compileRoom,
+  ConditionType,
+  DeletionPolicy,
+  resolveRoomId,
+  ROOM_FINALIZER,
+  validateRoomSpec,
+  type CompiledRoomConfig,
+  type RoomCondition,
+  type RoomResource,
+  type RoomStatus,
+} from '../core/room.js';
+import { ensureWorkerStream, roomStreamConfig } from '../core/streams.js';
+import { roomEventsSubject, roomStreamName } from '../core/subjects.js';
+import type { ControllerMetrics } from './metrics.js';
+import { EventType, type RoomSource } from './source.js';
+
+/** Condition reasons. */
+export const Reason = {
+  Reconciled: 'Reconciled',
+  InvalidSpec: 'InvalidSpec',
+  RoomIdConflict: 'RoomIdConflict',
+  NatsUnavailable: 'NatsUnavailable',
+  StreamCreated: 'StreamCreated',
+  StreamReady: 'StreamReady',
+  StreamUpdateFailed: 'StreamUpdateFailed',
+  StorageImmutable: 'StorageImmutable',
+  Published: 'Published',
+  NotPublished: 'NotPublished',
+} as const;
+
+/** Stream fields Torii sets and JetStream lets us update. */
+const UPDATABLE_FIELDS = [
+  'subjects',
+  'max_age',
+  'max_msgs',
+  'max_bytes',
+  'num_replicas',
+  'max_consumers',
+  'discard',
+  'allow_direct',
+] as const;
+
+/** What the reconciler needs from NATS. */
+export interface NatsDeps {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  /** Mirror of `torii_rooms`; its `bucket` is where configs are written. */
+  rooms: KvCache<CompiledRoomConfig>;
+  /** Users holding a seat in a room. */
+  participants: (roomId: string) => number;
+  kvReplicas: number;
+}
+
+/** Result of one reconcile. */
+export interface ReconcileResult {
+  /** Reconcile again after this many milliseconds (besides events and resyncs). */
+  requeueAfterMs?: number;
+}
+
+class NatsFailure extends Error {
+  override readonly name = 'NatsFailure';
+}
+
+function isStreamNotFound(e: unknown): boolean {
+  const err = e as { api_error?: { err_code?: number }; message?: string };
+  return err.api_error?.err_code === 10059 || /stream not found/i.test(err.message ?? '');
+}
+
+/** Sets a condition, keeping its transition time when its status does not change. */
+export function setCondition(
+  conditions: RoomCondition[] | undefined,
+  c: Omit<RoomCondition, 'lastTransitionTime'>,
+  now: Date,
+): RoomCondition[] {
+  const list = [...(conditions ?? [])];
+  const i = list.findIndex((x) => x.type === c.type);
+  const prev = i >= 0 ? list[i] : undefined;
+  const next: RoomCondition = {
+    type: c.type,
+    status: c.status,
+    reason: c.reason,
+    message: c.message,
+    lastTransitionTime:
+      prev && prev.status === c.status ? prev.lastTransitionTime : now.toISOString(),
+    ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}),
+  };
+  if (i >= 0) list[i] = next;
+  else list.push(next);
+  return list;
+}
+
+const conditionOf = (s: RoomStatus | undefined, type: string): RoomCondition | undefined =>
+  s?.conditions?.find((c) => c.type === type);
+
+/** Canonical JSON (sorted keys) for comparisons. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) =>
+    val && typeof val === 'object' && !Array.isArray(val)
+      ? Object.fromEntries(
+          Object.entries(val as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : val,
+  );
+}
+
+export class RoomReconciler {
+  /** roomId last reconciled for each key, to clean up after Rooms removed without a finalizer. */
+  private readonly roomIds = new Map<string, string>();
+  private workerStreamReady = false;
+
+  constructor(
+    private readonly source: RoomSource,
+    private readonly nats: NatsDeps,
+    private readonly metrics: ControllerMetrics,
+    private readonly log: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** The key of the Room that owns a roomId, if known. */
+  keyOfRoomId(roomId: string): string | undefined {
+    for (const [key, id] of this.roomIds) if (id === roomId) return key;
+    return undefined;
+  }
+
+  /** Forget that the worker stream exists (after NATS lost its state). */
+  resetNatsState(): void {
+    this.workerStreamReady = false;
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const room = this.source.get(key);
+    if (!room) {
+      await this.forgetRemoved(key);
+      return {};
+    }
+    if (room.metadata.deletionTimestamp) {
+      if ((room.metadata.finalizers ?? []).includes(ROOM_FINALIZER)) await this.finalize(key, room);
+      return {};
+    }
+    let current = room;
+    if (!(current.metadata.finalizers ?? []).includes(ROOM_FINALIZER)) {
+      current = await this.source.setFinalizers(current, [
+        ...(current.metadata.finalizers ?? []),
+        ROOM_FINALIZER,
+      ]);
+      this.metrics.writes.inc({ target: 'apiserver' });
+    }
+    const generation = current.metadata.generation ?? 1;
+    const roomId = resolveRoomId(current.metadata.name, current.spec ?? {});
+
+    const problems = validateRoomSpec(current.metadata.name, current.spec ?? {});
+    if (problems.length > 0) {
+      await this.writeStatus(
+        current,
+        { roomId, ready: ['False', Reason.InvalidSpec, problems.join('; ')], generation },
+        EventType.Warning,
+      );
+      return {}; // nothing to retry until the spec changes
+    }
+    const compiled = compileRoom(current.metadata.name, current.spec, key);
+
+    const owner = this.nats.rooms.get(roomId)?.source;
+    if (owner !== undefined && owner !== key) {
+      const other = this.source.get(owner);
+      if (other && !other.metadata.deletionTimestamp) {
+        await this.writeStatus(
+          current,
+          {
+            roomId,
+            ready: [
+              'False',
+              Reason.RoomIdConflict,
+              `roomId ${roomId} is already used by Room ${owner}`,
+            ],
+            generation,
+          },
+          EventType.Warning,
+        );
+        return {};
+      }
+    }
+    this.roomIds.set(key, roomId);
+
+    let info: StreamInfo;
+    let stream: { status: 'True' | 'False'; reason: string; message: string; event?: string };
+    let published: boolean;
+    try {
+      if (!this.workerStreamReady) {
+        await ensureWorkerStream(this.nats.jsm, this.nats.kvReplicas);
+        this.workerStreamReady = true;
+      }
+      ({ info, stream } = await this.ensureStream(compiled));
+      published = await this.publish(compiled);
+    } catch (e) {
+      const message = `NATS: ${describeError(e)}`;
+      await this.writeStatus(
+        current,
+        { roomId, ready: ['False', Reason.NatsUnavailable, message], generation },
+        EventType.Warning,
+      ).catch(() => undefined);
+      throw new NatsFailure(message, { cause: e });
+    }
+    if (stream.event) await this.event(current, EventType.Normal, stream.reason, stream.event);
+    const ok = stream.status === 'True';
+    await this.writeStatus(
+      current,
+      {
+        roomId,
+        generation,
+        ready: ok
+          ? ['True', Reason.Reconciled, `stream ${info.config.name} and room config are in place`]
+          : ['False', stream.reason, stream.message],
+        stream: [stream.status, stream.reason, stream.message],
+        published: published
+          ? ['True', Reason.Published, `torii_rooms/${roomId}`]
+          : ['False', Reason.NotPublished, 'not published'],
+        streamState: {
+          name: info.config.name,
+          messages: info.state.messages,
+          bytes: info.state.bytes,
+        },
+        participants: this.nats.participants(roomId),
+      },
+      ok ? EventType.Normal : EventType.Warning,
+    );
+    return {};
+  }
+
+  private async ensureStream(
+    room: CompiledRoomConfig,
+  ): Promise<{
+    info: StreamInfo;
+    stream: { status: 'True' | 'False'; reason: string; message: string; event?: string };
+  }> {
+    const desired = roomStreamConfig(room) as StreamConfig;
+    const name = roomStreamName(room.roomId);
+    let info: StreamInfo;
+    try {
+      info = await this.nats.jsm.streams.info(name);
+    } catch (e) {
+      if (!isStreamNotFound(e)) throw e;
+      info = await this.nats.jsm.streams.add(desired);
+      this.metrics.writes.inc({ target: 'jetstream' });
+      return {
+        info,
+        stream: {
+          status: 'True',
+          reason: Reason.StreamCreated,
+          message: `stream ${name} created`,
+          event: `created stream ${name}`,
+        },
+      };
+    }
+    if (info.config.storage !== desired.storage) {
+      return {
+        info,
+        stream: {
+          status: 'False',
+          reason: Reason.StorageImmutable,
+          message: `stream ${name} has storage ${info.config.storage}; JetStream cannot change it to ${desired.storage} (delete the Room to recreate it)`,
+        },
+      };
+    }
+    const differs = UPDATABLE_FIELDS.filter(
+      (f) => canonical(info.config[f] ?? null) !== canonical(desired[f] ?? null),
+    );
+    if (differs.length === 0)
+      return {
+        info,
+        stream: {
+          status: 'True',
+          reason: Reason.StreamReady,
+          message: `stream ${name} matches the spec`,
+        },
+      };
+    try {
+      info = await this.nats.jsm.streams.update(name, {
+        ...info.config,
+        ...Object.fromEntries(differs.map((f) => [f, desired[f]])),
+      });
+      this.metrics.writes.inc({ target: 'jetstream' });
+      return {
+        info,
+        stream: {
+          status: 'True',
+          reason: Reason.StreamReady,
+          message: `stream ${name} updated`,
+          event: `updated stream ${name}: ${differs.join(', ')}`,
+        },
+      };
+    } catch (e) {
+      if ((e as { api_error?: unknown }).api_error === undefined) throw e; // transport trouble: retry
+      return {
+        info,
+        stream: {
+          status: 'False',
+          reason: Reason.StreamUpdateFailed,
+          message: `JetStream refused to update ${differs.join(', ')}: ${describeError(e)}`,
+        },
+      };
+    }
+  }
+
+  private async publish(room: CompiledRoomConfig): Promise<boolean> {
+    const want = JSON.stringify(room);
+    const have = this.nats.rooms.get(room.roomId);
+    if (have && JSON.stringify(have) === want) return true;
+    await this.nats.rooms.bucket.put(room.roomId, want);
+    this.metrics.writes.inc({ target: 'kv' });
+    return true;
+  }
+
+  private async writeStatus(
+    room: RoomResource,
+    s: {
+      roomId: string;
+      generation: number;
+      ready: ['True' | 'False', string, string];
+      stream?: ['True' | 'False', string, string];
+      published?: ['True' | 'False', string, string];
+      streamState?: { name: string; messages: number; bytes: number };
+      participants?: number;
+    },
+    eventType: EventType,
+  ): Promise<void> {
+    const now = this.now();
+    const prev = room.status;
+    let conditions = setCondition(
+      prev?.conditions,
+      {
+        type: ConditionType.Ready,
+        status: s.ready[0],
+        reason: s.ready[1],
+        message: s.ready[2],
+        observedGeneration: s.generation,
+      },
+      now,
+    );
+    if (s.stream)
+      conditions = setCondition(
+        conditions,
+        {
+          type: ConditionType.StreamReady,
+          status: s.stream[0],
+          reason: s.stream[1],
+          message: s.stream[2],
+          observedGeneration: s.generation,
+        },
+        now,
+      );
+    if (s.published) {
+      conditions = setCondition(
+        conditions,
+        {
+          type: ConditionType.ConfigPublished,
+          status: s.published[0],
+          reason: s.published[1],
+          message: s.published[2],
+          observedGeneration: s.generation,
+        },
+        now,
+      );
+    }
+    const status: RoomStatus = {
+      roomId: s.roomId,
+      observedGeneration: s.generation,
+      conditions,
+      ...(s.streamState ? { stream: s.streamState } : prev?.stream ? { stream: prev.stream } : {}),
+      ...(s.participants !== undefined
+        ? { joinedParticipants: s.participants }
+        : prev?.joinedParticipants !== undefined
+          ? { joinedParticipants: prev.joinedParticipants }
+          : {}),
+    };
+    if (canonical(status) === canonical(prev ?? {})) return;
+    await this.source.setStatus(room, status);
+    this.metrics.writes.inc({ target: 'apiserver' });
+    const before = conditionOf(prev, ConditionType.Ready);
+    if (before?.reason !== s.ready[1] || before.status !== s.ready[0])
+      await this.event(room, eventType, s.ready[1], s.ready[2]);
+  }
+
+  private async event(
+    room: RoomResource,
+    type: EventType,
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    await this.source.event(room, type, reason, message);
+    this.metrics.writes.inc({ target: 'apiserver' });
+  }
+
+  /** Deletion: end the session, remove the config, delete the stream unless retained. */
+  private async finalize(key: string, room: RoomResource): Promise<void> {
+    const roomId = resolveRoomId(room.metadata.name, room.spec ?? {});
+    const owner = this.nats.rooms.get(roomId)?.source;
+    if (owner === undefined || owner === key) {
+      try {
+        await this.endSession(roomId, 'room deleted');
+        if (room.spec?.deletionPolicy !== DeletionPolicy.Retain) {
+          try {
+            await this.nats.jsm.streams.delete(roomStreamName(roomId));
+            this.metrics.writes.inc({ target: 'jetstream' });
+          } catch (e) {
+            if (!isStreamNotFound(e)) throw e;
+          }
+        }
+      } catch (e) {
+        throw new NatsFailure(`cleanup of ${roomId}: ${describeError(e)}`, { cause: e });
+      }
+      await this.event(
+        room,
+        EventType.Normal,
+        'Deleted',
+        room.spec?.deletionPolicy === DeletionPolicy.Retain
+          ? `room ${roomId} closed; stream retained`
+          : `room ${roomId} closed; stream deleted`,
+      );
+    }
+    await this.source.setFinalizers(
+      room,
+      (room.metadata.finalizers ?? []).filter((f) => f !== ROOM_FINALIZER),
+    );
+    this.metrics.writes.inc({ target: 'apiserver' });
+    this.roomIds.delete(key);
+  }
+
+  /** Broadcasts EVT_SESSION_ENDED and removes the room config (tokens are refused from then on). */
+  private async endSession(roomId: string, reason: string): Promise<void> {
+    const payload = broadcast(Broadcast.SessionEnded, { roomId, reason }, this.now());
+    try {
+      await jetstream(this.nats.nc).publish(roomEventsSubject(roomId), payload);
+    } catch {
+      this.nats.nc.publish(roomEventsSubject(roomId), payload); // no stream: live subscribers still hear it
+    }
+    if (this.nats.rooms.get(roomId) !== undefined) {
+      await this.nats.rooms.bucket.delete(roomId);
+      this.metrics.writes.inc({ target: 'kv' });
+    }
+  }
+
+  /** A Room that vanished without our finalizer (finalizer removed by hand): unpublish it. */
+  private async forgetRemoved(key: string): Promise<void> {
+    const roomId = this.roomIds.get(key);
+    if (roomId === undefined) return;
+    if (this.nats.rooms.get(roomId)?.source === key) {
+      this.log.warn(
+        { room: key, roomId },
+        'Room removed without cleanup; unpublishing it (stream kept)',
+      );
+      await this.endSession(roomId, 'room removed');
+    }
+    this.roomIds.delete(key);
+  }
+}
