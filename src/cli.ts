@@ -13,6 +13,7 @@ import { registerController } from './commands/controller.js';
 import { registerDev } from './commands/dev.js';
 import { registerKeys } from './commands/keys.js';
 import { registerNatsConfig } from './commands/nats-config.js';
+import { registerRooms } from './commands/rooms.js';
 import { registerToken } from './commands/token.js';
 
 /** Exit code for bad usage or configuration. */
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerDev(program);
   registerKeys(program);
   registerNatsConfig(program);
+  registerRooms(program);
   registerToken(program);
   return program;
 }
