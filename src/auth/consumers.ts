@@ -3,8 +3,8 @@
  * reconnecting user resumes where it acked. Known consumers are cached, and concurrent ensures of
  * one consumer share one JetStream call, so a reconnect storm does not hammer the JetStream API.
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
-import { userConsumerConfig } from '../core/streams.js';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
+import { JS_CONSUMER_EXISTS, userConsumerConfig } from '../core/streams.js';
 import { roomStreamName } from '../core/subjects.js';
 
 /** How long a consumer known to exist is trusted without asking JetStream, in milliseconds. */
@@ -45,12 +45,7 @@ export class ConsumerEnsurer {
     try {
       await this.jsm.consumers.add(roomStreamName(roomId), config);
     } catch (e) {
-      if (
-        !/consumer already exists|10148|10013/.test(
-          String((e as Error).message) +
-            JSON.stringify((e as { api_error?: unknown }).api_error ?? ''),
-        )
-      )
+      if (!(e instanceof JetStreamApiError && e.apiError().err_code === JS_CONSUMER_EXISTS))
         throw e;
       await this.jsm.consumers.update(roomStreamName(roomId), userId, config);
     }

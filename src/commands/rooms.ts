@@ -30,16 +30,30 @@ export interface RoomSummary {
 }
 
 export function registerRooms(program: Command): void {
-  const cmd = program.command('rooms').description('list the rooms published in NATS (KV torii_rooms), with their streams and participants');
+  const cmd = program
+    .command('rooms')
+    .description(
+      'list the rooms published in NATS (KV torii_rooms), with their streams and participants',
+    );
   addNatsUrl(cmd);
   addKeysDir(cmd).addOption(opt<boolean>('--json', 'print JSON instead of a table'));
   cmd.action(async (f: RoomsFlags) => {
     const pass = await readKeyFile(f.keysDir, KeyFile.ServicePassword);
     let nc;
     try {
-      nc = await connect({ servers: f.natsUrl, user: ServiceUser.Service, pass, maxReconnectAttempts: 0, timeout: 5_000 });
+      nc = await connect({
+        servers: f.natsUrl,
+        user: ServiceUser.Service,
+        pass,
+        maxReconnectAttempts: 0,
+        timeout: 5_000,
+      });
     } catch (e) {
-      throw new ToriiError(ErrorCode.Internal, `cannot connect to NATS at ${f.natsUrl.join(',')}: ${describeError(e)}`, { cause: e });
+      throw new ToriiError(
+        ErrorCode.Internal,
+        `cannot connect to NATS at ${f.natsUrl.join(',')}: ${describeError(e)}`,
+        { cause: e },
+      );
     }
     try {
       const jsm = await jetstreamManager(nc);
@@ -73,13 +87,30 @@ export function registerRooms(program: Command): void {
       await nc.close();
     }
   });
-  examples(cmd, ['torii rooms', 'torii rooms --json | jq ".[].roomId"', 'torii rooms --nats-url nats://nats:4222 --keys-dir /etc/torii/keys']);
+  examples(cmd, [
+    'torii rooms',
+    'torii rooms --json | jq ".[].roomId"',
+    'torii rooms --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',
+  ]);
 }
 
 function table(rows: RoomSummary[]): string {
   const head = ['ROOM ID', 'PARTICIPANTS', 'MESSAGES', 'ROLES', 'SOURCE', 'TITLE'];
-  const body = rows.map((r) => [r.roomId, `${r.participants}/${r.maxParticipants}`, r.stream ? String(r.stream.messages) : 'no stream', r.roles.join(','), r.source, r.title]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  const body = rows.map((r) => [
+    r.roomId,
+    `${r.participants}/${r.maxParticipants}`,
+    r.stream ? String(r.stream.messages) : 'no stream',
+    r.roles.join(','),
+    r.source,
+    r.title,
+  ]);
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)),
+  );
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...body.map(line)].join('\n') + '\n';
 }

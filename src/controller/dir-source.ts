@@ -157,7 +157,7 @@ export class DirRoomSource implements RoomSource {
         apiVersion: API_VERSION,
         kind: ROOM_KIND,
         metadata: { name, namespace },
-        spec: (obj.spec ?? {}),
+        spec: obj.spec ?? {},
       };
       out.set(roomKey(room), { spec: room.spec, room });
     }

@@ -6,6 +6,7 @@
  */
 import {
   jetstream,
+  JetStreamApiError,
   type JetStreamManager,
   type StreamConfig,
   type StreamInfo,
@@ -27,7 +28,7 @@ import {
   type RoomResource,
   type RoomStatus,
 } from '../core/room.js';
-import { ensureWorkerStream, roomStreamConfig } from '../core/streams.js';
+import { ensureWorkerStream, roomStreamConfig, JS_STREAM_NOT_FOUND } from '../core/streams.js';
 import { roomEventsSubject, roomStreamName } from '../core/subjects.js';
 import type { ControllerMetrics } from './metrics.js';
 import { EventType, type RoomSource } from './source.js';
@@ -39,6 +40,8 @@ export const Reason = {
   RoomIdConflict: 'RoomIdConflict',
   NatsUnavailable: 'NatsUnavailable',
   StreamCreated: 'StreamCreated',
+  StreamUpdated: 'StreamUpdated',
+  StreamCreateFailed: 'StreamCreateFailed',
   StreamReady: 'StreamReady',
   StreamUpdateFailed: 'StreamUpdateFailed',
   StorageImmutable: 'StorageImmutable',
@@ -79,10 +82,17 @@ class NatsFailure extends Error {
   override readonly name = 'NatsFailure';
 }
 
-function isStreamNotFound(e: unknown): boolean {
-  const err = e as { api_error?: { err_code?: number }; message?: string };
-  return err.api_error?.err_code === 10059 || /stream not found/i.test(err.message ?? '');
+/** The status is written; the key must come back with backoff. */
+class RetryLater extends Error {
+  override readonly name = 'RetryLater';
 }
+
+function isStreamNotFound(e: unknown): boolean {
+  return e instanceof JetStreamApiError && e.apiError().err_code === JS_STREAM_NOT_FOUND;
+}
+
+/** JetStream answered with an error (as opposed to a timeout or a lost connection). */
+const isApiError = (e: unknown): boolean => e instanceof JetStreamApiError;
 
 /** Sets a condition, keeping its transition time when its status does not change. */
 export function setCondition(
@@ -200,7 +210,13 @@ export class RoomReconciler {
     this.roomIds.set(key, roomId);
 
     let info: StreamInfo;
-    let stream: { status: 'True' | 'False'; reason: string; message: string; event?: string };
+    let stream: {
+      status: 'True' | 'False';
+      reason: string;
+      message: string;
+      event?: { reason: string; message: string };
+      retry?: boolean;
+    };
     let published: boolean;
     try {
       if (!this.workerStreamReady) {
@@ -218,7 +234,8 @@ export class RoomReconciler {
       ).catch(() => undefined);
       throw new NatsFailure(message, { cause: e });
     }
-    if (stream.event) await this.event(current, EventType.Normal, stream.reason, stream.event);
+    if (stream.event)
+      await this.event(current, EventType.Normal, stream.event.reason, stream.event.message);
     const ok = stream.status === 'True';
     await this.writeStatus(
       current,
@@ -241,14 +258,19 @@ export class RoomReconciler {
       },
       ok ? EventType.Normal : EventType.Warning,
     );
+    if (stream.retry) throw new RetryLater(stream.message);
     return {};
   }
 
-  private async ensureStream(
-    room: CompiledRoomConfig,
-  ): Promise<{
+  private async ensureStream(room: CompiledRoomConfig): Promise<{
     info: StreamInfo;
-    stream: { status: 'True' | 'False'; reason: string; message: string; event?: string };
+    stream: {
+      status: 'True' | 'False';
+      reason: string;
+      message: string;
+      event?: { reason: string; message: string };
+      retry?: boolean;
+    };
   }> {
     const desired = roomStreamConfig(room) as StreamConfig;
     const name = roomStreamName(room.roomId);
@@ -257,15 +279,31 @@ export class RoomReconciler {
       info = await this.nats.jsm.streams.info(name);
     } catch (e) {
       if (!isStreamNotFound(e)) throw e;
-      info = await this.nats.jsm.streams.add(desired);
+      try {
+        info = await this.nats.jsm.streams.add(desired);
+      } catch (err) {
+        // JetStream said no (limits, storage): report it and retry with backoff.
+        if (!isApiError(err)) throw err;
+        return {
+          info: { config: { name }, state: { messages: 0, bytes: 0 } } as StreamInfo,
+          stream: {
+            status: 'False',
+            reason: Reason.StreamCreateFailed,
+            message: `JetStream refused to create stream ${name}: ${describeError(err)}`,
+            retry: true,
+          },
+        };
+      }
       this.metrics.writes.inc({ target: 'jetstream' });
       return {
         info,
         stream: {
+          // The condition states the result, not the action (that is the Event): the next
+          // reconcile computes the same status and writes nothing.
           status: 'True',
-          reason: Reason.StreamCreated,
-          message: `stream ${name} created`,
-          event: `created stream ${name}`,
+          reason: Reason.StreamReady,
+          message: `stream ${name} matches the spec`,
+          event: { reason: Reason.StreamCreated, message: `created stream ${name}` },
         },
       };
     }
@@ -302,12 +340,15 @@ export class RoomReconciler {
         stream: {
           status: 'True',
           reason: Reason.StreamReady,
-          message: `stream ${name} updated`,
-          event: `updated stream ${name}: ${differs.join(', ')}`,
+          message: `stream ${name} matches the spec`,
+          event: {
+            reason: Reason.StreamUpdated,
+            message: `updated stream ${name}: ${differs.join(', ')}`,
+          },
         },
       };
     } catch (e) {
-      if ((e as { api_error?: unknown }).api_error === undefined) throw e; // transport trouble: retry
+      if (!isApiError(e)) throw e; // transport trouble: retry
       return {
         info,
         stream: {
@@ -391,6 +432,10 @@ export class RoomReconciler {
           : {}),
     };
     if (canonical(status) === canonical(prev ?? {})) return;
+    this.log.debug(
+      { room: `${room.metadata.namespace}/${room.metadata.name}`, from: prev, to: status },
+      'writing status',
+    );
     await this.source.setStatus(room, status);
     this.metrics.writes.inc({ target: 'apiserver' });
     const before = conditionOf(prev, ConditionType.Ready);

@@ -7,6 +7,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiError,
   RetentionPolicy,
   StorageType as JsStorageType,
   type ConsumerConfig,
@@ -98,9 +99,13 @@ export function userConsumerConfig(
   };
 }
 
+/** JetStream's error code for "stream not found". */
+export const JS_STREAM_NOT_FOUND = 10059;
+/** JetStream's error code for "consumer already exists" (with another configuration). */
+export const JS_CONSUMER_EXISTS = 10148;
+
 function isNotFound(e: unknown): boolean {
-  const err = e as { code?: unknown; api_error?: { err_code?: number }; message?: string };
-  return err.api_error?.err_code === 10059 || /stream not found/i.test(err.message ?? '');
+  return e instanceof JetStreamApiError && e.apiError().err_code === JS_STREAM_NOT_FOUND;
 }
 
 /** Creates a stream, or updates it when it exists. Returns whether it was created. */

@@ -25,7 +25,7 @@ describe('Room spec', () => {
       history: {
         maxAgeMs: 86_400_000,
         maxMessages: 100_000,
-        maxBytes: 268_435_456,
+        maxBytes: 33_554_432,
         storage: 'file',
         replicas: 1,
       },
