@@ -12,7 +12,12 @@ import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { parseDuration } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
-import { ROOM_API_GROUP as group, ROOM_API_VERSION as version, ROOM_PLURAL as plural, type RoomResource } from '../src/core/room.js';
+import {
+  ROOM_API_GROUP as group,
+  ROOM_API_VERSION as version,
+  ROOM_PLURAL as plural,
+  type RoomResource,
+} from '../src/core/room.js';
 import { startController } from '../test/helpers/controller.js';
 import { startControlPlane } from '../test/helpers/kube.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -35,20 +40,28 @@ const NS = 'bench';
 function apiserverWrites(server: string, token: string): Promise<number> {
   return new Promise((resolve, reject) => {
     https
-      .get(`${server}/metrics`, { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => {
-          let n = 0;
-          for (const line of body.split('\n')) {
-            if (!line.startsWith('apiserver_request_total{')) continue;
-            // Rooms (and their status) and Events: what the controller writes. The API server's
-            // own identity Lease renewals in kube-system are not ours and are left out.
-            if (/verb="(POST|PUT|PATCH|DELETE|APPLY)"/.test(line) && /resource="(rooms|events)"/.test(line)) n += Number(line.split(' ').at(-1));
-          }
-          resolve(n);
-        });
-      })
+      .get(
+        `${server}/metrics`,
+        { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => {
+            let n = 0;
+            for (const line of body.split('\n')) {
+              if (!line.startsWith('apiserver_request_total{')) continue;
+              // Rooms (and their status) and Events: what the controller writes. The API server's
+              // own identity Lease renewals in kube-system are not ours and are left out.
+              if (
+                /verb="(POST|PUT|PATCH|DELETE|APPLY)"/.test(line) &&
+                /resource="(rooms|events)"/.test(line)
+              )
+                n += Number(line.split(' ').at(-1));
+            }
+            resolve(n);
+          });
+        },
+      )
       .on('error', reject);
   });
 }
@@ -62,45 +75,80 @@ async function main(): Promise<void> {
   const server = await startNats();
   const svc = await server.connectService();
   const jsm = await jetstreamManager(svc);
-  const ctl = await startController(server.keys, [server.url], {
-    kubeconfig: cp.state.kubeconfig,
-    namespace: NS,
-    resyncMs: parseDuration(values.resync),
-    concurrency: Number(values.concurrency),
-  }, process.env.BENCH_DEBUG ? createLogger('controller', 'debug') : undefined);
+  const ctl = await startController(
+    server.keys,
+    [server.url],
+    {
+      kubeconfig: cp.state.kubeconfig,
+      namespace: NS,
+      resyncMs: parseDuration(values.resync),
+      concurrency: Number(values.concurrency),
+    },
+    process.env.BENCH_DEBUG ? createLogger('controller', 'debug') : undefined,
+  );
   const api = kc.makeApiClient(CustomObjectsApi);
 
   const t0 = nowMs();
-  const { result: created, cpu } = await withCpu({ benchAndController: undefined, nats: server.process.pid, apiserver: cp.state.pids[1], etcd: cp.state.pids[0] }, async () => {
-    const created = await pool(N, 50, async (i) => {
-      await api.createNamespacedCustomObject({
-        group,
-        version,
-        namespace: NS,
-        plural,
-        body: { apiVersion: `${group}/${version}`, kind: 'Room', metadata: { name: `room-${i}` }, spec: { title: `Room ${i}`, maxParticipants: 30 } },
+  const { result: created, cpu } = await withCpu(
+    {
+      benchAndController: undefined,
+      nats: server.process.pid,
+      apiserver: cp.state.pids[1],
+      etcd: cp.state.pids[0],
+    },
+    async () => {
+      const created = await pool(N, 50, async (i) => {
+        await api.createNamespacedCustomObject({
+          group,
+          version,
+          namespace: NS,
+          plural,
+          body: {
+            apiVersion: `${group}/${version}`,
+            kind: 'Room',
+            metadata: { name: `room-${i}` },
+            spec: { title: `Room ${i}`, maxParticipants: 30 },
+          },
+        });
       });
-    });
-    let ready = 0;
-    while (ready < N && nowMs() - t0 < 300_000) {
-      const list = (await api.listNamespacedCustomObject({ group, version, namespace: NS, plural })) as { items: RoomResource[] };
-      ready = list.items.filter((r) => r.status?.observedGeneration === r.metadata.generation && r.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
-      if (ready < N) await new Promise((r) => setTimeout(r, 1_000));
-    }
-    return { ...created, ready };
-  });
+      let ready = 0;
+      while (ready < N && nowMs() - t0 < 300_000) {
+        const list = (await api.listNamespacedCustomObject({
+          group,
+          version,
+          namespace: NS,
+          plural,
+        })) as { items: RoomResource[] };
+        ready = list.items.filter(
+          (r) =>
+            r.status?.observedGeneration === r.metadata.generation &&
+            r.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        ).length;
+        if (ready < N) await new Promise((r) => setTimeout(r, 1_000));
+      }
+      return { ...created, ready };
+    },
+  );
   const readyMs = nowMs() - t0;
 
   // Quiet period: nothing changes; resyncs keep reading.
   const before = {
-    ctl: { apiserver: await ctl.writes('apiserver'), jetstream: await ctl.writes('jetstream'), kv: await ctl.writes('kv') },
+    ctl: {
+      apiserver: await ctl.writes('apiserver'),
+      jetstream: await ctl.writes('jetstream'),
+      kv: await ctl.writes('kv'),
+    },
     apiserver: await apiserverWrites(cp.state.server, cp.state.adminToken),
     kvSeq: (await jsm.streams.info('KV_torii_rooms')).state.last_seq,
     reconciles: await ctl.reconciles(),
   };
   await new Promise((r) => setTimeout(r, QUIET_MS));
   const after = {
-    ctl: { apiserver: await ctl.writes('apiserver'), jetstream: await ctl.writes('jetstream'), kv: await ctl.writes('kv') },
+    ctl: {
+      apiserver: await ctl.writes('apiserver'),
+      jetstream: await ctl.writes('jetstream'),
+      kv: await ctl.writes('kv'),
+    },
     apiserver: await apiserverWrites(cp.state.server, cp.state.adminToken),
     kvSeq: (await jsm.streams.info('KV_torii_rooms')).state.last_seq,
     reconciles: await ctl.reconciles(),
@@ -119,7 +167,11 @@ async function main(): Promise<void> {
     quiet: {
       seconds: QUIET_MS / 1000,
       reconciles: after.reconciles - before.reconciles,
-      controllerWrites: { apiserver: after.ctl.apiserver - before.ctl.apiserver, jetstream: after.ctl.jetstream - before.ctl.jetstream, kv: after.ctl.kv - before.ctl.kv },
+      controllerWrites: {
+        apiserver: after.ctl.apiserver - before.ctl.apiserver,
+        jetstream: after.ctl.jetstream - before.ctl.jetstream,
+        kv: after.ctl.kv - before.ctl.kv,
+      },
       apiserverWriteRequests: after.apiserver - before.apiserver,
       kvStreamSeqDelta: after.kvSeq - before.kvSeq,
     },

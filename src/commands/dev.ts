@@ -1,42 +1,78 @@
 /**
- * `torii dev`: the embedded default. Runs a local nats-server configured for Torii (auth callout,
- * JetStream, websocket) from keys kept in a state folder, and stops it cleanly on Ctrl-C.
- * Later issues add the controller, callout, workers and presence to this process.
+ * `torii dev`: the embedded default. One process runs a local nats-server configured for Torii
+ * (auth callout, JetStream, websocket), the controller fed by a folder of Room YAML files, and the
+ * auth callout; keys and data live in a state folder so that `torii token` run in the same folder
+ * mints tokens dev accepts. Ctrl-C stops everything, in reverse order.
  */
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { configError, opt, portParser } from '../core/config.js';
-import { generateKeys, KeyFile, loadServerKeys, readOptionalKeyFile } from '../core/keys.js';
+import {
+  generateKeys,
+  KeyFile,
+  loadServerKeys,
+  readKeyFile,
+  readOptionalKeyFile,
+} from '../core/keys.js';
 import { createLogger, type LogLevel } from '../core/logger.js';
 import { NatsServerProcess } from '../core/nats-server.js';
 import {
   DEFAULT_NATS_HTTP_PORT,
   DEFAULT_NATS_PORT,
   DEFAULT_NATS_WEBSOCKET_PORT,
+  DEFAULT_ACCOUNTS,
   renderNatsConfig,
   ServiceUser,
 } from '../core/natsconf.js';
+import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
 import { Shutdown } from '../core/shutdown.js';
+import { PROJECT_ROOT } from '../core/tools.js';
+import {
+  DEFAULT_TOKEN_AUDIENCE,
+  DEFAULT_TOKEN_ISSUER,
+  loadTokenSigner,
+  mintRoomToken,
+} from '../core/tokens.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
+import {
+  DEFAULT_MAX_PAYLOAD,
+  DEFAULT_MAX_SUBSCRIPTIONS,
+  DEFAULT_MAX_TTL_MS,
+  InboxPolicy,
+  MAX_CLOCK_SKEW_MS,
+  runAuthCallout,
+} from '../auth/index.js';
+import { DEFAULT_CONCURRENCY, runController } from '../controller/index.js';
 import { addLogLevel, DEFAULT_STATE_DIR, examples } from './common.js';
 
 interface DevFlags {
   stateDir: string;
+  roomsDir: string;
   host: string;
   port: number;
-  httpPort: number;
+  natsMonitorPort: number;
   websocketPort: number;
+  httpPort: number;
   logLevel: LogLevel;
 }
 
 /** Folder layout under `--state-dir`. */
 export const DevLayout = { keys: 'keys', nats: 'nats', jetstream: 'nats/jetstream' } as const;
+/** The example Rooms shipped with Torii. */
+export const EXAMPLE_ROOMS_DIR = path.join(PROJECT_ROOT, 'examples', 'rooms');
+/** The room the banner prints tokens for. */
+const DEMO_ROOM = 'demo';
+/** Resync period in dev: folder edits are also picked up by the watch. */
+const DEV_RESYNC_MS = 10_000;
+/** Lifetime of the tokens the banner prints. */
+const BANNER_TOKEN_TTL_MS = 8 * 3_600_000;
 
 export function registerDev(program: Command): void {
   const cmd = program
     .command('dev')
     .description(
-      'run Torii on this machine: a local nats-server with auth callout, JetStream and websocket; Ctrl-C stops everything',
+      'run Torii on this machine: nats-server (auth callout, JetStream, websocket), the controller on a folder of Rooms and the auth callout; Ctrl-C stops everything',
     )
     .addOption(
       opt<string>(
@@ -45,7 +81,15 @@ export function registerDev(program: Command): void {
         { default: DEFAULT_STATE_DIR },
       ),
     )
-    .addOption(opt<string>('--host <addr>', 'listen address', { default: '127.0.0.1' }))
+    .addOption(
+      opt<string>('--rooms-dir <dir>', 'folder of Room YAML files (watched)', {
+        default: EXAMPLE_ROOMS_DIR,
+        defaultDescription: 'examples/rooms',
+      }),
+    )
+    .addOption(
+      opt<string>('--host <addr>', 'listen address (loopback only)', { default: '127.0.0.1' }),
+    )
     .addOption(
       opt<number>('--port <port>', 'NATS client port', {
         default: DEFAULT_NATS_PORT,
@@ -53,7 +97,7 @@ export function registerDev(program: Command): void {
       }),
     )
     .addOption(
-      opt<number>('--http-port <port>', 'NATS monitoring port', {
+      opt<number>('--nats-monitor-port <port>', 'NATS monitoring port', {
         default: DEFAULT_NATS_HTTP_PORT,
         parse: portParser(false),
       }),
@@ -61,6 +105,12 @@ export function registerDev(program: Command): void {
     .addOption(
       opt<number>('--websocket-port <port>', 'NATS websocket port; 0 disables', {
         default: DEFAULT_NATS_WEBSOCKET_PORT,
+        parse: portParser(true),
+      }),
+    )
+    .addOption(
+      opt<number>('--http-port <port>', 'port of /healthz, /readyz and /metrics; 0 disables', {
+        default: DEFAULT_OPS_PORT,
         parse: portParser(true),
       }),
     );
@@ -74,6 +124,7 @@ export function registerDev(program: Command): void {
     }
     const log = createLogger('dev', f.logLevel);
     const shutdown = new Shutdown(log);
+    const ops = new Ops(log);
     const keysDir = path.join(f.stateDir, DevLayout.keys);
     if ((await readOptionalKeyFile(keysDir, KeyFile.IssuerSeed)) === undefined) {
       const res = await generateKeys(keysDir);
@@ -81,16 +132,22 @@ export function registerDev(program: Command): void {
     }
     const natsDir = path.join(f.stateDir, DevLayout.nats);
     await mkdir(natsDir, { recursive: true, mode: 0o700 });
+    const serverKeys = await loadServerKeys(keysDir);
     const config = renderNatsConfig({
       serverName: 'torii-dev',
       host: f.host,
       port: f.port,
-      httpPort: f.httpPort,
+      httpPort: f.natsMonitorPort,
       websocketPort: f.websocketPort,
       jetstreamDir: path.resolve(f.stateDir, DevLayout.jetstream),
-      keys: await loadServerKeys(keysDir),
+      keys: serverKeys,
       portsFileDir: path.resolve(natsDir),
     });
+    shutdown.installSignalHandlers(() => process.exit(0));
+    if (f.httpPort !== 0) {
+      await ops.listen(f.httpPort, f.host);
+      shutdown.add('ops', () => ops.close());
+    }
     const natsLog = log.child({ component: 'nats-server' });
     const server = await NatsServerProcess.start({
       dir: natsDir,
@@ -113,17 +170,64 @@ export function registerDev(program: Command): void {
       },
       'nats-server ready',
     );
-    printBanner(f, server, keysDir);
-    shutdown.installSignalHandlers(() => process.exit(0));
+
+    const servers = [server.url];
+    await runController(
+      {
+        servers,
+        servicePassword: serverKeys.servicePassword,
+        kvReplicas: 1,
+        roomsDir: f.roomsDir,
+        concurrency: DEFAULT_CONCURRENCY,
+        resyncMs: DEV_RESYNC_MS,
+      },
+      log.child({ component: 'controller' }),
+      ops,
+      shutdown,
+    );
+    await runAuthCallout(
+      {
+        servers,
+        issuerSeed: await readKeyFile(keysDir, KeyFile.IssuerSeed),
+        xkeySeed: await readKeyFile(keysDir, KeyFile.XkeySeed),
+        authPassword: serverKeys.authPassword,
+        servicePassword: serverKeys.servicePassword,
+        appAccount: DEFAULT_ACCOUNTS.app,
+        maxTtlMs: DEFAULT_MAX_TTL_MS,
+        inboxPolicy: InboxPolicy.Private,
+        consumerInactiveThresholdMs: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
+        maxSubscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+        maxPayload: DEFAULT_MAX_PAYLOAD,
+        kvReplicas: 1,
+        token: {
+          keysDir,
+          issuer: DEFAULT_TOKEN_ISSUER,
+          audience: DEFAULT_TOKEN_AUDIENCE,
+          clockSkewMs: MAX_CLOCK_SKEW_MS,
+        },
+      },
+      log.child({ component: 'auth-callout' }),
+      ops,
+      shutdown,
+    );
+    ops.markStarted();
+    await printBanner(f, server, keysDir);
   });
   examples(cmd, [
     'torii dev',
-    'torii dev --port 4333 --websocket-port 0',
+    'torii dev --rooms-dir ./my-rooms --port 4333 --websocket-port 0',
     'TORII_STATE_DIR=/tmp/torii torii dev --log-level debug',
   ]);
 }
 
-function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: string): void {
+async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: string): Promise<void> {
+  const signer = await loadTokenSigner(keysDir);
+  const mint = (user: string, role: string, name: string): Promise<string> =>
+    mintRoomToken(
+      signer,
+      { room: DEMO_ROOM, sub: user, role, name },
+      { ttlMs: BANNER_TOKEN_TTL_MS },
+    );
   const keysFlag = f.stateDir === DEFAULT_STATE_DIR ? '' : ` --keys-dir ${keysDir}`;
   const lines = [
     '',
@@ -132,10 +236,18 @@ function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: string): v
     `  NATS        ${server.url}`,
     ...(server.ports.websocket?.[0] ? [`  WebSocket   ${server.ports.websocket[0]}`] : []),
     ...(server.ports.monitoring?.[0] ? [`  Monitoring  ${server.ports.monitoring[0]}`] : []),
+    ...(f.httpPort ? [`  Ops         http://${f.host}:${f.httpPort}/readyz  /metrics`] : []),
+    `  Rooms       ${path.resolve(f.roomsDir)} (watched)`,
     `  State       ${path.resolve(f.stateDir)}`,
     '',
-    'Clients authenticate through the auth callout with a room token:',
-    `  torii token --room demo --user hana --role student${keysFlag}`,
+    `Tokens for room "${DEMO_ROOM}" (8h). Connect with the token as auth_token and inbox prefix _INBOX.${DEMO_ROOM}.<user>:`,
+    `  teacher sensei:  ${await mint('sensei', 'teacher', 'Tanaka Sensei')}`,
+    `  student hana:    ${await mint('hana', 'student', 'Hana')}`,
+    '',
+    'More participants (same folder):',
+    `  torii token --room ${DEMO_ROOM} --user kenji --role student${keysFlag}`,
+    'Published rooms:',
+    `  torii rooms${keysFlag}${server.port === DEFAULT_NATS_PORT ? '' : ` --nats-url ${server.url}`}`,
     'Platform services connect as the service user (bypasses the callout):',
     `  user ${ServiceUser.Service}, password in ${path.join(keysDir, KeyFile.ServicePassword)}`,
     '',

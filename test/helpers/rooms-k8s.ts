@@ -104,7 +104,12 @@ export class Rooms {
   }
 
   /** Waits until the Room's Ready condition has this status (and optional reason) for its current generation. */
-  waitReady(name: string, status: 'True' | 'False' = 'True', reason?: string, timeoutMs = 30_000): Promise<RoomResource> {
+  waitReady(
+    name: string,
+    status: 'True' | 'False' = 'True',
+    reason?: string,
+    timeoutMs = 30_000,
+  ): Promise<RoomResource> {
     let last: RoomResource | undefined;
     return waitFor(
       `Room ${name} Ready=${status}${reason ? ` (${reason})` : ''}`,
@@ -112,14 +117,15 @@ export class Rooms {
         const r = (last = await this.get(name));
         const c = r?.status?.conditions?.find((x) => x.type === 'Ready');
         const observed = r?.status?.observedGeneration === r?.metadata.generation;
-        return r && c?.status === status && (!reason || c.reason === reason) && observed ? r : undefined;
+        return r && c?.status === status && (!reason || c.reason === reason) && observed
+          ? r
+          : undefined;
       },
       { timeoutMs, intervalMs: 100 },
     ).catch((e: Error) => {
       throw new Error(`${e.message}; last status: ${JSON.stringify(last?.status)}`);
     });
   }
-
 
   waitGone(name: string, timeoutMs = 30_000): Promise<boolean> {
     return waitFor(`Room ${name} gone`, async () => (await this.get(name)) === undefined, {

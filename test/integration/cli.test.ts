@@ -7,7 +7,7 @@ import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { fromCurveSeed, fromSeed } from '@nats-io/nkeys';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { findTool } from '../../src/core/tools.js';
@@ -354,18 +354,21 @@ describe('torii help and version', () => {
 });
 
 describe('torii dev', () => {
-  test('starts nats-server with the auth callout configured, prints how to connect, stops cleanly on Ctrl-C', async () => {
+  test('runs nats-server, the controller on examples/rooms and the callout; printed tokens work; Ctrl-C stops everything', async () => {
     const cwd = tempDir('cli-dev');
     const [port, httpPort, wsPort] = [await freePort(), await freePort(), await freePort()];
+    const opsPort = await freePort();
     const dev = toriiSpawn(
       [
         'dev',
         '--port',
         String(port),
-        '--http-port',
+        '--nats-monitor-port',
         String(httpPort),
         '--websocket-port',
         String(wsPort),
+        '--http-port',
+        String(opsPort),
       ],
       { cwd },
     );
@@ -380,23 +383,50 @@ describe('torii dev', () => {
     });
     expect(stdout).toContain(`nats://127.0.0.1:${port}`);
     expect(stdout).toContain(`ws://127.0.0.1:${wsPort}`);
-    expect(stdout).toContain('torii token --room demo --user hana --role student');
+    expect(stdout).toContain('torii token --room demo --user kenji --role student');
 
     const natsDir = path.join(cwd, '.torii', 'nats');
     const portsFile = readdirSync(natsDir).find((f) => f.endsWith('.ports'));
     const natsPid = Number(/_(\d+)\.ports$/.exec(portsFile ?? '')?.[1]);
     expect(isAlive(natsPid)).toBe(true);
     expect(readFileSync(path.join(natsDir, 'nats-server.conf'), 'utf8')).toContain('auth_callout');
+    expect((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status).toBe(200);
 
-    // The service user works; a room token alone does not (callout configured, not a bypass).
+    // The printed tokens get in through the callout, into the example room "demo".
+    const url = `nats://127.0.0.1:${port}`;
+    for (const [user, role] of [
+      ['sensei', 'teacher'],
+      ['hana', 'student'],
+    ] as const) {
+      const token = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(stdout)?.[1] ?? '';
+      const nc = await connect({ servers: url, token, inboxPrefix: `_INBOX.demo.${user}` });
+      const info = await nc.request('$JS.API.STREAM.INFO.demo', '', { timeout: 2_000 });
+      expect(info.json<{ config: { name: string } }>().config.name).toBe('demo');
+      await nc.close();
+    }
+    // A token minted with `torii token` in the same folder is accepted as well.
+    const minted = torii(['token', '--room', 'demo', '--user', 'kenji', '--role', 'student'], {
+      cwd,
+    });
+    expect(minted.status).toBe(0);
+    const kenji = await connect({
+      servers: url,
+      token: minted.stdout.trim(),
+      inboxPrefix: '_INBOX.demo.kenji',
+    });
+    await kenji.close();
+    await expect(
+      connect({ servers: url, token: 'forged', maxReconnectAttempts: 0 }),
+    ).rejects.toThrow(/Authorization Violation/);
+
+    // The service user bypasses the callout.
     const nc = await connect({
-      servers: `nats://127.0.0.1:${port}`,
+      servers: url,
       user: ServiceUser.Service,
       pass: read(path.join(cwd, '.torii', 'keys'), KeyFile.ServicePassword),
     });
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: 'devcheck', subjects: ['devcheck'] });
-    expect((await jetstream(nc).publish('devcheck', 'x')).seq).toBe(1);
+    expect((await jsm.streams.info('kaiwa-tue-1900')).config.name).toBe('kaiwa-tue-1900');
     await nc.close();
 
     dev.kill('SIGINT');

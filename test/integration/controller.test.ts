@@ -223,7 +223,9 @@ describe('validation', () => {
   test('JetStream refusing the stream is reported as StreamCreateFailed and retried with backoff', async () => {
     await rooms.create('too-big', { history: { maxBytes: '100Ti' } });
     const r = await rooms.waitReady('too-big', 'False', 'StreamCreateFailed');
-    expect(r.status?.conditions?.find((c) => c.type === 'Ready')?.message).toMatch(/JetStream refused to create stream too-big: .*insufficient/i);
+    expect(r.status?.conditions?.find((c) => c.type === 'Ready')?.message).toMatch(
+      /JetStream refused to create stream too-big: .*insufficient/i,
+    );
     await rooms.update('too-big', (s) => ({ ...s, history: { ...s.history, maxBytes: '1Mi' } }));
     await rooms.waitReady('too-big');
     expect((await jsm.streams.info('too-big')).config.max_bytes).toBe(1024 * 1024);

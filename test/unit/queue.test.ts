@@ -53,7 +53,13 @@ describe('WorkQueue', () => {
 
   test('failures back off exponentially per key and never give up', () => {
     const clock = new FakeClock();
-    const q = new WorkQueue({ clock, backoffBaseMs: 5, backoffMaxMs: 1_000_000, retryQps: 1e9, retryBurst: 1e9 });
+    const q = new WorkQueue({
+      clock,
+      backoffBaseMs: 5,
+      backoffMaxMs: 1_000_000,
+      retryQps: 1e9,
+      retryBurst: 1e9,
+    });
     const delays = Array.from({ length: 30 }, () => q.addRateLimited('a'));
     expect(delays.slice(0, 4)).toEqual([5, 10, 20, 40]);
     expect(delays.at(-1)).toBe(1_000_000); // capped, still retried
@@ -97,11 +103,27 @@ describe('setCondition', () => {
   test('keeps the transition time while the status holds', () => {
     const t1 = new Date('2026-01-01T00:00:00Z');
     const t2 = new Date('2026-01-01T00:05:00Z');
-    const a = setCondition(undefined, { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok' }, t1);
-    const b = setCondition(a, { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'still ok' }, t2);
+    const a = setCondition(
+      undefined,
+      { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok' },
+      t1,
+    );
+    const b = setCondition(
+      a,
+      { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'still ok' },
+      t2,
+    );
     expect(b[0]?.lastTransitionTime).toBe(t1.toISOString());
-    const c = setCondition(b, { type: 'Ready', status: 'False', reason: 'NatsUnavailable', message: 'down' }, t2);
+    const c = setCondition(
+      b,
+      { type: 'Ready', status: 'False', reason: 'NatsUnavailable', message: 'down' },
+      t2,
+    );
     expect(c).toHaveLength(1);
-    expect(c[0]).toMatchObject({ status: 'False', reason: 'NatsUnavailable', lastTransitionTime: t2.toISOString() });
+    expect(c[0]).toMatchObject({
+      status: 'False',
+      reason: 'NatsUnavailable',
+      lastTransitionTime: t2.toISOString(),
+    });
   });
 });
