@@ -15,6 +15,7 @@ import { registerKeys } from './commands/keys.js';
 import { registerNatsConfig } from './commands/nats-config.js';
 import { registerRooms } from './commands/rooms.js';
 import { registerToken } from './commands/token.js';
+import { registerWorker } from './commands/worker.js';
 
 /** Exit code for bad usage or configuration. */
 export const EXIT_USAGE = 2;
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerNatsConfig(program);
   registerRooms(program);
   registerToken(program);
+  registerWorker(program);
   return program;
 }
 

@@ -6,7 +6,9 @@
  * error; its reason is logged and counted but never sent to the client.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { memberKey, type MemberRecord } from '../core/room-state.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { decodeNatsJwt, encodeNatsJwt } from '../core/natsjwt.js';
@@ -36,6 +38,8 @@ export const DEFAULT_MAX_TTL_MS = 24 * 3_600_000;
 export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 /** Default largest message a client may publish, in bytes. */
 export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
+/** Bound on remembered member records. */
+const MAX_REMEMBERED_MEMBERS = 100_000;
 /** Slack on the request's `exp` (whole seconds, truncated by the server), in milliseconds. */
 const REQUEST_EXP_SLACK_MS = 1_000;
 
@@ -69,6 +73,8 @@ export interface CalloutDeps {
   /** Connection in the APP account, for JetStream (consumers). */
   appConn: NatsConnection;
   directory: RoomDirectory;
+  /** KV `torii_room_state`, where member records go. */
+  roomState: KV;
   verifier: TokenVerifier;
   log: Logger;
   ops: Ops;
@@ -82,6 +88,8 @@ export class AuthCallout {
   private readonly consumers: ConsumerEnsurer;
   private readonly now: () => Date;
   private sub: Subscription | undefined;
+  /** Member records last written, by key. */
+  private readonly members = new Map<string, string>();
   private inflight = 0;
   private idle: (() => void) | undefined;
 
@@ -281,6 +289,13 @@ export class AuthCallout {
     }
 
     try {
+      await this.recordMember(t.roomId, t.userId, t.role, t.name);
+    } catch (e) {
+      throw new Rejection(RejectReason.Internal, `cannot record member: ${describeError(e)}`, {
+        cause: e,
+      });
+    }
+    try {
       this.metrics.consumers.inc({ result: await this.consumers.ensure(t.roomId, t.userId) });
     } catch (e) {
       this.metrics.consumers.inc({ result: 'error' });
@@ -307,6 +322,25 @@ export class AuthCallout {
       }),
       this.signer,
     );
+  }
+
+  /**
+   * Tells workers who the user is in this room (role, name): events carry only the subject's
+   * identity. Written when it changes, so reconnects cost no KV write.
+   */
+  private async recordMember(
+    roomId: string,
+    userId: string,
+    role: string,
+    name: string | undefined,
+  ): Promise<void> {
+    const key = memberKey(roomId, userId);
+    const record: MemberRecord = { roomId, userId, role, ...(name !== undefined ? { name } : {}) };
+    const json = JSON.stringify(record);
+    if (this.members.get(key) === json) return;
+    await this.d.roomState.put(key, json);
+    if (this.members.size >= MAX_REMEMBERED_MEMBERS) this.members.clear();
+    this.members.set(key, json);
   }
 
   private respond(

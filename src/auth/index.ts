@@ -8,6 +8,8 @@ import type { Logger } from '../core/logger.js';
 import type { Ops } from '../core/ops.js';
 import type { Shutdown } from '../core/shutdown.js';
 import { ServiceUser } from '../core/natsconf.js';
+import { openBucket } from '../core/kv.js';
+import { Bucket } from '../core/subjects.js';
 import { AuthCallout, type CalloutSettings } from './callout.js';
 import { RoomDirectory } from './directory.js';
 import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
@@ -72,7 +74,16 @@ export async function runAuthCallout(
     'nats',
     () => (!authConn.isClosed() && !appConn.isClosed()) || 'NATS connection closed',
   );
-  const callout = await AuthCallout.start(c, { authConn, appConn, directory, verifier, log, ops });
+  const roomState = await openBucket(appConn, Bucket.RoomState, c.kvReplicas);
+  const callout = await AuthCallout.start(c, {
+    authConn,
+    appConn,
+    directory,
+    roomState,
+    verifier,
+    log,
+    ops,
+  });
   shutdown.add('auth-callout', () => callout.stop());
   return { callout, authConn, appConn };
 }

@@ -27,3 +27,49 @@ export function broadcast<T>(event: Broadcast, data: T, at: Date = new Date()): 
   const msg: BroadcastMessage<T> = { event, data, at: at.toISOString() };
   return JSON.stringify(msg);
 }
+
+/** Client requests on `sysJsWorker.{roomId}.{userId}`. */
+export const RequestEvent = {
+  InitialData: 'REQ_INITIAL_DATA',
+  MediaServerData: 'REQ_MEDIA_SERVER_DATA',
+  RenewToken: 'REQ_RENEW_WAJLC_TOKEN',
+  RaiseHand: 'REQ_RAISE_HAND',
+  LowerHand: 'REQ_LOWER_HAND',
+} as const;
+export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
+
+/** Error codes of answers (DESIGN.md §6). */
+export const AnswerCode = {
+  BadRequest: 'BAD_REQUEST',
+  UnknownEvent: 'UNKNOWN_EVENT',
+  Forbidden: 'FORBIDDEN',
+  NotFound: 'NOT_FOUND',
+  Conflict: 'CONFLICT',
+  RateLimited: 'RATE_LIMITED',
+  Internal: 'INTERNAL',
+} as const;
+export type AnswerCode = (typeof AnswerCode)[keyof typeof AnswerCode];
+
+/** A client request. */
+export interface ClientRequest<T = unknown> {
+  event: string;
+  id: string;
+  data?: T;
+}
+
+/** An answer on `room.{roomId}.user.{userId}`. */
+export type Answer<T = unknown> =
+  | { event: string; id: string | null; ok: true; data: T }
+  | { event: string; id: string | null; ok: false; error: { code: AnswerCode; message: string } };
+
+/** `REQ_RAISE_HAND` → `RES_RAISE_HAND`; anything else → `RES_ERROR`. */
+export function answerEventName(request: string | undefined): string {
+  return typeof request === 'string' && /^REQ_[A-Z_]{1,48}$/.test(request)
+    ? `RES_${request.slice(4)}`
+    : 'RES_ERROR';
+}
+
+/** Longest request id a client may use. */
+export const MAX_REQUEST_ID_LENGTH = 64;
+/** Largest request payload a worker accepts, in bytes. */
+export const MAX_REQUEST_BYTES = 16 * 1024;

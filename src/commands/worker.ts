@@ -1,0 +1,191 @@
+/** `torii worker`: room event handlers, platform endpoints and presence tracking. */
+import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
+import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
+import { createLogger, type LogLevel } from '../core/logger.js';
+import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
+import { Ops } from '../core/ops.js';
+import { Shutdown } from '../core/shutdown.js';
+import { PROJECT_ROOT } from '../core/tools.js';
+import {
+  DEFAULT_TOKEN_AUDIENCE,
+  DEFAULT_TOKEN_ISSUER,
+  loadTokenSigner,
+  MAX_TOKEN_TTL_MS,
+  MIN_TOKEN_TTL_MS,
+} from '../core/tokens.js';
+import {
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_RENEW_TTL_MS,
+  DEFAULT_WORKER_CONCURRENCY,
+  runWorker,
+  type WorkerConfig,
+} from '../worker/index.js';
+import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
+
+export interface WorkerFlags {
+  natsUrl: string[];
+  keysDir: string;
+  appAccount: string;
+  kvReplicas: number;
+  concurrency: number;
+  ackWait: number;
+  maxDeliver: number;
+  tokenIssuer: string;
+  tokenAudience: string;
+  tokenTtl: number;
+  livekitUrl?: string;
+  livekitApiKey?: string;
+  livekitApiSecretFile?: string;
+  mediaTokenTtl: number;
+  presence: boolean;
+  httpPort: number;
+  logLevel: LogLevel;
+}
+
+/** Default lifetime of LiveKit tokens: 2 hours, in milliseconds. */
+export const DEFAULT_MEDIA_TOKEN_TTL_MS = 2 * 3_600_000;
+
+export function packageVersion(): string {
+  return (
+    JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
+  ).version;
+}
+
+export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
+  if (f.ackWait < 1_000) configError('--ack-wait', 'at least 1s');
+  if (f.tokenTtl < MIN_TOKEN_TTL_MS || f.tokenTtl > MAX_TOKEN_TTL_MS)
+    configError('--token-ttl', '10s to 7d');
+  const lk = [f.livekitUrl, f.livekitApiKey, f.livekitApiSecretFile];
+  if (lk.some((x) => x !== undefined) && !lk.every((x) => x !== undefined)) {
+    configError(
+      '--livekit-url',
+      'media needs --livekit-url, --livekit-api-key and --livekit-api-secret-file together',
+    );
+  }
+  const hasSigner =
+    (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSigningJwk)) !== undefined ||
+    (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSecret)) !== undefined;
+  const systemPassword = f.presence
+    ? await readKeyFile(f.keysDir, KeyFile.SystemPassword)
+    : undefined;
+  return {
+    servers: f.natsUrl,
+    servicePassword: await readKeyFile(f.keysDir, KeyFile.ServicePassword),
+    ...(systemPassword !== undefined ? { systemPassword } : {}),
+    appAccount: f.appAccount,
+    kvReplicas: f.kvReplicas,
+    pool: { concurrency: f.concurrency, ackWaitMs: f.ackWait, maxDeliver: f.maxDeliver },
+    ...(hasSigner ? { signer: await loadTokenSigner(f.keysDir) } : {}),
+    token: { issuer: f.tokenIssuer, audience: f.tokenAudience, ttlMs: f.tokenTtl },
+    ...(f.livekitUrl !== undefined &&
+    f.livekitApiKey !== undefined &&
+    f.livekitApiSecretFile !== undefined
+      ? {
+          livekit: {
+            url: f.livekitUrl,
+            apiKey: f.livekitApiKey,
+            apiSecret: (
+              await readFile(f.livekitApiSecretFile, 'utf8').catch(() =>
+                configError('--livekit-api-secret-file', `cannot read ${f.livekitApiSecretFile}`),
+              )
+            ).trim(),
+            ttlSeconds: Math.floor(f.mediaTokenTtl / 1000),
+          },
+        }
+      : {}),
+    version: packageVersion(),
+  };
+}
+
+export function registerWorker(program: Command): void {
+  const cmd = program
+    .command('worker')
+    .description(
+      'handle room events from sysJsWorker (queue torii_queue), serve the torii.* endpoints and track presence',
+    );
+  addNatsUrl(cmd);
+  addKeysDir(cmd)
+    .addOption(
+      opt<number>('--concurrency <n>', 'events handled at once by this replica', {
+        default: DEFAULT_WORKER_CONCURRENCY,
+        parse: intParser(1, 10_000),
+      }),
+    )
+    .addOption(
+      opt<number>('--ack-wait <duration>', 'redeliver an event not acked within this time', {
+        default: DEFAULT_ACK_WAIT_MS,
+        defaultDescription: formatDuration(DEFAULT_ACK_WAIT_MS),
+        parse: parseDuration,
+      }),
+    )
+    .addOption(
+      opt<number>('--max-deliver <n>', 'deliveries of an event before it is kept for inspection', {
+        default: DEFAULT_MAX_DELIVER,
+        parse: intParser(1, 100),
+      }),
+    )
+    .addOption(
+      opt<string>('--app-account <name>', 'account of room clients (presence events)', {
+        default: DEFAULT_ACCOUNTS.app,
+      }),
+    )
+    .addOption(
+      opt<string>('--token-issuer <iss>', 'iss of renewed and issued room tokens', {
+        default: DEFAULT_TOKEN_ISSUER,
+      }),
+    )
+    .addOption(
+      opt<string>('--token-audience <aud>', 'aud of renewed and issued room tokens', {
+        default: DEFAULT_TOKEN_AUDIENCE,
+      }),
+    )
+    .addOption(
+      opt<number>('--token-ttl <duration>', 'lifetime of renewed and issued room tokens', {
+        default: DEFAULT_RENEW_TTL_MS,
+        defaultDescription: '1h',
+        parse: parseDuration,
+      }),
+    )
+    .addOption(opt<string>('--livekit-url <url>', 'LiveKit server URL given to clients'))
+    .addOption(opt<string>('--livekit-api-key <key>', 'LiveKit API key'))
+    .addOption(
+      opt<string>('--livekit-api-secret-file <file>', 'file holding the LiveKit API secret'),
+    )
+    .addOption(
+      opt<number>('--media-token-ttl <duration>', 'lifetime of LiveKit tokens', {
+        default: DEFAULT_MEDIA_TOKEN_TTL_MS,
+        defaultDescription: '2h',
+        parse: parseDuration,
+      }),
+    )
+    .addOption(opt<boolean>('--no-presence', 'do not track presence (another deployment does)'))
+    .addOption(
+      opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {
+        default: 1,
+        parse: intParser(1, 5),
+      }),
+    );
+  addOpsPort(cmd);
+  addLogLevel(cmd).action(async (f: WorkerFlags) => {
+    const config = await workerConfig(f);
+    const log = createLogger('worker', f.logLevel);
+    const shutdown = new Shutdown(log);
+    const ops = new Ops(log);
+    if (f.httpPort !== 0) {
+      await ops.listen(f.httpPort);
+      shutdown.add('ops', () => ops.close());
+    }
+    shutdown.installSignalHandlers(() => process.exit(0));
+    await runWorker(config, log, ops, shutdown);
+    ops.markStarted();
+  });
+  examples(cmd, [
+    'torii worker --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',
+    'torii worker --concurrency 100 --livekit-url wss://media.example.com --livekit-api-key APIxyz --livekit-api-secret-file /etc/torii/livekit-secret',
+  ]);
+}

@@ -1,0 +1,55 @@
+/**
+ * Records in KV `torii_room_state` (DESIGN.md §9): who a member is (written by the callout when it
+ * admits a user, so workers know roles without the token), raised hands (written by workers with
+ * compare-and-set), and token-renewal stamps (rate limit across replicas).
+ */
+import { isValidId } from './ids.js';
+
+/** `members.{roomId}.{userId}` */
+export const memberKey = (roomId: string, userId: string): string => `members.${roomId}.${userId}`;
+/** `hands.{roomId}.{userId}`: one key per user, so hand events of different users never contend. */
+export const handKey = (roomId: string, userId: string): string => `hands.${roomId}.${userId}`;
+/** Filter of every hand of a room. */
+export const handsFilter = (roomId: string): string => `hands.${roomId}.*`;
+/** `renew.{roomId}.{userId}` */
+export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
+
+/** A member of a room as admitted by the callout. */
+export interface MemberRecord {
+  roomId: string;
+  userId: string;
+  role: string;
+  name?: string;
+}
+
+export function parseMember(data: unknown): MemberRecord | undefined {
+  const m = data as Partial<MemberRecord> | null;
+  if (!m || !isValidId(m.roomId) || !isValidId(m.userId) || typeof m.role !== 'string')
+    return undefined;
+  return m as MemberRecord;
+}
+
+/** One raised hand. */
+export interface RaisedHand {
+  userId: string;
+  raisedAt: string;
+  note: string;
+}
+
+/** A user's hand in a room. */
+export interface HandRecord {
+  raised: boolean;
+  raisedAt?: string;
+  note?: string;
+  /**
+   * Stream sequence (in sysJsWorker) of the last event applied to this hand. Sequences are global,
+   * so an older event (a redelivery, or one overtaken by a later event of another user) is a no-op.
+   */
+  appliedSeq: number;
+}
+
+export function parseHand(data: unknown): HandRecord | undefined {
+  const h = data as Partial<HandRecord> | null;
+  if (!h || typeof h.raised !== 'boolean' || typeof h.appliedSeq !== 'number') return undefined;
+  return h as HandRecord;
+}

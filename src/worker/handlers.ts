@@ -1,0 +1,329 @@
+/**
+ * Room event handlers (DESIGN.md §6). Identity comes from the subject; the payload only carries
+ * options. Each handler returns the answer data and the broadcasts to send; the pool publishes
+ * them (deduplicated) and acks. State changes go through KV compare-and-set keyed by the
+ * message's stream sequence, so a redelivered or stale event changes nothing twice.
+ */
+import type { KV } from '@nats-io/kv';
+import { AccessToken } from 'livekit-server-sdk';
+import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
+import { isBlockActive, type BlockRecord } from '../core/blocks.js';
+import type { KvCache } from '../core/kv.js';
+import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
+import {
+  handKey,
+  handsFilter,
+  parseHand,
+  parseMember,
+  renewKey,
+  type HandRecord,
+  type MemberRecord,
+  type RaisedHand,
+} from '../core/room-state.js';
+import type { CompiledRoomConfig } from '../core/room.js';
+import { blockKey } from '../core/blocks.js';
+import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
+import { decodeJwt } from 'jose';
+
+/** A refusal with an answer code. */
+export class HandlerError extends Error {
+  constructor(
+    readonly code: AnswerCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HandlerError';
+  }
+}
+
+/** What one handled event produces. */
+export interface HandlerResult {
+  data: unknown;
+  broadcasts: { event: Broadcast; data: unknown }[];
+}
+
+/** LiveKit settings; media requests fail with NOT_FOUND without them. */
+export interface LiveKitSettings {
+  url: string;
+  apiKey: string;
+  apiSecret: string;
+  /** Lifetime of media tokens, in seconds. */
+  ttlSeconds: number;
+}
+
+export interface HandlerDeps {
+  rooms: KvCache<CompiledRoomConfig>;
+  presence: KvCache<PresenceRecord>;
+  blocks: KvCache<BlockRecord>;
+  roomState: KV;
+  /** Signs renewed room tokens. */
+  signer: TokenSigner | undefined;
+  token: { issuer: string; audience: string; ttlMs: number };
+  livekit: LiveKitSettings | undefined;
+  /** Least time between two renewals of one user, in milliseconds. */
+  renewIntervalMs: number;
+  /** Last sequence of a room's stream (for `snapshotSeq`). */
+  roomLastSeq: (roomId: string) => Promise<number>;
+  now: () => Date;
+}
+
+/** One event to handle. */
+export interface EventContext {
+  roomId: string;
+  userId: string;
+  event: string;
+  data: Record<string, unknown>;
+  /** Stream sequence of the message in `sysJsWorker`. */
+  seq: number;
+}
+
+/** Largest hand-raise note, in characters. */
+export const MAX_NOTE_LENGTH = 200;
+/** How long a member record is trusted before it is read again, in milliseconds. */
+const MEMBER_CACHE_TTL_MS = 10_000;
+/** Attempts of a compare-and-set loop before giving up with CONFLICT. */
+const CAS_ATTEMPTS = 20;
+
+export class Handlers {
+  private readonly members = new Map<string, { member: MemberRecord; until: number }>();
+
+  constructor(private readonly d: HandlerDeps) {}
+
+  async handle(ctx: EventContext): Promise<HandlerResult> {
+    const room = this.d.rooms.get(ctx.roomId);
+    if (!room) throw new HandlerError(AnswerCode.NotFound, `room ${ctx.roomId} does not exist`);
+    const member = await this.member(ctx.roomId, ctx.userId);
+    const role = room.roles[member.role];
+    if (!role)
+      throw new HandlerError(
+        AnswerCode.Forbidden,
+        `role ${member.role} is not defined in room ${ctx.roomId}`,
+      );
+    switch (ctx.event) {
+      case RequestEvent.InitialData:
+        return { data: await this.initialData(room, member), broadcasts: [] };
+      case RequestEvent.MediaServerData:
+        return { data: await this.media(room, member), broadcasts: [] };
+      case RequestEvent.RenewToken:
+        return { data: await this.renew(room, member), broadcasts: [] };
+      case RequestEvent.RaiseHand:
+        return this.raiseHand(room, ctx);
+      case RequestEvent.LowerHand:
+        return this.lowerHand(ctx, role.moderator);
+      default:
+        throw new HandlerError(AnswerCode.UnknownEvent, `unknown event ${ctx.event}`);
+    }
+  }
+
+  private async member(roomId: string, userId: string): Promise<MemberRecord> {
+    const key = `${roomId}.${userId}`;
+    const now = Date.now();
+    const hit = this.members.get(key);
+    if (hit && hit.until > now) return hit.member;
+    const e = await this.d.roomState.get(`members.${key}`);
+    const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
+    if (!m) throw new HandlerError(AnswerCode.Forbidden, `${userId} has not joined room ${roomId}`);
+    if (this.members.size > 100_000) this.members.clear();
+    this.members.set(key, { member: m, until: now + MEMBER_CACHE_TTL_MS });
+    return m;
+  }
+
+  private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
+    const role = room.roles[me.role];
+    const participants = [];
+    for (const [key, p] of this.d.presence.entries()) {
+      if (!key.startsWith(`${room.roomId}.`) || !occupiesSeat(p)) continue;
+      participants.push({
+        userId: p.userId,
+        name: p.name ?? p.userId,
+        role: p.role ?? 'unknown',
+        since: p.since,
+      });
+    }
+    participants.sort((a, b) => a.since.localeCompare(b.since) || a.userId.localeCompare(b.userId));
+    // Taken before the state is read: a client ignores broadcasts at or below it, and anything
+    // that happened after it is both in the state and above it, so nothing is lost.
+    const snapshotSeq = await this.d.roomLastSeq(room.roomId);
+    const hands = await this.readHands(room.roomId);
+    return {
+      room: { id: room.roomId, title: room.title, features: room.features },
+      me: {
+        userId: me.userId,
+        role: me.role,
+        permissions: {
+          chat: role?.chat ?? false,
+          whiteboard: role?.whiteboard ?? false,
+          moderator: role?.moderator ?? false,
+          raiseHand: room.features.raiseHand,
+          media: role?.media,
+        },
+      },
+      participants,
+      hands,
+      snapshotSeq,
+    };
+  }
+
+  private async media(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
+    const lk = this.d.livekit;
+    if (!lk) throw new HandlerError(AnswerCode.NotFound, 'no media server is configured');
+    const grants = room.roles[me.role]?.media;
+    // In a broadcast room only presenters (roles that may publish) publish; everyone else watches.
+    const canPublish = grants?.canPublish === true;
+    const at = new AccessToken(lk.apiKey, lk.apiSecret, {
+      identity: me.userId,
+      name: me.name ?? me.userId,
+      ttl: lk.ttlSeconds,
+    });
+    at.addGrant({
+      roomJoin: true,
+      room: room.media.livekitRoom,
+      canPublish,
+      canSubscribe: grants?.canSubscribe !== false,
+      canPublishData: grants?.canPublishData === true,
+    });
+    const token = await at.toJwt();
+    const exp = decodeJwt(token).exp ?? 0;
+    return {
+      url: lk.url,
+      token,
+      room: room.media.livekitRoom,
+      identity: me.userId,
+      expiresAt: new Date(exp * 1000).toISOString(),
+    };
+  }
+
+  private async renew(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
+    if (!this.d.signer)
+      throw new HandlerError(AnswerCode.NotFound, 'token renewal is not configured on this worker');
+    const now = this.d.now();
+    const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
+    if (block && isBlockActive(block, now))
+      throw new HandlerError(
+        AnswerCode.Forbidden,
+        `${me.userId} is blocked in room ${room.roomId}`,
+      );
+    // At most one renewal per user per interval, across replicas: compare-and-set on a stamp.
+    const key = renewKey(room.roomId, me.userId);
+    const e = await this.d.roomState.get(key);
+    const last = e?.operation === 'PUT' ? Number(e.json<{ at?: number }>().at) : 0;
+    if (now.getTime() - last < this.d.renewIntervalMs)
+      throw new HandlerError(AnswerCode.RateLimited, 'renewed too recently');
+    try {
+      if (e) await this.d.roomState.update(key, JSON.stringify({ at: now.getTime() }), e.revision);
+      else await this.d.roomState.create(key, JSON.stringify({ at: now.getTime() }));
+    } catch {
+      throw new HandlerError(AnswerCode.RateLimited, 'renewed concurrently');
+    }
+    const token = await mintRoomToken(
+      this.d.signer,
+      {
+        room: room.roomId,
+        sub: me.userId,
+        role: me.role,
+        ...(me.name !== undefined ? { name: me.name } : {}),
+      },
+      {
+        ttlMs: this.d.token.ttlMs,
+        issuer: this.d.token.issuer,
+        audience: this.d.token.audience,
+        now: this.d.now,
+      },
+    );
+    return { token, expiresAt: new Date(now.getTime() + this.d.token.ttlMs).toISOString() };
+  }
+
+  /** Raised hands of a room, in the order they were raised (read from KV, not a cache). */
+  private async readHands(roomId: string): Promise<RaisedHand[]> {
+    const hands: RaisedHand[] = [];
+    for await (const key of await this.d.roomState.keys(handsFilter(roomId))) {
+      const e = await this.d.roomState.get(key);
+      const h = e?.operation === 'PUT' ? parseHand(e.json()) : undefined;
+      if (h?.raised && h.raisedAt)
+        hands.push({
+          userId: key.slice(key.lastIndexOf('.') + 1),
+          raisedAt: h.raisedAt,
+          note: h.note ?? '',
+        });
+    }
+    return hands.sort(
+      (a, b) => a.raisedAt.localeCompare(b.raisedAt) || a.userId.localeCompare(b.userId),
+    );
+  }
+
+  /**
+   * Applies `change` to one user's hand with compare-and-set keyed by the event's stream sequence;
+   * returns whether the hand changed (false for no-ops and already-applied events).
+   */
+  private async changeHand(
+    roomId: string,
+    userId: string,
+    seq: number,
+    change: (h: HandRecord) => boolean,
+  ): Promise<boolean> {
+    const key = handKey(roomId, userId);
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const e = await this.d.roomState.get(key);
+      const current = (e?.operation === 'PUT' ? parseHand(e.json()) : undefined) ?? {
+        raised: false,
+        appliedSeq: 0,
+      };
+      if (current.appliedSeq >= seq) return false;
+      const next = { ...current };
+      const changed = change(next);
+      next.appliedSeq = seq;
+      try {
+        if (e) await this.d.roomState.update(key, JSON.stringify(next), e.revision);
+        else await this.d.roomState.create(key, JSON.stringify(next));
+        return changed;
+      } catch {
+        // written meanwhile by another worker: read again
+      }
+    }
+    throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
+  }
+
+  private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {
+    if (!room.features.raiseHand)
+      throw new HandlerError(AnswerCode.Forbidden, 'raising hands is disabled in this room');
+    const note = ctx.data.note ?? '';
+    if (typeof note !== 'string' || note.length > MAX_NOTE_LENGTH)
+      throw new HandlerError(
+        AnswerCode.BadRequest,
+        `note: a string of at most ${MAX_NOTE_LENGTH} characters`,
+      );
+    const raisedAt = this.d.now().toISOString();
+    const raised = await this.changeHand(ctx.roomId, ctx.userId, ctx.seq, (h) => {
+      if (h.raised) return false;
+      Object.assign(h, { raised: true, raisedAt, note });
+      return true;
+    });
+    return {
+      data: {},
+      broadcasts: raised
+        ? [{ event: Broadcast.HandRaised, data: { userId: ctx.userId, raisedAt, note } }]
+        : [],
+    };
+  }
+
+  private async lowerHand(ctx: EventContext, moderator: boolean): Promise<HandlerResult> {
+    const target = ctx.data.userId ?? ctx.userId;
+    if (typeof target !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(target))
+      throw new HandlerError(AnswerCode.BadRequest, 'userId: a valid user id');
+    if (target !== ctx.userId && !moderator)
+      throw new HandlerError(AnswerCode.Forbidden, "only moderators may lower another user's hand");
+    const lowered = await this.changeHand(ctx.roomId, target, ctx.seq, (h) => {
+      if (!h.raised) return false;
+      h.raised = false;
+      delete h.raisedAt;
+      delete h.note;
+      return true;
+    });
+    return {
+      data: {},
+      broadcasts: lowered
+        ? [{ event: Broadcast.HandLowered, data: { userId: target, by: ctx.userId } }]
+        : [],
+    };
+  }
+}

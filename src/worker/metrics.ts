@@ -1,0 +1,45 @@
+/** Prometheus metrics of the worker. */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { METRICS_PREFIX } from '../core/ops.js';
+
+export class WorkerMetrics {
+  readonly events: Counter<'event' | 'outcome'>;
+  readonly latency: Histogram<'event'>;
+  readonly inflight: Gauge;
+  readonly redeliveries: Counter;
+  readonly exhausted: Counter;
+
+  constructor(registry: Registry, inflight: () => number) {
+    this.events = new Counter({
+      name: `${METRICS_PREFIX}worker_events_total`,
+      help: 'Events handled, by type and outcome (ok, error code, retry)',
+      labelNames: ['event', 'outcome'],
+      registers: [registry],
+    });
+    this.latency = new Histogram({
+      name: `${METRICS_PREFIX}worker_handler_seconds`,
+      help: 'Time from taking an event to acking it',
+      labelNames: ['event'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    });
+    this.inflight = new Gauge({
+      name: `${METRICS_PREFIX}worker_inflight`,
+      help: 'Events being handled now',
+      registers: [registry],
+      collect() {
+        this.set(inflight());
+      },
+    });
+    this.redeliveries = new Counter({
+      name: `${METRICS_PREFIX}worker_redeliveries_total`,
+      help: 'Events delivered more than once',
+      registers: [registry],
+    });
+    this.exhausted = new Counter({
+      name: `${METRICS_PREFIX}worker_max_deliveries_total`,
+      help: 'Events that reached max_deliver; they stay in sysJsWorker for inspection',
+      registers: [registry],
+    });
+  }
+}

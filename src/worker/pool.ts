@@ -1,0 +1,271 @@
+/**
+ * The event pool: takes client events from `sysJsWorker` through the shared durable `torii_queue`,
+ * runs at most `concurrency` handlers at once (backpressure: no message is pulled without a free
+ * slot), one at a time per `{roomId}.{userId}`, and acks only after the answer and broadcasts are
+ * stored. Answers and broadcasts carry `Nats-Msg-Id`s derived from the event's stream sequence, so
+ * a redelivery after a crash cannot answer twice: the room stream drops the duplicate.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiError,
+  jetstream,
+  type Consumer,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeError } from '../core/errors.js';
+import {
+  answerEventName,
+  AnswerCode,
+  broadcast,
+  MAX_REQUEST_BYTES,
+  MAX_REQUEST_ID_LENGTH,
+  type Answer,
+} from '../core/events.js';
+import { isValidId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import { JS_CONSUMER_EXISTS, nanos } from '../core/streams.js';
+import {
+  parseWorkerSubject,
+  roomEventsSubject,
+  userAnswerSubject,
+  WORKER_CONSUMER,
+  WORKER_STREAM,
+} from '../core/subjects.js';
+import { HandlerError, type Handlers } from './handlers.js';
+import type { WorkerMetrics } from './metrics.js';
+
+/** Defaults of the pool (flags of `torii worker`). */
+export const DEFAULT_WORKER_CONCURRENCY = 50;
+export const DEFAULT_ACK_WAIT_MS = 30_000;
+export const DEFAULT_MAX_DELIVER = 5;
+/** Redelivery delays after a failure (JetStream `backoff`), in milliseconds. */
+export const REDELIVERY_BACKOFF_MS = [1_000, 5_000, 15_000, 30_000];
+
+export interface PoolSettings {
+  concurrency: number;
+  ackWaitMs: number;
+  maxDeliver: number;
+}
+
+/** The shared durable consumer of the work queue. */
+export function workerConsumerConfig(s: PoolSettings) {
+  return {
+    durable_name: WORKER_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(s.ackWaitMs),
+    max_deliver: s.maxDeliver,
+    backoff: REDELIVERY_BACKOFF_MS.slice(0, Math.max(1, s.maxDeliver - 1)).map((ms) =>
+      nanos(Math.max(ms, 1)),
+    ),
+    max_ack_pending: Math.max(1_000, s.concurrency * 20),
+  };
+}
+
+export class EventPool {
+  private readonly js: JetStreamClient;
+  private messages: ConsumerMessages | undefined;
+  private running = 0;
+  private readonly chains = new Map<string, { tail: Promise<void>; queued: number }>();
+  private waiters: (() => void)[] = [];
+  private idle: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly handlers: Handlers,
+    private readonly s: PoolSettings,
+    private readonly metrics: WorkerMetrics,
+    private readonly log: Logger,
+  ) {
+    this.js = jetstream(nc);
+  }
+
+  get inflight(): number {
+    return this.running;
+  }
+
+  /** Ensures the durable consumer and starts consuming. */
+  async start(jsm: JetStreamManager): Promise<void> {
+    const config = workerConsumerConfig(this.s);
+    try {
+      await jsm.consumers.add(WORKER_STREAM, config);
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.apiError().err_code === JS_CONSUMER_EXISTS))
+        throw e;
+      await jsm.consumers.update(WORKER_STREAM, WORKER_CONSUMER, config);
+    }
+    const consumer: Consumer = await this.js.consumers.get(WORKER_STREAM, WORKER_CONSUMER);
+    this.messages = await consumer.consume({ max_messages: this.s.concurrency });
+    this.loop = this.run(this.messages);
+  }
+
+  private async slot(): Promise<void> {
+    while (this.running >= this.s.concurrency) await new Promise<void>((r) => this.waiters.push(r));
+    this.running++;
+  }
+
+  private release(): void {
+    this.running--;
+    this.waiters.shift()?.();
+    if (this.running === 0) this.idle?.();
+  }
+
+  private async run(messages: ConsumerMessages): Promise<void> {
+    for await (const m of messages) {
+      if (this.stopping) {
+        m.nak(); // pulled but not started: offer it to another replica now
+        continue;
+      }
+      await this.slot();
+      const who = parseWorkerSubject(m.subject);
+      const key = who ? `${who.roomId}.${who.userId}` : m.subject;
+      const chain = this.chains.get(key) ?? { tail: Promise.resolve(), queued: 0 };
+      chain.queued++;
+      this.chains.set(key, chain);
+      chain.tail = chain.tail
+        .then(() => this.process(m))
+        .catch((e: unknown) =>
+          this.log.error({ err: describeError(e), subject: m.subject }, 'event handling failed'),
+        )
+        .finally(() => {
+          chain.queued--;
+          if (chain.queued === 0) this.chains.delete(key);
+          this.release();
+        });
+    }
+  }
+
+  private async process(m: JsMsg): Promise<void> {
+    const end = this.metrics.latency.startTimer();
+    if (m.info.deliveryCount > 1) this.metrics.redeliveries.inc();
+    const who = parseWorkerSubject(m.subject);
+    let request: { event?: unknown; id?: unknown; data?: unknown } | undefined;
+    let event = 'unparsed';
+    const answer = async (a: Answer, broadcasts: string[] = []): Promise<void> => {
+      if (!who) return;
+      const seq = m.info.streamSequence;
+      // Broadcasts first: an answer means everything the event caused is visible.
+      await Promise.all(
+        broadcasts.map((b, i) =>
+          this.js.publish(roomEventsSubject(who.roomId), b, { msgID: `evt-${seq}-${i}` }),
+        ),
+      );
+      await this.js.publish(userAnswerSubject(who.roomId, who.userId), JSON.stringify(a), {
+        msgID: `ans-${seq}`,
+      });
+    };
+    const fail = async (
+      code: AnswerCode,
+      message: string,
+      settle: 'term' | 'keep' = 'term',
+    ): Promise<void> => {
+      const id = typeof request?.id === 'string' ? request.id : null;
+      await answer({
+        event: answerEventName(typeof request?.event === 'string' ? request.event : undefined),
+        id,
+        ok: false,
+        error: { code, message },
+      });
+      this.metrics.events.inc({ event, outcome: code });
+      // A refused event is done (term). One that exhausted its deliveries is left unacked: the
+      // server stops offering it and it stays in sysJsWorker for inspection.
+      if (settle === 'term') m.term(message);
+    };
+    try {
+      if (!who || !isValidId(who.roomId) || !isValidId(who.userId)) {
+        this.metrics.events.inc({ event, outcome: AnswerCode.BadRequest });
+        m.term('not a user subject');
+        return;
+      }
+      if (m.data.length > MAX_REQUEST_BYTES)
+        return await fail(AnswerCode.BadRequest, `payload larger than ${MAX_REQUEST_BYTES} bytes`);
+      try {
+        request = JSON.parse(new TextDecoder().decode(m.data)) as typeof request;
+      } catch {
+        return await fail(AnswerCode.BadRequest, 'payload is not JSON');
+      }
+      if (typeof request !== 'object' || request === null || Array.isArray(request))
+        return await fail(AnswerCode.BadRequest, 'payload must be a JSON object');
+      if (typeof request.event !== 'string')
+        return await fail(AnswerCode.BadRequest, 'event: a string');
+      event = /^[A-Z_]{1,48}$/.test(request.event) ? request.event : 'invalid';
+      if (
+        typeof request.id !== 'string' ||
+        request.id.length === 0 ||
+        request.id.length > MAX_REQUEST_ID_LENGTH
+      ) {
+        return await fail(
+          AnswerCode.BadRequest,
+          `id: a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`,
+        );
+      }
+      const data = request.data ?? {};
+      if (typeof data !== 'object' || data === null || Array.isArray(data))
+        return await fail(AnswerCode.BadRequest, 'data: an object');
+      let result;
+      try {
+        result = await this.handlers.handle({
+          roomId: who.roomId,
+          userId: who.userId,
+          event: request.event,
+          data: data as Record<string, unknown>,
+          seq: m.info.streamSequence,
+        });
+      } catch (e) {
+        if (e instanceof HandlerError) return await fail(e.code, e.message);
+        throw e;
+      }
+      await answer(
+        { event: answerEventName(request.event), id: request.id, ok: true, data: result.data },
+        result.broadcasts.map((b) => broadcast(b.event, b.data, new Date())),
+      );
+      m.ack();
+      this.metrics.events.inc({ event, outcome: 'ok' });
+    } catch (e) {
+      // Transient (NATS, KV): try again later; the last attempt tells the client.
+      if (m.info.deliveryCount >= this.s.maxDeliver) {
+        this.metrics.exhausted.inc();
+        this.log.error(
+          { subject: m.subject, seq: m.info.streamSequence, err: describeError(e) },
+          'event failed on its last delivery; kept in sysJsWorker',
+        );
+        await fail(AnswerCode.Internal, 'the event could not be handled', 'keep').catch(
+          () => undefined,
+        );
+        return;
+      }
+      this.metrics.events.inc({ event, outcome: 'retry' });
+      this.log.warn(
+        {
+          subject: m.subject,
+          seq: m.info.streamSequence,
+          delivery: m.info.deliveryCount,
+          err: describeError(e),
+        },
+        'event failed; will be redelivered',
+      );
+      m.nak(
+        REDELIVERY_BACKOFF_MS[Math.min(m.info.deliveryCount - 1, REDELIVERY_BACKOFF_MS.length - 1)],
+      );
+    } finally {
+      end({ event });
+    }
+  }
+
+  /** Stops pulling, finishes the events in flight (their acks included). */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const closed = this.messages?.close();
+    if (this.running > 0) await new Promise<void>((r) => (this.idle = r));
+    await closed;
+    await this.loop;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Platform endpoints (DESIGN.md §7): the NATS micro service `torii` in queue group `torii_queue`,
+ * called by other backends (never by room clients, whose permissions exclude `torii.>`). Errors use
+ * the micro protocol headers (`Nats-Service-Error-Code`, `Nats-Service-Error`).
+ */
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeError, ValidationError } from '../core/errors.js';
+import { checkRoomId, checkUserId } from '../core/ids.js';
+import type { KvCache } from '../core/kv.js';
+import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
+import type { CompiledRoomConfig } from '../core/room.js';
+import { QUEUE_GROUP, SERVICE_NAME, ServiceSubject } from '../core/subjects.js';
+import {
+  MAX_TOKEN_TTL_MS,
+  MIN_TOKEN_TTL_MS,
+  mintRoomToken,
+  type TokenSigner,
+} from '../core/tokens.js';
+
+/** Status codes of endpoint errors. */
+export const ServiceError = {
+  BadRequest: 400,
+  NotFound: 404,
+  Unavailable: 503,
+  Internal: 500,
+} as const;
+
+class EndpointError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ServiceDeps {
+  rooms: KvCache<CompiledRoomConfig>;
+  presence: KvCache<PresenceRecord>;
+  signer: TokenSigner | undefined;
+  token: { issuer: string; audience: string; ttlMs: number };
+  version: string;
+}
+
+function body(msg: ServiceMsg): Record<string, unknown> {
+  if (msg.data.length === 0) return {};
+  try {
+    const v = msg.json<unknown>();
+    if (typeof v === 'object' && v !== null && !Array.isArray(v))
+      return v as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new EndpointError(ServiceError.BadRequest, 'request body must be a JSON object');
+}
+
+function summary(r: CompiledRoomConfig, participants: number) {
+  return {
+    roomId: r.roomId,
+    title: r.title,
+    maxParticipants: r.maxParticipants,
+    participants,
+    features: r.features,
+    roles: Object.keys(r.roles),
+    media: r.media,
+  };
+}
+
+export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<Service> {
+  const srv = await new Svcm(nc).add({
+    name: SERVICE_NAME,
+    version: d.version,
+    description: 'Torii room control plane',
+    queue: QUEUE_GROUP,
+  });
+  const participants = (roomId: string) => {
+    const out = [];
+    for (const [key, p] of d.presence.entries()) {
+      if (key.startsWith(`${roomId}.`) && occupiesSeat(p))
+        out.push({
+          userId: p.userId,
+          name: p.name ?? p.userId,
+          role: p.role ?? 'unknown',
+          since: p.since,
+          state: p.state,
+        });
+    }
+    return out.sort((a, b) => a.since.localeCompare(b.since));
+  };
+  const room = (req: Record<string, unknown>): CompiledRoomConfig => {
+    const roomId = checkRoomId(req.roomId, 'roomId');
+    const r = d.rooms.get(roomId);
+    if (!r) throw new EndpointError(ServiceError.NotFound, `room ${roomId} does not exist`);
+    return r;
+  };
+  const endpoint = (
+    name: string,
+    subject: string,
+    fn: (req: Record<string, unknown>) => unknown,
+  ): void => {
+    srv.addEndpoint(name, {
+      subject,
+      handler: (err, msg) => {
+        if (err) return;
+        void (async () => {
+          try {
+            msg.respond(JSON.stringify(await fn(body(msg))));
+          } catch (e) {
+            const status =
+              e instanceof EndpointError
+                ? e.status
+                : e instanceof ValidationError
+                  ? ServiceError.BadRequest
+                  : ServiceError.Internal;
+            msg.respondError(status, describeError(e));
+          }
+        })();
+      },
+    });
+  };
+  endpoint('rooms_list', ServiceSubject.RoomsList, () =>
+    [...d.rooms.entries()].map(([, r]) => summary(r, participants(r.roomId).length)),
+  );
+  endpoint('rooms_get', ServiceSubject.RoomsGet, (req) => {
+    const r = room(req);
+    return summary(r, participants(r.roomId).length);
+  });
+  endpoint('rooms_participants', ServiceSubject.RoomsParticipants, (req) => ({
+    roomId: room(req).roomId,
+    participants: participants(room(req).roomId),
+  }));
+  endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
+    if (!d.signer)
+      throw new EndpointError(
+        ServiceError.Unavailable,
+        'token signing is not configured on this worker',
+      );
+    const r = room(req);
+    const userId = checkUserId(req.userId, 'userId');
+    if (typeof req.role !== 'string' || !Object.hasOwn(r.roles, req.role))
+      throw new EndpointError(
+        ServiceError.BadRequest,
+        `role: one of ${Object.keys(r.roles).join(', ')}`,
+      );
+    if (req.name !== undefined && typeof req.name !== 'string')
+      throw new EndpointError(ServiceError.BadRequest, 'name: a string');
+    const ttlMs = req.ttlSeconds === undefined ? d.token.ttlMs : Number(req.ttlSeconds) * 1000;
+    if (!Number.isInteger(ttlMs) || ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS)
+      throw new EndpointError(ServiceError.BadRequest, 'ttlSeconds: 10 to 604800');
+    const now = new Date();
+    const token = await mintRoomToken(
+      d.signer,
+      {
+        room: r.roomId,
+        sub: userId,
+        role: req.role,
+        ...(typeof req.name === 'string' ? { name: req.name } : {}),
+      },
+      { ttlMs, issuer: d.token.issuer, audience: d.token.audience, now: () => now },
+    );
+    return { token, expiresAt: new Date(now.getTime() + ttlMs).toISOString() };
+  });
+  return srv;
+}

@@ -1,0 +1,48 @@
+/** Runs a worker in the test process against a test server. */
+import { runWorker, type RunningWorker, type WorkerConfig } from '../../src/worker/index.js';
+import { silentLogger, type Logger } from '../../src/core/logger.js';
+import { Ops } from '../../src/core/ops.js';
+import { Shutdown } from '../../src/core/shutdown.js';
+import { loadTokenSigner } from '../../src/core/tokens.js';
+import type { TestKeys } from './nats.js';
+
+export const LIVEKIT = {
+  url: 'wss://media.test',
+  apiKey: 'APItestkey',
+  apiSecret: 'a-test-secret-that-is-long-enough-0123456789',
+  ttlSeconds: 7200,
+};
+
+export interface TestWorker extends RunningWorker {
+  ops: Ops;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(
+  keys: TestKeys,
+  servers: string[],
+  overrides: Partial<WorkerConfig> = {},
+  log: Logger = silentLogger(),
+): Promise<TestWorker> {
+  const ops = new Ops(log);
+  const shutdown = new Shutdown(log);
+  const running = await runWorker(
+    {
+      servers,
+      servicePassword: keys.server.servicePassword,
+      systemPassword: keys.server.systemPassword,
+      appAccount: 'APP',
+      kvReplicas: 1,
+      pool: { concurrency: 50, ackWaitMs: 30_000, maxDeliver: 5 },
+      signer: await loadTokenSigner(keys.dir),
+      token: { issuer: 'torii', audience: 'torii-nats', ttlMs: 3_600_000 },
+      livekit: LIVEKIT,
+      version: '0.0.0-test',
+      ...overrides,
+    },
+    log,
+    ops,
+    shutdown,
+  );
+  return { ...running, ops, stop: () => shutdown.run('test') };
+}
