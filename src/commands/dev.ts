@@ -2,7 +2,8 @@
  * `torii dev`: the embedded default. One process runs a local nats-server configured for Torii
  * (auth callout, JetStream, websocket), the controller fed by a folder of Room YAML files, and the
  * auth callout; keys and data live in a state folder so that `torii token` run in the same folder
- * mints tokens dev accepts. Ctrl-C stops everything, in reverse order.
+ * mints tokens dev accepts, and the workers (events, endpoints, presence). Ctrl-C stops everything,
+ * in reverse order.
  */
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
@@ -44,6 +45,14 @@ import {
   runAuthCallout,
 } from '../auth/index.js';
 import { DEFAULT_CONCURRENCY, runController } from '../controller/index.js';
+import {
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_RENEW_TTL_MS,
+  DEFAULT_WORKER_CONCURRENCY,
+  runWorker,
+} from '../worker/index.js';
+import { packageVersion } from './worker.js';
 import { addLogLevel, DEFAULT_STATE_DIR, examples } from './common.js';
 
 interface DevFlags {
@@ -72,7 +81,7 @@ export function registerDev(program: Command): void {
   const cmd = program
     .command('dev')
     .description(
-      'run Torii on this machine: nats-server (auth callout, JetStream, websocket), the controller on a folder of Rooms and the auth callout; Ctrl-C stops everything',
+      'run Torii on this machine: nats-server (auth callout, JetStream, websocket), the controller on a folder of Rooms, the auth callout and the workers; Ctrl-C stops everything',
     )
     .addOption(
       opt<string>(
@@ -207,6 +216,30 @@ export function registerDev(program: Command): void {
         },
       },
       log.child({ component: 'auth-callout' }),
+      ops,
+      shutdown,
+    );
+    await runWorker(
+      {
+        servers,
+        servicePassword: serverKeys.servicePassword,
+        systemPassword: serverKeys.systemPassword,
+        appAccount: DEFAULT_ACCOUNTS.app,
+        kvReplicas: 1,
+        pool: {
+          concurrency: DEFAULT_WORKER_CONCURRENCY,
+          ackWaitMs: DEFAULT_ACK_WAIT_MS,
+          maxDeliver: DEFAULT_MAX_DELIVER,
+        },
+        signer: await loadTokenSigner(keysDir),
+        token: {
+          issuer: DEFAULT_TOKEN_ISSUER,
+          audience: DEFAULT_TOKEN_AUDIENCE,
+          ttlMs: DEFAULT_RENEW_TTL_MS,
+        },
+        version: packageVersion(),
+      },
+      log.child({ component: 'worker' }),
       ops,
       shutdown,
     );

@@ -14,6 +14,7 @@ import { findTool } from '../../src/core/tools.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { ServiceUser } from '../../src/core/natsconf.js';
 import { torii, toriiSpawn } from '../helpers/cli.js';
+import { RoomClient } from '../../src/client/index.js';
 import { freePort, isAlive, run, tempDir, waitFor } from '../helpers/procs.js';
 
 const read = (dir: string, f: string): string => readFileSync(path.join(dir, f), 'utf8').trim();
@@ -403,6 +404,17 @@ describe('torii dev', () => {
       const info = await nc.request('$JS.API.STREAM.INFO.demo', '', { timeout: 2_000 });
       expect(info.json<{ config: { name: string } }>().config.name).toBe('demo');
       await nc.close();
+      // and the workers answer room events
+      const client = await RoomClient.connect({
+        servers: url,
+        token,
+        roomId: 'demo',
+        userId: user,
+        autoRenew: false,
+      });
+      const initial = await client.request<{ me: { role: string } }>('REQ_INITIAL_DATA');
+      expect(initial.me.role).toBe(role);
+      await client.close();
     }
     // A token minted with `torii token` in the same folder is accepted as well.
     const minted = torii(['token', '--room', 'demo', '--user', 'kenji', '--role', 'student'], {
