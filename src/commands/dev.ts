@@ -50,6 +50,10 @@ import {
   DEFAULT_MAX_DELIVER,
   DEFAULT_RENEW_TTL_MS,
   DEFAULT_WORKER_CONCURRENCY,
+  DEFAULT_BLOCK_TTL_MS,
+  DEFAULT_CONSUMER_RETENTION_MS,
+  DEFAULT_PRESENCE_GRACE_MS,
+  DEFAULT_PRESENCE_RESYNC_MS,
   runWorker,
 } from '../worker/index.js';
 import { packageVersion } from './worker.js';
@@ -237,6 +241,12 @@ export function registerDev(program: Command): void {
           audience: DEFAULT_TOKEN_AUDIENCE,
           ttlMs: DEFAULT_RENEW_TTL_MS,
         },
+        presence: {
+          graceMs: DEFAULT_PRESENCE_GRACE_MS,
+          resyncMs: DEFAULT_PRESENCE_RESYNC_MS,
+          consumerRetentionMs: DEFAULT_CONSUMER_RETENTION_MS,
+        },
+        blockTtlMs: DEFAULT_BLOCK_TTL_MS,
         version: packageVersion(),
       },
       log.child({ component: 'worker' }),

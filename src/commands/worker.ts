@@ -23,6 +23,10 @@ import {
   DEFAULT_RENEW_TTL_MS,
   DEFAULT_WORKER_CONCURRENCY,
   runWorker,
+  DEFAULT_BLOCK_TTL_MS,
+  DEFAULT_CONSUMER_RETENTION_MS,
+  DEFAULT_PRESENCE_GRACE_MS,
+  DEFAULT_PRESENCE_RESYNC_MS,
   type WorkerConfig,
 } from '../worker/index.js';
 import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
@@ -43,6 +47,10 @@ export interface WorkerFlags {
   livekitApiSecretFile?: string;
   mediaTokenTtl: number;
   presence: boolean;
+  presenceGrace: number;
+  presenceResync: number;
+  consumerRetention: number;
+  blockTtl: number;
   httpPort: number;
   logLevel: LogLevel;
 }
@@ -98,6 +106,8 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
           },
         }
       : {}),
+    presence: { graceMs: f.presenceGrace, resyncMs: f.presenceResync, consumerRetentionMs: f.consumerRetention },
+    blockTtlMs: f.blockTtl,
     version: packageVersion(),
   };
 }
@@ -163,6 +173,10 @@ export function registerWorker(program: Command): void {
         parse: parseDuration,
       }),
     )
+    .addOption(opt<number>('--presence-grace <duration>', 'a user whose last connection dropped is away this long before it has left', { default: DEFAULT_PRESENCE_GRACE_MS, defaultDescription: '15s', parse: parseDuration }))
+    .addOption(opt<number>('--presence-resync <duration>', 'interval of the presence reconcile against the servers', { default: DEFAULT_PRESENCE_RESYNC_MS, defaultDescription: '30s', parse: parseDuration }))
+    .addOption(opt<number>('--consumer-retention <duration>', "a user's consumer is deleted this long after it left", { default: DEFAULT_CONSUMER_RETENTION_MS, defaultDescription: '1h', parse: parseDuration }))
+    .addOption(opt<number>('--block-ttl <duration>', 'how long a kicked user stays out', { default: DEFAULT_BLOCK_TTL_MS, defaultDescription: '1h', parse: parseDuration }))
     .addOption(opt<boolean>('--no-presence', 'do not track presence (another deployment does)'))
     .addOption(
       opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {

@@ -27,6 +27,10 @@ export interface PresenceRecord {
   since: string;
   /** When the state last changed (ISO-8601). */
   changedAt: string;
+  /** When the last connection closed without a clean close (state `away`). */
+  awayAt?: string;
+  /** Set once the user's consumer was deleted after the retention period. */
+  consumerDeleted?: boolean;
 }
 
 /** `{roomId}.{userId}` */

@@ -4,14 +4,16 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Service } from '@nats-io/services';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { parseBlock } from '../core/blocks.js';
+import { describeError } from '../core/errors.js';
 import { KvCache, openBucket } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { connectNats, isConnected } from '../core/nats.js';
 import { ServiceUser } from '../core/natsconf.js';
 import type { Ops } from '../core/ops.js';
-import { parsePresence } from '../core/presence.js';
-import { parseRoomConfig } from '../core/room.js';
+import { parsePresence, type PresenceRecord } from '../core/presence.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
 import type { Shutdown } from '../core/shutdown.js';
 import { ensureWorkerStream } from '../core/streams.js';
 import { Bucket, roomStreamName } from '../core/subjects.js';
@@ -19,21 +21,25 @@ import type { TokenSigner } from '../core/tokens.js';
 import { Handlers, type LiveKitSettings } from './handlers.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
-import { PresenceTracker } from './presence.js';
-import { startService } from './service.js';
+import { PresenceTracker, type PresenceSettings } from './presence.js';
+import { kickConnection, startService } from './service.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
+export { DEFAULT_CONSUMER_RETENTION_MS, DEFAULT_PRESENCE_GRACE_MS, DEFAULT_PRESENCE_RESYNC_MS } from './presence.js';
 export type { LiveKitSettings } from './handlers.js';
+export type { PresenceSettings } from './presence.js';
 
 /** Default lifetime of renewed and issued room tokens: 1 hour. */
 export const DEFAULT_RENEW_TTL_MS = 3_600_000;
 /** At most one renewal per user per this many milliseconds (DESIGN.md §6). */
 export const RENEW_INTERVAL_MS = 10_000;
+/** Default time a kicked user stays out: 1 hour. */
+export const DEFAULT_BLOCK_TTL_MS = 3_600_000;
 
 export interface WorkerConfig {
   servers: string[];
   servicePassword: string;
-  /** Password of the system user, for presence; presence is off without it. */
+  /** Password of the system user, for presence and kicks; both are off without it. */
   systemPassword?: string;
   appAccount: string;
   kvReplicas: number;
@@ -41,28 +47,34 @@ export interface WorkerConfig {
   signer?: TokenSigner;
   token: { issuer: string; audience: string; ttlMs: number };
   livekit?: LiveKitSettings;
+  presence: PresenceSettings;
+  /** How long a kick keeps the user out, in milliseconds. */
+  blockTtlMs: number;
   version: string;
 }
 
 export interface RunningWorker {
   pool: EventPool;
   service: Service;
+  tracker: PresenceTracker | undefined;
 }
 
-export async function runWorker(
-  c: WorkerConfig,
-  log: Logger,
-  ops: Ops,
-  shutdown: Shutdown,
-): Promise<RunningWorker> {
-  const nc = await connectNats({
-    servers: c.servers,
-    name: 'torii-worker',
-    user: ServiceUser.Service,
-    pass: c.servicePassword,
-    log,
-    shutdown,
+/**
+ * When a room disappears from KV (its Room was deleted), every connection of it is kicked: the
+ * controller has broadcast EVT_SESSION_ENDED, and the callout refuses the room's tokens.
+ */
+function kickOnRoomDeletion(rooms: KvCache<CompiledRoomConfig>, presence: KvCache<PresenceRecord>, sys: NatsConnection, log: Logger): void {
+  rooms.onChange((roomId, value) => {
+    if (value !== undefined) return;
+    for (const [key, r] of presence.entries()) {
+      if (!key.startsWith(`${roomId}.`)) continue;
+      for (const c of r.connections) void kickConnection(sys, c.server, c.cid).catch((e: unknown) => log.debug({ err: describeError(e) }, 'kick failed'));
+    }
   });
+}
+
+export async function runWorker(c: WorkerConfig, log: Logger, ops: Ops, shutdown: Shutdown): Promise<RunningWorker> {
+  const nc = await connectNats({ servers: c.servers, name: 'torii-worker', user: ServiceUser.Service, pass: c.servicePassword, log, shutdown });
   const rooms = new KvCache(nc, Bucket.Rooms, parseRoomConfig, log, c.kvReplicas);
   const presence = new KvCache(nc, Bucket.Presence, parsePresence, log, c.kvReplicas);
   const blocks = new KvCache(nc, Bucket.Blocks, parseBlock, log, c.kvReplicas);
@@ -86,52 +98,26 @@ export async function runWorker(
   });
   const metrics = new WorkerMetrics(ops.registry, () => pool.inflight);
   const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log);
-  const service = await startService(nc, {
-    rooms,
-    presence,
-    signer: c.signer,
-    token: c.token,
-    version: c.version,
-  });
-  shutdown.add('service', () => service.stop().then(() => undefined));
 
+  let sys: NatsConnection | undefined;
+  let tracker: PresenceTracker | undefined;
   if (c.systemPassword) {
-    const sys = await connectNats({
-      servers: c.servers,
-      name: 'torii-worker-presence',
-      user: ServiceUser.System,
-      pass: c.systemPassword,
-      log,
-      shutdown,
-    });
-    const tracker = new PresenceTracker(
-      sys,
-      nc,
-      await openBucket(nc, Bucket.Presence, c.kvReplicas),
-      roomState,
-      c.appAccount,
-      log,
-    );
-    tracker.start();
-    shutdown.add('presence', () => tracker.stop());
+    sys = await connectNats({ servers: c.servers, name: 'torii-worker-presence', user: ServiceUser.System, pass: c.systemPassword, log, shutdown });
+    tracker = new PresenceTracker(sys, nc, presence.bucket, presence, roomState, c.appAccount, c.presence, log);
+    await tracker.start();
+    const t = tracker;
+    shutdown.add('presence', () => t.stop());
+    kickOnRoomDeletion(rooms, presence, sys, log);
   } else {
-    log.warn('no system user password: presence tracking is off');
+    log.warn('no system user password: presence tracking and kicks are off');
   }
+  const service = await startService(nc, { rooms, presence, blocks: blocks.bucket, sys, blockTtlMs: c.blockTtlMs, signer: c.signer, token: c.token, version: c.version });
+  shutdown.add('service', () => service.stop().then(() => undefined));
 
   await pool.start(jsm);
   shutdown.add('event-pool', () => pool.stop());
   ops.addReadiness('nats', () => isConnected(nc) || 'NATS disconnected');
-  ops.addReadiness(
-    'kv',
-    () => (rooms.loaded && presence.loaded && blocks.loaded) || 'KV caches loading',
-  );
-  log.info(
-    {
-      concurrency: c.pool.concurrency,
-      media: c.livekit ? c.livekit.url : 'off',
-      renewal: c.signer ? 'on' : 'off',
-    },
-    'worker ready',
-  );
-  return { pool, service };
+  ops.addReadiness('kv', () => (rooms.loaded && presence.loaded && blocks.loaded) || 'KV caches loading');
+  log.info({ concurrency: c.pool.concurrency, media: c.livekit ? c.livekit.url : 'off', renewal: c.signer ? 'on' : 'off', presence: sys ? 'on' : 'off' }, 'worker ready');
+  return { pool, service, tracker };
 }

@@ -10,7 +10,10 @@ import { checkRoomId, checkUserId } from '../core/ids.js';
 import type { KvCache } from '../core/kv.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
-import { QUEUE_GROUP, SERVICE_NAME, ServiceSubject } from '../core/subjects.js';
+import { QUEUE_GROUP, SERVICE_NAME, ServiceSubject, Sys } from '../core/subjects.js';
+import type { KV } from '@nats-io/kv';
+import { blockKey, type BlockRecord } from '../core/blocks.js';
+import { presenceKey } from '../core/presence.js';
 import {
   MAX_TOKEN_TTL_MS,
   MIN_TOKEN_TTL_MS,
@@ -38,9 +41,21 @@ class EndpointError extends Error {
 export interface ServiceDeps {
   rooms: KvCache<CompiledRoomConfig>;
   presence: KvCache<PresenceRecord>;
+  /** KV `torii_blocks`. */
+  blocks: KV;
+  /** System-account connection for kicks; kicks are refused without it. */
+  sys: NatsConnection | undefined;
+  blockTtlMs: number;
   signer: TokenSigner | undefined;
   token: { issuer: string; audience: string; ttlMs: number };
   version: string;
+}
+
+/** Asks the server holding a connection to close it. */
+export async function kickConnection(sys: NatsConnection, serverId: string, cid: number): Promise<void> {
+  const r = await sys.request(Sys.kick(serverId), JSON.stringify({ cid }), { timeout: 2_000 });
+  const err = r.json<{ error?: { description?: string } }>().error?.description;
+  if (err) throw new Error(err);
 }
 
 function body(msg: ServiceMsg): Record<string, unknown> {
@@ -130,6 +145,31 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     roomId: room(req).roomId,
     participants: participants(room(req).roomId),
   }));
+  endpoint('rooms_kick', ServiceSubject.RoomsKick, async (req) => {
+    if (!d.sys) throw new EndpointError(ServiceError.Unavailable, 'kicks need the system user (presence) on this worker');
+    const roomId = checkRoomId(req.roomId, 'roomId');
+    const userId = checkUserId(req.userId, 'userId');
+    if (req.reason !== undefined && (typeof req.reason !== 'string' || req.reason.length > 200)) {
+      throw new EndpointError(ServiceError.BadRequest, 'reason: a string of at most 200 characters');
+    }
+    const ttlMs = req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
+    if (!Number.isFinite(ttlMs) || ttlMs < 1_000) throw new EndpointError(ServiceError.BadRequest, 'durationSeconds: at least 1');
+    const now = new Date();
+    const block: BlockRecord = {
+      roomId,
+      userId,
+      reason: typeof req.reason === 'string' ? req.reason : 'kicked',
+      by: 'torii.rooms.kick',
+      createdAt: now.toISOString(),
+      until: new Date(now.getTime() + ttlMs).toISOString(),
+    };
+    // Block first, so that a reconnect racing the kick is refused by the callout.
+    await d.blocks.put(blockKey(roomId, userId), JSON.stringify(block));
+    const sys = d.sys;
+    const conns = d.presence.get(presenceKey(roomId, userId))?.connections ?? [];
+    const results = await Promise.allSettled(conns.map((c) => kickConnection(sys, c.server, c.cid)));
+    return { roomId, userId, kicked: results.filter((r) => r.status === 'fulfilled').length, blockedUntil: block.until };
+  });
   endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
     if (!d.signer)
       throw new EndpointError(

@@ -37,6 +37,8 @@ export async function startWorker(
       signer: await loadTokenSigner(keys.dir),
       token: { issuer: 'torii', audience: 'torii-nats', ttlMs: 3_600_000 },
       livekit: LIVEKIT,
+      presence: { graceMs: 2_000, resyncMs: 2_000, consumerRetentionMs: 3_600_000 },
+      blockTtlMs: 3_600_000,
       version: '0.0.0-test',
       ...overrides,
     },
