@@ -219,7 +219,14 @@ export class RoomClient {
     );
   }
 
-  async close(): Promise<void> {
+  /**
+   * Leaves the room: tells the workers (so the departure is immediate, not after the grace
+   * period), then closes. `{ leave: false }` closes like a dropped network would.
+   */
+  async close(o: { leave?: boolean } = {}): Promise<void> {
+    if (o.leave !== false && !this.closed && !this.nc.isClosed()) {
+      await this.request(RequestEvent.Leave, {}, 2_000).catch(() => undefined);
+    }
     this.closed = true;
     clearTimeout(this.renewTimer);
     for (const [, p] of this.pending) clearTimeout(p.timer);

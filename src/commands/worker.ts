@@ -106,7 +106,11 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
           },
         }
       : {}),
-    presence: { graceMs: f.presenceGrace, resyncMs: f.presenceResync, consumerRetentionMs: f.consumerRetention },
+    presence: {
+      graceMs: f.presenceGrace,
+      resyncMs: f.presenceResync,
+      consumerRetentionMs: f.consumerRetention,
+    },
     blockTtlMs: f.blockTtl,
     version: packageVersion(),
   };
@@ -173,10 +177,34 @@ export function registerWorker(program: Command): void {
         parse: parseDuration,
       }),
     )
-    .addOption(opt<number>('--presence-grace <duration>', 'a user whose last connection dropped is away this long before it has left', { default: DEFAULT_PRESENCE_GRACE_MS, defaultDescription: '15s', parse: parseDuration }))
-    .addOption(opt<number>('--presence-resync <duration>', 'interval of the presence reconcile against the servers', { default: DEFAULT_PRESENCE_RESYNC_MS, defaultDescription: '30s', parse: parseDuration }))
-    .addOption(opt<number>('--consumer-retention <duration>', "a user's consumer is deleted this long after it left", { default: DEFAULT_CONSUMER_RETENTION_MS, defaultDescription: '1h', parse: parseDuration }))
-    .addOption(opt<number>('--block-ttl <duration>', 'how long a kicked user stays out', { default: DEFAULT_BLOCK_TTL_MS, defaultDescription: '1h', parse: parseDuration }))
+    .addOption(
+      opt<number>(
+        '--presence-grace <duration>',
+        'a user whose last connection dropped is away this long before it has left',
+        { default: DEFAULT_PRESENCE_GRACE_MS, defaultDescription: '15s', parse: parseDuration },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--presence-resync <duration>',
+        'interval of the presence reconcile against the servers',
+        { default: DEFAULT_PRESENCE_RESYNC_MS, defaultDescription: '30s', parse: parseDuration },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--consumer-retention <duration>',
+        "a user's consumer is deleted this long after it left",
+        { default: DEFAULT_CONSUMER_RETENTION_MS, defaultDescription: '1h', parse: parseDuration },
+      ),
+    )
+    .addOption(
+      opt<number>('--block-ttl <duration>', 'how long a kicked user stays out', {
+        default: DEFAULT_BLOCK_TTL_MS,
+        defaultDescription: '1h',
+        parse: parseDuration,
+      }),
+    )
     .addOption(opt<boolean>('--no-presence', 'do not track presence (another deployment does)'))
     .addOption(
       opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {

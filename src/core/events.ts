@@ -35,6 +35,8 @@ export const RequestEvent = {
   RenewToken: 'REQ_RENEW_WAJLC_TOKEN',
   RaiseHand: 'REQ_RAISE_HAND',
   LowerHand: 'REQ_LOWER_HAND',
+  /** The client is about to close: its departure is immediate, without the grace period. */
+  Leave: 'REQ_LEAVE',
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 

@@ -29,6 +29,8 @@ export interface PresenceRecord {
   changedAt: string;
   /** When the last connection closed without a clean close (state `away`). */
   awayAt?: string;
+  /** The user said it is leaving (`REQ_LEAVE`): its last connection closing means left, not away. */
+  leaving?: boolean;
   /** Set once the user's consumer was deleted after the retention period. */
   consumerDeleted?: boolean;
 }

@@ -9,7 +9,7 @@ import { AccessToken } from 'livekit-server-sdk';
 import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
 import { isBlockActive, type BlockRecord } from '../core/blocks.js';
 import type { KvCache } from '../core/kv.js';
-import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
+import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../core/presence.js';
 import {
   handKey,
   handsFilter,
@@ -110,6 +110,9 @@ export class Handlers {
         return this.raiseHand(room, ctx);
       case RequestEvent.LowerHand:
         return this.lowerHand(ctx, role.moderator);
+      case RequestEvent.Leave:
+        await this.markLeaving(ctx.roomId, ctx.userId);
+        return { data: {}, broadcasts: [] };
       default:
         throw new HandlerError(AnswerCode.UnknownEvent, `unknown event ${ctx.event}`);
     }
@@ -281,6 +284,26 @@ export class Handlers {
       }
     }
     throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
+  }
+
+  /** Flags the presence record so that the user's last connection closing means left at once. */
+  private async markLeaving(roomId: string, userId: string): Promise<void> {
+    const kv = this.d.presence.bucket;
+    for (let i = 0; i < CAS_ATTEMPTS; i++) {
+      const e = await kv.get(presenceKey(roomId, userId));
+      const r = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
+      if (!e || !r || r.leaving) return;
+      try {
+        await kv.update(
+          presenceKey(roomId, userId),
+          JSON.stringify({ ...r, leaving: true }),
+          e.revision,
+        );
+        return;
+      } catch {
+        // changed meanwhile: read again
+      }
+    }
   }
 
   private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {

@@ -25,7 +25,11 @@ import { PresenceTracker, type PresenceSettings } from './presence.js';
 import { kickConnection, startService } from './service.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
-export { DEFAULT_CONSUMER_RETENTION_MS, DEFAULT_PRESENCE_GRACE_MS, DEFAULT_PRESENCE_RESYNC_MS } from './presence.js';
+export {
+  DEFAULT_CONSUMER_RETENTION_MS,
+  DEFAULT_PRESENCE_GRACE_MS,
+  DEFAULT_PRESENCE_RESYNC_MS,
+} from './presence.js';
 export type { LiveKitSettings } from './handlers.js';
 export type { PresenceSettings } from './presence.js';
 
@@ -63,18 +67,38 @@ export interface RunningWorker {
  * When a room disappears from KV (its Room was deleted), every connection of it is kicked: the
  * controller has broadcast EVT_SESSION_ENDED, and the callout refuses the room's tokens.
  */
-function kickOnRoomDeletion(rooms: KvCache<CompiledRoomConfig>, presence: KvCache<PresenceRecord>, sys: NatsConnection, log: Logger): void {
+function kickOnRoomDeletion(
+  rooms: KvCache<CompiledRoomConfig>,
+  presence: KvCache<PresenceRecord>,
+  sys: NatsConnection,
+  log: Logger,
+): void {
   rooms.onChange((roomId, value) => {
     if (value !== undefined) return;
     for (const [key, r] of presence.entries()) {
       if (!key.startsWith(`${roomId}.`)) continue;
-      for (const c of r.connections) void kickConnection(sys, c.server, c.cid).catch((e: unknown) => log.debug({ err: describeError(e) }, 'kick failed'));
+      for (const c of r.connections)
+        void kickConnection(sys, c.server, c.cid).catch((e: unknown) =>
+          log.debug({ err: describeError(e) }, 'kick failed'),
+        );
     }
   });
 }
 
-export async function runWorker(c: WorkerConfig, log: Logger, ops: Ops, shutdown: Shutdown): Promise<RunningWorker> {
-  const nc = await connectNats({ servers: c.servers, name: 'torii-worker', user: ServiceUser.Service, pass: c.servicePassword, log, shutdown });
+export async function runWorker(
+  c: WorkerConfig,
+  log: Logger,
+  ops: Ops,
+  shutdown: Shutdown,
+): Promise<RunningWorker> {
+  const nc = await connectNats({
+    servers: c.servers,
+    name: 'torii-worker',
+    user: ServiceUser.Service,
+    pass: c.servicePassword,
+    log,
+    shutdown,
+  });
   const rooms = new KvCache(nc, Bucket.Rooms, parseRoomConfig, log, c.kvReplicas);
   const presence = new KvCache(nc, Bucket.Presence, parsePresence, log, c.kvReplicas);
   const blocks = new KvCache(nc, Bucket.Blocks, parseBlock, log, c.kvReplicas);
@@ -102,8 +126,24 @@ export async function runWorker(c: WorkerConfig, log: Logger, ops: Ops, shutdown
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
   if (c.systemPassword) {
-    sys = await connectNats({ servers: c.servers, name: 'torii-worker-presence', user: ServiceUser.System, pass: c.systemPassword, log, shutdown });
-    tracker = new PresenceTracker(sys, nc, presence.bucket, presence, roomState, c.appAccount, c.presence, log);
+    sys = await connectNats({
+      servers: c.servers,
+      name: 'torii-worker-presence',
+      user: ServiceUser.System,
+      pass: c.systemPassword,
+      log,
+      shutdown,
+    });
+    tracker = new PresenceTracker(
+      sys,
+      nc,
+      presence.bucket,
+      presence,
+      roomState,
+      c.appAccount,
+      c.presence,
+      log,
+    );
     await tracker.start();
     const t = tracker;
     shutdown.add('presence', () => t.stop());
@@ -111,13 +151,33 @@ export async function runWorker(c: WorkerConfig, log: Logger, ops: Ops, shutdown
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }
-  const service = await startService(nc, { rooms, presence, blocks: blocks.bucket, sys, blockTtlMs: c.blockTtlMs, signer: c.signer, token: c.token, version: c.version });
+  const service = await startService(nc, {
+    rooms,
+    presence,
+    blocks: blocks.bucket,
+    sys,
+    blockTtlMs: c.blockTtlMs,
+    signer: c.signer,
+    token: c.token,
+    version: c.version,
+  });
   shutdown.add('service', () => service.stop().then(() => undefined));
 
   await pool.start(jsm);
   shutdown.add('event-pool', () => pool.stop());
   ops.addReadiness('nats', () => isConnected(nc) || 'NATS disconnected');
-  ops.addReadiness('kv', () => (rooms.loaded && presence.loaded && blocks.loaded) || 'KV caches loading');
-  log.info({ concurrency: c.pool.concurrency, media: c.livekit ? c.livekit.url : 'off', renewal: c.signer ? 'on' : 'off', presence: sys ? 'on' : 'off' }, 'worker ready');
+  ops.addReadiness(
+    'kv',
+    () => (rooms.loaded && presence.loaded && blocks.loaded) || 'KV caches loading',
+  );
+  log.info(
+    {
+      concurrency: c.pool.concurrency,
+      media: c.livekit ? c.livekit.url : 'off',
+      renewal: c.signer ? 'on' : 'off',
+      presence: sys ? 'on' : 'off',
+    },
+    'worker ready',
+  );
   return { pool, service, tracker };
 }

@@ -10,7 +10,12 @@
  * dying in the middle of a grace period changes nothing. A periodic reconcile asks every server for
  * its connections and repairs missed events; a server's shutdown ends its connections.
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
@@ -18,9 +23,21 @@ import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
 import type { KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
-import { parsePresence, presenceKey, PresenceState, type PresenceConnection, type PresenceRecord } from '../core/presence.js';
+import {
+  parsePresence,
+  presenceKey,
+  PresenceState,
+  type PresenceConnection,
+  type PresenceRecord,
+} from '../core/presence.js';
 import { handKey, memberKey, parseHand, parseMember } from '../core/room-state.js';
-import { QUEUE_GROUP, roomEventsSubject, roomStreamName, Sys, userConsumerName } from '../core/subjects.js';
+import {
+  QUEUE_GROUP,
+  roomEventsSubject,
+  roomStreamName,
+  Sys,
+  userConsumerName,
+} from '../core/subjects.js';
 
 /** Defaults (flags of `torii worker`). */
 export const DEFAULT_PRESENCE_GRACE_MS = 15_000;
@@ -31,8 +48,6 @@ const SWEEP_INTERVAL_MS = 500;
 /** How long to wait for CONNZ replies from every server, in milliseconds. */
 const CONNZ_WAIT_MS = 1_000;
 const CAS_ATTEMPTS = 20;
-/** DISCONNECT reasons that mean the client left on purpose. */
-const CLEAN_CLOSE = new Set(['Client Closed']);
 
 export interface PresenceSettings {
   graceMs: number;
@@ -49,9 +64,13 @@ interface ClientEvent {
 }
 
 /** `{roomId}/{userId}` → ids, or undefined for anything else. */
-export function identityOf(user: string | undefined): { roomId: string; userId: string } | undefined {
+export function identityOf(
+  user: string | undefined,
+): { roomId: string; userId: string } | undefined {
   const [roomId, userId, extra] = (user ?? '').split('/');
-  return extra === undefined && isValidId(roomId) && isValidId(userId) ? { roomId, userId } : undefined;
+  return extra === undefined && isValidId(roomId) && isValidId(userId)
+    ? { roomId, userId }
+    : undefined;
 }
 
 export class PresenceTracker {
@@ -81,14 +100,19 @@ export class PresenceTracker {
         this.sys.subscribe(subject, {
           queue: QUEUE_GROUP,
           callback: (err, msg) => {
-            if (!err) fn(msg).catch((e: unknown) => this.log.error({ subject, err: describeError(e) }, 'presence event failed'));
+            if (!err)
+              fn(msg).catch((e: unknown) =>
+                this.log.error({ subject, err: describeError(e) }, 'presence event failed'),
+              );
           },
         }),
       );
     };
     on(Sys.connect(this.account), (m) => this.onClientEvent(m, true));
     on(Sys.disconnect(this.account), (m) => this.onClientEvent(m, false));
-    on(Sys.SERVER_SHUTDOWN_ALL, (m) => this.onServerGone(m.json<{ server: { id: string } }>().server.id));
+    on(Sys.SERVER_SHUTDOWN_ALL, (m) =>
+      this.onServerGone(m.json<{ server: { id: string } }>().server.id),
+    );
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
     this.resync = setInterval(() => void this.reconcile(), this.s.resyncMs);
     await this.reconcile();
@@ -99,17 +123,35 @@ export class PresenceTracker {
     const who = identityOf(ev.client?.user);
     if (!who || !ev.server?.id) return;
     const conn = { server: ev.server.id, cid: ev.client.id };
-    const clean = !connected && CLEAN_CLOSE.has(ev.reason ?? '');
-    await this.change(who.roomId, who.userId, ev.timestamp ?? new Date().toISOString(), (conns) =>
-      connected ? [...conns.filter((c) => !same(c, conn)), { ...conn, since: ev.timestamp ?? new Date().toISOString() }] : conns.filter((c) => !same(c, conn)),
-    clean);
+    // A clean TCP close looks the same as a crashed tab ("Client Closed"); only REQ_LEAVE says
+    // the user meant to go. Everything else waits for the grace period.
+    const clean = false;
+    await this.change(
+      who.roomId,
+      who.userId,
+      ev.timestamp ?? new Date().toISOString(),
+      (conns) =>
+        connected
+          ? [
+              ...conns.filter((c) => !same(c, conn)),
+              { ...conn, since: ev.timestamp ?? new Date().toISOString() },
+            ]
+          : conns.filter((c) => !same(c, conn)),
+      clean,
+    );
   }
 
   /** Every connection of a server that shut down is gone. */
   private async onServerGone(serverId: string): Promise<void> {
     for (const [, r] of this.cache.entries()) {
       if (r.connections.some((c) => c.server === serverId)) {
-        await this.change(r.roomId, r.userId, new Date().toISOString(), (conns) => conns.filter((c) => c.server !== serverId), false);
+        await this.change(
+          r.roomId,
+          r.userId,
+          new Date().toISOString(),
+          (conns) => conns.filter((c) => c.server !== serverId),
+          false,
+        );
       }
     }
   }
@@ -119,7 +161,13 @@ export class PresenceTracker {
    * joined (first connection), left (clean close of the last connection). The last connection
    * closing otherwise makes the user away, and the sweep finishes it.
    */
-  private async change(roomId: string, userId: string, at: string, edit: (c: PresenceConnection[]) => PresenceConnection[], clean: boolean): Promise<void> {
+  private async change(
+    roomId: string,
+    userId: string,
+    at: string,
+    edit: (c: PresenceConnection[]) => PresenceConnection[],
+    clean: boolean,
+  ): Promise<void> {
     const key = presenceKey(roomId, userId);
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const e = await this.presence.get(key);
@@ -129,14 +177,45 @@ export class PresenceTracker {
       let next: PresenceRecord;
       if (conns.length > 0) {
         const member = wasIn ? undefined : await this.member(roomId, userId);
-        const base = { roomId, userId, connections: conns, role: member?.role ?? prev?.role, name: member?.name ?? prev?.name ?? userId };
-        next = wasIn && prev ? { ...prev, ...base, state: PresenceState.Online, changedAt: prev.state === PresenceState.Online ? prev.changedAt : at } : { ...base, state: PresenceState.Online, since: at, changedAt: at } as PresenceRecord;
+        const base = {
+          roomId,
+          userId,
+          connections: conns,
+          role: member?.role ?? prev?.role,
+          name: member?.name ?? prev?.name ?? userId,
+        };
+        next =
+          wasIn && prev
+            ? {
+                ...prev,
+                ...base,
+                state: PresenceState.Online,
+                changedAt: prev.state === PresenceState.Online ? prev.changedAt : at,
+              }
+            : ({
+                ...base,
+                state: PresenceState.Online,
+                since: at,
+                changedAt: at,
+              });
         delete next.awayAt;
         delete next.consumerDeleted;
+        // A leave announced by one tab does not outlive it while other tabs stay.
+        if ((prev?.connections.length ?? 0) > conns.length) delete next.leaving;
       } else {
         if (!prev || prev.state === PresenceState.Left) return; // nothing was open
-        next = clean ? { ...prev, connections: [], state: PresenceState.Left, changedAt: at } : { ...prev, connections: [], state: PresenceState.Away, awayAt: prev.awayAt ?? at, changedAt: at };
-        if (clean) delete next.awayAt;
+        const leaving = clean || prev.leaving === true;
+        delete prev.leaving;
+        next = leaving
+          ? { ...prev, connections: [], state: PresenceState.Left, changedAt: at }
+          : {
+              ...prev,
+              connections: [],
+              state: PresenceState.Away,
+              awayAt: prev.awayAt ?? at,
+              changedAt: at,
+            };
+        if (leaving) delete next.awayAt;
       }
       if (prev && JSON.stringify(prev) === JSON.stringify(next)) return;
       try {
@@ -146,7 +225,12 @@ export class PresenceTracker {
         continue; // another replica changed it: read again
       }
       if (!wasIn && next.state === PresenceState.Online) {
-        await this.announce(roomId, Broadcast.ParticipantJoined, { userId, name: next.name, role: next.role, since: next.since }, `joined-${roomId}-${userId}-${next.since}`);
+        await this.announce(
+          roomId,
+          Broadcast.ParticipantJoined,
+          { userId, name: next.name, role: next.role, since: next.since },
+          `joined-${roomId}-${userId}-${next.since}`,
+        );
       }
       if (wasIn && next.state === PresenceState.Left) await this.left(roomId, userId, at);
       return;
@@ -159,9 +243,17 @@ export class PresenceTracker {
     const now = Date.now();
     for (const [key, r] of this.cache.entries()) {
       try {
-        if (r.state === PresenceState.Away && r.awayAt && Date.parse(r.awayAt) + this.s.graceMs <= now) {
+        if (
+          r.state === PresenceState.Away &&
+          r.awayAt &&
+          Date.parse(r.awayAt) + this.s.graceMs <= now
+        ) {
           await this.finishAway(key, r.awayAt);
-        } else if (r.state === PresenceState.Left && !r.consumerDeleted && Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now) {
+        } else if (
+          r.state === PresenceState.Left &&
+          !r.consumerDeleted &&
+          Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now
+        ) {
           await this.deleteConsumer(key, r);
         }
       } catch (e) {
@@ -186,26 +278,44 @@ export class PresenceTracker {
   }
 
   private async deleteConsumer(key: string, r: PresenceRecord): Promise<void> {
-    await this.jsm?.consumers.delete(roomStreamName(r.roomId), userConsumerName(r.userId)).catch(() => undefined);
+    await this.jsm?.consumers
+      .delete(roomStreamName(r.roomId), userConsumerName(r.userId))
+      .catch(() => undefined);
     const e = await this.presence.get(key);
     const cur = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
     if (!e || !cur || cur.state !== PresenceState.Left) return;
-    await this.presence.update(key, JSON.stringify({ ...cur, consumerDeleted: true }), e.revision).catch(() => undefined);
+    await this.presence
+      .update(key, JSON.stringify({ ...cur, consumerDeleted: true }), e.revision)
+      .catch(() => undefined);
   }
 
   /** A user left: broadcast it and lower the user's hand. */
   private async left(roomId: string, userId: string, at: string): Promise<void> {
-    await this.announce(roomId, Broadcast.ParticipantLeft, { userId }, `left-${roomId}-${userId}-${at}`);
+    await this.announce(
+      roomId,
+      Broadcast.ParticipantLeft,
+      { userId },
+      `left-${roomId}-${userId}-${at}`,
+    );
     for (let i = 0; i < CAS_ATTEMPTS; i++) {
       const e = await this.roomState.get(handKey(roomId, userId));
       const h = e?.operation === 'PUT' ? parseHand(e.json()) : undefined;
       if (!e || !h?.raised) return;
       try {
-        await this.roomState.update(handKey(roomId, userId), JSON.stringify({ raised: false, appliedSeq: h.appliedSeq }), e.revision);
+        await this.roomState.update(
+          handKey(roomId, userId),
+          JSON.stringify({ raised: false, appliedSeq: h.appliedSeq }),
+          e.revision,
+        );
       } catch {
         continue;
       }
-      await this.announce(roomId, Broadcast.HandLowered, { userId, by: 'system' }, `lowered-${roomId}-${userId}-${at}`);
+      await this.announce(
+        roomId,
+        Broadcast.HandLowered,
+        { userId, by: 'system' },
+        `lowered-${roomId}-${userId}-${at}`,
+      );
       return;
     }
   }
@@ -217,13 +327,24 @@ export class PresenceTracker {
    */
   async reconcile(): Promise<void> {
     try {
+      // Connections that appeared while the servers were answering are not stale: only judge
+      // connections older than the question.
+      const askedAt = Date.now() - 1_000;
       const live = new Map<string, Map<number, string>>();
-      const replies = await this.sys.requestMany(Sys.accountConnz(this.account), JSON.stringify({ auth: true, limit: 100_000 }), { maxWait: CONNZ_WAIT_MS });
+      const replies = await this.sys.requestMany(
+        Sys.accountConnz(this.account),
+        JSON.stringify({ auth: true, limit: 100_000 }),
+        { maxWait: CONNZ_WAIT_MS },
+      );
       for await (const m of replies) {
         try {
-          const r = m.json<{ server: { id: string }; data?: { connections?: { cid: number; authorized_user?: string }[] } }>();
+          const r = m.json<{
+            server: { id: string };
+            data?: { connections?: { cid: number; authorized_user?: string }[] };
+          }>();
           const conns = new Map<number, string>();
-          for (const c of r.data?.connections ?? []) if (c.authorized_user) conns.set(c.cid, c.authorized_user);
+          for (const c of r.data?.connections ?? [])
+            if (c.authorized_user) conns.set(c.cid, c.authorized_user);
           live.set(r.server.id, conns);
         } catch {
           // not a CONNZ reply
@@ -232,8 +353,17 @@ export class PresenceTracker {
       if (live.size === 0) return; // no answer at all: judge nothing
       const now = new Date().toISOString();
       for (const [, r] of this.cache.entries()) {
-        const stale = r.connections.filter((c) => !live.get(c.server)?.has(c.cid));
-        if (stale.length > 0) await this.change(r.roomId, r.userId, now, (conns) => conns.filter((c) => !stale.some((s) => same(s, c))), false);
+        const stale = r.connections.filter(
+          (c) => !live.get(c.server)?.has(c.cid) && Date.parse(c.since) < askedAt,
+        );
+        if (stale.length > 0)
+          await this.change(
+            r.roomId,
+            r.userId,
+            now,
+            (conns) => conns.filter((c) => !stale.some((s) => same(s, c))),
+            false,
+          );
       }
       for (const [server, conns] of live) {
         for (const [cid, user] of conns) {
@@ -241,7 +371,16 @@ export class PresenceTracker {
           if (!who) continue;
           const rec = this.cache.get(presenceKey(who.roomId, who.userId));
           if (rec?.connections.some((c) => c.server === server && c.cid === cid)) continue;
-          await this.change(who.roomId, who.userId, now, (cs) => [...cs.filter((c) => !(c.server === server && c.cid === cid)), { server, cid, since: now }], false);
+          await this.change(
+            who.roomId,
+            who.userId,
+            now,
+            (cs) => [
+              ...cs.filter((c) => !(c.server === server && c.cid === cid)),
+              { server, cid, since: now },
+            ],
+            false,
+          );
         }
       }
     } catch (e) {
@@ -249,15 +388,25 @@ export class PresenceTracker {
     }
   }
 
-  private async member(roomId: string, userId: string): Promise<{ role?: string; name?: string } | undefined> {
+  private async member(
+    roomId: string,
+    userId: string,
+  ): Promise<{ role?: string; name?: string } | undefined> {
     const e = await this.roomState.get(memberKey(roomId, userId));
     return e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
   }
 
-  private async announce(roomId: string, event: Broadcast, data: unknown, msgId: string): Promise<void> {
-    await this.js.publish(roomEventsSubject(roomId), broadcast(event, data), { msgID: msgId }).catch((e: unknown) => {
-      this.log.warn({ roomId, event, err: describeError(e) }, 'cannot broadcast presence event');
-    });
+  private async announce(
+    roomId: string,
+    event: Broadcast,
+    data: unknown,
+    msgId: string,
+  ): Promise<void> {
+    await this.js
+      .publish(roomEventsSubject(roomId), broadcast(event, data), { msgID: msgId })
+      .catch((e: unknown) => {
+        this.log.warn({ roomId, event, err: describeError(e) }, 'cannot broadcast presence event');
+      });
   }
 
   stop(): void {
@@ -267,4 +416,5 @@ export class PresenceTracker {
   }
 }
 
-const same = (a: { server: string; cid: number }, b: { server: string; cid: number }): boolean => a.server === b.server && a.cid === b.cid;
+const same = (a: { server: string; cid: number }, b: { server: string; cid: number }): boolean =>
+  a.server === b.server && a.cid === b.cid;

@@ -52,7 +52,11 @@ export interface ServiceDeps {
 }
 
 /** Asks the server holding a connection to close it. */
-export async function kickConnection(sys: NatsConnection, serverId: string, cid: number): Promise<void> {
+export async function kickConnection(
+  sys: NatsConnection,
+  serverId: string,
+  cid: number,
+): Promise<void> {
   const r = await sys.request(Sys.kick(serverId), JSON.stringify({ cid }), { timeout: 2_000 });
   const err = r.json<{ error?: { description?: string } }>().error?.description;
   if (err) throw new Error(err);
@@ -146,14 +150,23 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     participants: participants(room(req).roomId),
   }));
   endpoint('rooms_kick', ServiceSubject.RoomsKick, async (req) => {
-    if (!d.sys) throw new EndpointError(ServiceError.Unavailable, 'kicks need the system user (presence) on this worker');
+    if (!d.sys)
+      throw new EndpointError(
+        ServiceError.Unavailable,
+        'kicks need the system user (presence) on this worker',
+      );
     const roomId = checkRoomId(req.roomId, 'roomId');
     const userId = checkUserId(req.userId, 'userId');
     if (req.reason !== undefined && (typeof req.reason !== 'string' || req.reason.length > 200)) {
-      throw new EndpointError(ServiceError.BadRequest, 'reason: a string of at most 200 characters');
+      throw new EndpointError(
+        ServiceError.BadRequest,
+        'reason: a string of at most 200 characters',
+      );
     }
-    const ttlMs = req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
-    if (!Number.isFinite(ttlMs) || ttlMs < 1_000) throw new EndpointError(ServiceError.BadRequest, 'durationSeconds: at least 1');
+    const ttlMs =
+      req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
+    if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
+      throw new EndpointError(ServiceError.BadRequest, 'durationSeconds: at least 1');
     const now = new Date();
     const block: BlockRecord = {
       roomId,
@@ -167,8 +180,15 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     await d.blocks.put(blockKey(roomId, userId), JSON.stringify(block));
     const sys = d.sys;
     const conns = d.presence.get(presenceKey(roomId, userId))?.connections ?? [];
-    const results = await Promise.allSettled(conns.map((c) => kickConnection(sys, c.server, c.cid)));
-    return { roomId, userId, kicked: results.filter((r) => r.status === 'fulfilled').length, blockedUntil: block.until };
+    const results = await Promise.allSettled(
+      conns.map((c) => kickConnection(sys, c.server, c.cid)),
+    );
+    return {
+      roomId,
+      userId,
+      kicked: results.filter((r) => r.status === 'fulfilled').length,
+      blockedUntil: block.until,
+    };
   });
   endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
     if (!d.signer)
