@@ -78,6 +78,12 @@ export class PresenceTracker {
   private readonly js: JetStreamClient;
   private jsm: JetStreamManager | undefined;
   private sweeper: NodeJS.Timeout | undefined;
+  /**
+   * Grace periods this replica started (key → awayAt). The sweep also reads the shared cache, so
+   * any replica finishes any grace period; this set covers the moments when the cache lags (a KV
+   * leader moving after a server died).
+   */
+  private readonly awayHere = new Map<string, string>();
   private resync: NodeJS.Timeout | undefined;
 
   constructor(
@@ -192,12 +198,12 @@ export class PresenceTracker {
                 state: PresenceState.Online,
                 changedAt: prev.state === PresenceState.Online ? prev.changedAt : at,
               }
-            : ({
+            : {
                 ...base,
                 state: PresenceState.Online,
                 since: at,
                 changedAt: at,
-              });
+              };
         delete next.awayAt;
         delete next.consumerDeleted;
         // A leave announced by one tab does not outlive it while other tabs stay.
@@ -224,6 +230,7 @@ export class PresenceTracker {
       } catch {
         continue; // another replica changed it: read again
       }
+      if (next.state === PresenceState.Away && next.awayAt) this.awayHere.set(key, next.awayAt);
       if (!wasIn && next.state === PresenceState.Online) {
         await this.announce(
           roomId,
@@ -241,6 +248,13 @@ export class PresenceTracker {
   /** Finishes grace periods and deletes consumers after the retention period, on any replica. */
   private async sweep(): Promise<void> {
     const now = Date.now();
+    for (const [key, awayAt] of [...this.awayHere]) {
+      if (Date.parse(awayAt) + this.s.graceMs > now) continue;
+      this.awayHere.delete(key);
+      await this.finishAway(key, awayAt).catch((e: unknown) =>
+        this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'),
+      );
+    }
     for (const [key, r] of this.cache.entries()) {
       try {
         if (

@@ -1,0 +1,138 @@
+/**
+ * Presence on a three-node cluster: a server dies with its clients (no DISCONNECT events), and a
+ * worker replica dies in the middle of a grace period.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { openBucket } from '../../src/core/kv.js';
+import { parsePresence } from '../../src/core/presence.js';
+import { Bucket } from '../../src/core/subjects.js';
+import { startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { toriiSpawn } from '../helpers/cli.js';
+import { TestCluster } from '../helpers/nats.js';
+import { freePort, waitFor } from '../helpers/procs.js';
+import { publishRoom } from '../helpers/room.js';
+import { startWorker, type TestWorker } from '../helpers/worker.js';
+
+let cluster: TestCluster;
+let svc: NatsConnection;
+let callout: TestCallout;
+
+async function presenceOf(room: string, user: string) {
+  const e = await (await openBucket(svc, Bucket.Presence, 3)).get(`${room}.${user}`);
+  return e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
+}
+async function client(serverUrl: string, room: string, user: string): Promise<NatsConnection> {
+  return connect({
+    servers: serverUrl,
+    token: await token(cluster.keys, { room, sub: user, role: 'student' }),
+    inboxPrefix: `_INBOX.${room}.${user}`,
+    reconnect: false,
+    ignoreClusterUpdates: true,
+  });
+}
+
+beforeAll(async () => {
+  cluster = await TestCluster.start(3);
+  // svc on n1 only: n3 is the one that dies
+  svc = await cluster
+    .node(0)
+    .connectService({ servers: [cluster.node(0).url, cluster.node(1).url] });
+  await openBucket(svc, Bucket.Presence, 3);
+  await openBucket(svc, Bucket.RoomState, 3);
+  await openBucket(svc, Bucket.Blocks, 3);
+  await openBucket(svc, Bucket.Rooms, 3);
+  await publishRoom(svc, 'c1', { history: { replicas: 3 } });
+  callout = await startCallout(cluster.keys, [cluster.node(0).url, cluster.node(1).url], {
+    kvReplicas: 3,
+  });
+}, 90_000);
+afterAll(async () => {
+  await callout?.stop();
+  await svc?.close();
+  await cluster?.destroy();
+});
+
+test("a server killed with its clients: they become away, then left; other servers' users stay", async () => {
+  const worker: TestWorker = await startWorker(
+    cluster.keys,
+    [cluster.node(0).url, cluster.node(1).url],
+    { kvReplicas: 3 },
+  );
+  try {
+    const onN2 = await client(cluster.node(1).url, 'c1', 'stays');
+    const onN3 = await client(cluster.node(2).url, 'c1', 'goes');
+    await waitFor(
+      'both online',
+      async () =>
+        (await presenceOf('c1', 'stays'))?.state === 'online' &&
+        (await presenceOf('c1', 'goes'))?.state === 'online',
+      { timeoutMs: 10_000 },
+    );
+    await cluster.node(2).kill(); // no shutdown event, no DISCONNECT
+    await waitFor('away', async () => (await presenceOf('c1', 'goes'))?.state === 'away', {
+      timeoutMs: 10_000,
+    });
+    await waitFor('left', async () => (await presenceOf('c1', 'goes'))?.state === 'left', {
+      timeoutMs: 10_000,
+    });
+    expect(await presenceOf('c1', 'stays')).toMatchObject({ state: 'online' });
+    expect((await presenceOf('c1', 'stays'))?.connections).toHaveLength(1);
+    await onN2.close();
+    await onN3.close().catch(() => undefined);
+  } finally {
+    await worker.stop();
+  }
+}, 90_000);
+
+test('a worker replica killed during a grace period: another replica finishes it', async () => {
+  await cluster.node(2).start();
+  await cluster.waitHealthy();
+  const urls = [cluster.node(0).url, cluster.node(1).url].join(',');
+  const replicas: { proc: ChildProcess; port: number }[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const port = await freePort();
+      const proc = toriiSpawn([
+        'worker',
+        '--nats-url',
+        urls,
+        '--keys-dir',
+        cluster.keys.dir,
+        '--kv-replicas',
+        '3',
+        '--presence-grace',
+        '3s',
+        '--http-port',
+        String(port),
+        '--log-level',
+        'warn',
+      ]);
+      replicas.push({ proc, port });
+      await waitFor(
+        'replica ready',
+        async () =>
+          (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
+        { timeoutMs: 20_000 },
+      );
+    }
+    const c = await client(cluster.node(0).url, 'c1', 'graceful');
+    await waitFor('online', async () => (await presenceOf('c1', 'graceful'))?.state === 'online', {
+      timeoutMs: 10_000,
+    });
+    (
+      c as unknown as { protocol: { transport: { socket: { destroy(): void } } } }
+    ).protocol.transport.socket.destroy();
+    await waitFor('away', async () => (await presenceOf('c1', 'graceful'))?.state === 'away', {
+      timeoutMs: 5_000,
+    });
+    replicas[0]?.proc.kill('SIGKILL');
+    await waitFor(
+      'left, finished by the surviving replica',
+      async () => (await presenceOf('c1', 'graceful'))?.state === 'left',
+      { timeoutMs: 3_000 + 3_000 },
+    );
+  } finally {
+    for (const r of replicas) r.proc.kill('SIGTERM');
+  }
+}, 90_000);
