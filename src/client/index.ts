@@ -24,6 +24,8 @@ import {
 
 /** Default time to wait for an answer, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** How long `close()` waits for the leave to be acknowledged, in milliseconds. */
+const LEAVE_TIMEOUT_MS = 1_000;
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
 
@@ -176,8 +178,16 @@ export class RoomClient {
       }, timeoutMs);
       this.pending.set(id, { resolve, timer });
     });
-    // Nats-Msg-Id = id: a retried publish is stored once.
-    await this.js.publish(workerSubject(this.o.roomId, this.o.userId), payload, { msgID: id });
+    answer.catch(() => undefined); // observed below; never an unhandled rejection
+    try {
+      // Nats-Msg-Id = id: a retried publish is stored once.
+      await this.js.publish(workerSubject(this.o.roomId, this.o.userId), payload, { msgID: id });
+    } catch (e) {
+      const p = this.pending.get(id);
+      if (p) clearTimeout(p.timer);
+      this.pending.delete(id);
+      throw e;
+    }
     const a = await answer;
     if (!a.ok) throw new RoomRequestError(a.error.code, a.error.message);
     return a.data as T;
@@ -225,7 +235,7 @@ export class RoomClient {
    */
   async close(o: { leave?: boolean } = {}): Promise<void> {
     if (o.leave !== false && !this.closed && !this.nc.isClosed()) {
-      await this.request(RequestEvent.Leave, {}, 2_000).catch(() => undefined);
+      await this.request(RequestEvent.Leave, {}, LEAVE_TIMEOUT_MS).catch(() => undefined);
     }
     this.closed = true;
     clearTimeout(this.renewTimer);
