@@ -48,6 +48,8 @@ const SWEEP_INTERVAL_MS = 500;
 /** How long to wait for CONNZ replies from every server, in milliseconds. */
 const CONNZ_WAIT_MS = 1_000;
 const CAS_ATTEMPTS = 20;
+/** Grace periods finished at once by one replica's sweep. */
+const SWEEP_CONCURRENCY = 32;
 
 export interface PresenceSettings {
   graceMs: number;
@@ -84,6 +86,7 @@ export class PresenceTracker {
    * leader moving after a server died).
    */
   private readonly awayHere = new Map<string, string>();
+  private sweeping = false;
   private resync: NodeJS.Timeout | undefined;
 
   constructor(
@@ -247,32 +250,37 @@ export class PresenceTracker {
 
   /** Finishes grace periods and deletes consumers after the retention period, on any replica. */
   private async sweep(): Promise<void> {
-    const now = Date.now();
-    for (const [key, awayAt] of [...this.awayHere]) {
-      if (Date.parse(awayAt) + this.s.graceMs > now) continue;
-      this.awayHere.delete(key);
-      await this.finishAway(key, awayAt).catch((e: unknown) =>
-        this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'),
-      );
-    }
-    for (const [key, r] of this.cache.entries()) {
-      try {
-        if (
-          r.state === PresenceState.Away &&
-          r.awayAt &&
-          Date.parse(r.awayAt) + this.s.graceMs <= now
-        ) {
-          await this.finishAway(key, r.awayAt);
-        } else if (
-          r.state === PresenceState.Left &&
-          !r.consumerDeleted &&
-          Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now
-        ) {
-          await this.deleteConsumer(key, r);
-        }
-      } catch (e) {
-        this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed');
+    if (this.sweeping) return; // a long sweep must not overlap the next tick
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      const due = new Map<string, () => Promise<void>>();
+      for (const [key, awayAt] of this.awayHere) {
+        if (Date.parse(awayAt) + this.s.graceMs > now) continue;
+        this.awayHere.delete(key);
+        due.set(key, () => this.finishAway(key, awayAt));
       }
+      for (const [key, r] of this.cache.entries()) {
+        if (due.has(key)) continue;
+        if (r.state === PresenceState.Away && r.awayAt && Date.parse(r.awayAt) + this.s.graceMs <= now) {
+          const awayAt = r.awayAt;
+          due.set(key, () => this.finishAway(key, awayAt));
+        } else if (r.state === PresenceState.Left && !r.consumerDeleted && Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now) {
+          due.set(key, () => this.deleteConsumer(key, r));
+        }
+      }
+      // Many users drop at once when a network or a server fails: finish them in parallel.
+      const tasks = [...due];
+      await Promise.all(
+        Array.from({ length: Math.min(SWEEP_CONCURRENCY, tasks.length) }, async () => {
+          for (let t = tasks.shift(); t; t = tasks.shift()) {
+            const [key, run] = t;
+            await run().catch((e: unknown) => this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'));
+          }
+        }),
+      );
+    } finally {
+      this.sweeping = false;
     }
   }
 
