@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     return n;
   };
 
-  const conns: NatsConnection[] = new Array(N);
+  const conns: NatsConnection[] = new Array<NatsConnection>(N);
   const connectedAt = new Map<string, number>();
   const t0 = nowMs();
   const connected = await pool(N, 50, async (i) => {
