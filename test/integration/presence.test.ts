@@ -245,3 +245,51 @@ test('the tracker repairs missed events from the servers (CONNZ)', async () => {
   );
   await c.close();
 });
+
+test('deleting a Room through the controller: clients get EVT_SESSION_ENDED, then are disconnected', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { startController } = await import('../helpers/controller.js');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'torii-test-rooms-'));
+  writeFileSync(
+    path.join(dir, 'closing.yaml'),
+    'apiVersion: torii.io/v1alpha1\nkind: Room\nmetadata: { name: closing }\nspec: { title: Closing soon }\n',
+  );
+  const ctl = await startController(server.keys, [server.url], { roomsDir: dir });
+  try {
+    await waitFor(
+      'room published',
+      async () => (await (await openBucket(svc, Bucket.Rooms)).get('closing'))?.operation === 'PUT',
+    );
+    const members = [await join('closing', 'm1', 'teacher'), await join('closing', 'm2')];
+    const ended = members.map(() => false);
+    members.forEach((c, i) =>
+      c.on((m) => {
+        if ((m.body as { event?: string }).event === 'EVT_SESSION_ENDED') ended[i] = true;
+      }),
+    );
+    const gone = members.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          void (async () => {
+            for await (const s of c.nc.status()) if (s.type === 'disconnect') return resolve();
+          })();
+        }),
+    );
+    rmSync(path.join(dir, 'closing.yaml'));
+    await waitFor('session ended for everyone', () => ended.every(Boolean), { timeoutMs: 10_000 });
+    await Promise.all(gone);
+    await expect(
+      connect({
+        servers: server.url,
+        token: await token(server.keys, { room: 'closing', sub: 'm1', role: 'teacher' }),
+        inboxPrefix: '_INBOX.closing.m1',
+        maxReconnectAttempts: 0,
+      }),
+    ).rejects.toThrow(/Authorization Violation/);
+  } finally {
+    await ctl.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
