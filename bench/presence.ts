@@ -21,7 +21,13 @@ import { freePort, track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
 import { nowMs, pool, r2, report, summary } from './lib.js';
 
-const { values } = parseArgs({ options: { users: { type: 'string', default: '2000' }, rooms: { type: 'string', default: '50' }, grace: { type: 'string', default: '5s' } } });
+const { values } = parseArgs({
+  options: {
+    users: { type: 'string', default: '2000' },
+    rooms: { type: 'string', default: '50' },
+    grace: { type: 'string', default: '5s' },
+  },
+});
 const N = Number(values.users);
 const R = Number(values.rooms);
 const GRACE_MS = parseDuration(values.grace);
@@ -29,18 +35,43 @@ const GRACE_MS = parseDuration(values.grace);
 async function main(): Promise<void> {
   const server = await startNats();
   const svc = await server.connectService();
-  for (let r = 0; r < R; r++) await publishRoom(svc, `room${r}`, { maxParticipants: Math.ceil(N / R) * 2 });
+  for (let r = 0; r < R; r++)
+    await publishRoom(svc, `room${r}`, { maxParticipants: Math.ceil(N / R) * 2 });
   const callout = await startCallout(server.keys, [server.url]);
   const port = await freePort();
   const worker = track(
-    spawn(process.execPath, [path.join(PROJECT_ROOT, 'dist', 'cli.js'), 'worker', '--nats-url', server.url, '--keys-dir', server.keys.dir, '--presence-grace', values.grace, '--http-port', String(port), '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
+    spawn(
+      process.execPath,
+      [
+        path.join(PROJECT_ROOT, 'dist', 'cli.js'),
+        'worker',
+        '--nats-url',
+        server.url,
+        '--keys-dir',
+        server.keys.dir,
+        '--presence-grace',
+        values.grace,
+        '--http-port',
+        String(port),
+        '--log-level',
+        'warn',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    ),
   );
-  await waitFor('worker ready', async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200, { timeoutMs: 30_000 });
+  await waitFor(
+    'worker ready',
+    async () =>
+      (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
+    { timeoutMs: 30_000 },
+  );
 
   const users = Array.from({ length: N }, (_, i) => ({ room: `room${i % R}`, user: `u${i}` }));
-  const tokens = await Promise.all(users.map((u) => token(server.keys, { room: u.room, sub: u.user, role: 'student' })));
+  const tokens = await Promise.all(
+    users.map((u) => token(server.keys, { room: u.room, sub: u.user, role: 'student' })),
+  );
   const joinedAt = new Map<string, number>();
   const leftAt = new Map<string, number>();
   const events = svc.subscribe('room.*.evt', {
@@ -65,13 +96,20 @@ async function main(): Promise<void> {
   const t0 = nowMs();
   const connected = await pool(N, 50, async (i) => {
     const u = users[i] as { room: string; user: string };
-    conns[i] = await connectClient(server.url, u.room, u.user, tokens[i] as string, { reconnect: false });
+    conns[i] = await connectClient(server.url, u.room, u.user, tokens[i] as string, {
+      reconnect: false,
+    });
     connectedAt.set(u.user, nowMs());
   });
-  await waitFor('all online', async () => (await count('online')) === N, { timeoutMs: 120_000, intervalMs: 500 });
+  await waitFor('all online', async () => (await count('online')) === N, {
+    timeoutMs: 120_000,
+    intervalMs: 500,
+  });
   const allOnlineMs = nowMs() - t0;
   await waitFor('all joined events', () => joinedAt.size === N, { timeoutMs: 60_000 });
-  const joinLag = users.map((u) => (joinedAt.get(u.user) as number) - (connectedAt.get(u.user) as number));
+  const joinLag = users.map(
+    (u) => (joinedAt.get(u.user) as number) - (connectedAt.get(u.user) as number),
+  );
 
   const droppedAt = new Map<string, number>();
   const t1 = nowMs();
@@ -81,10 +119,15 @@ async function main(): Promise<void> {
       await c.close(); // no REQ_LEAVE: the tracker must wait for the grace period
     }),
   );
-  await waitFor('all left', async () => (await count('left')) === N, { timeoutMs: 120_000, intervalMs: 500 });
+  await waitFor('all left', async () => (await count('left')) === N, {
+    timeoutMs: 120_000,
+    intervalMs: 500,
+  });
   const allLeftMs = nowMs() - t1;
   await waitFor('all left events', () => leftAt.size === N, { timeoutMs: 60_000 });
-  const leaveLag = users.map((u) => (leftAt.get(u.user) as number) - (droppedAt.get(u.user) as number));
+  const leaveLag = users.map(
+    (u) => (leftAt.get(u.user) as number) - (droppedAt.get(u.user) as number),
+  );
 
   report({
     bench: 'presence',

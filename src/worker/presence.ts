@@ -262,10 +262,18 @@ export class PresenceTracker {
       }
       for (const [key, r] of this.cache.entries()) {
         if (due.has(key)) continue;
-        if (r.state === PresenceState.Away && r.awayAt && Date.parse(r.awayAt) + this.s.graceMs <= now) {
+        if (
+          r.state === PresenceState.Away &&
+          r.awayAt &&
+          Date.parse(r.awayAt) + this.s.graceMs <= now
+        ) {
           const awayAt = r.awayAt;
           due.set(key, () => this.finishAway(key, awayAt));
-        } else if (r.state === PresenceState.Left && !r.consumerDeleted && Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now) {
+        } else if (
+          r.state === PresenceState.Left &&
+          !r.consumerDeleted &&
+          Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now
+        ) {
           due.set(key, () => this.deleteConsumer(key, r));
         }
       }
@@ -275,7 +283,9 @@ export class PresenceTracker {
         Array.from({ length: Math.min(SWEEP_CONCURRENCY, tasks.length) }, async () => {
           for (let t = tasks.shift(); t; t = tasks.shift()) {
             const [key, run] = t;
-            await run().catch((e: unknown) => this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'));
+            await run().catch((e: unknown) =>
+              this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'),
+            );
           }
         }),
       );
