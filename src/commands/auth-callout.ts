@@ -2,9 +2,7 @@
 import type { Command } from 'commander';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
 import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
-import { createLogger, type LogLevel } from '../core/logger.js';
-import { Ops } from '../core/ops.js';
-import { Shutdown } from '../core/shutdown.js';
+import type { LogLevel } from '../core/logger.js';
 import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
 import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../core/tokens.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
@@ -17,7 +15,7 @@ import {
   runAuthCallout,
   type AuthCalloutConfig,
 } from '../auth/index.js';
-import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
+import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } from './common.js';
 
 /** Flags of `torii auth-callout`. */
 export interface AuthCalloutFlags {
@@ -173,16 +171,9 @@ export function registerAuthCallout(program: Command): void {
   addOpsPort(cmd);
   addLogLevel(cmd).action(async (f: AuthCalloutFlags) => {
     const config = await authCalloutConfig(f);
-    const log = createLogger('auth-callout', f.logLevel);
-    const shutdown = new Shutdown(log);
-    const ops = new Ops(log);
-    if (f.httpPort !== 0) {
-      await ops.listen(f.httpPort);
-      shutdown.add('ops', () => ops.close());
-    }
-    shutdown.installSignalHandlers(() => process.exit(0));
-    await runAuthCallout(config, log, ops, shutdown);
-    ops.markStarted();
+    await runRole('auth-callout', f, (log, ops, shutdown) =>
+      runAuthCallout(config, log, ops, shutdown),
+    );
   });
   examples(cmd, [
     'torii auth-callout --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',

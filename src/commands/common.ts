@@ -3,8 +3,15 @@ import type { Command } from 'commander';
 import path from 'node:path';
 import { listParser, opt, portParser } from '../core/config.js';
 import { DEFAULT_NATS_URL } from '../core/nats.js';
-import { DEFAULT_OPS_PORT } from '../core/ops.js';
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS, type LogLevel } from '../core/logger.js';
+import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
+import {
+  createLogger,
+  DEFAULT_LOG_LEVEL,
+  LOG_LEVELS,
+  type Logger,
+  type LogLevel,
+} from '../core/logger.js';
+import { Shutdown } from '../core/shutdown.js';
 
 /** Default state folder (keys, dev data), relative to the working directory. */
 export const DEFAULT_STATE_DIR = '.torii';
@@ -54,4 +61,25 @@ export function addOpsPort(cmd: Command): Command {
       parse: portParser(true),
     }),
   );
+}
+
+/**
+ * The life of a role process: JSON logger, ops endpoint, signal handling, then `run`; `/readyz`
+ * turns ready once `run` has returned. Shared by `controller`, `auth-callout` and `worker`.
+ */
+export async function runRole(
+  role: string,
+  f: { httpPort: number; logLevel: LogLevel },
+  run: (log: Logger, ops: Ops, shutdown: Shutdown) => Promise<unknown>,
+): Promise<void> {
+  const log = createLogger(role, f.logLevel);
+  const shutdown = new Shutdown(log);
+  const ops = new Ops(log);
+  if (f.httpPort !== 0) {
+    await ops.listen(f.httpPort);
+    shutdown.add('ops', () => ops.close());
+  }
+  shutdown.installSignalHandlers(() => process.exit(0));
+  await run(log, ops, shutdown);
+  ops.markStarted();
 }

@@ -10,9 +10,7 @@ import {
   parseDuration,
 } from '../core/config.js';
 import { KeyFile, readKeyFile } from '../core/keys.js';
-import { createLogger, type LogLevel } from '../core/logger.js';
-import { Ops } from '../core/ops.js';
-import { Shutdown } from '../core/shutdown.js';
+import type { LogLevel } from '../core/logger.js';
 import {
   DEFAULT_CONCURRENCY,
   DEFAULT_LEASE_NAME,
@@ -21,7 +19,7 @@ import {
   runController,
   type ControllerConfig,
 } from '../controller/index.js';
-import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
+import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } from './common.js';
 
 export interface ControllerFlags {
   natsUrl: string[];
@@ -184,16 +182,9 @@ export function registerController(program: Command): void {
   addOpsPort(cmd);
   addLogLevel(cmd).action(async (f: ControllerFlags) => {
     const config = await controllerConfig(f);
-    const log = createLogger('controller', f.logLevel);
-    const shutdown = new Shutdown(log);
-    const ops = new Ops(log);
-    if (f.httpPort !== 0) {
-      await ops.listen(f.httpPort);
-      shutdown.add('ops', () => ops.close());
-    }
-    shutdown.installSignalHandlers(() => process.exit(0));
-    await runController(config, log, ops, shutdown);
-    ops.markStarted();
+    await runRole('controller', f, (log, ops, shutdown) =>
+      runController(config, log, ops, shutdown),
+    );
   });
   examples(cmd, [
     'torii controller --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',

@@ -5,10 +5,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
 import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
-import { createLogger, type LogLevel } from '../core/logger.js';
+import type { LogLevel } from '../core/logger.js';
 import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
-import { Ops } from '../core/ops.js';
-import { Shutdown } from '../core/shutdown.js';
 import { PROJECT_ROOT } from '../core/tools.js';
 import {
   DEFAULT_TOKEN_AUDIENCE,
@@ -29,7 +27,7 @@ import {
   DEFAULT_PRESENCE_RESYNC_MS,
   type WorkerConfig,
 } from '../worker/index.js';
-import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples } from './common.js';
+import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } from './common.js';
 
 export interface WorkerFlags {
   natsUrl: string[];
@@ -215,16 +213,7 @@ export function registerWorker(program: Command): void {
   addOpsPort(cmd);
   addLogLevel(cmd).action(async (f: WorkerFlags) => {
     const config = await workerConfig(f);
-    const log = createLogger('worker', f.logLevel);
-    const shutdown = new Shutdown(log);
-    const ops = new Ops(log);
-    if (f.httpPort !== 0) {
-      await ops.listen(f.httpPort);
-      shutdown.add('ops', () => ops.close());
-    }
-    shutdown.installSignalHandlers(() => process.exit(0));
-    await runWorker(config, log, ops, shutdown);
-    ops.markStarted();
+    await runRole('worker', f, (log, ops, shutdown) => runWorker(config, log, ops, shutdown));
   });
   examples(cmd, [
     'torii worker --nats-url nats://nats:4222 --keys-dir /etc/torii/keys',
