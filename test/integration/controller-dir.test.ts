@@ -70,6 +70,12 @@ test('every example Room is published with its stream', async () => {
 
 test('torii rooms lists what is published, with participants', async () => {
   await putPresence(svc, { roomId: 'demo', userId: 'hana', state: 'online' });
+  // the Room status follows presence (debounced: at most one status write per Room per 5 s)
+  await waitFor(
+    'joinedParticipants in status',
+    () => ctl.source.get('default/demo')?.status?.joinedParticipants === 1,
+    { timeoutMs: 15_000 },
+  );
   const r = torii(['rooms', '--nats-url', server.url, '--keys-dir', server.keys.dir, '--json']);
   expect(r.stderr).toBe('');
   const rows = JSON.parse(r.stdout) as {

@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import { Bucket } from '../../src/core/subjects.js';
+import { ensureWorkerStream } from '../../src/core/streams.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { toriiSpawn } from '../helpers/cli.js';
 import { TestCluster } from '../helpers/nats.js';
@@ -43,6 +44,8 @@ beforeAll(async () => {
   await openBucket(svc, Bucket.RoomState, 3);
   await openBucket(svc, Bucket.Blocks, 3);
   await openBucket(svc, Bucket.Rooms, 3);
+  // Everything the data plane needs survives one node: R3 work queue, buckets and room stream.
+  await ensureWorkerStream(await jetstreamManager(svc), 3);
   await publishRoom(svc, 'c1', { history: { replicas: 3 } });
   callout = await startCallout(cluster.keys, [cluster.node(0).url, cluster.node(1).url], {
     kvReplicas: 3,
@@ -142,7 +145,7 @@ test('a worker replica killed during a grace period: another replica finishes it
         'replica ready',
         async () =>
           (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
-        { timeoutMs: 20_000 },
+        { timeoutMs: 45_000 },
       );
     }
     const c = await client(cluster.node(0).url, 'c1', 'graceful');
