@@ -20,8 +20,8 @@ let cluster: TestCluster;
 let svc: NatsConnection;
 let callout: TestCallout;
 
-async function presenceOf(room: string, user: string) {
-  const e = await (await openBucket(svc, Bucket.Presence, 3)).get(`${room}.${user}`);
+async function presenceOf(room: string, user: string, nc: NatsConnection = svc) {
+  const e = await (await openBucket(nc, Bucket.Presence, 3)).get(`${room}.${user}`);
   return e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
 }
 async function client(serverUrl: string, room: string, user: string): Promise<NatsConnection> {
@@ -101,15 +101,20 @@ test("a server killed with its clients: they become away, then left; other serve
       },
       { timeoutMs: 30_000 },
     );
+    // Observe from a node that stays up, on a connection that never lived on the victim.
+    const watcher = await cluster
+      .node(victimIndex === 0 ? 1 : 0)
+      .connectService({ reconnect: false });
     await victim.kill(); // no shutdown event, no DISCONNECT
-    await waitFor('away', async () => (await presenceOf('c1', 'goes'))?.state === 'away', {
+    await waitFor('away', async () => (await presenceOf('c1', 'goes', watcher))?.state === 'away', {
       timeoutMs: 30_000,
     });
-    await waitFor('left', async () => (await presenceOf('c1', 'goes'))?.state === 'left', {
+    await waitFor('left', async () => (await presenceOf('c1', 'goes', watcher))?.state === 'left', {
       timeoutMs: 30_000,
     });
-    expect(await presenceOf('c1', 'stays')).toMatchObject({ state: 'online' });
-    expect((await presenceOf('c1', 'stays'))?.connections).toHaveLength(1);
+    expect(await presenceOf('c1', 'stays', watcher)).toMatchObject({ state: 'online' });
+    expect((await presenceOf('c1', 'stays', watcher))?.connections).toHaveLength(1);
+    await watcher.close();
     await onOther.close();
     await onVictim.close().catch(() => undefined);
   } finally {
