@@ -33,6 +33,9 @@ import { roomEventsSubject, roomStreamName } from '../core/subjects.js';
 import type { ControllerMetrics } from './metrics.js';
 import { EventType, type RoomSource } from './source.js';
 
+/** Time between EVT_SESSION_ENDED and deleting the room stream, in milliseconds. */
+export const SESSION_END_GRACE_MS = 2_000;
+
 /** Condition reasons. */
 export const Reason = {
   Reconciled: 'Reconciled',
@@ -134,6 +137,8 @@ function canonical(v: unknown): string {
 export class RoomReconciler {
   /** roomId last reconciled for each key, to clean up after Rooms removed without a finalizer. */
   private readonly roomIds = new Map<string, string>();
+  /** When the session of a deleted Room was ended, by key (the stream is deleted a little later). */
+  private readonly ended = new Map<string, number>();
   private workerStreamReady = false;
 
   constructor(
@@ -162,7 +167,8 @@ export class RoomReconciler {
       return {};
     }
     if (room.metadata.deletionTimestamp) {
-      if ((room.metadata.finalizers ?? []).includes(ROOM_FINALIZER)) await this.finalize(key, room);
+      if ((room.metadata.finalizers ?? []).includes(ROOM_FINALIZER))
+        return this.finalize(key, room);
       return {};
     }
     let current = room;
@@ -454,12 +460,23 @@ export class RoomReconciler {
   }
 
   /** Deletion: end the session, remove the config, delete the stream unless retained. */
-  private async finalize(key: string, room: RoomResource): Promise<void> {
+  private async finalize(key: string, room: RoomResource): Promise<ReconcileResult> {
     const roomId = resolveRoomId(room.metadata.name, room.spec ?? {});
     const owner = this.nats.rooms.get(roomId)?.source;
     if (owner === undefined || owner === key) {
       try {
-        await this.endSession(roomId, 'room deleted');
+        // First EVT_SESSION_ENDED, then (a moment later, so that clients' consumers deliver it)
+        // the config goes — tokens are refused and the workers kick every connection — and the
+        // stream.
+        const endedAt = this.ended.get(key);
+        if (endedAt === undefined) {
+          await this.announceEnd(roomId, 'room deleted');
+          this.ended.set(key, Date.now());
+          return { requeueAfterMs: SESSION_END_GRACE_MS };
+        }
+        if (Date.now() - endedAt < SESSION_END_GRACE_MS)
+          return { requeueAfterMs: SESSION_END_GRACE_MS - (Date.now() - endedAt) };
+        await this.unpublish(roomId);
         if (room.spec?.deletionPolicy !== DeletionPolicy.Retain) {
           try {
             await this.nats.jsm.streams.delete(roomStreamName(roomId));
@@ -486,20 +503,32 @@ export class RoomReconciler {
     );
     this.metrics.writes.inc({ target: 'apiserver' });
     this.roomIds.delete(key);
+    this.ended.delete(key);
+    return {};
   }
 
-  /** Broadcasts EVT_SESSION_ENDED and removes the room config (tokens are refused from then on). */
-  private async endSession(roomId: string, reason: string): Promise<void> {
+  /** Broadcasts EVT_SESSION_ENDED on the room. */
+  private async announceEnd(roomId: string, reason: string): Promise<void> {
     const payload = broadcast(Broadcast.SessionEnded, { roomId, reason }, this.now());
     try {
       await jetstream(this.nats.nc).publish(roomEventsSubject(roomId), payload);
     } catch {
       this.nats.nc.publish(roomEventsSubject(roomId), payload); // no stream: live subscribers still hear it
     }
+  }
+
+  /** Removes the room config: the callout refuses the room's tokens, workers kick its connections. */
+  private async unpublish(roomId: string): Promise<void> {
     if (this.nats.rooms.get(roomId) !== undefined) {
       await this.nats.rooms.bucket.delete(roomId);
       this.metrics.writes.inc({ target: 'kv' });
     }
+  }
+
+  /** Both at once, for Rooms that vanished without our finalizer. */
+  private async endSession(roomId: string, reason: string): Promise<void> {
+    await this.announceEnd(roomId, reason);
+    await this.unpublish(roomId);
   }
 
   /** A Room that vanished without our finalizer (finalizer removed by hand): unpublish it. */
