@@ -6,18 +6,16 @@
  *
  *   npx tsx bench/presence.ts [--users 2000] [--rooms 50] [--grace 5s]
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { parseDuration } from '../src/core/config.js';
 import { openBucket } from '../src/core/kv.js';
 import { parsePresence } from '../src/core/presence.js';
 import { Bucket } from '../src/core/subjects.js';
-import { PROJECT_ROOT } from '../src/core/tools.js';
 import { connectClient, startCallout, token } from '../test/helpers/callout.js';
+import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
-import { freePort, track, waitFor } from '../test/helpers/procs.js';
+import { waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
 import { nowMs, pool, r2, report, summary } from './lib.js';
 
@@ -38,35 +36,15 @@ async function main(): Promise<void> {
   for (let r = 0; r < R; r++)
     await publishRoom(svc, `room${r}`, { maxParticipants: Math.ceil(N / R) * 2 });
   const callout = await startCallout(server.keys, [server.url]);
-  const port = await freePort();
-  const worker = track(
-    spawn(
-      process.execPath,
-      [
-        path.join(PROJECT_ROOT, 'dist', 'cli.js'),
-        'worker',
-        '--nats-url',
-        server.url,
-        '--keys-dir',
-        server.keys.dir,
-        '--presence-grace',
-        values.grace,
-        '--http-port',
-        String(port),
-        '--log-level',
-        'warn',
-      ],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    ),
-  );
-  await waitFor(
-    'worker ready',
-    async () =>
-      (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
-    { timeoutMs: 30_000 },
-  );
+  const { proc: worker } = await spawnRole([
+    'worker',
+    '--nats-url',
+    server.url,
+    '--keys-dir',
+    server.keys.dir,
+    '--presence-grace',
+    values.grace,
+  ]);
 
   const users = Array.from({ length: N }, (_, i) => ({ room: `room${i % R}`, user: `u${i}` }));
   const tokens = await Promise.all(

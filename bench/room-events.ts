@@ -6,17 +6,13 @@
  *
  *   npx tsx bench/room-events.ts [--events 4000] [--clients 20] [--window 10] [--rate 1000]
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream';
 import { RoomClient } from '../src/client/index.js';
-import { PROJECT_ROOT } from '../src/core/tools.js';
 import { startCallout, token } from '../test/helpers/callout.js';
+import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
-import { track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
-import { freePort } from '../test/helpers/procs.js';
 import { paced, pool, r2, report, summary, withCpu } from './lib.js';
 
 const { values } = parseArgs({
@@ -38,31 +34,13 @@ async function main(): Promise<void> {
   const svc = await server.connectService();
   await publishRoom(svc, 'bench', { maxParticipants: 1000 });
   const callout = await startCallout(server.keys, [server.url]);
-  const opsPort = await freePort();
-  const worker = track(
-    spawn(
-      process.execPath,
-      [
-        path.join(PROJECT_ROOT, 'dist', 'cli.js'),
-        'worker',
-        '--nats-url',
-        server.url,
-        '--keys-dir',
-        server.keys.dir,
-        '--http-port',
-        String(opsPort),
-        '--log-level',
-        'warn',
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    ),
-  );
-  await waitFor(
-    'worker ready',
-    async () =>
-      (await fetch(`http://127.0.0.1:${opsPort}/readyz`).catch(() => undefined))?.status === 200,
-    { timeoutMs: 30_000 },
-  );
+  const { proc: worker } = await spawnRole([
+    'worker',
+    '--nats-url',
+    server.url,
+    '--keys-dir',
+    server.keys.dir,
+  ]);
 
   // Raw path: the same shape with nothing of ours in it.
   const jsm = await jetstreamManager(svc);

@@ -390,39 +390,16 @@ export class RoomReconciler {
   ): Promise<void> {
     const now = this.now();
     const prev = room.status;
-    let conditions = setCondition(
-      prev?.conditions,
-      {
-        type: ConditionType.Ready,
-        status: s.ready[0],
-        reason: s.ready[1],
-        message: s.ready[2],
-        observedGeneration: s.generation,
-      },
-      now,
-    );
-    if (s.stream)
+    let conditions = prev?.conditions;
+    for (const [type, c] of [
+      [ConditionType.Ready, s.ready],
+      [ConditionType.StreamReady, s.stream],
+      [ConditionType.ConfigPublished, s.published],
+    ] as const) {
+      if (!c) continue;
       conditions = setCondition(
         conditions,
-        {
-          type: ConditionType.StreamReady,
-          status: s.stream[0],
-          reason: s.stream[1],
-          message: s.stream[2],
-          observedGeneration: s.generation,
-        },
-        now,
-      );
-    if (s.published) {
-      conditions = setCondition(
-        conditions,
-        {
-          type: ConditionType.ConfigPublished,
-          status: s.published[0],
-          reason: s.published[1],
-          message: s.published[2],
-          observedGeneration: s.generation,
-        },
+        { type, status: c[0], reason: c[1], message: c[2], observedGeneration: s.generation },
         now,
       );
     }

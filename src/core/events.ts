@@ -1,3 +1,5 @@
+import { ErrorCode } from './errors.js';
+
 /**
  * Room events on the wire (DESIGN.md §6): names and envelopes shared by the workers (answers,
  * broadcasts) and the controller (EVT_SESSION_ENDED on room deletion).
@@ -40,15 +42,15 @@ export const RequestEvent = {
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 
-/** Error codes of answers (DESIGN.md §6). */
+/** Error codes of answers (DESIGN.md §6): the request-level subset of {@link ErrorCode}. */
 export const AnswerCode = {
-  BadRequest: 'BAD_REQUEST',
-  UnknownEvent: 'UNKNOWN_EVENT',
-  Forbidden: 'FORBIDDEN',
-  NotFound: 'NOT_FOUND',
-  Conflict: 'CONFLICT',
-  RateLimited: 'RATE_LIMITED',
-  Internal: 'INTERNAL',
+  BadRequest: ErrorCode.BadRequest,
+  UnknownEvent: ErrorCode.UnknownEvent,
+  Forbidden: ErrorCode.Forbidden,
+  NotFound: ErrorCode.NotFound,
+  Conflict: ErrorCode.Conflict,
+  RateLimited: ErrorCode.RateLimited,
+  Internal: ErrorCode.Internal,
 } as const;
 export type AnswerCode = (typeof AnswerCode)[keyof typeof AnswerCode];
 

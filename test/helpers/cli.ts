@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
-import { track } from './procs.js';
+import { freePort, track, waitFor } from './procs.js';
 
 /** The compiled CLI entry point. */
 export const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
@@ -46,4 +46,25 @@ export function toriiSpawn(
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
+}
+
+/**
+ * Starts a role (`worker`, `controller`, …) as its own process with an ops port and waits until
+ * its `/readyz` answers 200.
+ */
+export async function spawnRole(
+  args: string[],
+  opts: { env?: Record<string, string>; readyTimeoutMs?: number } = {},
+): Promise<{ proc: ChildProcess; port: number }> {
+  const port = await freePort();
+  const proc = toriiSpawn([...args, '--http-port', String(port), '--log-level', 'warn'], {
+    env: opts.env ?? {},
+  });
+  await waitFor(
+    `${args[0] ?? 'role'} ready`,
+    async () =>
+      (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
+    { timeoutMs: opts.readyTimeoutMs ?? 30_000 },
+  );
+  return { proc, port };
 }

@@ -10,9 +10,9 @@ import { parsePresence } from '../../src/core/presence.js';
 import { Bucket } from '../../src/core/subjects.js';
 import { ensureWorkerStream } from '../../src/core/streams.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
-import { toriiSpawn } from '../helpers/cli.js';
+import { spawnRole } from '../helpers/cli.js';
 import { TestCluster } from '../helpers/nats.js';
-import { freePort, waitFor } from '../helpers/procs.js';
+import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
@@ -129,28 +129,23 @@ test('a worker replica killed during a grace period: another replica finishes it
   const replicas: { proc: ChildProcess; port: number }[] = [];
   try {
     for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      const proc = toriiSpawn([
-        'worker',
-        '--nats-url',
-        urls,
-        '--keys-dir',
-        cluster.keys.dir,
-        '--kv-replicas',
-        '3',
-        '--presence-grace',
-        '3s',
-        '--http-port',
-        String(port),
-        '--log-level',
-        'warn',
-      ]);
-      replicas.push({ proc, port });
-      await waitFor(
-        'replica ready',
-        async () =>
-          (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
-        { timeoutMs: 45_000 },
+      replicas.push(
+        await spawnRole(
+          [
+            'worker',
+            '--nats-url',
+            urls,
+            '--keys-dir',
+            cluster.keys.dir,
+            '--kv-replicas',
+            '3',
+            '--presence-grace',
+            '3s',
+          ],
+          {
+            readyTimeoutMs: 45_000,
+          },
+        ),
       );
     }
     const c = await client(cluster.node(0).url, 'c1', 'graceful');

@@ -7,17 +7,16 @@
 import type { ChildProcess } from 'node:child_process';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
-import { toriiSpawn } from '../helpers/cli.js';
+import { spawnRole } from '../helpers/cli.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
-import { freePort, waitFor } from '../helpers/procs.js';
+import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
 
 let server: TestNats;
 let callout: TestCallout;
 
-async function startWorkerProcess(): Promise<{ proc: ChildProcess; port: number }> {
-  const port = await freePort();
-  const proc = toriiSpawn([
+const startWorkerProcess = (): Promise<{ proc: ChildProcess; port: number }> =>
+  spawnRole([
     'worker',
     '--nats-url',
     server.url,
@@ -25,19 +24,7 @@ async function startWorkerProcess(): Promise<{ proc: ChildProcess; port: number 
     server.keys.dir,
     '--ack-wait',
     '2s',
-    '--http-port',
-    String(port),
-    '--log-level',
-    'warn',
   ]);
-  await waitFor(
-    'worker ready',
-    async () =>
-      (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
-    { timeoutMs: 20_000 },
-  );
-  return { proc, port };
-}
 
 beforeAll(async () => {
   server = await startNats();
