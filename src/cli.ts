@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError, ValidationError, describeError } from './core/errors.js';
 import { PROJECT_ROOT } from './core/tools.js';
 import { registerAuthCallout } from './commands/auth-callout.js';
+import { registerClient } from './commands/client.js';
 import { registerController } from './commands/controller.js';
 import { registerDev } from './commands/dev.js';
 import { registerKeys } from './commands/keys.js';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .configureHelp({ sortSubcommands: true, showGlobalOptions: true });
   registerAuthCallout(program);
+  registerClient(program);
   registerController(program);
   registerDev(program);
   registerKeys(program);

@@ -17,6 +17,8 @@ import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '.
 import {
   chatSubject,
   liveSubject,
+  parseRoomSubject,
+  RoomSubjectKind,
   userAnswerSubject,
   userInboxPrefix,
   workerSubject,
@@ -47,6 +49,8 @@ export interface RoomMessage {
   /** Stream sequence in the room stream. */
   seq: number;
   body: unknown;
+  /** The sender of a chat or whiteboard message (from the subject, which the server enforces). */
+  from?: string;
 }
 
 export interface RoomClientOptions {
@@ -76,6 +80,8 @@ export class RoomClient {
   private counter = 0;
   private readonly prefix = Math.random().toString(36).slice(2, 8);
   private closed = false;
+  private online = true;
+  private readonly statusListeners = new Set<(connected: boolean) => void>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -106,8 +112,29 @@ export class RoomClient {
       client.token = t;
     };
     await client.consume();
+    void client.watchStatus();
     if (o.autoRenew !== false) client.scheduleRenewal();
     return client;
+  }
+
+  /** False while the connection is between servers. */
+  get connected(): boolean {
+    return this.online && !this.nc.isClosed();
+  }
+
+  /** Listens to connection changes; returns a function that stops listening. */
+  onConnectionChange(listener: (connected: boolean) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      const online = s.type === 'disconnect' ? false : s.type === 'reconnect' ? true : this.online;
+      if (online === this.online) continue;
+      this.online = online;
+      for (const l of this.statusListeners) l(online);
+    }
   }
 
   /** Replaced in `connect` so the authenticator sees new tokens. */
@@ -130,12 +157,13 @@ export class RoomClient {
         } catch {
           body = m.string();
         }
+        const parsed = parseRoomSubject(m.subject);
         const kind: RoomMessage['kind'] =
           m.subject === answers
             ? 'answer'
-            : m.subject.endsWith('.evt')
+            : parsed?.kind === RoomSubjectKind.Events
               ? 'event'
-              : m.subject.includes('.chat.')
+              : parsed?.kind === RoomSubjectKind.Chat
                 ? 'chat'
                 : 'whiteboard';
         if (kind === 'answer') {
@@ -147,7 +175,15 @@ export class RoomClient {
             p.resolve(a);
           }
         }
-        for (const l of this.listeners) l({ kind, subject: m.subject, seq: m.seq, body });
+        const from = kind === 'chat' || kind === 'whiteboard' ? parsed?.userId : undefined;
+        const msg: RoomMessage = {
+          kind,
+          subject: m.subject,
+          seq: m.seq,
+          body,
+          ...(from ? { from } : {}),
+        };
+        for (const l of this.listeners) l(msg);
         m.ack();
       }
     })();
@@ -234,7 +270,8 @@ export class RoomClient {
    * period), then closes. `{ leave: false }` closes like a dropped network would.
    */
   async close(o: { leave?: boolean } = {}): Promise<void> {
-    if (o.leave !== false && !this.closed && !this.nc.isClosed()) {
+    // Between servers a leave cannot be delivered; presence notices the departure after its grace.
+    if (o.leave !== false && !this.closed && this.connected) {
       await this.request(RequestEvent.Leave, {}, LEAVE_TIMEOUT_MS).catch(() => undefined);
     }
     this.closed = true;
@@ -242,7 +279,9 @@ export class RoomClient {
     for (const [, p] of this.pending) clearTimeout(p.timer);
     this.pending.clear();
     await this.messages?.close();
+    if (this.nc.isClosed()) return;
     // drain, not close: acks still buffered are flushed before the socket ends
-    if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
+    if (this.online) await this.nc.drain().catch(() => this.nc.close());
+    else await this.nc.close();
   }
 }

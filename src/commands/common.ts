@@ -37,6 +37,16 @@ export function addKeysDir(cmd: Command): Command {
   );
 }
 
+/**
+ * How the user ran this CLI, for commands printed back to them: `torii` when installed (npm bin,
+ * container image), otherwise `node <path to cli.js>` relative to the working directory.
+ */
+export function cliInvocation(argv1: string | undefined = process.argv[1]): string {
+  if (argv1 === undefined || !/\.[cm]?js$/.test(argv1)) return 'torii';
+  const rel = path.relative(process.cwd(), argv1);
+  return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? argv1 : rel}`;
+}
+
 /** Appends an "Examples:" block to a command's help. */
 export function examples(cmd: Command, lines: string[]): Command {
   return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);

@@ -57,7 +57,7 @@ import {
   runWorker,
 } from '../worker/index.js';
 import { packageVersion } from './worker.js';
-import { addLogLevel, DEFAULT_STATE_DIR, examples } from './common.js';
+import { addLogLevel, cliInvocation, DEFAULT_STATE_DIR, examples } from './common.js';
 
 interface DevFlags {
   stateDir: string;
@@ -272,6 +272,9 @@ async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: stri
       { ttlMs: BANNER_TOKEN_TTL_MS },
     );
   const keysFlag = f.stateDir === DEFAULT_STATE_DIR ? '' : ` --keys-dir ${keysDir}`;
+  const urlFlag = server.port === DEFAULT_NATS_PORT ? '' : ` --nats-url ${server.url}`;
+  const torii = cliInvocation();
+  const teacher = await mint('sensei', 'teacher', 'Tanaka Sensei');
   const lines = [
     '',
     'Torii dev is running. Ctrl-C stops it.',
@@ -284,13 +287,16 @@ async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: stri
     `  State       ${path.resolve(f.stateDir)}`,
     '',
     `Tokens for room "${DEMO_ROOM}" (8h). Connect with the token as auth_token and inbox prefix _INBOX.${DEMO_ROOM}.<user>:`,
-    `  teacher sensei:  ${await mint('sensei', 'teacher', 'Tanaka Sensei')}`,
+    `  teacher sensei:  ${teacher}`,
     `  student hana:    ${await mint('hana', 'student', 'Hana')}`,
+    `  student kenji:   ${await mint('kenji', 'student', 'Kenji')}`,
     '',
-    'More participants (same folder):',
-    `  torii token --room ${DEMO_ROOM} --user kenji --role student${keysFlag}`,
+    'Join the class from another terminal (type to chat; /raise, /lower, /who, /leave):',
+    `  ${torii} client${urlFlag} --token ${teacher}`,
+    'More participants (same folder, so the token is signed with these keys):',
+    `  ${torii} client${urlFlag} --token "$(${torii} token --room ${DEMO_ROOM} --user aiko --role student${keysFlag})"`,
     'Published rooms:',
-    `  torii rooms${keysFlag}${server.port === DEFAULT_NATS_PORT ? '' : ` --nats-url ${server.url}`}`,
+    `  ${torii} rooms${keysFlag}${urlFlag}`,
     'Platform services connect as the service user (bypasses the callout):',
     `  user ${ServiceUser.Service}, password in ${path.join(keysDir, KeyFile.ServicePassword)}`,
     '',

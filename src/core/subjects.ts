@@ -80,6 +80,32 @@ export const userAnswerSubject = (roomId: string, userId: string): string =>
 export const liveSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.live.${userId}`;
 
+/** What a subject of a room stream carries. */
+export const RoomSubjectKind = {
+  Chat: 'chat',
+  Whiteboard: 'wb',
+  Events: 'evt',
+  Answer: 'user',
+  Live: 'live',
+} as const;
+export type RoomSubjectKind = (typeof RoomSubjectKind)[keyof typeof RoomSubjectKind];
+
+/**
+ * Parses `room.{roomId}.{kind}[.{userId}]` (the sender for chat, whiteboard and live; the
+ * recipient for answers); undefined for anything else.
+ */
+export function parseRoomSubject(
+  subject: string,
+): { roomId: string; kind: RoomSubjectKind; userId?: string } | undefined {
+  const parts = subject.split('.');
+  if (parts[0] !== 'room' || parts.length < 3 || parts.length > 4) return undefined;
+  const [, roomId, kind, userId] = parts as [string, string, string, string | undefined];
+  const known = Object.values(RoomSubjectKind) as string[];
+  if (!known.includes(kind)) return undefined;
+  if ((kind === RoomSubjectKind.Events) !== (userId === undefined)) return undefined;
+  return { roomId, kind: kind as RoomSubjectKind, ...(userId !== undefined ? { userId } : {}) };
+}
+
 /** The per-user durable consumer on the room stream is named after the user. */
 export const userConsumerName = (userId: string): string => userId;
 

@@ -3,7 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
-import { freePort, track, waitFor } from './procs.js';
+import { freePort, track, trackGroup, waitFor } from './procs.js';
 
 /** The compiled CLI entry point. */
 export const CLI = path.join(PROJECT_ROOT, 'dist', 'cli.js');
@@ -33,19 +33,28 @@ export function torii(args: string[], opts: { cwd?: string; env?: Record<string,
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts a long-running `torii ...args` (e.g. `dev`), killed at teardown if still running. */
+/**
+ * Starts a long-running `torii ...args` (e.g. `dev`), killed at teardown if still running.
+ * `stdin: 'pipe'` to type into it; `group: true` makes it the leader of its own process group, as
+ * a shell does, so a test can send Ctrl-C to the group (teardown kills the whole group).
+ */
 export function toriiSpawn(
   args: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: {
+    cwd?: string;
+    env?: Record<string, string>;
+    stdin?: 'pipe' | 'ignore';
+    group?: boolean;
+  } = {},
 ): ChildProcess {
   ensureBuilt();
-  return track(
-    spawn(process.execPath, [CLI, ...args], {
-      cwd: opts.cwd,
-      env: cleanEnv(opts.env),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: cleanEnv(opts.env),
+    stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'],
+    detached: opts.group === true,
+  });
+  return opts.group === true ? trackGroup(child) : track(child);
 }
 
 /**

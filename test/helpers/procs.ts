@@ -32,8 +32,49 @@ export function track(child: ChildProcess, scope: 'file' | 'run' = 'file'): Chil
   return child;
 }
 
+/** Group leaders whose whole process group is killed at teardown. */
+const groups = new Set<number>();
+
+/**
+ * Like {@link track} for a child spawned with `detached: true` (its own process group): teardown
+ * kills every process of the group, so grandchildren (a nats-server started by `torii dev`) go too.
+ */
+export function trackGroup(child: ChildProcess): ChildProcess {
+  if (child.pid !== undefined) groups.add(child.pid);
+  return track(child);
+}
+
+function killGroups(): void {
+  for (const pgid of groups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  groups.clear();
+}
+
+/** Live processes in process group `pgid` (from /proc, zombies excluded). */
+export function processGroupMembers(pgid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid pgrp …: comm may contain spaces, so split after the last ')'
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) found.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
 /** Kills every file-scoped child still running and waits for them to exit. */
 export async function killFileChildren(): Promise<void> {
+  killGroups();
   const alive = [...fileChildren].filter((c) => c.exitCode === null && c.signalCode === null);
   await Promise.all(
     alive.map(

@@ -384,7 +384,9 @@ describe('torii dev', () => {
     });
     expect(stdout).toContain(`nats://127.0.0.1:${port}`);
     expect(stdout).toContain(`ws://127.0.0.1:${wsPort}`);
-    expect(stdout).toContain('torii token --room demo --user kenji --role student');
+    expect(stdout).toMatch(
+      /client --nats-url \S+ --token "\$\(node \S+ token --room demo --user aiko --role student\)"/,
+    );
 
     const natsDir = path.join(cwd, '.torii', 'nats');
     const portsFile = readdirSync(natsDir).find((f) => f.endsWith('.ports'));

@@ -42,6 +42,27 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.parseWorkerSubject('other.r1.u1')).toBeUndefined();
   });
 
+  test('parseRoomSubject is the inverse of the room subject builders and rejects anything else', () => {
+    expect(S.parseRoomSubject(S.chatSubject('r1', 'u1'))).toEqual({
+      roomId: 'r1',
+      kind: 'chat',
+      userId: 'u1',
+    });
+    expect(S.parseRoomSubject(S.whiteboardSubject('r1', 'u1'))?.kind).toBe('wb');
+    expect(S.parseRoomSubject(S.userAnswerSubject('r1', 'u1'))?.kind).toBe('user');
+    expect(S.parseRoomSubject(S.liveSubject('r1', 'u1'))?.kind).toBe('live');
+    expect(S.parseRoomSubject(S.roomEventsSubject('r1'))).toEqual({ roomId: 'r1', kind: 'evt' });
+    for (const bad of [
+      'room.r1',
+      'room.r1.evt.u1',
+      'room.r1.chat',
+      'room.r1.x.u1',
+      'rooms.r1.chat.u1',
+      'room.r1.chat.u1.x',
+    ])
+      expect(S.parseRoomSubject(bad)).toBeUndefined();
+  });
+
   test('fixed names', () => {
     expect(S.QUEUE_GROUP).toBe('torii_queue');
     expect(S.WORKER_CONSUMER).toBe('torii_queue');
