@@ -78,6 +78,13 @@ async function writeKeyFile(file: string, content: string, mode: number): Promis
 const randomSecret = (): string => randomBytes(SECRET_BYTES).toString('base64url');
 
 /**
+ * A service-user password: a letter, then hex. nats-server parses `$VAR` references as config
+ * values, not strings, so a password that starts with '-' or a digit (as 1 in 40 base64url ones
+ * do) breaks a config that takes it from the environment (the official NATS chart does).
+ */
+export const randomPassword = (): string => `t${randomBytes(SECRET_BYTES).toString('hex')}`;
+
+/**
  * Generates a complete key set into `dir` (created with mode 0700 when missing).
  * @throws ConfigError naming `--out` when a key file exists and `force` is not set
  */
@@ -131,9 +138,9 @@ export async function generateKeys(
       PUBLIC_FILE_MODE,
     );
   }
-  await put(KeyFile.AuthPassword, randomSecret() + '\n', SECRET_FILE_MODE);
-  await put(KeyFile.ServicePassword, randomSecret() + '\n', SECRET_FILE_MODE);
-  await put(KeyFile.SystemPassword, randomSecret() + '\n', SECRET_FILE_MODE);
+  await put(KeyFile.AuthPassword, randomPassword() + '\n', SECRET_FILE_MODE);
+  await put(KeyFile.ServicePassword, randomPassword() + '\n', SECRET_FILE_MODE);
+  await put(KeyFile.SystemPassword, randomPassword() + '\n', SECRET_FILE_MODE);
 
   return {
     dir,

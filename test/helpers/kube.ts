@@ -24,6 +24,11 @@ export interface ControlPlaneState {
   /** Static token of a user with no groups, for RBAC tests (permissions come from bindings). */
   unprivilegedToken: string;
   unprivilegedUser: string;
+  /**
+   * The API server's audit log (JSON lines, level Metadata) of requests made by service accounts:
+   * what a ServiceAccount-backed process (the controller under the chart's RBAC) really called.
+   */
+  auditLog: string;
   dir: string;
   pids: number[];
 }
@@ -118,6 +123,21 @@ export async function startControlPlane(): Promise<ControlPlane> {
     `${adminToken},admin,admin,"system:masters"\n${unprivilegedToken},${unprivilegedUser},${unprivilegedUser}\n`,
   );
   const certDir = path.join(dir, 'certs');
+  const auditPolicy = path.join(dir, 'audit-policy.yaml');
+  const auditLog = path.join(dir, 'audit.log');
+  writeFileSync(
+    auditPolicy,
+    [
+      'apiVersion: audit.k8s.io/v1',
+      'kind: Policy',
+      'omitStages: [RequestReceived]',
+      'rules:',
+      '  - level: Metadata',
+      '    userGroups: ["system:serviceaccounts"]',
+      '  - level: None',
+      '',
+    ].join('\n'),
+  );
 
   const api = startChild(findTool('kube-apiserver'), [
     `--etcd-servers=http://127.0.0.1:${etcdClient}`,
@@ -134,6 +154,9 @@ export async function startControlPlane(): Promise<ControlPlane> {
     '--allow-privileged=true',
     '--disable-admission-plugins=ServiceAccount',
     '--enable-priority-and-fairness=false',
+    `--audit-policy-file=${auditPolicy}`,
+    `--audit-log-path=${auditLog}`,
+    '--audit-log-mode=blocking',
     '--v=0',
   ]);
 
@@ -182,7 +205,16 @@ export async function startControlPlane(): Promise<ControlPlane> {
   );
   const pids = [etcd.child.pid, api.child.pid].filter((p): p is number => p !== undefined);
   return {
-    state: { kubeconfig, server, adminToken, unprivilegedToken, unprivilegedUser, dir, pids },
+    state: {
+      kubeconfig,
+      server,
+      adminToken,
+      unprivilegedToken,
+      unprivilegedUser,
+      auditLog,
+      dir,
+      pids,
+    },
     stop,
   };
 }

@@ -1,0 +1,155 @@
+{{/* Names, labels and the pieces every role's pod shares. */}}
+
+{{- define "torii.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "torii.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "torii.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "torii.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one role's objects: <fullname>-<role>. Call with (dict "root" $ "role" "worker"). */}}
+{{- define "torii.roleName" -}}
+{{- printf "%s-%s" (include "torii.fullname" .root) .role | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "torii.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "torii.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: torii
+{{- end -}}
+
+{{/* Selector labels of one role. Call with (dict "root" $ "role" "worker"). */}}
+{{- define "torii.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "torii.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{- define "torii.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the key files: the user's, or the one this chart creates. */}}
+{{- define "torii.keysSecret" -}}
+{{- default (printf "%s-keys" (include "torii.fullname" .)) .Values.keys.existingSecret -}}
+{{- end -}}
+
+{{- define "torii.livekitSecret" -}}
+{{- default (printf "%s-livekit" (include "torii.fullname" .)) .Values.livekit.existingSecret -}}
+{{- end -}}
+
+{{/*
+The keys folder of one role, with only the files that role reads (least privilege: the worker
+never sees the callout's issuer seed). Call with (dict "root" $ "required" (list …) "optional" (list …)).
+*/}}
+{{- define "torii.keysVolume" -}}
+- name: keys
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "torii.keysSecret" .root }}
+          items:
+            {{- range .required }}
+            - { key: {{ . }}, path: {{ . }} }
+            {{- end }}
+      {{- with .optional }}
+      # Present in one key set or another (JWK pair or HS256 secret): optional.
+      - secret:
+          name: {{ include "torii.keysSecret" $.root }}
+          optional: true
+          items:
+            {{- range . }}
+            - { key: {{ . }}, path: {{ . }} }
+            {{- end }}
+      {{- end }}
+{{- end -}}
+
+{{/* Environment shared by every role, then the role's own TORII_* overrides. */}}
+{{- define "torii.env" -}}
+- { name: TORII_NATS_URL, value: {{ .root.Values.nats.url | quote }} }
+- { name: TORII_KEYS_DIR, value: /etc/torii/keys }
+- { name: TORII_KV_REPLICAS, value: {{ .root.Values.nats.kvReplicas | quote }} }
+- { name: TORII_HTTP_PORT, value: {{ .root.Values.httpPort | quote }} }
+- { name: TORII_LOG_LEVEL, value: {{ .root.Values.logLevel | quote }} }
+- name: POD_NAME
+  valueFrom: { fieldRef: { fieldPath: metadata.name } }
+- name: POD_NAMESPACE
+  valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
+{{- range $name, $value := .env }}
+{{- if not (hasPrefix "TORII_" $name) }}
+{{- fail (printf "%s.env.%s: only TORII_* variables may be set here" $.role $name) }}
+{{- end }}
+- { name: {{ $name }}, value: {{ $value | toString | quote }} }
+{{- end }}
+{{- end -}}
+
+{{/* Container pieces every role shares: image, ports, probes, security. */}}
+{{- define "torii.containerCommon" -}}
+image: {{ include "torii.image" .root }}
+imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+ports:
+  - { name: http, containerPort: {{ .root.Values.httpPort }}, protocol: TCP }
+livenessProbe:
+  httpGet: { path: /healthz, port: http }
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: { path: /readyz, port: http }
+  periodSeconds: 5
+  failureThreshold: 2
+startupProbe:
+  httpGet: { path: /healthz, port: http }
+  periodSeconds: 2
+  failureThreshold: 30
+securityContext:
+  {{- toYaml .root.Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Pod-level pieces every role shares. */}}
+{{- define "torii.podCommon" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ .root.Values.terminationGracePeriodSeconds }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .values.affinity }}
+affinity:
+  {{- toYaml .values.affinity | nindent 2 }}
+{{- else }}
+# Spread replicas over nodes, so a node failure takes at most one.
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "torii.selectorLabels" . | nindent 14 }}
+{{- end }}
+{{- end -}}
