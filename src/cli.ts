@@ -71,6 +71,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `torii --help | head` closes stdout early: that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 // nats.js can reject a promise nobody awaits after a refused connect; log it instead of crashing.
 process.on('unhandledRejection', (reason) => {
   process.stderr.write(`torii: unhandled rejection: ${describeError(reason)}\n`);

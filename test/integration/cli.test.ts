@@ -13,7 +13,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet
 import { findTool } from '../../src/core/tools.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { ServiceUser } from '../../src/core/natsconf.js';
-import { torii, toriiSpawn } from '../helpers/cli.js';
+import { CLI, torii, toriiSpawn } from '../helpers/cli.js';
 import { RoomClient } from '../../src/client/index.js';
 import { freePort, isAlive, run, tempDir, waitFor } from '../helpers/procs.js';
 
@@ -348,6 +348,16 @@ describe('torii help and version', () => {
       expect(r.stdout).toMatch(/env: TORII_[A-Z_]+/);
     },
   );
+
+  test('help piped into a reader that is already gone (| head) ends quietly with 0', () => {
+    // `true` exits before node writes: the write fails with EPIPE.
+    const r = run('bash', [
+      '-c',
+      `node ${CLI} worker --help | true; echo "status=\${PIPESTATUS[0]}"`,
+    ]);
+    expect(r.stdout).toBe('status=0\n');
+    expect(r.stderr).toBe('');
+  });
 
   test('an unknown command is a usage error', () => {
     expectUsageError(torii(['frobnicate']), /unknown command 'frobnicate'/);
