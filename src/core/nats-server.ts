@@ -35,6 +35,8 @@ export interface StartNatsOptions {
   startTimeoutMs?: number;
   /** Receives the server's log lines (stderr). */
   onLog?: (line: string) => void;
+  /** Environment of the server (a config may reference `$VAR`s); this process's by default. */
+  env?: NodeJS.ProcessEnv;
   /** Wait for `/healthz` (JetStream ready); needs a monitoring port. Default true. */
   waitHealthy?: boolean;
 }
@@ -83,7 +85,10 @@ export class NatsServerProcess {
     await mkdir(o.dir, { recursive: true, mode: 0o700 });
     const configFile = path.join(o.dir, 'nats-server.conf');
     await writeFile(configFile, o.config, { mode: 0o600 });
-    const child = spawn(binary, ['-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(binary, ['-c', configFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(o.env ? { env: o.env } : {}),
+    });
     const logTail: string[] = [];
     const onData = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split('\n')) {

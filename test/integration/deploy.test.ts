@@ -1,0 +1,197 @@
+/**
+ * deploy/: the values for the official NATS chart and the plain manifests.
+ *
+ * The NATS chart itself cannot be fetched here (no internet; the Go module proxy does not serve
+ * it), so the test does what the chart does with our values: it writes `config.merge` into the
+ * server config as JSON, with the chart's `<< $VAR >>` turned into unquoted `$VAR` references,
+ * sets the container's env from a key set made by `torii keys generate` (as the Secret
+ * `torii-keys` holds it), and runs a real nats-server on it. The Torii roles, as processes, and a
+ * room client then work against that server; a forged token does not.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { parse as parseYaml } from 'yaml';
+import { RoomClient } from '../../src/client/index.js';
+import { KeyFile } from '../../src/core/keys.js';
+import { NatsServerProcess } from '../../src/core/nats-server.js';
+import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
+import { spawnRole, torii } from '../helpers/cli.js';
+import { sharedControlPlane } from '../helpers/kube.js';
+import { testKeys, type TestKeys } from '../helpers/nats.js';
+import { freePort, runAsync, tempDir, waitFor } from '../helpers/procs.js';
+
+const VALUES = path.join(PROJECT_ROOT, 'deploy', 'nats', 'values.yaml');
+const MANIFESTS = path.join(PROJECT_ROOT, 'deploy', 'manifests', 'torii.yaml');
+
+interface NatsValues {
+  config: {
+    jetstream: { enabled: boolean };
+    websocket: { enabled: boolean; tls: { enabled: boolean } };
+    merge: Record<string, unknown>;
+  };
+  container: {
+    env: Record<string, { valueFrom: { secretKeyRef: { name: string; key: string } } }>;
+  };
+}
+
+/** The chart's rendering of a merge block: JSON, with "<< X >>" strings written unquoted. */
+function chartMerge(merge: Record<string, unknown>): string {
+  return JSON.stringify(merge, null, 2).replace(/"<< (.+?) >>"/g, '$1');
+}
+
+describe('deploy/nats/values.yaml (official NATS chart)', () => {
+  const values = parseYaml(readFileSync(VALUES, 'utf8')) as NatsValues;
+  let keys: TestKeys;
+  let server: NatsServerProcess;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    keys = await testKeys();
+    // Every env var comes from the Secret torii-keys = the files of `torii keys generate`.
+    env = {};
+    for (const [name, v] of Object.entries(values.container.env)) {
+      const ref = v.valueFrom.secretKeyRef;
+      expect([name, ref.name]).toEqual([name, 'torii-keys']);
+      env[name] = readFileSync(path.join(keys.dir, ref.key), 'utf8').trim();
+    }
+    const dir = tempDir('deploy-nats');
+    const [port, http, ws] = [await freePort(), await freePort(), await freePort()];
+    const config = [
+      'server_name: deploy-test',
+      `listen: 127.0.0.1:${port}`,
+      `http: 127.0.0.1:${http}`,
+      `ports_file_dir: ${JSON.stringify(dir)}`,
+      values.config.jetstream.enabled
+        ? `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }`
+        : '',
+      values.config.websocket.enabled
+        ? `websocket { listen: "127.0.0.1:${ws}", no_tls: ${!values.config.websocket.tls.enabled} }`
+        : '',
+      // what the chart appends from config.merge, at the top level
+      chartMerge(values.config.merge).slice(1, -1),
+    ].join('\n');
+    server = await NatsServerProcess.start({ dir, config, env: { ...process.env, ...env } });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test('holds no secret: passwords and keys are env references only', () => {
+    const text = readFileSync(VALUES, 'utf8');
+    for (const file of [KeyFile.AuthPassword, KeyFile.ServicePassword, KeyFile.SystemPassword]) {
+      const value = readFileSync(path.join(keys.dir, file), 'utf8').trim();
+      expect(text).not.toContain(value);
+    }
+    expect(chartMerge(values.config.merge)).not.toMatch(/password": "/);
+    // the NATS pods never get a seed
+    for (const v of Object.values(values.container.env))
+      expect(v.valueFrom.secretKeyRef.key).not.toMatch(/\.nk$|\.jwk$|token-secret/);
+  });
+
+  test('the Torii roles and a room client work against a server with this configuration', async () => {
+    const servers = ['--nats-url', server.url, '--keys-dir', keys.dir, '--kv-replicas', '1'];
+    const roles = [
+      await spawnRole([
+        'controller',
+        ...servers,
+        '--rooms-dir',
+        path.join(PROJECT_ROOT, 'examples', 'rooms'),
+      ]),
+      await spawnRole(['auth-callout', ...servers]),
+      await spawnRole(['worker', ...servers]),
+    ];
+    try {
+      const token = torii([
+        'token',
+        '--room',
+        'demo',
+        '--user',
+        'hana',
+        '--role',
+        'student',
+        '--keys-dir',
+        keys.dir,
+      ]).stdout.trim();
+      const client = await waitFor('demo room published', async () =>
+        RoomClient.connect({
+          servers: server.url,
+          token,
+          roomId: 'demo',
+          userId: 'hana',
+          autoRenew: false,
+        }).catch(() => undefined),
+      );
+      const initial = await client.request<{ me: { userId: string; role: string } }>(
+        'REQ_INITIAL_DATA',
+      );
+      expect(initial.me).toMatchObject({ userId: 'hana', role: 'student' });
+      await client.close();
+      // The callout still decides: a forged token is refused.
+      await expect(
+        connect({
+          servers: server.url,
+          token: `${token.slice(0, -4)}AAAA`,
+          maxReconnectAttempts: 0,
+        }),
+      ).rejects.toThrow(/Authorization Violation/);
+      // And the system user sees the APP account's connection events (presence).
+      const sys = await connect({
+        servers: server.url,
+        user: 'torii-system',
+        pass: env['TORII_SYSTEM_PASSWORD'],
+      });
+      await sys.close();
+    } finally {
+      for (const r of roles) r.proc.kill('SIGTERM');
+      await waitFor('roles stopped', () =>
+        roles.every((r) => r.proc.exitCode !== null || r.proc.signalCode !== null),
+      );
+    }
+  });
+});
+
+describe('deploy/manifests/torii.yaml (plain manifests)', () => {
+  test('is what `make manifests` renders from the chart today', async () => {
+    const r = await runAsync(findTool('helm'), [
+      'template',
+      'torii',
+      path.join(PROJECT_ROOT, 'charts', 'torii'),
+      '--namespace',
+      'torii',
+      '--include-crds',
+    ]);
+    expect(r.status).toBe(0);
+    const committed = readFileSync(MANIFESTS, 'utf8');
+    const body = committed
+      .split('\n')
+      .filter((l, i) => !(i < 2 && l.startsWith('#')))
+      .join('\n');
+    expect(body).toBe(r.stdout);
+  });
+
+  test('is accepted by the API server (server-side dry run, namespace torii)', async () => {
+    const { kubeconfig } = await sharedControlPlane();
+    const kubectl = (args: string[]) =>
+      runAsync(findTool('kubectl'), ['--kubeconfig', kubeconfig, ...args]);
+    await kubectl(['create', 'namespace', 'torii']); // may exist already
+    const r = await kubectl([
+      'apply',
+      '--server-side',
+      '--force-conflicts',
+      '--dry-run=server',
+      '--validate=strict',
+      '-f',
+      MANIFESTS,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(
+      'customresourcedefinition.apiextensions.k8s.io/rooms.torii.io serverside-applied (server dry run)',
+    );
+    expect(r.stdout).toContain(
+      'deployment.apps/torii-controller serverside-applied (server dry run)',
+    );
+  });
+});
