@@ -21,9 +21,15 @@ deps: $(NODE_MODULES_STAMP) ## install npm packages
 tools: ## install nats-server, nats, etcd, kube-apiserver, kubectl, helm into ~/.cache/torii
 	scripts/install-tools.sh
 
-.PHONY: build
-build: deps ## compile TypeScript into dist/
+# Compiled only when a source changed: tests that run `make dev` must not rewrite dist/ under
+# other tests that are running from it.
+BUILD_STAMP := dist/.built
+$(BUILD_STAMP): $(NODE_MODULES_STAMP) $(shell find src -name '*.ts') tsconfig.json tsconfig.build.json package.json
 	npm run --silent build
+	@touch $@
+
+.PHONY: build
+build: deps $(BUILD_STAMP) ## compile TypeScript into dist/
 
 .PHONY: dev
 dev: build ## run Torii on this machine (local nats-server with auth callout); Ctrl-C stops it
@@ -51,6 +57,15 @@ test-unit: deps ## unit tests only
 .PHONY: bench
 bench: deps tools build ## run every benchmark under bench/ (each prints one JSON line)
 	@for b in bench/*.ts; do [ -e "$$b" ] || continue; echo "# $$b" >&2; npx tsx "$$b" || exit 1; done
+
+.PHONY: docs
+docs: build ## regenerate docs/cli.md from the CLI's --help
+	npx tsx scripts/gen-cli-docs.ts
+
+.PHONY: docs-check
+docs-check: deps tools build ## run every command of README.md and docs/ (install guide against a scratch kube-apiserver)
+	@mkdir -p $(dir $(JEST_RESULTS))
+	$(JEST) test/integration/docs.test.ts --ci
 
 MANIFESTS := deploy/manifests/torii.yaml
 .PHONY: manifests

@@ -11,67 +11,37 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { parse as parseYaml } from 'yaml';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
-import { NatsServerProcess } from '../../src/core/nats-server.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { spawnRole, torii } from '../helpers/cli.js';
 import { sharedControlPlane } from '../helpers/kube.js';
 import { testKeys, type TestKeys } from '../helpers/nats.js';
-import { freePort, runAsync, tempDir, waitFor } from '../helpers/procs.js';
+import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
+import {
+  chartEnv,
+  chartMerge,
+  readNatsChartValues,
+  startChartNats,
+  type ChartNats,
+} from '../helpers/nats-chart.js';
 
 const VALUES = path.join(PROJECT_ROOT, 'deploy', 'nats', 'values.yaml');
 const MANIFESTS = path.join(PROJECT_ROOT, 'deploy', 'manifests', 'torii.yaml');
 
-interface NatsValues {
-  config: {
-    jetstream: { enabled: boolean };
-    websocket: { enabled: boolean; tls: { enabled: boolean } };
-    merge: Record<string, unknown>;
-  };
-  container: {
-    env: Record<string, { valueFrom: { secretKeyRef: { name: string; key: string } } }>;
-  };
-}
-
-/** The chart's rendering of a merge block: JSON, with "<< X >>" strings written unquoted. */
-function chartMerge(merge: Record<string, unknown>): string {
-  return JSON.stringify(merge, null, 2).replace(/"<< (.+?) >>"/g, '$1');
-}
-
 describe('deploy/nats/values.yaml (official NATS chart)', () => {
-  const values = parseYaml(readFileSync(VALUES, 'utf8')) as NatsValues;
+  const values = readNatsChartValues(VALUES);
   let keys: TestKeys;
-  let server: NatsServerProcess;
+  let server: ChartNats;
   let env: Record<string, string>;
 
   beforeAll(async () => {
     keys = await testKeys();
-    // Every env var comes from the Secret torii-keys = the files of `torii keys generate`.
-    env = {};
-    for (const [name, v] of Object.entries(values.container.env)) {
-      const ref = v.valueFrom.secretKeyRef;
-      expect([name, ref.name]).toEqual([name, 'torii-keys']);
-      env[name] = readFileSync(path.join(keys.dir, ref.key), 'utf8').trim();
-    }
-    const dir = tempDir('deploy-nats');
-    const [port, http, ws] = [await freePort(), await freePort(), await freePort()];
-    const config = [
-      'server_name: deploy-test',
-      `listen: 127.0.0.1:${port}`,
-      `http: 127.0.0.1:${http}`,
-      `ports_file_dir: ${JSON.stringify(dir)}`,
-      values.config.jetstream.enabled
-        ? `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }`
-        : '',
-      values.config.websocket.enabled
-        ? `websocket { listen: "127.0.0.1:${ws}", no_tls: ${!values.config.websocket.tls.enabled} }`
-        : '',
-      // what the chart appends from config.merge, at the top level
-      chartMerge(values.config.merge).slice(1, -1),
-    ].join('\n');
-    server = await NatsServerProcess.start({ dir, config, env: { ...process.env, ...env } });
+    // The Secret torii-keys holds the files of `torii keys generate`.
+    env = chartEnv(values, (secret, key) =>
+      secret === 'torii-keys' ? readFileSync(path.join(keys.dir, key), 'utf8') : undefined,
+    );
+    server = await startChartNats(values, env, tempDir('deploy-nats'));
   });
 
   afterAll(async () => {

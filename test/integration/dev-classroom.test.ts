@@ -1,13 +1,26 @@
 /**
- * The whole developer experience, end to end, as a user runs it: `torii dev` in a terminal (its
- * own process group), the printed client command for the teacher, and `torii client` for two
- * students with the printed tokens. Chat, raise hand, lower hand and leave are seen by the others;
- * a student cannot lower someone else's hand; Ctrl-C on dev leaves no process behind.
+ * The whole developer experience, end to end, as the README tells it: `make dev` in a terminal
+ * (its own process group), the client command the banner prints (teacher), `torii client` with
+ * the printed student tokens, and the README's "Getting started" command for one more student.
+ * Chat, raise hand, lower hand and leave are seen by the others; a student cannot lower someone
+ * else's hand; Ctrl-C leaves no process behind. Reads its commands from 'README.md'.
  */
 import { once } from 'node:events';
-import type { ChildProcess } from 'node:child_process';
-import { CLI, toriiSpawn } from '../helpers/cli.js';
-import { freePort, isAlive, processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { cleanEnv } from '../helpers/cli.js';
+import { blockStartingWith } from '../helpers/docs.js';
+import {
+  freePort,
+  isAlive,
+  processGroupMembers,
+  tempDir,
+  track,
+  trackGroup,
+  waitFor,
+} from '../helpers/procs.js';
 
 /** A `torii client` process: what it printed, and a keyboard. */
 interface ClientProc {
@@ -20,8 +33,15 @@ interface ClientProc {
   type(line: string): void;
 }
 
-function startClient(name: string, args: string[], o: { cwd: string }): ClientProc {
-  const proc = toriiSpawn(args, { cwd: o.cwd, stdin: 'pipe' });
+/** Runs a client command line as typed in a terminal (bash, in the project folder). */
+function startClient(name: string, command: string, env: Record<string, string> = {}): ClientProc {
+  const proc = track(
+    spawn('bash', ['-c', command], {
+      cwd: PROJECT_ROOT,
+      env: cleanEnv(env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
   const c: ClientProc = {
     name,
     proc,
@@ -77,14 +97,22 @@ const chat =
   (m: Record<string, unknown>): boolean =>
     m['kind'] === 'chat' && m['from'] === from && (m['body'] as { text?: string }).text === text;
 
-describe('torii dev + torii client: a class of three', () => {
+describe('make dev + torii client: a class of four', () => {
   let dev: ChildProcess;
   let stdout = '';
   let stderr = '';
-  const cwd = tempDir('dev-classroom');
+  const stateDir = tempDir('dev-classroom');
+  const quickStart = blockStartingWith('README.md', 'make dev');
+  const gettingStarted = blockStartingWith('README.md', 'node dist/cli.js client');
 
   afterAll(() => {
     for (const pid of dev?.pid ? processGroupMembers(dev.pid) : []) process.kill(pid, 'SIGKILL');
+  });
+
+  test('the README quick start: make dev, and make test is what CI runs', () => {
+    const commands = quickStart.commands.map((c) => c.text.replace(/\s+#.*$/, ''));
+    expect(commands).toEqual(['make dev', 'make test']);
+    expect(readFileSync(path.join(PROJECT_ROOT, '.ci', 'run'), 'utf8')).toMatch(/^make test\b/m);
   });
 
   test('join, chat, raise and lower hands, leave; Ctrl-C stops everything', async () => {
@@ -94,68 +122,64 @@ describe('torii dev + torii client: a class of three', () => {
       await freePort(),
       await freePort(),
     ];
-    dev = toriiSpawn(
-      [
-        'dev',
-        '--port',
-        String(port),
-        '--nats-monitor-port',
-        String(monitorPort),
-        '--websocket-port',
-        String(wsPort),
-        '--http-port',
-        String(opsPort),
-      ],
-      { cwd, group: true },
+    // `make dev` as the README says; every flag of dev is also an environment variable, which
+    // moves it to free ports and a scratch state folder.
+    const devEnv = {
+      TORII_PORT: String(port),
+      TORII_NATS_MONITOR_PORT: String(monitorPort),
+      TORII_WEBSOCKET_PORT: String(wsPort),
+      TORII_HTTP_PORT: String(opsPort),
+      TORII_STATE_DIR: stateDir,
+    };
+    dev = trackGroup(
+      spawn('bash', ['-c', `exec ${quickStart.commands[0]?.text ?? ''}`], {
+        cwd: PROJECT_ROOT,
+        env: cleanEnv(devEnv),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      }),
     );
     dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
     dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
     await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
-      timeoutMs: 30_000,
+      timeoutMs: 60_000,
     }).catch((e: Error) => {
       throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
     });
     const devPid = dev.pid as number;
-    // nats-server runs in dev's process group (so a terminal's Ctrl-C reaches both).
-    await waitFor('nats-server in the group', () => processGroupMembers(devPid).length >= 2);
+    // make, torii dev and nats-server share the terminal's process group.
+    await waitFor('nats-server in the group', () => processGroupMembers(devPid).length >= 3);
 
     const token = (role: string, user: string): string => {
       const t = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(stdout)?.[1];
       if (!t) throw new Error(`no ${role} token for ${user} in the banner:\n${stdout}`);
       return t;
     };
+    const url = `nats://127.0.0.1:${port}`;
     // The ready-to-run command the banner prints for the teacher, run as printed.
-    const printed = /^ {2}(node \S+cli\.js|torii) client (.+)$/m.exec(stdout);
-    expect(printed).not.toBeNull();
-    const printedArgs = (printed?.[2] ?? '').split(' ');
-    expect(printedArgs).toEqual([
-      '--nats-url',
-      `nats://127.0.0.1:${port}`,
-      '--token',
-      token('teacher', 'sensei'),
-    ]);
-    expect(printed?.[1]).toBe(`node ${CLI}`);
+    const printed = /^ {2}(node dist\/cli\.js client --nats-url (\S+) --token (\S+))$/m.exec(
+      stdout,
+    );
+    expect(printed?.[2]).toBe(url);
+    expect(printed?.[3]).toBe(token('teacher', 'sensei'));
 
-    const sensei = startClient('sensei', ['client', ...printedArgs, '--json'], { cwd });
+    const sensei = startClient('sensei', `${printed?.[1] ?? ''} --json`);
     const joined = await sees(sensei, 'joined', (m) => m['kind'] === 'joined');
     expect(joined).toMatchObject({
       room: { id: 'demo' },
       me: { userId: 'sensei', role: 'teacher' },
     });
 
-    const url = `nats://127.0.0.1:${port}`;
     const hana = startClient(
       'hana',
-      ['client', '--nats-url', url, '--token', token('student', 'hana'), '--json'],
-      { cwd },
+      `node dist/cli.js client --nats-url ${url} --token ${token('student', 'hana')} --json`,
     );
     await sees(hana, 'joined', (m) => m['kind'] === 'joined');
     await sees(sensei, 'hana joining', event('EVT_PARTICIPANT_JOINED', 'hana'));
     // kenji runs the text client, as a person at a terminal would.
     const kenji = startClient(
       'kenji',
-      ['client', '--nats-url', url, '--token', token('student', 'kenji')],
-      { cwd },
+      `node dist/cli.js client --nats-url ${url} --token ${token('student', 'kenji')}`,
     );
     const kenjiSays = (re: RegExp): Promise<unknown> =>
       waitFor(`kenji prints ${re}`, () => kenji.text.some((l) => re.test(l)), {
@@ -167,6 +191,20 @@ describe('torii dev + torii client: a class of three', () => {
     await kenjiSays(/^here: .*Tanaka Sensei \(teacher\).*Hana \(student\)/);
     await sees(sensei, 'kenji joining', event('EVT_PARTICIPANT_JOINED', 'kenji'));
     await sees(hana, 'kenji joining', event('EVT_PARTICIPANT_JOINED', 'kenji'));
+
+    // The README's "Getting started" command, verbatim, in the same folder as dev (here: with
+    // dev's state folder and port, given as the environment variables of the flags).
+    const aiko = startClient('aiko', gettingStarted.commands[0]?.text ?? '', {
+      TORII_NATS_URL: url,
+      TORII_KEYS_DIR: path.join(stateDir, 'keys'),
+    });
+    await sees(sensei, 'aiko joining', event('EVT_PARTICIPANT_JOINED', 'aiko'));
+    aiko.type('/raise');
+    await sees(sensei, 'aiko raising', event('EVT_HAND_RAISED', 'aiko'));
+    aiko.type('/leave');
+    expect(((await once(aiko.proc, 'exit')) as [number | null])[0]).toBe(0);
+    await sees(sensei, 'aiko leaving', event('EVT_PARTICIPANT_LEFT', 'aiko'));
+    expect(aiko.text).toContain('left the room');
 
     // Chat
     hana.type('konnichiwa, sensei!');
@@ -215,8 +253,6 @@ describe('torii dev + torii client: a class of three', () => {
     // Ctrl-C in dev's terminal: the whole group gets SIGINT.
     const members = processGroupMembers(devPid);
     process.kill(-devPid, 'SIGINT');
-    const [code] = (await once(dev, 'exit')) as [number | null];
-    expect(code).toBe(0);
     await waitFor(
       'every process of the group gone',
       () => processGroupMembers(devPid).length === 0,
