@@ -29,6 +29,11 @@ const ALL_DOCS = [
 /** What some commands must print: the promises the text around them makes. */
 const EXPECT: [RegExp, RegExp[]][] = [
   [/^torii keys generate/, [/issuer/]],
+  // the chart's NOTES.txt tells the user what to do next
+  [
+    /^helm install torii charts\/torii/,
+    [/Torii \S+ is installed in namespace torii/, /Create a classroom/],
+  ],
   [/^kubectl -n classes get rooms/, [/n5-lecture\s+n5-lecture\s+True\s+0/]],
   [
     /^torii client .*--user hana/,

@@ -5,6 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { KV } from '@nats-io/kv';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import { Bucket } from '../../src/core/subjects.js';
@@ -20,8 +21,9 @@ let cluster: TestCluster;
 let svc: NatsConnection;
 let callout: TestCallout;
 
-async function presenceOf(room: string, user: string, nc: NatsConnection = svc) {
-  const e = await (await openBucket(nc, Bucket.Presence, 3)).get(`${room}.${user}`);
+async function presenceOf(room: string, user: string, nc: NatsConnection | KV = svc) {
+  const kv = 'get' in nc ? nc : await openBucket(nc, Bucket.Presence, 3);
+  const e = await kv.get(`${room}.${user}`);
   return e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
 }
 async function client(serverUrl: string, room: string, user: string): Promise<NatsConnection> {
@@ -105,15 +107,26 @@ test("a server killed with its clients: they become away, then left; other serve
     const watcher = await cluster
       .node(victimIndex === 0 ? 1 : 0)
       .connectService({ reconnect: false });
+    // Opened before the kill: reads are then direct gets, answered by any replica, so they do
+    // not wait for a new stream leader where the victim led (bucket status would).
+    const presence = await openBucket(watcher, Bucket.Presence, 3);
     await victim.kill(); // no shutdown event, no DISCONNECT
-    await waitFor('away', async () => (await presenceOf('c1', 'goes', watcher))?.state === 'away', {
-      timeoutMs: 30_000,
-    });
-    await waitFor('left', async () => (await presenceOf('c1', 'goes', watcher))?.state === 'left', {
-      timeoutMs: 30_000,
-    });
-    expect(await presenceOf('c1', 'stays', watcher)).toMatchObject({ state: 'online' });
-    expect((await presenceOf('c1', 'stays', watcher))?.connections).toHaveLength(1);
+    await waitFor(
+      'away',
+      async () => (await presenceOf('c1', 'goes', presence))?.state === 'away',
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    await waitFor(
+      'left',
+      async () => (await presenceOf('c1', 'goes', presence))?.state === 'left',
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    expect(await presenceOf('c1', 'stays', presence)).toMatchObject({ state: 'online' });
+    expect((await presenceOf('c1', 'stays', presence))?.connections).toHaveLength(1);
     await watcher.close();
     await onOther.close();
     await onVictim.close().catch(() => undefined);
