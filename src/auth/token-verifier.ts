@@ -123,11 +123,28 @@ export class TokenVerifier {
           flag: '--token-jwks-url',
         });
       }
-      const jwks = createRemoteJWKSet(url, {
+      const remote = createRemoteJWKSet(url, {
         cacheMaxAge: JWKS_CACHE_MAX_AGE_MS,
         cooldownDuration: o.jwksCooldownMs ?? JWKS_COOLDOWN_MS,
       });
-      return new TokenVerifier(jwks, ASYMMETRIC_ALGS, o, `jwks-url ${url.href}`);
+      // The workers sign renewed tokens (REQ_RENEW_WAJLC_TOKEN, torii.tokens.issue) with Torii's
+      // own key: when its public JWKS is in the keys folder, those kids are accepted too.
+      const ownFile = o.keysDir ? path.join(o.keysDir, KeyFile.TokenJwks) : undefined;
+      const own = ownFile ? await TokenVerifier.readOwnJwks(ownFile) : undefined;
+      if (!own || !ownFile)
+        return new TokenVerifier(remote, ASYMMETRIC_ALGS, o, `jwks-url ${url.href}`);
+      const ownKids = new Set(own.keys.map((k) => k.kid).filter((k) => k !== undefined));
+      const local = createLocalJWKSet(own);
+      const either: JWTVerifyGetKey = (header, token) =>
+        header.kid !== undefined && ownKids.has(header.kid)
+          ? local(header, token)
+          : remote(header, token);
+      return new TokenVerifier(
+        either,
+        ASYMMETRIC_ALGS,
+        o,
+        `jwks-url ${url.href} + jwks-file ${ownFile}`,
+      );
     }
     if (o.publicKeyFile)
       return TokenVerifier.fromPublicKeyFile(o.publicKeyFile, '--token-public-key-file', o);
@@ -148,6 +165,33 @@ export class TokenVerifier {
         flag: '--token-jwks-url',
       },
     );
+  }
+
+  /** Torii's own public JWKS, if the keys folder has one (only keys with a kid count). */
+  private static async readOwnJwks(file: string): Promise<JSONWebKeySet | undefined> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new ConfigError(`--keys-dir: cannot read ${file}: ${(e as Error).message}`, {
+        flag: '--keys-dir',
+        cause: e,
+      });
+    }
+    try {
+      const jwks = JSON.parse(text) as JSONWebKeySet;
+      if (!Array.isArray(jwks.keys)) throw new Error('no "keys" array');
+      if (jwks.keys.some((k) => 'd' in k || k.kty === 'oct'))
+        throw new Error('the JWKS holds private or symmetric keys');
+      const keys = jwks.keys.filter((k) => typeof k.kid === 'string');
+      return keys.length ? { keys } : undefined;
+    } catch (e) {
+      throw new ConfigError(`--keys-dir: ${file} is not a usable JWKS: ${(e as Error).message}`, {
+        flag: '--keys-dir',
+        cause: e,
+      });
+    }
   }
 
   private static async read(file: string, flag: string): Promise<string> {

@@ -28,6 +28,8 @@ import {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** How long `close()` waits for the leave to be acknowledged, in milliseconds. */
 const LEAVE_TIMEOUT_MS = 1_000;
+/** Messages kept for the first listener, at most. */
+const MAX_BACKLOG = 1_000;
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
 
@@ -80,6 +82,8 @@ export class RoomClient {
   private counter = 0;
   private readonly prefix = Math.random().toString(36).slice(2, 8);
   private closed = false;
+  /** What arrived before the first listener (at most {@link MAX_BACKLOG}). */
+  private backlog: RoomMessage[] | undefined = [];
   private online = true;
   private readonly statusListeners = new Set<(connected: boolean) => void>();
 
@@ -183,14 +187,22 @@ export class RoomClient {
           body,
           ...(from ? { from } : {}),
         };
+        if (this.listeners.size === 0 && this.backlog && this.backlog.length < MAX_BACKLOG)
+          this.backlog.push(msg);
         for (const l of this.listeners) l(msg);
         m.ack();
       }
     })();
   }
 
-  /** Listens to everything that arrives; returns a function that stops listening. */
+  /**
+   * Listens to everything that arrives; returns a function that stops listening. The first
+   * listener also gets what arrived before it (consuming starts in `connect`).
+   */
   on(listener: (m: RoomMessage) => void): () => void {
+    const early = this.backlog ?? [];
+    this.backlog = undefined;
+    for (const m of early) listener(m);
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

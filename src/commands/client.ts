@@ -181,25 +181,33 @@ export function registerClient(program: Command): void {
       else out(up ? '* reconnected' : '* disconnected; reconnecting…');
     });
 
-    const initial = await client.request<InitialData>(RequestEvent.InitialData);
-    if (f.json) emit({ kind: 'joined', ...initial });
-    else {
-      out(
-        `joined ${initial.room.title ? `"${initial.room.title}" (${initial.room.id})` : initial.room.id} as ${initial.me.userId} (${initial.me.role})`,
-      );
-      out(describeRoom(initial, names));
-      out(`type /help for commands`);
-    }
-    client.on((m) => {
+    // Listen before asking for the snapshot: chat sent meanwhile must not be lost.
+    const joined: { snapshotSeq?: number } = {};
+    const early: RoomMessage[] = [];
+    const show = (m: RoomMessage, snapshotSeq: number): void => {
       // Broadcasts from before the snapshot are already reflected in it.
-      if (m.kind === 'event' && m.seq <= initial.snapshotSeq) return;
+      if (m.kind === 'event' && m.seq <= snapshotSeq) return;
       if (f.json) {
         if (m.kind !== 'answer') emit({ ...m });
         return;
       }
       const line = formatRoomMessage(m, names);
       if (line !== undefined) out(line);
-    });
+    };
+    client.on((m) =>
+      joined.snapshotSeq !== undefined ? show(m, joined.snapshotSeq) : early.push(m),
+    );
+    const snapshot = await client.request<InitialData>(RequestEvent.InitialData);
+    if (f.json) emit({ kind: 'joined', ...snapshot });
+    else {
+      out(
+        `joined ${snapshot.room.title ? `"${snapshot.room.title}" (${snapshot.room.id})` : snapshot.room.id} as ${snapshot.me.userId} (${snapshot.me.role})`,
+      );
+      out(describeRoom(snapshot, names));
+      out(`type /help for commands`);
+    }
+    joined.snapshotSeq = snapshot.snapshotSeq;
+    for (const m of early.splice(0)) show(m, snapshot.snapshotSeq);
 
     const act = async (line: string): Promise<boolean> => {
       const [word = '', ...rest] = line.trim().split(/\s+/);

@@ -6,7 +6,7 @@
  * written, with bash.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
@@ -26,6 +26,8 @@ export interface CommandResult {
 
 interface Pod {
   name: string;
+  /** The pod's folder (read-only while it runs). */
+  root: string;
   namespace: string;
   proc: ChildProcess;
   readyUrl: string;
@@ -42,6 +44,7 @@ interface Deployment {
       spec: {
         serviceAccountName?: string;
         automountServiceAccountToken?: boolean;
+        securityContext?: { runAsUser?: number; runAsGroup?: number; fsGroup?: number };
         containers: {
           args: string[];
           env?: {
@@ -60,6 +63,7 @@ interface Deployment {
             optional?: boolean;
           };
           projected?: {
+            defaultMode?: number;
             sources: {
               secret: { name: string; items: { key: string; path: string }[]; optional?: boolean };
             }[];
@@ -87,6 +91,8 @@ export class DocsSandbox {
   static async create(): Promise<DocsSandbox> {
     const cp = await startControlPlane();
     const dir = tempDir('docs');
+    // The role processes run as the pods' user (uid 10001) and must reach their folders.
+    chmodSync(dir, 0o755);
     for (const d of ['charts', 'deploy', 'examples'])
       symlinkSync(path.join(PROJECT_ROOT, d), path.join(dir, d));
     const bin = path.join(dir, '.bin');
@@ -109,8 +115,25 @@ export class DocsSandbox {
     return new DocsSandbox(dir, env, cp);
   }
 
+  /**
+   * Ports of the docs (`port-forward svc/nats 4222:4222`) mapped to free ones, so that a local
+   * NATS or `make dev` on the same port does not get in the way.
+   */
+  private readonly ports = new Map<number, number>();
+
+  /** `nats://127.0.0.1:<port>` where a documented local port really is. */
+  localUrl(docPort: number): string {
+    return `nats://127.0.0.1:${this.ports.get(docPort) ?? docPort}`;
+  }
+
   /** Runs one documented command (bash), or its stand-in. */
-  async run(cmd: string): Promise<CommandResult> {
+  async run(documented: string): Promise<CommandResult> {
+    let cmd = documented;
+    for (const [doc, real] of this.ports)
+      cmd = cmd.replace(
+        new RegExp(`\\b(127\\.0\\.0\\.1|localhost):${doc}\\b`, 'g'),
+        `127.0.0.1:${real}`,
+      );
     let m: RegExpExecArray | null;
     if (/^helm repo (add|update)\b/.test(cmd))
       return { status: 0, stdout: '', stderr: '', standIn: 'skipped: no internet' };
@@ -136,7 +159,12 @@ export class DocsSandbox {
     }
     if ((m = /^kubectl (?:-n (\S+) )?port-forward svc\/nats (\d+):4222\s*&?$/.exec(cmd))) {
       await this.forward(Number(m[2]));
-      return { status: 0, stdout: '', stderr: '', standIn: 'TCP forward to the local nats-server' };
+      return {
+        status: 0,
+        stdout: '',
+        stderr: '',
+        standIn: `TCP forward from a free local port (for ${m[2]}) to the local nats-server`,
+      };
     }
     if (/^kubectl .*\brollout status\b/.test(cmd)) {
       // Syntax and names as kubectl sees them (it would then wait for pods this cluster cannot run).
@@ -213,11 +241,13 @@ export class DocsSandbox {
     const env = chartEnv(values, (secret, key) => secrets.get(secret)?.[key]);
     // The same folder again on a restart: JetStream keeps its data, as the PVCs would.
     this.natsDir ??= tempDir('docs-nats');
-    this.nats = await startChartNats(values, env, this.natsDir, { port, cluster: true });
+    this.nats = await startChartNats(env, this.natsDir, { port, cluster: true });
     this.natsSetup = { namespace, valuesFile, port };
   }
 
-  private async forward(localPort: number): Promise<void> {
+  private async forward(docPort: number): Promise<void> {
+    const localPort = await freePort();
+    this.ports.set(docPort, localPort);
     const target = (): number => this.natsSetup?.port ?? 0;
     const server = net.createServer((socket) => {
       const upstream = net.connect(target(), '127.0.0.1');
@@ -262,6 +292,9 @@ export class DocsSandbox {
     const ns = d.metadata.namespace;
     const root = path.join(this.dir, '.pods', name);
     const mounts = new Map<string, string>();
+    // Run as the pod's user when we can (as root): non-root, with only group access to the keys.
+    const asRoot = process.getuid?.() === 0;
+    const { runAsUser, runAsGroup, fsGroup } = pod.securityContext ?? {};
     for (const m of c.volumeMounts ?? []) {
       const local = path.join(root, m.mountPath);
       mkdirSync(local, { recursive: true });
@@ -288,7 +321,10 @@ export class DocsSandbox {
               `pod ${name} cannot start: Secret ${ns}/${s.name} has no key ${item.key}`,
             );
           }
-          writeFileSync(path.join(local, item.path), value, { mode: 0o400 });
+          const file = path.join(local, item.path);
+          writeFileSync(file, value, { mode: vol?.projected?.defaultMode ?? 0o644 });
+          // The kubelet gives volume files to the pod's fsGroup.
+          if (asRoot && fsGroup !== undefined) chownSync(file, 0, fsGroup);
         }
       }
     }
@@ -298,7 +334,8 @@ export class DocsSandbox {
           return dir + value.slice(mountPath.length);
       return value;
     };
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: root };
+    // As in the image: uid 10001 has no home, and the root filesystem is read-only.
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: '/nonexistent' };
     for (const e of c.env ?? []) {
       const field = e.valueFrom?.fieldRef?.fieldPath;
       env[e.name] =
@@ -328,14 +365,19 @@ export class DocsSandbox {
       };
       kubeconfig.users = [{ name: 'admin', user: { token: token.stdout.trim() } }];
       const file = path.join(root, 'kubeconfig');
-      writeFileSync(file, JSON.stringify(kubeconfig), { mode: 0o600 });
+      writeFileSync(file, JSON.stringify(kubeconfig), { mode: 0o640 });
+      if (asRoot && fsGroup !== undefined) chownSync(file, 0, fsGroup);
       env.KUBECONFIG = file;
     }
+    chmodSync(root, 0o555);
     const lines: string[] = [];
     const proc = track(
       spawn(process.execPath, [CLI, ...c.args], {
         cwd: root,
         env,
+        ...(asRoot && runAsUser !== undefined
+          ? { uid: runAsUser, gid: runAsGroup ?? runAsUser }
+          : {}),
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
     );
@@ -345,11 +387,22 @@ export class DocsSandbox {
     });
     return {
       name,
+      root,
       namespace: ns,
       proc,
       readyUrl: `http://127.0.0.1:${port}${c.readinessProbe?.httpGet.path ?? '/readyz'}`,
       log: () => lines.join(''),
     };
+  }
+
+  /** The uid each running role process has, by pod name. */
+  podUids(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const p of this.pods.values()) {
+      const status = readFileSync(`/proc/${p.proc.pid}/status`, 'utf8');
+      out[p.name] = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    }
+    return out;
   }
 
   private async waitPodsReady(): Promise<void> {
@@ -376,7 +429,7 @@ export class DocsSandbox {
       pods.map((p) =>
         waitFor(`${p.name} stopped`, () => p.proc.exitCode !== null || p.proc.signalCode !== null, {
           timeoutMs: 30_000,
-        }),
+        }).then(() => chmodSync(p.root, 0o755)),
       ),
     );
   }

@@ -1,11 +1,13 @@
 /**
- * What the official NATS chart makes of deploy/nats/values.yaml, for a local nats-server: the
- * chart itself cannot be fetched on these machines (no internet, not served by the Go module
- * proxy), so this renders the parts our values set — listeners, JetStream, websocket and
- * `config.merge` as JSON with the chart's `<< $VAR >>` written unquoted — and takes the
- * container's env from Secret entries.
+ * The official NATS chart's output for deploy/nats/values.yaml, run locally. The chart cannot be
+ * fetched on these machines (no internet, not served by the Go module proxy), so the nats.conf it
+ * rendered from our values is kept as a fixture (test/fixtures/nats-chart-1.3.16.conf) and run
+ * with only the substitutions a laptop needs (loopback ports, local folders, local routes); the
+ * container's env comes from Secret entries. {@link chartMerge} re-renders our `config.merge` the
+ * way the chart does, to notice a fixture that no longer matches the values.
  */
 import { readFileSync } from 'node:fs';
+import { PROJECT_ROOT } from '../../src/core/tools.js';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { NatsServerProcess } from '../../src/core/nats-server.js';
@@ -52,6 +54,39 @@ export function chartEnv(
   return env;
 }
 
+/** nats.conf as the official chart rendered it from deploy/nats/values.yaml. */
+export const CHART_NATS_CONF = path.join(
+  PROJECT_ROOT,
+  'test',
+  'fixtures',
+  'nats-chart-1.3.16.conf',
+);
+
+/** The fixture's text without its comment header. */
+export function chartNatsConf(): string {
+  return readFileSync(CHART_NATS_CONF, 'utf8')
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .join('\n');
+}
+
+/** The fixture as a plain object (`$VAR` references become the strings "$VAR"). */
+export function parseChartNatsConf(text: string = chartNatsConf()): Record<string, unknown> {
+  return JSON.parse(
+    text.replace(
+      /: (\$[A-Z_]+|[0-9]+[KMGT]i?)(,?)$/gm,
+      (_m, v: string, comma: string) => `: "${v}"${comma}`,
+    ),
+  ) as Record<string, unknown>;
+}
+
+/** Replaces `from` (which must occur exactly once) in the fixture. */
+function sub(text: string, from: RegExp, to: string): string {
+  const hits = text.match(new RegExp(from.source, `${from.flags.replace('g', '')}g`))?.length ?? 0;
+  if (hits !== 1) throw new Error(`${CHART_NATS_CONF}: expected one ${from}, found ${hits}`);
+  return text.replace(from, to);
+}
+
 /** The servers of the chart's StatefulSet, run locally. */
 export interface ChartNats {
   servers: NatsServerProcess[];
@@ -62,17 +97,18 @@ export interface ChartNats {
 }
 
 /**
- * Starts the nats-server(s) the chart would run from `values`: one, or with `cluster` the
- * StatefulSet's replicas routed to each other (JetStream clustered, as R3 KV buckets need).
- * Ports are chosen here; `o.port` fixes the first server's client port.
+ * Starts the nats-server(s) of the chart: with `cluster`, its three replicas routed to each other
+ * (clustered JetStream, as R3 KV buckets need); otherwise one, without the cluster block.
+ * `o.port` fixes the first server's client port.
  */
 export async function startChartNats(
-  values: NatsChartValues,
   env: Record<string, string>,
   dir: string,
   o: { port?: number; cluster?: boolean } = {},
 ): Promise<ChartNats> {
-  const replicas = o.cluster && values.config.cluster.enabled ? values.config.cluster.replicas : 1;
+  const base = chartNatsConf();
+  const routes = (parseChartNatsConf(base)['cluster'] as { routes: string[] }).routes;
+  const replicas = o.cluster ? routes.length : 1;
   const nodes: {
     name: string;
     port: number;
@@ -91,32 +127,38 @@ export async function startChartNats(
       dir: path.join(dir, `nats-${i}`),
     });
   }
-  const clusterName = values.config.cluster.merge?.name ?? 'nats';
-  const configOf = (n: (typeof nodes)[number]): string =>
-    [
-      `server_name: ${n.name}`,
-      `listen: 127.0.0.1:${n.port}`,
-      `http: 127.0.0.1:${n.http}`,
-      `ports_file_dir: ${JSON.stringify(n.dir)}`,
-      values.config.jetstream.enabled
-        ? `jetstream { store_dir: ${JSON.stringify(path.join(n.dir, 'js'))} }`
-        : '',
-      values.config.websocket.enabled
-        ? `websocket { listen: "127.0.0.1:${n.ws}", no_tls: ${!values.config.websocket.tls.enabled} }`
-        : '',
-      replicas > 1
-        ? `cluster { name: ${clusterName}, listen: "127.0.0.1:${n.route}", routes: [${nodes
-            .filter((x) => x !== n)
-            .map((x) => `"nats-route://127.0.0.1:${x.route}"`)
-            .join(', ')}] }`
-        : '',
-      // config.merge lands at the top level of nats.conf
-      chartMerge(values.config.merge).slice(1, -1),
-    ].join('\n');
+  const configOf = (n: (typeof nodes)[number]): string => {
+    let c = base;
+    c = sub(c, /^\{/, `{\n  "ports_file_dir": ${JSON.stringify(n.dir)},`);
+    c = sub(c, /^ {2}"port": 4222,$/m, `  "host": "127.0.0.1",\n  "port": ${n.port},`);
+    c = sub(c, /^ {2}"http_port": 8222,$/m, `  "http": "127.0.0.1:${n.http}",`);
+    c = sub(c, /"store_dir": "\/data"/, `"store_dir": ${JSON.stringify(path.join(n.dir, 'js'))}`);
+    c = sub(
+      c,
+      /"pid_file": "[^"]+"/,
+      `"pid_file": ${JSON.stringify(path.join(n.dir, 'nats.pid'))}`,
+    );
+    c = sub(c, /("websocket": \{[^}]*"port": )8080/, `$1${n.ws}, "host": "127.0.0.1"`);
+    // 10Gi per server would not fit a test machine's disk many times over
+    c = sub(c, /"max_file_store": [0-9]+[KMGT]i?/, '"max_file_store": 1Gi');
+    const cluster = /\n {2}"cluster": \{[^}]*\},/;
+    if (replicas === 1) return sub(c, cluster, '');
+    const local = nodes.filter((x) => x !== n).map((x) => `"nats://127.0.0.1:${x.route}"`);
+    return sub(
+      c,
+      /"port": 6222,\s*"routes": \[[^\]]*\]/,
+      `"host": "127.0.0.1", "port": ${n.route}, "routes": [${local.join(', ')}]`,
+    );
+  };
   // All at once: a clustered JetStream is healthy only once a quorum is up.
   const servers = await Promise.all(
     nodes.map((n) =>
-      NatsServerProcess.start({ dir: n.dir, config: configOf(n), env: { ...process.env, ...env } }),
+      NatsServerProcess.start({
+        dir: n.dir,
+        config: configOf(n),
+        // SERVER_NAME is $(POD_NAME) in the chart's StatefulSet
+        env: { ...process.env, ...env, SERVER_NAME: n.name },
+      }),
     ),
   );
   const first = nodes[0] as (typeof nodes)[number];

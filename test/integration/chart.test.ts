@@ -73,6 +73,8 @@ function keyFlags(keys: TestKeys): string[] {
   const files: Record<string, KeyFile> = {
     issuerSeed: KeyFile.IssuerSeed,
     xkeySeed: KeyFile.XkeySeed,
+    issuerPublicKey: KeyFile.IssuerPublic,
+    xkeyPublicKey: KeyFile.XkeyPublic,
     authUserPassword: KeyFile.AuthPassword,
     serviceUserPassword: KeyFile.ServicePassword,
     systemUserPassword: KeyFile.SystemPassword,
@@ -208,6 +210,8 @@ describe('Helm chart charts/torii', () => {
       [
         KeyFile.IssuerSeed,
         KeyFile.XkeySeed,
+        KeyFile.IssuerPublic,
+        KeyFile.XkeyPublic,
         KeyFile.AuthPassword,
         KeyFile.ServicePassword,
         KeyFile.SystemPassword,
@@ -229,8 +233,9 @@ describe('Helm chart charts/torii', () => {
       name: 'TORII_TOKEN_JWKS_URL',
       value: 'https://classroom.example.com/.well-known/jwks.json',
     });
-    // With a JWKS URL, no token key is mounted into the callout.
-    expect(mountedKeys(callout)).not.toContain(KeyFile.TokenJwks);
+    // With a JWKS URL the callout still reads Torii's own JWKS (renewed tokens), not the HS256 secret.
+    expect(mountedKeys(callout)).toContain(KeyFile.TokenJwks);
+    expect(mountedKeys(callout)).not.toContain(KeyFile.TokenSecret);
     expect(callout.containers[0]?.image).toMatch(/^registry\.example\.com\/torii@sha256:/);
     // watchNamespace: a Role in that namespace, no ClusterRole.
     expect(objs.filter((o) => o.kind.startsWith('Cluster'))).toEqual([]);
@@ -262,10 +267,62 @@ describe('Helm chart charts/torii', () => {
       /livekit.apiSecret/,
     ],
     ['an http JWKS URL', ['--set', 'tokens.jwksUrl=http://evil.example.com/jwks'], /jwksUrl/],
+    [
+      'an unknown setting of a role',
+      ['--set', 'worker.env.TORII_CONCURENCY=9'],
+      /TORII_CONCURENCY/,
+    ],
+    ['a wired setting of a role', ['--set', 'worker.env.TORII_KEYS_DIR=/tmp'], /TORII_KEYS_DIR/],
+    [
+      'inline keys that would be ignored',
+      ['--set', 'keys.issuerSeed=SA…'],
+      /keys.issuerSeed is set but keys.existingSecret \(torii-keys\) is used/,
+    ],
   ])('refuses %s with a message naming the value', async (_what, flags, message) => {
     const r = await runAsync(findTool('helm'), ['template', 't', CHART, ...flags]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(message);
+  });
+
+  test("a role's env: each variable once, the user's value winning", async () => {
+    const objs = objects(
+      await helm([
+        'template',
+        't',
+        CHART,
+        '--set',
+        'worker.env.TORII_CONCURRENCY=7',
+        '--set',
+        'worker.env.TORII_BLOCK_TTL=2h',
+      ]),
+    );
+    const env = podOf(find(objs, 'Deployment', 't-torii-worker')).containers[0]?.env ?? [];
+    const names = env.map((e) => e.name);
+    expect(names).toEqual([...new Set(names)]);
+    expect(env).toContainEqual({ name: 'TORII_CONCURRENCY', value: '7' });
+    expect(env).toContainEqual({ name: 'TORII_BLOCK_TTL', value: '2h' });
+  });
+
+  test("the schema allows exactly the roles' own TORII_* variables, minus those the chart wires", () => {
+    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as {
+      properties: Record<string, { properties: { env: { propertyNames: { enum: string[] } } } }>;
+    };
+    const wired = [
+      'TORII_KEYS_DIR',
+      'TORII_HTTP_PORT',
+      'TORII_NATS_URL',
+      'TORII_KV_REPLICAS',
+      'TORII_KUBECONFIG',
+    ];
+    for (const [key, role] of [
+      ['controller', 'controller'],
+      ['authCallout', 'auth-callout'],
+      ['worker', 'worker'],
+    ] as const) {
+      const allowed = schema.properties[key]?.properties.env.propertyNames.enum ?? [];
+      const documented = [...documentedEnv(role)].filter((e) => !wired.includes(e)).sort();
+      expect([role, allowed]).toEqual([role, documented]);
+    }
   });
 
   describe('against the real kube-apiserver', () => {
@@ -311,7 +368,8 @@ describe('Helm chart charts/torii', () => {
         '-n',
         ns,
         ...flags,
-        ...keyFlags(keys),
+        // the full values have the chart create the keys Secret
+        ...(flags.length ? keyFlags(keys) : []),
       ]);
       writeFileSync(file, rendered);
       const r = await kubectl([

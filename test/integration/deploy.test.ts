@@ -21,6 +21,8 @@ import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
 import {
   chartEnv,
   chartMerge,
+  chartNatsConf,
+  parseChartNatsConf,
   readNatsChartValues,
   startChartNats,
   type ChartNats,
@@ -41,11 +43,28 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
     env = chartEnv(values, (secret, key) =>
       secret === 'torii-keys' ? readFileSync(path.join(keys.dir, key), 'utf8') : undefined,
     );
-    server = await startChartNats(values, env, tempDir('deploy-nats'));
+    // The chart's three servers, routed: R3 buckets as in production.
+    server = await startChartNats(env, tempDir('deploy-nats'), { cluster: true });
   });
 
   afterAll(async () => {
     await server?.stop();
+  });
+
+  test("the chart's rendering (fixture) still matches these values", () => {
+    const rendered = parseChartNatsConf();
+    const merge = parseChartNatsConf(chartMerge(values.config.merge));
+    for (const key of Object.keys(merge)) expect([key, rendered[key]]).toEqual([key, merge[key]]);
+    expect(rendered['cluster']).toMatchObject({ name: values.config.cluster.merge?.name });
+    expect((rendered['cluster'] as { routes: string[] }).routes).toHaveLength(
+      values.config.cluster.replicas,
+    );
+    expect(rendered['websocket']).toMatchObject({ no_tls: !values.config.websocket.tls.enabled });
+    expect(rendered['jetstream']).toBeDefined();
+    // every $VAR of the config is set by the container's env (or the chart's SERVER_NAME)
+    const vars = [...chartNatsConf().matchAll(/\$([A-Z_]+)/g)].map((m) => m[1] as string);
+    for (const v of vars)
+      expect([v, v === 'SERVER_NAME' || v in values.container.env]).toEqual([v, true]);
   });
 
   test('holds no secret: passwords and keys are env references only', () => {
@@ -61,7 +80,7 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
   });
 
   test('the Torii roles and a room client work against a server with this configuration', async () => {
-    const servers = ['--nats-url', server.url, '--keys-dir', keys.dir, '--kv-replicas', '1'];
+    const servers = ['--nats-url', server.url, '--keys-dir', keys.dir, '--kv-replicas', '3'];
     const roles = [
       await spawnRole([
         'controller',

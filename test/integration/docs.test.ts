@@ -101,10 +101,22 @@ describe('docs', () => {
       });
     }
 
+    test("the roles ran as the chart's non-root user, with a read-only folder and no home", () => {
+      const uids = sandbox.podUids();
+      expect(Object.keys(uids).sort()).toEqual([
+        'torii-auth-callout-0',
+        'torii-controller-0',
+        'torii-worker-0',
+      ]);
+      // switching users needs root; elsewhere the roles run as whoever runs the tests
+      const expected = process.getuid?.() === 0 ? 10001 : process.getuid?.();
+      for (const uid of Object.values(uids)) expect(uid).toBe(expected);
+    });
+
     test('the key rotation took effect: NATS refuses the old service password, takes the new', async () => {
       const pass = (dir: string): string =>
         readFileSync(path.join(sandbox.dir, dir, KeyFile.ServicePassword), 'utf8').trim();
-      const servers = 'nats://127.0.0.1:4222'; // the port-forward of the guide
+      const servers = sandbox.localUrl(4222); // the port-forward of the guide
       const user = ServiceUser.Service;
       await expect(
         connect({ servers, user, pass: pass('keys'), maxReconnectAttempts: 0 }),

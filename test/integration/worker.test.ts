@@ -2,6 +2,7 @@
  * The worker pool and endpoints with real clients: a teacher and three students join through the
  * callout and talk to the workers over JetStream, as DESIGN.md §6 describes.
  */
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Svcm } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SignJWT, importJWK, type JWK } from 'jose';
@@ -148,6 +149,26 @@ describe('a class of four', () => {
     ).toBe('質問があります');
     const d = await teacher.request<{ hands: { userId: string }[] }>('REQ_INITIAL_DATA');
     expect(d.hands.map((h) => h.userId)).toEqual(['kenji']);
+  });
+
+  test('what arrives before the first listener is delivered to it: nothing is lost while joining', async () => {
+    const late = await join('n5', 'late-listener', 'student');
+    await s1.chat('before anyone listens');
+    const jsm = await jetstreamManager(svc);
+    const last = (await jsm.streams.info('n5')).state.last_seq;
+    // The late client's consumer has delivered and acked it, with no listener yet.
+    await waitFor(
+      'late client consumed the chat',
+      async () => (await jsm.consumers.info('n5', 'late-listener')).ack_floor.stream_seq >= last,
+    );
+    const got: RoomMessage[] = [];
+    late.on((m) => got.push(m));
+    const chat = got.find((m) => m.kind === 'chat' && m.from === 'hana');
+    expect((chat?.body as { text?: string } | undefined)?.text).toBe('before anyone listens');
+    // only the first listener gets the backlog
+    const second: RoomMessage[] = [];
+    late.on((m) => second.push(m));
+    expect(second).toEqual([]);
   });
 
   test("a student lowering another's hand gets FORBIDDEN; the teacher can", async () => {

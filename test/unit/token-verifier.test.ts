@@ -3,7 +3,17 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import {
+  decodeProtectedHeader,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
+import { generateKeys } from '../../src/core/keys.js';
+import { loadTokenSigner, mintRoomToken } from '../../src/core/tokens.js';
 import { TokenVerifier, MAX_TOKEN_BYTES } from '../../src/auth/token-verifier.js';
 import { Rejection } from '../../src/auth/rejection.js';
 import { ConfigError } from '../../src/core/errors.js';
@@ -71,6 +81,49 @@ describe('TokenVerifier key sources', () => {
       // ...after it, the unknown kid is fetched and the token accepted
       await waitFor('rotated key fetched', async () => (await reason(v.verify(t2))) === 'accepted');
       expect(fetches).toBe(2);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("with a JWKS URL, tokens the workers renew (Torii's own key in the keys folder) are accepted too", async () => {
+    const backend = await keyPair('EdDSA', 'backend-1');
+    const server = http.createServer((_req, res) => {
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ keys: [backend.jwk] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const keysDir = path.join(dir, 'own-keys');
+      await generateKeys(keysDir);
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+      const v = await TokenVerifier.create({ ...base, jwksUrl: url, keysDir });
+      expect(v.source).toMatch(/^jwks-url .* \+ jwks-file .*token-jwks\.json$/);
+      // the web backend's token
+      expect(await reason(v.verify(await sign(backend.priv, 'EdDSA', 'backend-1')))).toBe(
+        'accepted',
+      );
+      // a renewal, signed by a worker with token-signing.jwk
+      const renewed = await mintRoomToken(await loadTokenSigner(keysDir), {
+        room: 'n5',
+        sub: 'hana',
+        role: 'student',
+      });
+      expect(await reason(v.verify(renewed))).toBe('accepted');
+      // Torii's kid on a token signed with another key is a forgery
+      const ownKid = decodeProtectedHeader(renewed).kid as string;
+      const forger = await keyPair('EdDSA', ownKid);
+      expect(await reason(v.verify(await sign(forger.priv, 'EdDSA', ownKid)))).toBe(
+        'token_bad_signature',
+      );
+      // without the JWKS file in the folder, only the URL counts
+      const only = await TokenVerifier.create({
+        ...base,
+        jwksUrl: url,
+        keysDir: path.join(dir, 'no-such'),
+      });
+      expect(await reason(only.verify(renewed))).not.toBe('accepted');
     } finally {
       server.close();
     }

@@ -79,23 +79,21 @@ never sees the callout's issuer seed). Call with (dict "root" $ "required" (list
       {{- end }}
 {{- end -}}
 
-{{/* Environment shared by every role, then the role's own TORII_* overrides. */}}
+{{/*
+The role's environment, each variable once: what every role gets, the role's own settings
+("chart"), then the user's <role>.env on top (a user value wins over a chart value). Called with
+(dict "root" $ "role" "worker" "chart" (dict …) "env" .Values.worker.env).
+*/}}
 {{- define "torii.env" -}}
-- { name: TORII_NATS_URL, value: {{ .root.Values.nats.url | quote }} }
-- { name: TORII_KEYS_DIR, value: /etc/torii/keys }
-- { name: TORII_KV_REPLICAS, value: {{ .root.Values.nats.kvReplicas | quote }} }
-- { name: TORII_HTTP_PORT, value: {{ .root.Values.httpPort | quote }} }
-- { name: TORII_LOG_LEVEL, value: {{ .root.Values.logLevel | quote }} }
+{{- $all := dict "TORII_NATS_URL" .root.Values.nats.url "TORII_KEYS_DIR" "/etc/torii/keys" "TORII_KV_REPLICAS" .root.Values.nats.kvReplicas "TORII_HTTP_PORT" .root.Values.httpPort "TORII_LOG_LEVEL" .root.Values.logLevel -}}
+{{- $all = merge (deepCopy (default (dict) .env)) (deepCopy .chart) $all -}}
+{{- range $name, $value := $all }}
+- { name: {{ $name }}, value: {{ $value | toString | quote }} }
+{{- end }}
 - name: POD_NAME
   valueFrom: { fieldRef: { fieldPath: metadata.name } }
 - name: POD_NAMESPACE
   valueFrom: { fieldRef: { fieldPath: metadata.namespace } }
-{{- range $name, $value := .env }}
-{{- if not (hasPrefix "TORII_" $name) }}
-{{- fail (printf "%s.env.%s: only TORII_* variables may be set here" $.role $name) }}
-{{- end }}
-- { name: {{ $name }}, value: {{ $value | toString | quote }} }
-{{- end }}
 {{- end -}}
 
 {{/* Container pieces every role shares: image, ports, probes, security. */}}
