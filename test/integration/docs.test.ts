@@ -43,6 +43,25 @@ const EXPECT: [RegExp, RegExp[]][] = [
   [/^kubectl -n torii get deployment torii-worker/, [/torii-worker\s+\S+\s+\S+\s+\S+/]],
 ];
 
+/**
+ * The Room the chart's NOTES.txt tells the user to apply is one the API server accepts (server-side
+ * dry run, so the guide's own Room stays the only one).
+ */
+async function notesRoomIsValid(notes: string): Promise<void> {
+  const m = /kubectl apply -f - <<'YAML'\n([\s\S]*?)\n\s*YAML\n/.exec(notes);
+  expect(m).not.toBeNull();
+  const lines = (m?.[1] ?? '').split('\n');
+  const indent = Math.min(
+    ...lines.filter((l) => l.trim()).map((l) => /^ */.exec(l)?.[0].length ?? 0),
+  );
+  const yaml = lines.map((l) => l.slice(indent)).join('\n');
+  const r = await sandbox.run(`kubectl apply --dry-run=server -f - <<'YAML'\n${yaml}\nYAML`);
+  expect(r.stderr).toBe('');
+  expect(r.stdout).toMatch(/room\.torii\.io\/n5-evening created \(server dry run\)/);
+}
+
+let sandbox: DocsSandbox;
+
 describe('docs', () => {
   test('docs/cli.md is generated from the CLI help and up to date (make docs)', () => {
     expect(readFileSync(CLI_DOCS, 'utf8')).toBe(renderCliDocs());
@@ -78,7 +97,6 @@ describe('docs', () => {
   });
 
   describe('install guide, then operations, command by command', () => {
-    let sandbox: DocsSandbox;
     beforeAll(async () => {
       sandbox = await DocsSandbox.create();
     }, 120_000);
@@ -98,6 +116,7 @@ describe('docs', () => {
           throw new Error(`exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
         for (const [cmd, outputs] of EXPECT)
           if (cmd.test(c.text)) for (const o of outputs) expect(r.stdout + r.stderr).toMatch(o);
+        if (/^helm install torii charts\/torii/.test(c.text)) await notesRoomIsValid(r.stdout);
       });
     }
 
