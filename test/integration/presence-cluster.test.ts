@@ -3,9 +3,9 @@
  * worker replica dies in the middle of a grace period.
  */
 import type { ChildProcess } from 'node:child_process';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { KV } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import { Bucket } from '../../src/core/subjects.js';
@@ -59,6 +59,9 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
+/** Presence grace of the node-kill test, in milliseconds: longer than a stream leader election. */
+const GRACE_MS = 12_000;
+
 test("a server killed with its clients: they become away, then left; other servers' users stay", async () => {
   // Kill a node that is not the JetStream meta leader: losing the meta leader as well would test
   // the Raft election of nats-server rather than presence.
@@ -70,7 +73,10 @@ test("a server killed with its clients: they become away, then left; other serve
   ) as number;
   const victim = cluster.node(victimIndex);
   const others = [0, 1, 2].filter((i) => i !== victimIndex).map((i) => cluster.node(i).url);
-  const worker: TestWorker = await startWorker(cluster.keys, others, { kvReplicas: 3 });
+  const worker: TestWorker = await startWorker(cluster.keys, others, {
+    kvReplicas: 3,
+    presence: { graceMs: GRACE_MS, resyncMs: 2_000, consumerRetentionMs: 3_600_000 },
+  });
   try {
     const onOther = await client(others[0] as string, 'c1', 'stays');
     const onVictim = await client(victim.url, 'c1', 'goes');
@@ -107,16 +113,15 @@ test("a server killed with its clients: they become away, then left; other serve
     const watcher = await cluster
       .node(victimIndex === 0 ? 1 : 0)
       .connectService({ reconnect: false });
-    // Opened before the kill: reads are then direct gets, answered by any replica, so they do
-    // not wait for a new stream leader where the victim led (bucket status would).
-    const presence = await openBucket(watcher, Bucket.Presence, 3);
+    // Right after the kill, reads of a stream whose leader was on the victim go unanswered until
+    // a new leader is elected (seconds on a busy machine): short read timeouts, and a grace period
+    // long enough that the away state cannot pass unseen.
+    const presence = await new Kvm(jetstream(watcher, { timeout: 1_000 })).open(Bucket.Presence);
     await victim.kill(); // no shutdown event, no DISCONNECT
     await waitFor(
       'away',
       async () => (await presenceOf('c1', 'goes', presence))?.state === 'away',
-      {
-        timeoutMs: 30_000,
-      },
+      { timeoutMs: GRACE_MS },
     );
     await waitFor(
       'left',
@@ -125,8 +130,9 @@ test("a server killed with its clients: they become away, then left; other serve
         timeoutMs: 30_000,
       },
     );
-    expect(await presenceOf('c1', 'stays', presence)).toMatchObject({ state: 'online' });
-    expect((await presenceOf('c1', 'stays', presence))?.connections).toHaveLength(1);
+    const stays = await waitFor('the other user read', () => presenceOf('c1', 'stays', presence));
+    expect(stays).toMatchObject({ state: 'online' });
+    expect(stays.connections).toHaveLength(1);
     await watcher.close();
     await onOther.close();
     await onVictim.close().catch(() => undefined);
