@@ -3,11 +3,9 @@
  * The `torii` command. Thin: each command lives in `commands/`. Exit codes: 0 success,
  * 1 runtime failure, 2 bad usage or configuration (one line on stderr says what to fix).
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, ValidationError, describeError } from './core/errors.js';
-import { PROJECT_ROOT } from './core/tools.js';
+import { packageVersion } from './core/tools.js';
 import { registerAuthCallout } from './commands/auth-callout.js';
 import { registerClient } from './commands/client.js';
 import { registerController } from './commands/controller.js';
@@ -23,20 +21,13 @@ export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure. */
 export const EXIT_FAILURE = 1;
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
 /** Builds the command tree; exported for tests and the docs generator. */
 export function buildProgram(): Command {
   const program = new Command('torii')
     .description(
       'Torii: the real-time control plane of the Torii Nihongo online classroom (NATS auth callout, room controller, event workers)',
     )
-    .version(version(), '-V, --version')
+    .version(packageVersion(), '-V, --version')
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureHelp({ sortSubcommands: true, showGlobalOptions: true });

@@ -38,8 +38,8 @@ export interface AuthCalloutFlags {
   logLevel: LogLevel;
 }
 
-/** Adds the callout's flags (shared with `torii dev`, which runs the callout too). */
-export function addAuthCalloutOptions(cmd: Command): Command {
+/** The callout's own flags. */
+function addAuthCalloutOptions(cmd: Command): Command {
   return cmd
     .addOption(
       opt<string>('--app-account <name>', 'account every room client is placed in', {

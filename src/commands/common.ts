@@ -1,5 +1,5 @@
 /** Flags and helpers shared by the CLI commands. */
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import path from 'node:path';
 import { listParser, opt, portParser } from '../core/config.js';
 import { DEFAULT_NATS_URL } from '../core/nats.js';
@@ -45,6 +45,20 @@ export function cliInvocation(argv1: string | undefined = process.argv[1]): stri
   if (argv1 === undefined || !/\.[cm]?js$/.test(argv1)) return 'torii';
   const rel = path.relative(process.cwd(), argv1);
   return `node ${rel.startsWith('..') || path.isAbsolute(rel) ? argv1 : rel}`;
+}
+
+/**
+ * The flags a command gets from its defaults alone (no environment, no arguments): `torii dev`
+ * configures the roles it embeds through their own commands' definitions and validation, so a
+ * default changes in one place.
+ */
+export function defaultFlags<T>(register: (program: Command) => void, name: string): T {
+  const program = new Command();
+  register(program);
+  const cmd = program.commands.find((c) => c.name() === name);
+  if (!cmd) throw new Error(`no command ${name}`);
+  // commander records each option's default when the option is added, before any parsing
+  return cmd.opts<Record<string, unknown>>() as T;
 }
 
 /** Appends an "Examples:" block to a command's help. */

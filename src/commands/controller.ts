@@ -40,8 +40,8 @@ export interface ControllerFlags {
   logLevel: LogLevel;
 }
 
-/** The controller's own flags (shared with `torii dev`). */
-export function addControllerOptions(cmd: Command): Command {
+/** The controller's own flags. */
+function addControllerOptions(cmd: Command): Command {
   return cmd
     .addOption(
       opt<string>(

@@ -9,55 +9,27 @@ import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { configError, opt, portParser } from '../core/config.js';
-import {
-  generateKeys,
-  KeyFile,
-  loadServerKeys,
-  readKeyFile,
-  readOptionalKeyFile,
-} from '../core/keys.js';
+import { generateKeys, KeyFile, loadServerKeys, readOptionalKeyFile } from '../core/keys.js';
 import { createLogger, type LogLevel } from '../core/logger.js';
 import { NatsServerProcess } from '../core/nats-server.js';
 import {
   DEFAULT_NATS_HTTP_PORT,
   DEFAULT_NATS_PORT,
   DEFAULT_NATS_WEBSOCKET_PORT,
-  DEFAULT_ACCOUNTS,
   renderNatsConfig,
   ServiceUser,
 } from '../core/natsconf.js';
 import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
 import { Shutdown } from '../core/shutdown.js';
 import { PROJECT_ROOT } from '../core/tools.js';
-import {
-  DEFAULT_TOKEN_AUDIENCE,
-  DEFAULT_TOKEN_ISSUER,
-  loadTokenSigner,
-  mintRoomToken,
-} from '../core/tokens.js';
-import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
-import {
-  DEFAULT_MAX_PAYLOAD,
-  DEFAULT_MAX_SUBSCRIPTIONS,
-  DEFAULT_MAX_TTL_MS,
-  InboxPolicy,
-  MAX_CLOCK_SKEW_MS,
-  runAuthCallout,
-} from '../auth/index.js';
-import { DEFAULT_CONCURRENCY, runController } from '../controller/index.js';
-import {
-  DEFAULT_ACK_WAIT_MS,
-  DEFAULT_MAX_DELIVER,
-  DEFAULT_RENEW_TTL_MS,
-  DEFAULT_WORKER_CONCURRENCY,
-  DEFAULT_BLOCK_TTL_MS,
-  DEFAULT_CONSUMER_RETENTION_MS,
-  DEFAULT_PRESENCE_GRACE_MS,
-  DEFAULT_PRESENCE_RESYNC_MS,
-  runWorker,
-} from '../worker/index.js';
-import { packageVersion } from './worker.js';
-import { addLogLevel, cliInvocation, DEFAULT_STATE_DIR, examples } from './common.js';
+import { loadTokenSigner, mintRoomToken } from '../core/tokens.js';
+import { runAuthCallout } from '../auth/index.js';
+import { runController } from '../controller/index.js';
+import { runWorker } from '../worker/index.js';
+import { authCalloutConfig, registerAuthCallout, type AuthCalloutFlags } from './auth-callout.js';
+import { controllerConfig, registerController, type ControllerFlags } from './controller.js';
+import { registerWorker, workerConfig, type WorkerFlags } from './worker.js';
+import { addLogLevel, cliInvocation, DEFAULT_STATE_DIR, defaultFlags, examples } from './common.js';
 
 interface DevFlags {
   stateDir: string;
@@ -184,71 +156,30 @@ export function registerDev(program: Command): void {
       'nats-server ready',
     );
 
-    const servers = [server.url];
+    // The roles exactly as their own commands configure them with default flags, on this server.
+    const here = { natsUrl: [server.url], keysDir };
     await runController(
-      {
-        servers,
-        servicePassword: serverKeys.servicePassword,
-        kvReplicas: 1,
+      await controllerConfig({
+        ...defaultFlags<ControllerFlags>(registerController, 'controller'),
+        ...here,
         roomsDir: f.roomsDir,
-        concurrency: DEFAULT_CONCURRENCY,
-        resyncMs: DEV_RESYNC_MS,
-      },
+        resync: DEV_RESYNC_MS,
+      }),
       log.child({ component: 'controller' }),
       ops,
       shutdown,
     );
     await runAuthCallout(
-      {
-        servers,
-        issuerSeed: await readKeyFile(keysDir, KeyFile.IssuerSeed),
-        xkeySeed: await readKeyFile(keysDir, KeyFile.XkeySeed),
-        authPassword: serverKeys.authPassword,
-        servicePassword: serverKeys.servicePassword,
-        appAccount: DEFAULT_ACCOUNTS.app,
-        maxTtlMs: DEFAULT_MAX_TTL_MS,
-        inboxPolicy: InboxPolicy.Private,
-        consumerInactiveThresholdMs: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
-        maxSubscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
-        maxPayload: DEFAULT_MAX_PAYLOAD,
-        kvReplicas: 1,
-        token: {
-          keysDir,
-          issuer: DEFAULT_TOKEN_ISSUER,
-          audience: DEFAULT_TOKEN_AUDIENCE,
-          clockSkewMs: MAX_CLOCK_SKEW_MS,
-        },
-      },
+      await authCalloutConfig({
+        ...defaultFlags<AuthCalloutFlags>(registerAuthCallout, 'auth-callout'),
+        ...here,
+      }),
       log.child({ component: 'auth-callout' }),
       ops,
       shutdown,
     );
     await runWorker(
-      {
-        servers,
-        servicePassword: serverKeys.servicePassword,
-        systemPassword: serverKeys.systemPassword,
-        appAccount: DEFAULT_ACCOUNTS.app,
-        kvReplicas: 1,
-        pool: {
-          concurrency: DEFAULT_WORKER_CONCURRENCY,
-          ackWaitMs: DEFAULT_ACK_WAIT_MS,
-          maxDeliver: DEFAULT_MAX_DELIVER,
-        },
-        signer: await loadTokenSigner(keysDir),
-        token: {
-          issuer: DEFAULT_TOKEN_ISSUER,
-          audience: DEFAULT_TOKEN_AUDIENCE,
-          ttlMs: DEFAULT_RENEW_TTL_MS,
-        },
-        presence: {
-          graceMs: DEFAULT_PRESENCE_GRACE_MS,
-          resyncMs: DEFAULT_PRESENCE_RESYNC_MS,
-          consumerRetentionMs: DEFAULT_CONSUMER_RETENTION_MS,
-        },
-        blockTtlMs: DEFAULT_BLOCK_TTL_MS,
-        version: packageVersion(),
-      },
+      await workerConfig({ ...defaultFlags<WorkerFlags>(registerWorker, 'worker'), ...here }),
       log.child({ component: 'worker' }),
       ops,
       shutdown,

@@ -1,13 +1,11 @@
 /** `torii worker`: room event handlers, platform endpoints and presence tracking. */
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
 import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
 import type { LogLevel } from '../core/logger.js';
 import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
-import { PROJECT_ROOT } from '../core/tools.js';
+import { packageVersion } from '../core/tools.js';
 import {
   DEFAULT_TOKEN_AUDIENCE,
   DEFAULT_TOKEN_ISSUER,
@@ -55,12 +53,6 @@ export interface WorkerFlags {
 
 /** Default lifetime of LiveKit tokens: 2 hours, in milliseconds. */
 export const DEFAULT_MEDIA_TOKEN_TTL_MS = 2 * 3_600_000;
-
-export function packageVersion(): string {
-  return (
-    JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
-  ).version;
-}
 
 export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
   if (f.ackWait < 1_000) configError('--ack-wait', 'at least 1s');
