@@ -3,8 +3,8 @@
  * reconnecting user resumes where it acked. Known consumers are cached, and concurrent ensures of
  * one consumer share one JetStream call, so a reconnect storm does not hammer the JetStream API.
  */
-import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
-import { JS_CONSUMER_EXISTS, userConsumerConfig } from '../core/streams.js';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { ensureConsumer, userConsumerConfig } from '../core/streams.js';
 import { roomStreamName } from '../core/subjects.js';
 
 /** How long a consumer known to exist is trusted without asking JetStream, in milliseconds. */
@@ -41,21 +41,13 @@ export class ConsumerEnsurer {
   private async create(key: string, roomId: string, userId: string): Promise<EnsureResult> {
     // Add is idempotent for an identical config; a consumer that exists with another config
     // (an older Torii) is updated to ours.
-    const config = userConsumerConfig(roomId, userId, this.inactiveThresholdMs);
-    try {
-      await this.jsm.consumers.add(roomStreamName(roomId), config);
-    } catch (e) {
-      if (!(e instanceof JetStreamApiError && e.apiError().err_code === JS_CONSUMER_EXISTS))
-        throw e;
-      await this.jsm.consumers.update(roomStreamName(roomId), userId, config);
-    }
+    await ensureConsumer(
+      this.jsm,
+      roomStreamName(roomId),
+      userConsumerConfig(roomId, userId, this.inactiveThresholdMs),
+    );
     if (this.known.size >= MAX_CACHED) this.known.clear();
     this.known.set(key, this.now() + this.cacheTtlMs);
     return 'created';
-  }
-
-  /** Forgets a consumer (e.g. after presence deleted it). */
-  forget(roomId: string, userId: string): void {
-    this.known.delete(`${roomId}.${userId}`);
   }
 }

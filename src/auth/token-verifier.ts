@@ -276,6 +276,22 @@ export class TokenVerifier {
         RejectReason.TokenTooLarge,
         `token is larger than ${MAX_TOKEN_BYTES} bytes`,
       );
+    const now = (this.o.now?.() ?? new Date()).getTime();
+    const hit = this.verified.get(token);
+    if (hit && hit.until > now) return hit.token;
+    if (hit) this.verified.delete(token);
+    const verified = await this.verifyNow(token);
+    // Remembered until it expires or the TTL passes; when full, the oldest entry goes first.
+    if (this.verified.size >= VERIFIED_TOKEN_CACHE_SIZE)
+      this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, {
+      token: verified,
+      until: Math.min(verified.exp * 1000, now + VERIFIED_TOKEN_CACHE_TTL_MS),
+    });
+    return verified;
+  }
+
+  private async verifyNow(token: string): Promise<RoomToken> {
     let payload: JWTPayload;
     try {
       const opts = {

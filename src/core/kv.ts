@@ -74,10 +74,6 @@ export class KvCache<T> {
     return this.map.entries();
   }
 
-  get size(): number {
-    return this.map.size;
-  }
-
   /** Called after every change, with `undefined` for deletions. */
   onChange(fn: (key: string, value: T | undefined) => void): void {
     this.listeners.push(fn);

@@ -86,7 +86,7 @@ export function userConsumerConfig(
   roomId: string,
   userId: string,
   inactiveThresholdMs = DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
-): Partial<ConsumerConfig> {
+): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: userConsumerName(userId),
     filter_subjects: userConsumerFilters(roomId, userId),
@@ -122,6 +122,23 @@ export async function ensureStream(
   }
   await jsm.streams.update(config.name, config);
   return 'updated';
+}
+
+/**
+ * Creates a durable consumer; one that exists with another configuration (an older Torii) is
+ * updated to this one. Add alone is idempotent only for an identical configuration.
+ */
+export async function ensureConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  try {
+    await jsm.consumers.add(stream, config);
+  } catch (e) {
+    if (!(e instanceof JetStreamApiError && e.apiError().err_code === JS_CONSUMER_EXISTS)) throw e;
+    await jsm.consumers.update(stream, config.durable_name, config);
+  }
 }
 
 /** Ensures the `sysJsWorker` stream. */

@@ -142,6 +142,5 @@ export const Sys = {
   SERVER_SHUTDOWN_ALL: '$SYS.SERVER.*.SHUTDOWN',
   /** One reply per server, listing the account's connections. */
   accountConnz: (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CONNZ`,
-  ACCOUNT_PING_CONNZ: '$SYS.REQ.ACCOUNT.PING.CONNZ',
   kick: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.KICK`,
 } as const;

@@ -9,10 +9,12 @@ import { AccessToken } from 'livekit-server-sdk';
 import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
 import { isBlockActive, type BlockRecord } from '../core/blocks.js';
 import type { KvCache } from '../core/kv.js';
+import { isValidId } from '../core/ids.js';
 import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../core/presence.js';
 import {
   handKey,
   handsFilter,
+  memberKey,
   parseHand,
   parseMember,
   renewKey,
@@ -119,11 +121,11 @@ export class Handlers {
   }
 
   private async member(roomId: string, userId: string): Promise<MemberRecord> {
-    const key = `${roomId}.${userId}`;
+    const key = memberKey(roomId, userId);
     const now = Date.now();
     const hit = this.members.get(key);
     if (hit && hit.until > now) return hit.member;
-    const e = await this.d.roomState.get(`members.${key}`);
+    const e = await this.d.roomState.get(key);
     const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
     if (!m) throw new HandlerError(AnswerCode.Forbidden, `${userId} has not joined room ${roomId}`);
     if (this.members.size > 100_000) this.members.clear();
@@ -133,6 +135,9 @@ export class Handlers {
 
   private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
     const role = room.roles[me.role];
+    // Taken before the state is read: a client ignores broadcasts at or below it, and anything
+    // that happened after it is both in the state and above it, so nothing is lost.
+    const snapshotSeq = await this.d.roomLastSeq(room.roomId);
     const participants = [];
     for (const [key, p] of this.d.presence.entries()) {
       if (!key.startsWith(`${room.roomId}.`) || !occupiesSeat(p)) continue;
@@ -144,9 +149,6 @@ export class Handlers {
       });
     }
     participants.sort((a, b) => a.since.localeCompare(b.since) || a.userId.localeCompare(b.userId));
-    // Taken before the state is read: a client ignores broadcasts at or below it, and anything
-    // that happened after it is both in the state and above it, so nothing is lost.
-    const snapshotSeq = await this.d.roomLastSeq(room.roomId);
     const hands = await this.readHands(room.roomId);
     return {
       room: { id: room.roomId, title: room.title, features: room.features },
@@ -331,7 +333,7 @@ export class Handlers {
 
   private async lowerHand(ctx: EventContext, moderator: boolean): Promise<HandlerResult> {
     const target = ctx.data.userId ?? ctx.userId;
-    if (typeof target !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(target))
+    if (!isValidId(target))
       throw new HandlerError(AnswerCode.BadRequest, 'userId: a valid user id');
     if (target !== ctx.userId && !moderator)
       throw new HandlerError(AnswerCode.Forbidden, "only moderators may lower another user's hand");
