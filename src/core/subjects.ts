@@ -62,8 +62,16 @@ export function parseWorkerSubject(
 /** The room stream's name is the roomId itself (so `$JS.API.STREAM.INFO.{roomId}` works). */
 export const roomStreamName = (roomId: string): string => roomId;
 
-/** `room.{roomId}.>`: the room stream's subjects. */
-export const roomStreamSubjects = (roomId: string): string[] => [`room.${roomId}.>`];
+/**
+ * The room stream's subjects: chat, whiteboard, broadcasts and answers, but not `live` (core NATS,
+ * not stored, DESIGN.md §5: cursors and typing must not push history out of the stream's limits).
+ */
+export const roomStreamSubjects = (roomId: string): string[] => [
+  `room.${roomId}.chat.*`,
+  `room.${roomId}.wb.*`,
+  `room.${roomId}.evt`,
+  `room.${roomId}.user.*`,
+];
 
 /** `room.{roomId}.chat.{userId}` */
 export const chatSubject = (roomId: string, userId: string): string =>

@@ -173,7 +173,8 @@ export class Handlers {
     const lk = this.d.livekit;
     if (!lk) throw new HandlerError(AnswerCode.NotFound, 'no media server is configured');
     const grants = room.roles[me.role]?.media;
-    // In a broadcast room only presenters (roles that may publish) publish; everyone else watches.
+    // Grants follow the role: in a broadcast room only presenters have canPublish (the compiled
+    // roles say who), and `broadcast` goes to the client as the layout to show (docs/decisions.md).
     const canPublish = grants?.canPublish === true;
     const at = new AccessToken(lk.apiKey, lk.apiSecret, {
       identity: me.userId,
@@ -195,6 +196,7 @@ export class Handlers {
       room: room.media.livekitRoom,
       identity: me.userId,
       expiresAt: new Date(exp * 1000).toISOString(),
+      broadcast: room.media.broadcast,
     };
   }
 

@@ -81,7 +81,12 @@ describe('apply', () => {
 
     const si = await jsm.streams.info('n5-evening');
     expect(si.config).toMatchObject({
-      subjects: ['room.n5-evening.>'],
+      subjects: [
+        'room.n5-evening.chat.*',
+        'room.n5-evening.wb.*',
+        'room.n5-evening.evt',
+        'room.n5-evening.user.*',
+      ],
       max_msgs: 5000,
       max_age: 2 * 3600 * 1e9,
       max_bytes: 64 * 1024 * 1024,

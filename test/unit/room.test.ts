@@ -108,7 +108,7 @@ describe('JetStream assets (DESIGN.md §5)', () => {
     );
     expect(s).toMatchObject({
       name: 'n5',
-      subjects: ['room.n5.>'],
+      subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.*'],
       max_msgs: 5,
       max_consumers: 1400,
       num_replicas: 1,

@@ -10,7 +10,12 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.liveSubject('r1', 'u1')).toBe('room.r1.live.u1');
     expect(S.userInboxPrefix('r1', 'u1')).toBe('_INBOX.r1.u1');
     expect(S.roomStreamName('r1')).toBe('r1');
-    expect(S.roomStreamSubjects('r1')).toEqual(['room.r1.>']);
+    expect(S.roomStreamSubjects('r1')).toEqual([
+      'room.r1.chat.*',
+      'room.r1.wb.*',
+      'room.r1.evt',
+      'room.r1.user.*',
+    ]);
     expect(S.WORKER_STREAM_SUBJECTS).toEqual(['sysJsWorker.*.*']);
   });
 
