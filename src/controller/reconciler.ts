@@ -370,8 +370,19 @@ export class RoomReconciler {
     const want = JSON.stringify(room);
     const have = this.nats.rooms.get(room.roomId);
     if (have && JSON.stringify(have) === want) return true;
-    await this.nats.rooms.bucket.put(room.roomId, want);
+    const revision = await this.nats.rooms.bucket.put(room.roomId, want);
     this.metrics.writes.inc({ target: 'kv' });
+    // A changed room is announced to its participants (DESIGN.md §6); the first publish is not a
+    // change. The KV revision makes the announcement's id, so a retried reconcile sends it once.
+    if (have) {
+      const data = { roomId: room.roomId, title: room.title, features: room.features };
+      await jetstream(this.nats.nc).publish(
+        roomEventsSubject(room.roomId),
+        broadcast(Broadcast.RoomUpdated, data, this.now()),
+        { msgID: `room-updated-${room.roomId}-${revision}` },
+      );
+      this.metrics.writes.inc({ target: 'jetstream' });
+    }
     return true;
   }
 

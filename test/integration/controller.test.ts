@@ -7,7 +7,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/core/kv.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../../src/core/room.js';
-import { Bucket } from '../../src/core/subjects.js';
+import { Bucket, roomEventsSubject } from '../../src/core/subjects.js';
 import { findTool } from '../../src/core/tools.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { kubeConfig, sharedControlPlane } from '../helpers/kube.js';
@@ -136,8 +136,10 @@ describe('apply', () => {
 });
 
 describe('change', () => {
-  test('a spec change updates the stream and the KV config, and is observed', async () => {
+  test('a spec change updates the stream and the KV config, is observed and announced', async () => {
     const before = await rooms.waitReady('n5-evening');
+    const evt = svc.subscribe(roomEventsSubject('n5-evening'), { max: 1 });
+    await svc.flush();
     await rooms.update('n5-evening', (s) => ({
       ...s,
       title: 'N5 — evening (moved)',
@@ -150,6 +152,16 @@ describe('change', () => {
     expect(after.status?.observedGeneration).toBe(after.metadata.generation);
     expect((await jsm.streams.info('n5-evening')).config.max_msgs).toBe(7000);
     expect((await kvRoom('n5-evening'))?.title).toBe('N5 — evening (moved)');
+    // participants hear of it (EVT_ROOM_UPDATED), once, and it is stored for late joiners
+    for await (const m of evt)
+      expect(m.json()).toMatchObject({
+        event: 'EVT_ROOM_UPDATED',
+        data: { roomId: 'n5-evening', title: 'N5 — evening (moved)' },
+      });
+    const stored = await jsm.streams.getMessage('n5-evening', {
+      last_by_subj: roomEventsSubject('n5-evening'),
+    });
+    expect(stored?.json<{ event: string }>().event).toBe('EVT_ROOM_UPDATED');
   });
 
   test('nothing is written while nothing changes', async () => {
