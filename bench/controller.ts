@@ -18,6 +18,7 @@ import {
   ROOM_PLURAL as plural,
   type RoomResource,
 } from '../src/core/room.js';
+import { Bucket, kvStreamName } from '../src/core/subjects.js';
 import { startController } from '../test/helpers/controller.js';
 import { startControlPlane } from '../test/helpers/kube.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -132,27 +133,19 @@ async function main(): Promise<void> {
   const readyMs = nowMs() - t0;
 
   // Quiet period: nothing changes; resyncs keep reading.
-  const before = {
+  const snapshot = async () => ({
     ctl: {
       apiserver: await ctl.writes('apiserver'),
       jetstream: await ctl.writes('jetstream'),
       kv: await ctl.writes('kv'),
     },
     apiserver: await apiserverWrites(cp.state.server, cp.state.adminToken),
-    kvSeq: (await jsm.streams.info('KV_torii_rooms')).state.last_seq,
+    kvSeq: (await jsm.streams.info(kvStreamName(Bucket.Rooms))).state.last_seq,
     reconciles: await ctl.reconciles(),
-  };
+  });
+  const before = await snapshot();
   await new Promise((r) => setTimeout(r, QUIET_MS));
-  const after = {
-    ctl: {
-      apiserver: await ctl.writes('apiserver'),
-      jetstream: await ctl.writes('jetstream'),
-      kv: await ctl.writes('kv'),
-    },
-    apiserver: await apiserverWrites(cp.state.server, cp.state.adminToken),
-    kvSeq: (await jsm.streams.info('KV_torii_rooms')).state.last_seq,
-    reconciles: await ctl.reconciles(),
-  };
+  const after = await snapshot();
   const streams = (await jsm.streams.names().next()).filter((n) => n.startsWith('room-')).length;
 
   report({

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { RoomClient } from '../src/client/index.js';
+import { RequestEvent } from '../src/core/events.js';
 import { NatsServerProcess } from '../src/core/nats-server.js';
 import { CLI, cleanEnv } from '../test/helpers/cli.js';
 import {
@@ -70,7 +71,7 @@ async function toriiDev(): Promise<{ bannerMs: number; joinMs: number; stopMs: n
     userId: 'hana',
     autoRenew: false,
   });
-  await client.request('REQ_INITIAL_DATA');
+  await client.request(RequestEvent.InitialData);
   const joinMs = nowMs() - t0;
   await client.close();
   const pgid = dev.pid as number;

@@ -11,7 +11,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { parseDuration } from '../src/core/config.js';
 import { openBucket } from '../src/core/kv.js';
 import { parsePresence } from '../src/core/presence.js';
-import { Bucket } from '../src/core/subjects.js';
+import { Broadcast } from '../src/core/events.js';
+import { Bucket, roomEventsSubject } from '../src/core/subjects.js';
 import { connectClient, startCallout, token } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -52,11 +53,11 @@ async function main(): Promise<void> {
   );
   const joinedAt = new Map<string, number>();
   const leftAt = new Map<string, number>();
-  const events = svc.subscribe('room.*.evt', {
+  const events = svc.subscribe(roomEventsSubject('*'), {
     callback: (_e, m) => {
       const ev = m.json<{ event: string; data: { userId: string } }>();
-      if (ev.event === 'EVT_PARTICIPANT_JOINED') joinedAt.set(ev.data.userId, nowMs());
-      if (ev.event === 'EVT_PARTICIPANT_LEFT') leftAt.set(ev.data.userId, nowMs());
+      if (ev.event === Broadcast.ParticipantJoined) joinedAt.set(ev.data.userId, nowMs());
+      if (ev.event === Broadcast.ParticipantLeft) leftAt.set(ev.data.userId, nowMs());
     },
   });
   const presence = await openBucket(svc, Bucket.Presence);

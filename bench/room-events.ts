@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream';
 import { RoomClient } from '../src/client/index.js';
+import { RequestEvent } from '../src/core/events.js';
 import { startCallout, token } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
       }),
     ),
   );
-  const ours = (i: number) => (clients[i % K] as RoomClient).request('REQ_LOWER_HAND');
+  const ours = (i: number) => (clients[i % K] as RoomClient).request(RequestEvent.LowerHand);
   await pool(K * 5, K, (i) => ours(i).then(() => undefined)); // warm up: member caches, consumers
 
   const pids = { benchProcess: undefined, nats: server.process.pid, worker: worker.pid };
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
     events: N,
     clients: K,
     inFlightPerClient: W,
-    event: 'REQ_LOWER_HAND (compare-and-set on the hand, answer, no broadcast)',
+    event: `${RequestEvent.LowerHand} (compare-and-set on the hand, answer, no broadcast)`,
     raw: {
       eventsPerSec: rate(rawRun),
       latencyMs: summary(rawRun.latencies),

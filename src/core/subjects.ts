@@ -29,6 +29,9 @@ export const Bucket = {
 } as const;
 export type Bucket = (typeof Bucket)[keyof typeof Bucket];
 
+/** `KV_{bucket}`: the stream behind a KV bucket (stream info, replica checks). */
+export const kvStreamName = (bucket: Bucket): string => `KV_${bucket}`;
+
 /** Default NATS account names (config mode); each is configurable. */
 export const DefaultAccount = { Auth: 'AUTH', App: 'APP', Sys: 'SYS' } as const;
 

@@ -14,7 +14,7 @@ import {
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { findTool } from '../../src/core/tools.js';
-import { freePort, removeDir, tempDir, track, waitFor } from './procs.js';
+import { freePort, removeDir, runAsync, tempDir, track, waitFor } from './procs.js';
 
 /** Details of a running control plane, shared as JSON. */
 export interface ControlPlaneState {
@@ -295,4 +295,30 @@ export async function applyCrd(
     },
     { timeoutMs },
   );
+}
+
+/** Runs kubectl as the admin of the shared test control plane. */
+export async function kubectl(
+  args: string[],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const { kubeconfig } = await sharedControlPlane();
+  return runAsync(findTool('kubectl'), ['--kubeconfig', kubeconfig, ...args]);
+}
+
+/**
+ * Server-side apply of a manifest file as a dry run with strict validation: the API server checks
+ * every object (schemas, CRDs, admission) and stores nothing.
+ */
+export function serverDryRun(
+  file: string,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return kubectl([
+    'apply',
+    '--server-side',
+    '--force-conflicts',
+    '--dry-run=server',
+    '--validate=strict',
+    '-f',
+    file,
+  ]);
 }

@@ -13,7 +13,7 @@ import { parse as parseYaml, parseAllDocuments, stringify } from 'yaml';
 import { KeyFile } from '../../src/core/keys.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { spawnRole, torii } from '../helpers/cli.js';
-import { sharedControlPlane } from '../helpers/kube.js';
+import { kubectl, serverDryRun, sharedControlPlane } from '../helpers/kube.js';
 import { testKeys, TestNats, type TestKeys } from '../helpers/nats.js';
 import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
 import { applyRoomCrd, ensureNamespace, Rooms } from '../helpers/rooms-k8s.js';
@@ -59,13 +59,6 @@ async function helm(args: string[]): Promise<string> {
   const r = await runAsync(findTool('helm'), args);
   if (r.status !== 0) throw new Error(`helm ${args.join(' ')} failed:\n${r.stderr}`);
   return r.stdout;
-}
-
-async function kubectl(
-  args: string[],
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const { kubeconfig } = await sharedControlPlane();
-  return runAsync(findTool('kubectl'), ['--kubeconfig', kubeconfig, ...args]);
 }
 
 /** `--set-file keys.…=file` for every key file `torii keys generate` wrote. */
@@ -372,14 +365,7 @@ describe('Helm chart charts/torii', () => {
         ...(flags.length ? keyFlags(keys) : []),
       ]);
       writeFileSync(file, rendered);
-      const r = await kubectl([
-        'apply',
-        '--server-side',
-        '--dry-run=server',
-        '--validate=strict',
-        '-f',
-        file,
-      ]);
+      const r = await serverDryRun(file);
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       const applied = r.stdout.trim().split('\n');
@@ -388,14 +374,7 @@ describe('Helm chart charts/torii', () => {
 
       // The dry run validates: the same manifests with one wrong field are refused.
       writeFileSync(file, rendered.replace('containerPort: 9', 'containerPorts: 9'));
-      const bad = await kubectl([
-        'apply',
-        '--server-side',
-        '--dry-run=server',
-        '--validate=strict',
-        '-f',
-        file,
-      ]);
+      const bad = await serverDryRun(file);
       expect(bad.status).not.toBe(0);
       expect(bad.stderr).toMatch(/containerPorts/);
     });

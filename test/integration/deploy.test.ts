@@ -15,7 +15,7 @@ import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { spawnRole, torii } from '../helpers/cli.js';
-import { sharedControlPlane } from '../helpers/kube.js';
+import { kubectl, serverDryRun } from '../helpers/kube.js';
 import { testKeys, type TestKeys } from '../helpers/nats.js';
 import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
 import {
@@ -161,19 +161,8 @@ describe('deploy/manifests/torii.yaml (plain manifests)', () => {
   });
 
   test('is accepted by the API server (server-side dry run, namespace torii)', async () => {
-    const { kubeconfig } = await sharedControlPlane();
-    const kubectl = (args: string[]) =>
-      runAsync(findTool('kubectl'), ['--kubeconfig', kubeconfig, ...args]);
     await kubectl(['create', 'namespace', 'torii']); // may exist already
-    const r = await kubectl([
-      'apply',
-      '--server-side',
-      '--force-conflicts',
-      '--dry-run=server',
-      '--validate=strict',
-      '-f',
-      MANIFESTS,
-    ]);
+    const r = await serverDryRun(MANIFESTS);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(

@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
-import { Bucket } from '../../src/core/subjects.js';
+import { Bucket, kvStreamName } from '../../src/core/subjects.js';
 import { ensureWorkerStream } from '../../src/core/streams.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { spawnRole } from '../helpers/cli.js';
@@ -92,12 +92,7 @@ test("a server killed with its clients: they become away, then left; other serve
     await waitFor(
       'R3 buckets current on all nodes',
       async () => {
-        for (const b of [
-          'KV_torii_presence',
-          'KV_torii_room_state',
-          'KV_torii_rooms',
-          'KV_torii_blocks',
-        ]) {
+        for (const b of Object.values(Bucket).map(kvStreamName)) {
           const si = await jsm.streams.info(b);
           if (
             (si.cluster?.replicas ?? []).length !== 2 ||
