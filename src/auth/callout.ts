@@ -11,11 +11,11 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { memberKey, type MemberRecord } from '../core/room-state.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import { decodeNatsJwt, encodeNatsJwt } from '../core/natsjwt.js';
-import { NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
+import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../core/natsjwt.js';
+import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
 import type { Ops } from '../core/ops.js';
 import { QUEUE_GROUP, Sys } from '../core/subjects.js';
-import { describeError } from '../core/errors.js';
+import { describeError, ValidationError } from '../core/errors.js';
 import { isConnected } from '../core/nats.js';
 import { ConsumerEnsurer } from './consumers.js';
 import type { RoomDirectory } from './directory.js';
@@ -50,7 +50,7 @@ export interface CalloutSettings {
   /** Curve seed (`SX…`) when the server encrypts requests (`auth_callout.xkey`). */
   xkeySeed?: string;
   /** Target account of every user (config mode). */
-  appAccount: string;
+  clientAccount: string;
   maxTtlMs: number;
   inboxPolicy: InboxPolicy;
   consumerInactiveThresholdMs: number;
@@ -206,42 +206,62 @@ export class AuthCallout {
   private decodeRequest(msg: Msg): { req: AuthRequest; serverXkey: string | undefined } {
     const serverXkey = msg.headers?.get(SERVER_XKEY_HEADER) || undefined;
     let data: Uint8Array = msg.data;
+    const sealed = isSealed(data);
     if (this.xkey) {
-      if (!serverXkey)
+      if (!serverXkey || !sealed)
         throw new Rejection(
-          RejectReason.EncryptionMismatch,
+          RejectReason.RequestNotEncrypted,
           'request is not encrypted but an xkey is configured',
         );
       const opened = this.xkey.open(data, serverXkey);
       if (!opened)
         throw new Rejection(RejectReason.DecryptFailed, 'request does not decrypt with our xkey');
       data = opened;
-    } else if (serverXkey) {
+    } else if (serverXkey || sealed) {
       throw new Rejection(
-        RejectReason.EncryptionMismatch,
+        RejectReason.RequestEncrypted,
         'request is encrypted but no xkey is configured',
       );
     }
-    const claims = decodeNatsJwt<AuthRequest>(new TextDecoder().decode(data), NKeyPrefix.Server);
+    let claims: NatsClaims<AuthRequest>;
+    try {
+      claims = decodeNatsJwt<AuthRequest>(new TextDecoder().decode(data), NKeyPrefix.Server);
+    } catch (e) {
+      const bad = e instanceof ValidationError && e.field === SIGNATURE_FIELD;
+      throw new Rejection(
+        bad ? RejectReason.RequestBadSignature : RejectReason.BadRequest,
+        describeError(e),
+        { cause: e },
+      );
+    }
     const req = claims.nats;
     if (claims.aud !== AUTH_REQUEST_AUDIENCE)
-      throw new Rejection(RejectReason.BadRequest, `request aud is ${String(claims.aud)}`);
+      throw new Rejection(
+        RejectReason.RequestWrongAudience,
+        `request aud is ${String(claims.aud)}`,
+      );
     if (req?.type !== 'authorization_request')
       throw new Rejection(RejectReason.BadRequest, 'not an authorization request');
     if (typeof req.server_id?.id !== 'string' || claims.iss !== req.server_id.id) {
-      throw new Rejection(RejectReason.BadRequest, 'request issuer is not the server that sent it');
+      throw new Rejection(
+        RejectReason.RequestWrongServer,
+        'request issuer is not the server that sent it',
+      );
     }
     if (claims.sub !== this.signer.publicKey)
-      throw new Rejection(RejectReason.BadRequest, 'request is for another callout issuer');
+      throw new Rejection(
+        RejectReason.RequestWrongSubject,
+        'request is for another callout issuer',
+      );
     if (
       typeof claims.exp !== 'number' ||
       claims.exp * 1000 + REQUEST_EXP_SLACK_MS < this.now().getTime()
     ) {
-      throw new Rejection(RejectReason.BadRequest, 'request expired');
+      throw new Rejection(RejectReason.RequestExpired, 'request expired');
     }
     if (serverXkey && req.server_id.xkey !== serverXkey) {
       throw new Rejection(
-        RejectReason.EncryptionMismatch,
+        RejectReason.XkeyMismatch,
         'header xkey differs from the signed server_id.xkey',
       );
     }
@@ -308,7 +328,7 @@ export class AuthCallout {
       buildUserClaims({
         issuer: this.signer.publicKey,
         userNkey: req.user_nkey,
-        appAccount: this.s.appAccount,
+        clientAccount: this.s.clientAccount,
         roomId: t.roomId,
         userId: t.userId,
         roleName: t.role,

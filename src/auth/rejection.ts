@@ -3,10 +3,25 @@
  * reach the client, which only sees "Authorization Violation".
  */
 export const RejectReason = {
-  /** The request could not be decrypted, or was (not) encrypted against our configuration. */
-  EncryptionMismatch: 'encryption_mismatch',
+  /** Plaintext request to a callout configured with an xkey. */
+  RequestNotEncrypted: 'request_not_encrypted',
+  /** Sealed request to a callout configured without an xkey. */
+  RequestEncrypted: 'request_encrypted',
+  /** Sealed to another key, or not a valid box. */
   DecryptFailed: 'decrypt_failed',
-  /** The server's request JWT is malformed, badly signed, stale or not for us. */
+  /** The `Nats-Server-Xkey` header differs from the `server_id.xkey` the server signed. */
+  XkeyMismatch: 'xkey_mismatch',
+  /** The request JWT's signature does not verify against its `iss`. */
+  RequestBadSignature: 'request_bad_signature',
+  /** Signed by a key other than the server it names (`iss` ≠ `server_id.id`). */
+  RequestWrongServer: 'request_wrong_server',
+  /** `aud` is not `nats-authorization-request`. */
+  RequestWrongAudience: 'request_wrong_audience',
+  /** `sub` is not this callout's issuer key. */
+  RequestWrongSubject: 'request_wrong_subject',
+  /** `exp` has passed. */
+  RequestExpired: 'request_expired',
+  /** Anything else malformed about the server's request. */
   BadRequest: 'bad_request',
   NoToken: 'no_token',
   TokenTooLarge: 'token_too_large',

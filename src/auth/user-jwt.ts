@@ -25,7 +25,7 @@ export interface UserJwtNats {
 export interface UserClaimsInput {
   issuer: string;
   userNkey: string;
-  appAccount: string;
+  clientAccount: string;
   roomId: string;
   userId: string;
   roleName: string;
@@ -47,7 +47,7 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
   return {
     iss: i.issuer,
     sub: i.userNkey,
-    aud: i.appAccount,
+    aud: i.clientAccount,
     name: `${i.roomId}/${i.userId}`,
     iat: nowSec,
     exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),

@@ -13,6 +13,7 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
+import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -69,6 +70,8 @@ export interface RoomClientOptions {
   connection?: Partial<ConnectionOptions>;
 }
 
+export type { LiveMessage } from './live.js';
+
 export class RoomClient {
   private token: string;
   private readonly js: JetStreamClient;
@@ -80,7 +83,8 @@ export class RoomClient {
   private messages: ConsumerMessages | undefined;
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private counter = 0;
-  private readonly prefix = Math.random().toString(36).slice(2, 8);
+  private readonly prefix = newRequestIdPrefix();
+  private readonly liveListeners = new Set<(m: LiveMessage) => void>();
   private closed = false;
   /** What arrived before the first listener (at most {@link MAX_BACKLOG}). */
   private backlog: RoomMessage[] | undefined = [];
@@ -115,6 +119,7 @@ export class RoomClient {
       holder.current = t;
       client.token = t;
     };
+    client.subscribeLive();
     await client.consume();
     void client.watchStatus();
     if (o.autoRenew !== false) client.scheduleRenewal();
@@ -251,7 +256,34 @@ export class RoomClient {
 
   /** Publishes a live (not stored) update such as a cursor position. */
   live(data: unknown): void {
-    this.nc.publish(liveSubject(this.o.roomId, this.o.userId), JSON.stringify(data));
+    this.nc.publish(liveSubject(this.o.roomId, this.o.userId), encodeLive(data));
+  }
+
+  /**
+   * Listens to the room's live updates from other members; returns a function that stops
+   * listening. Anything on the live subjects that is not a live message is dropped (see
+   * `parseLive`).
+   */
+  onLive(listener: (m: LiveMessage) => void): () => void {
+    this.liveListeners.add(listener);
+    return () => this.liveListeners.delete(listener);
+  }
+
+  private subscribeLive(): void {
+    const { roomId, userId } = this.o;
+    this.nc.subscribe(liveSubject(roomId, '*'), {
+      callback: (err, m) => {
+        if (err) return;
+        const live = parseLive(roomId, {
+          subject: m.subject,
+          ...(m.reply ? { reply: m.reply } : {}),
+          hasHeaders: m.headers !== undefined,
+          body: m.data,
+        });
+        if (!live || live.from === userId) return;
+        for (const l of this.liveListeners) l(live);
+      },
+    });
   }
 
   /** Renews the token now; the next reconnect uses the new one. */

@@ -21,7 +21,7 @@ import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } fr
 export interface AuthCalloutFlags {
   natsUrl: string[];
   keysDir: string;
-  appAccount: string;
+  clientAccount: string;
   tokenJwksUrl?: string;
   tokenPublicKeyFile?: string;
   tokenSecretFile?: string;
@@ -42,8 +42,8 @@ export interface AuthCalloutFlags {
 function addAuthCalloutOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      opt<string>('--app-account <name>', 'account every room client is placed in', {
-        default: DEFAULT_ACCOUNTS.app,
+      opt<string>('--client-account <name>', 'account every room client is placed in', {
+        default: DEFAULT_ACCOUNTS.clients,
       }),
     )
     .addOption(
@@ -140,7 +140,7 @@ export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCallou
     ...(xkeySeed !== undefined ? { xkeySeed } : {}),
     authPassword: await readKeyFile(f.keysDir, KeyFile.AuthPassword),
     servicePassword: await readKeyFile(f.keysDir, KeyFile.ServicePassword),
-    appAccount: f.appAccount,
+    clientAccount: f.clientAccount,
     maxTtlMs: f.maxTtl,
     inboxPolicy: f.inboxPolicy,
     consumerInactiveThresholdMs: f.consumerInactiveThreshold,

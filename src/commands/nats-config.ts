@@ -30,6 +30,7 @@ interface NatsConfigFlags {
   routes: string[];
   authAccount: string;
   appAccount: string;
+  clientAccount: string;
   sysAccount: string;
   authTimeout: number;
 }
@@ -45,9 +46,14 @@ const accountName = (v: string): string => {
 
 /** Turns parsed flags into renderer options; checks that the flags agree with each other. */
 export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfigOptions> {
-  const accounts = { auth: f.authAccount, app: f.appAccount, sys: f.sysAccount };
-  if (new Set(Object.values(accounts)).size !== 3) {
-    configError('--app-account', 'the AUTH, APP and SYS account names must differ');
+  const accounts = {
+    auth: f.authAccount,
+    app: f.appAccount,
+    clients: f.clientAccount,
+    sys: f.sysAccount,
+  };
+  if (new Set(Object.values(accounts)).size !== 4) {
+    configError('--client-account', 'the AUTH, APP, CLIENTS and SYS account names must differ');
   }
   if (f.routes.length > 0 && !f.clusterName) configError('--routes', 'routes need --cluster-name');
   const ports = [f.port, f.httpPort, f.websocketPort, f.clusterName ? f.clusterPort : 0].filter(
@@ -75,7 +81,7 @@ export function registerNatsConfig(program: Command): void {
   const cmd = program
     .command('nats-config')
     .description(
-      'render a nats-server config for Torii: accounts AUTH/APP/SYS, auth callout, JetStream, optional websocket and cluster',
+      'render a nats-server config for Torii: accounts AUTH/APP/CLIENTS/SYS, auth callout, JetStream, optional websocket and cluster',
     )
     .addOption(
       opt<string>('--out <file>', 'write the config to this file (mode 0600) instead of stdout'),
@@ -129,10 +135,17 @@ export function registerNatsConfig(program: Command): void {
       }),
     )
     .addOption(
-      opt<string>('--app-account <name>', 'account of clients and workers', {
+      opt<string>('--app-account <name>', 'account of streams, KV, controller and workers', {
         default: DEFAULT_ACCOUNTS.app,
         parse: accountName,
       }),
+    )
+    .addOption(
+      opt<string>(
+        '--client-account <name>',
+        'account of room clients (no streams; reaches APP through service imports)',
+        { default: DEFAULT_ACCOUNTS.clients, parse: accountName },
+      ),
     )
     .addOption(
       opt<string>('--sys-account <name>', 'system account', {

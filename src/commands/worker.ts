@@ -30,7 +30,7 @@ import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } fr
 export interface WorkerFlags {
   natsUrl: string[];
   keysDir: string;
-  appAccount: string;
+  clientAccount: string;
   kvReplicas: number;
   concurrency: number;
   ackWait: number;
@@ -75,7 +75,7 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
     servers: f.natsUrl,
     servicePassword: await readKeyFile(f.keysDir, KeyFile.ServicePassword),
     ...(systemPassword !== undefined ? { systemPassword } : {}),
-    appAccount: f.appAccount,
+    clientAccount: f.clientAccount,
     kvReplicas: f.kvReplicas,
     pool: { concurrency: f.concurrency, ackWaitMs: f.ackWait, maxDeliver: f.maxDeliver },
     ...(hasSigner ? { signer: await loadTokenSigner(f.keysDir) } : {}),
@@ -134,8 +134,8 @@ export function registerWorker(program: Command): void {
       }),
     )
     .addOption(
-      opt<string>('--app-account <name>', 'account of room clients (presence events)', {
-        default: DEFAULT_ACCOUNTS.app,
+      opt<string>('--client-account <name>', 'account of room clients (presence events)', {
+        default: DEFAULT_ACCOUNTS.clients,
       }),
     )
     .addOption(

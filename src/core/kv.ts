@@ -2,12 +2,12 @@
  * KV buckets (DESIGN.md §9) and an in-memory cache that follows a bucket through a watch, so hot
  * paths (the callout's room, block and presence lookups) read memory, not JetStream.
  */
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { Bucket } from './subjects.js';
+import { kvStreamName, kvSubject, type Bucket } from './subjects.js';
 
 /** Options of Torii's buckets: one value per key, file storage. */
 export function bucketOptions(replicas = 1): Partial<KvOptions> {
@@ -103,10 +103,11 @@ export class KvCache<T> {
     while (!this.stopped) {
       try {
         this.kv = await openBucket(this.nc, this.name, this.replicas);
-        const status = await this.kv.status();
-        // Every key's last value is delivered, and the stream's last message is always one of
-        // them: seeing its revision means the snapshot is complete.
-        const lastSeq = status.streamInfo.state.last_seq;
+        // Every key's last value is delivered, and the last message filed under the bucket's
+        // subjects is one of them: seeing its revision means the snapshot is complete. Not the
+        // stream's last_seq: a stream stores whatever is published on its subjects under the
+        // subject it was delivered with, and a watch never delivers what is filed elsewhere.
+        const lastSeq = await this.lastKeySeq();
         const seen = new Set<string>();
         let snapshot = true;
         const finishSnapshot = (): void => {
@@ -114,7 +115,7 @@ export class KvCache<T> {
           for (const key of [...this.map.keys()]) if (!seen.has(key)) this.set(key, undefined);
           this.markReady();
         };
-        if (status.values === 0) finishSnapshot();
+        if (lastSeq === 0) finishSnapshot();
         this.watcher = await this.kv.watch();
         for await (const e of this.watcher) {
           if (snapshot) seen.add(e.key);
@@ -128,6 +129,15 @@ export class KvCache<T> {
       if (!this.stopped)
         await new Promise((r) => setTimeout(r, this.isReady ? 100 : REWATCH_DELAY_MS));
     }
+  }
+
+  /** Sequence of the last message filed under one of the bucket's keys; 0 when there is none. */
+  private async lastKeySeq(): Promise<number> {
+    const jsm = await jetstreamManager(this.nc);
+    const last = await jsm.streams.getMessage(kvStreamName(this.name), {
+      last_by_subj: kvSubject(this.name, '>'),
+    });
+    return last?.seq ?? 0;
   }
 
   private apply(e: KvWatchEntry): void {

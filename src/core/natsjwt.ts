@@ -11,6 +11,9 @@ const HEADER = Buffer.from(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' })).
   'base64url',
 );
 
+/** `field` of the {@link ValidationError} for a signature that does not verify. */
+export const SIGNATURE_FIELD = 'signature';
+
 /** Claims common to every NATS JWT. */
 export interface NatsClaims<T> {
   jti: string;
@@ -70,6 +73,6 @@ export function decodeNatsJwt<T>(token: string, issuerPrefix: NKeyPrefix): NatsC
   } catch (e) {
     throw new ValidationError('JWT issuer is not a valid nkey', { cause: e });
   }
-  if (!ok) throw new ValidationError('JWT signature does not verify');
+  if (!ok) throw new ValidationError('JWT signature does not verify', { field: SIGNATURE_FIELD });
   return claims;
 }

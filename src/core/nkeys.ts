@@ -176,6 +176,14 @@ export function verifyNKeySignature(
 const XKEY_VERSION = Buffer.from('xkv1');
 const NONCE_LEN = nacl.box.nonceLength;
 
+/** True when `payload` is a sealed xkey box (`xkv1` header), whoever it is sealed to. */
+export function isSealed(payload: Uint8Array): boolean {
+  return (
+    payload.length > XKEY_VERSION.length &&
+    Buffer.from(payload.buffer, payload.byteOffset, XKEY_VERSION.length).equals(XKEY_VERSION)
+  );
+}
+
 /**
  * A curve (xkey) key pair that opens and seals NaCl boxes in the nats-server format
  * (`xkv1` + 24-byte nonce + box). Shared keys are precomputed once per peer.

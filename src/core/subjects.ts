@@ -32,8 +32,15 @@ export type Bucket = (typeof Bucket)[keyof typeof Bucket];
 /** `KV_{bucket}`: the stream behind a KV bucket (stream info, replica checks). */
 export const kvStreamName = (bucket: Bucket): string => `KV_${bucket}`;
 
-/** Default NATS account names (config mode); each is configurable. */
-export const DefaultAccount = { Auth: 'AUTH', App: 'APP', Sys: 'SYS' } as const;
+/** `$KV.{bucket}.{key}`: where a bucket files a key (`>` for all of them). */
+export const kvSubject = (bucket: Bucket, key: string): string => `$KV.${bucket}.${key}`;
+
+/**
+ * Default NATS account names (config mode); each is configurable. Room clients live in `CLIENTS`,
+ * which holds no stream: whatever reply subject a client names, an answer lands in `CLIENTS`,
+ * never in `APP` where the streams and buckets are (docs/decisions.md, "Account layout").
+ */
+export const DefaultAccount = { Auth: 'AUTH', App: 'APP', Clients: 'CLIENTS', Sys: 'SYS' } as const;
 
 /** Service endpoint subjects (DESIGN.md §7). */
 export const ServiceSubject = {
@@ -134,6 +141,8 @@ export const userInboxPrefix = (roomId: string, userId: string): string =>
 
 /** JetStream API subjects a client may use for its own room and consumer. */
 export const JsApi = {
+  /** Account info; imported only so that the server's own "not enabled" answer stays out. */
+  ACCOUNT_INFO: '$JS.API.INFO',
   streamInfo: (stream: string): string => `$JS.API.STREAM.INFO.${stream}`,
   consumerInfo: (stream: string, consumer: string): string =>
     `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
@@ -142,6 +151,22 @@ export const JsApi = {
   /** Acks of one consumer: `$JS.ACK.{stream}.{consumer}.>` */
   acks: (stream: string, consumer: string): string => `$JS.ACK.${stream}.${consumer}.>`,
 } as const;
+
+/**
+ * The subjects of `APP` that the `CLIENTS` account imports as services: everything a room client
+ * publishes that must reach a stream, a consumer or JetStream's API (DESIGN.md §5). A client's
+ * permissions narrow each to its own room and user; `room.{roomId}.live.*` stays inside `CLIENTS`.
+ */
+export const CLIENT_SERVICE_IMPORTS: readonly string[] = [
+  workerSubject('*', '*'),
+  chatSubject('*', '*'),
+  whiteboardSubject('*', '*'),
+  JsApi.ACCOUNT_INFO,
+  JsApi.streamInfo('*'),
+  JsApi.consumerInfo('*', '*'),
+  JsApi.consumerNext('*', '*'),
+  JsApi.acks('*', '*'),
+];
 
 /** NATS system subjects (auth callout, events, server requests). */
 export const Sys = {

@@ -45,7 +45,7 @@ export interface WorkerConfig {
   servicePassword: string;
   /** Password of the system user, for presence and kicks; both are off without it. */
   systemPassword?: string;
-  appAccount: string;
+  clientAccount: string;
   kvReplicas: number;
   pool: PoolSettings;
   signer?: TokenSigner;
@@ -140,7 +140,7 @@ export async function runWorker(
       presence.bucket,
       presence,
       roomState,
-      c.appAccount,
+      c.clientAccount,
       c.presence,
       log,
     );

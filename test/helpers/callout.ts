@@ -43,7 +43,7 @@ export async function calloutConfig(
     xkeySeed: await readKeyFile(keys.dir, KeyFile.XkeySeed),
     authPassword: keys.server.authPassword,
     servicePassword: keys.server.servicePassword,
-    appAccount: 'APP',
+    clientAccount: 'CLIENTS',
     maxTtlMs: 3_600_000,
     inboxPolicy: 'private',
     consumerInactiveThresholdMs: 3_600_000,

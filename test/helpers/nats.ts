@@ -30,6 +30,8 @@ export interface StartTestNatsOptions {
   websocket?: boolean;
   /** Extra renderer options (auth timeout, account names, …). */
   config?: Partial<NatsConfigOptions>;
+  /** Changes the rendered text (tests that need a server Torii would never render). */
+  rewrite?: (config: string) => string;
 }
 
 /** One running test server. */
@@ -62,16 +64,19 @@ export class TestNats {
       httpPort: await freePort(),
       websocketPort: o.websocket ? await freePort() : 0,
     };
+    const rewrite = o.rewrite ?? ((c: string) => c);
     const configFor = (): string =>
-      renderNatsConfig({
-        serverName: name,
-        ...ports,
-        jetstreamDir: path.join(dir, 'js'),
-        keys: keys.server,
-        portsFileDir: dir,
-        ...(o.cluster ? { cluster: o.cluster } : {}),
-        ...o.config,
-      });
+      rewrite(
+        renderNatsConfig({
+          serverName: name,
+          ...ports,
+          jetstreamDir: path.join(dir, 'js'),
+          keys: keys.server,
+          portsFileDir: dir,
+          ...(o.cluster ? { cluster: o.cluster } : {}),
+          ...o.config,
+        }),
+      );
     const proc = await startProcess(dir, configFor(), o.cluster !== undefined);
     return new TestNats(dir, keys, configFor, proc, name, o.cluster !== undefined);
   }

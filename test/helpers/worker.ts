@@ -31,7 +31,7 @@ export async function startWorker(
       servers,
       servicePassword: keys.server.servicePassword,
       systemPassword: keys.server.systemPassword,
-      appAccount: 'APP',
+      clientAccount: 'CLIENTS',
       kvReplicas: 1,
       pool: { concurrency: 50, ackWaitMs: 30_000, maxDeliver: 5 },
       signer: await loadTokenSigner(keys.dir),

@@ -1,6 +1,6 @@
 /**
  * The auth callout against a real nats-server configured by the same renderer as
- * `torii nats-config` (xkey-encrypted requests, AUTH/APP/SYS accounts). Tested from the client's
+ * `torii nats-config` (xkey-encrypted requests, AUTH/APP/CLIENTS/SYS accounts). Tested from the client's
  * side: what a room client may do, what it may not, and which tokens never get in.
  */
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,8 @@ import { jetstream } from '@nats-io/jetstream';
 import { AuthorizationError, type NatsConnection } from '@nats-io/transport-node';
 import { SignJWT, generateKeyPair, importJWK, type JWK } from 'jose';
 import { KeyFile } from '../../src/core/keys.js';
+import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import { Sys } from '../../src/core/subjects.js';
 import { findTool } from '../../src/core/tools.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { expectViolation } from '../helpers/assert-nats.js';
@@ -175,10 +177,13 @@ describe('roles', () => {
     );
   });
 
-  test('the connection is placed in APP and named {roomId}/{userId} for presence', async () => {
+  test('the connection is placed in CLIENTS, not APP, and named {roomId}/{userId} for presence', async () => {
     const sys = await server.connectSystem();
     try {
-      const events = sys.subscribe('$SYS.ACCOUNT.APP.CONNECT', { max: 1, timeout: 5_000 });
+      const events = sys.subscribe(Sys.connect(DEFAULT_ACCOUNTS.clients), {
+        max: 1,
+        timeout: 5_000,
+      });
       await sys.flush();
       const t = await token(
         server.keys,
@@ -190,7 +195,7 @@ describe('roles', () => {
       for await (const m of events) {
         expect(
           m.json<{ client: { user: string; acc: string; kind: string } }>().client,
-        ).toMatchObject({ user: 'n5/taro', acc: 'APP', kind: 'Client' });
+        ).toMatchObject({ user: 'n5/taro', acc: 'CLIENTS', kind: 'Client' });
       }
       const cid = nc.info?.client_id;
       const r = await sys.request(
@@ -201,7 +206,7 @@ describe('roles', () => {
       const conn = r.json<{
         data: { connections: { authorized_user: string; account: string }[] };
       }>().data.connections[0];
-      expect(conn?.account).toBe('APP');
+      expect(conn?.account).toBe('CLIENTS');
       expect(conn?.authorized_user).toBe('n5/taro');
     } finally {
       await sys.close();
@@ -391,7 +396,7 @@ describe('encryption', () => {
           { timeout: 4_000 },
         ),
       ).rejects.toThrow();
-      expect(await plain.rejections('encryption_mismatch')).toBe(1);
+      expect(await plain.rejections('request_encrypted')).toBe(1);
     } finally {
       await plain.stop();
       await s2.destroy();

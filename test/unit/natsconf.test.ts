@@ -43,7 +43,7 @@ describe('renderNatsConfig', () => {
       websocketPort: 8080,
       jetstreamDir: '/js',
       keys,
-      accounts: { auth: 'A1', app: 'A2', sys: 'A3' },
+      accounts: { auth: 'A1', app: 'A2', clients: 'A4', sys: 'A3' },
       cluster: { name: 'c', port: 6222, routes: ['nats-route://n2:6222'] },
     });
     expect(text).not.toContain('http:');

@@ -7,7 +7,7 @@ const nowSec = now.getTime() / 1000;
 const base = {
   issuer: 'AISSUER',
   userNkey: 'UUSER',
-  appAccount: 'APP',
+  clientAccount: 'CLIENTS',
   roomId: 'n5',
   userId: 'hana',
   roleName: 'teacher',
@@ -26,7 +26,7 @@ describe('user JWT claims (DESIGN.md §4)', () => {
     expect(c).toMatchObject({
       iss: 'AISSUER',
       sub: 'UUSER',
-      aud: 'APP',
+      aud: 'CLIENTS',
       name: 'n5/hana',
       iat: nowSec,
       exp: nowSec + 3600,
