@@ -139,6 +139,7 @@ export class RoomClient {
 
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
+      if (s.type === 'reconnect' && !this.closed) void this.resume();
       const online = s.type === 'disconnect' ? false : s.type === 'reconnect' ? true : this.online;
       if (online === this.online) continue;
       this.online = online;
@@ -154,12 +155,27 @@ export class RoomClient {
     return this.token;
   }
 
+  /**
+   * Consumes again on a fresh inbox after a reconnect. Pull requests of the old connection are
+   * still waiting in the server; they name the old inbox, which nats.js subscribes again on
+   * reconnect. The server forwards deliveries for them through a response mapping that ended
+   * with the old connection (the room stream lives in another account), so they would be lost
+   * until `ack_wait`. Dropping the old inbox takes away their interest: the consumer skips them.
+   */
+  private async resume(): Promise<void> {
+    const old = this.messages;
+    this.messages = undefined;
+    await old?.close().catch(() => undefined);
+    if (!this.closed) await this.consume().catch(() => undefined);
+  }
+
   private async consume(): Promise<void> {
     const consumer = await this.js.consumers.get(this.o.roomId, this.o.userId);
-    this.messages = await consumer.consume({ max_messages: 100 });
+    const messages = await consumer.consume({ max_messages: 100 });
+    this.messages = messages;
     const answers = userAnswerSubject(this.o.roomId, this.o.userId);
     void (async () => {
-      for await (const m of this.messages as ConsumerMessages) {
+      for await (const m of messages) {
         let body: unknown;
         try {
           body = m.json();

@@ -279,7 +279,16 @@ describe('torii nats-config', () => {
     ],
     [
       'custom accounts',
-      ['--auth-account', 'CALLOUT', '--app-account', 'CLASSROOM', '--sys-account', 'SYSTEM'],
+      [
+        '--auth-account',
+        'CALLOUT',
+        '--app-account',
+        'CLASSROOM',
+        '--client-account',
+        'PUPILS',
+        '--sys-account',
+        'SYSTEM',
+      ],
     ],
   ])('nats-server -t accepts the rendered config (%s)', (_name, extra) => {
     const out = path.join(cwd, `nats-${_name.replace(/\W/g, '_')}.conf`);
@@ -319,6 +328,7 @@ describe('torii nats-config', () => {
     [['--port', '4222', '--http-port', '4222'], /--port .*ports must differ/],
     [['--port', '70000'], /--port .*'70000' is not a port/],
     [['--app-account', 'A.B'], /--app-account .*not a valid account name/],
+    [['--client-account', 'APP'], /--client-account .*account names must differ/],
   ])('refuses %j with one clear line and exit code 2', (args, pattern) => {
     const r = torii([
       'nats-config',

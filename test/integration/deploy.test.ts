@@ -13,6 +13,8 @@ import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
+import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import { CLIENT_SERVICE_IMPORTS } from '../../src/core/subjects.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { spawnRole, torii } from '../helpers/cli.js';
 import { kubectl, serverDryRun } from '../helpers/kube.js';
@@ -61,10 +63,23 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
     );
     expect(rendered['websocket']).toMatchObject({ no_tls: !values.config.websocket.tls.enabled });
     expect(rendered['jetstream']).toBeDefined();
-    // every $VAR of the config is set by the container's env (or the chart's SERVER_NAME)
-    const vars = [...chartNatsConf().matchAll(/\$([A-Z_]+)/g)].map((m) => m[1] as string);
+    // every $VAR reference (unquoted; "$JS.…" subjects are strings) of the config is set by the container's env (or the chart's SERVER_NAME)
+    const vars = [...chartNatsConf().matchAll(/(?<!")\$([A-Z_]+)/g)].map((m) => m[1] as string);
     for (const v of vars)
       expect([v, v === 'SERVER_NAME' || v in values.container.env]).toEqual([v, true]);
+  });
+
+  test('isolates room clients as `torii nats-config` does: the same account layout', () => {
+    const accounts = values.config.merge['accounts'] as Record<
+      string,
+      { imports?: { service: { account: string; subject: string } }[]; exports?: unknown[] }
+    >;
+    expect(accounts[DEFAULT_ACCOUNTS.clients]?.imports?.map((i) => i.service)).toEqual(
+      CLIENT_SERVICE_IMPORTS.map((subject) => ({ account: DEFAULT_ACCOUNTS.app, subject })),
+    );
+    expect(accounts[DEFAULT_ACCOUNTS.app]?.exports).toEqual([
+      { service: '>', response_type: 'stream', accounts: [DEFAULT_ACCOUNTS.clients] },
+    ]);
   });
 
   test('holds no secret: passwords and keys are env references only', () => {

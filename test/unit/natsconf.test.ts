@@ -1,4 +1,5 @@
 import { renderNatsConfig, ServiceUser } from '../../src/core/natsconf.js';
+import { CLIENT_SERVICE_IMPORTS } from '../../src/core/subjects.js';
 
 const keys = {
   issuerPublicKey: 'AISSUER',
@@ -53,5 +54,41 @@ describe('renderNatsConfig', () => {
     );
     expect(text).toContain('account: "A1"');
     expect(text).toContain('system_account: "A3"');
+  });
+});
+
+describe('account layout (isolation)', () => {
+  const text = renderNatsConfig({
+    serverName: 's',
+    port: 4222,
+    httpPort: 0,
+    jetstreamDir: '/js',
+    keys,
+  });
+  test('APP exports one service, >, to CLIENTS only, with streamed responses', () => {
+    expect(text).toMatch(
+      /"APP": \{\n\s+jetstream: enabled\n.*\n\s+exports: \[ \{ service: ">", response_type: stream, accounts: \[ "CLIENTS" \] \} \]\n\s+\}/,
+    );
+    expect(text.match(/exports:/g)).toHaveLength(1);
+  });
+
+  test('CLIENTS has no JetStream and no users, and imports exactly what room clients publish', () => {
+    const block = /"CLIENTS": \{\n([\s\S]*?)\n {2}\}/.exec(text)?.[1] ?? '';
+    expect(block).not.toContain('jetstream');
+    expect(block).not.toContain('users');
+    const imports = [
+      ...block.matchAll(/\{ service: \{ account: "APP", subject: "([^"]+)" \} \}/g),
+    ].map((m) => m[1]);
+    expect(imports).toEqual([...CLIENT_SERVICE_IMPORTS]);
+    expect(imports).toEqual([
+      'sysJsWorker.*.*',
+      'room.*.chat.*',
+      'room.*.wb.*',
+      '$JS.API.INFO',
+      '$JS.API.STREAM.INFO.*',
+      '$JS.API.CONSUMER.INFO.*.*',
+      '$JS.API.CONSUMER.MSG.NEXT.*.*',
+      '$JS.ACK.*.*.>',
+    ]);
   });
 });
