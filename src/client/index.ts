@@ -13,7 +13,7 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
-import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
+import { encodeLive, newRequestIdPrefix, parseLive, received, type LiveMessage } from './live.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -290,12 +290,7 @@ export class RoomClient {
     this.nc.subscribe(liveSubject(roomId, '*'), {
       callback: (err, m) => {
         if (err) return;
-        const live = parseLive(roomId, {
-          subject: m.subject,
-          ...(m.reply ? { reply: m.reply } : {}),
-          hasHeaders: m.headers !== undefined,
-          body: m.data,
-        });
+        const live = parseLive(roomId, received(m));
         if (!live || live.from === userId) return;
         for (const l of this.liveListeners) l(live);
       },

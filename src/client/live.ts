@@ -37,6 +37,21 @@ export interface ReceivedMessage {
   body: Uint8Array;
 }
 
+/** The parts of a received NATS message (`Msg` of any nats.js transport) that {@link parseLive} reads. */
+export function received(m: {
+  subject: string;
+  reply?: string;
+  headers?: unknown;
+  data: Uint8Array;
+}): ReceivedMessage {
+  return {
+    subject: m.subject,
+    ...(m.reply ? { reply: m.reply } : {}),
+    hasHeaders: m.headers !== undefined,
+    body: m.data,
+  };
+}
+
 /**
  * The live update a message carries, or undefined when it is not one of this room's live
  * messages (a reply someone aimed at the subject, another room's subject, a malformed body).
