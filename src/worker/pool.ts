@@ -1,9 +1,12 @@
 /**
  * The event pool: takes client events from `sysJsWorker` through the shared durable `torii_queue`,
- * runs at most `concurrency` handlers at once (backpressure: no message is pulled without a free
- * slot), one at a time per `{roomId}.{userId}`, and acks only after the answer and broadcasts are
- * stored. Answers and broadcasts carry `Nats-Msg-Id`s derived from the event's stream sequence, so
- * a redelivery after a crash cannot answer twice: the room stream drops the duplicate.
+ * runs at most `concurrency` handlers at once, one at a time per `{roomId}.{userId}` (a user's
+ * later events wait in its own queue without a slot, so one user holds at most one slot), and acks
+ * only after the answer and broadcasts are stored. Every event pulled and not yet settled reports
+ * progress (`working()`) twice per `ack_wait`, so a slow handler or a long queue is not
+ * redelivered while it is in hand. Answers and broadcasts carry `Nats-Msg-Id`s derived from the
+ * event's stream sequence, so a redelivery after a crash cannot answer twice: the room stream
+ * drops the duplicate.
  */
 import {
   AckPolicy,
@@ -46,8 +49,14 @@ const KNOWN_EVENTS: ReadonlySet<string> = new Set(Object.values(RequestEvent));
 export const DEFAULT_WORKER_CONCURRENCY = 50;
 export const DEFAULT_ACK_WAIT_MS = 30_000;
 export const DEFAULT_MAX_DELIVER = 5;
-/** Redelivery delays after a failure (JetStream `backoff`), in milliseconds. */
+/**
+ * Redelivery delays after a failure, in milliseconds: the delay of the `nak` for the n-th failed
+ * delivery. Not the consumer's `backoff`, which the server would also use as the ack deadline of
+ * every delivery (`ack_wait` = `backoff[0]`), whatever `--ack-wait` says.
+ */
 export const REDELIVERY_BACKOFF_MS = [1_000, 5_000, 15_000, 30_000];
+/** Events pulled and not yet settled, per configured handler slot (queued ones included). */
+const HELD_PER_SLOT = 20;
 
 export interface PoolSettings {
   concurrency: number;
@@ -63,10 +72,9 @@ export function workerConsumerConfig(s: PoolSettings) {
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(s.ackWaitMs),
     max_deliver: s.maxDeliver,
-    backoff: REDELIVERY_BACKOFF_MS.slice(0, Math.max(1, s.maxDeliver - 1)).map((ms) =>
-      nanos(Math.max(ms, 1)),
-    ),
-    max_ack_pending: Math.max(1_000, s.concurrency * 20),
+    // Explicitly none: an update must clear the backoff an earlier version stored.
+    backoff: [],
+    max_ack_pending: Math.max(1_000, s.concurrency * HELD_PER_SLOT),
   };
 }
 
@@ -76,6 +84,10 @@ export class EventPool {
   private running = 0;
   private readonly chains = new Map<string, { tail: Promise<void>; queued: number }>();
   private waiters: (() => void)[] = [];
+  /** Pulled and not yet settled: running or waiting behind the same user's events. */
+  private readonly held = new Set<JsMsg>();
+  private holdWaiters: (() => void)[] = [];
+  private progress: ReturnType<typeof setInterval> | undefined;
   private idle: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
@@ -90,6 +102,7 @@ export class EventPool {
     this.js = jetstream(nc);
   }
 
+  /** Handlers running now. */
   get inflight(): number {
     return this.running;
   }
@@ -99,7 +112,26 @@ export class EventPool {
     await ensureConsumer(jsm, WORKER_STREAM, workerConsumerConfig(this.s));
     const consumer: Consumer = await this.js.consumers.get(WORKER_STREAM, WORKER_CONSUMER);
     this.messages = await consumer.consume({ max_messages: this.s.concurrency });
+    this.progress = setInterval(() => {
+      for (const m of this.held) m.working();
+    }, this.s.ackWaitMs / 2);
     this.loop = this.run(this.messages);
+  }
+
+  /** Most events held at once: what `max_ack_pending` lets one replica have. */
+  private get maxHeld(): number {
+    return Math.max(1_000, this.s.concurrency * HELD_PER_SLOT);
+  }
+
+  private async hold(m: JsMsg): Promise<void> {
+    while (this.held.size >= this.maxHeld)
+      await new Promise<void>((r) => this.holdWaiters.push(r));
+    this.held.add(m);
+  }
+
+  private unhold(m: JsMsg): void {
+    this.held.delete(m);
+    this.holdWaiters.shift()?.();
   }
 
   private async slot(): Promise<void> {
@@ -110,7 +142,6 @@ export class EventPool {
   private release(): void {
     this.running--;
     this.waiters.shift()?.();
-    if (this.running === 0) this.idle?.();
   }
 
   private async run(messages: ConsumerMessages): Promise<void> {
@@ -119,21 +150,35 @@ export class EventPool {
         m.nak(); // pulled but not started: offer it to another replica now
         continue;
       }
-      await this.slot();
+      await this.hold(m);
       const who = parseWorkerSubject(m.subject);
       const key = who ? `${who.roomId}.${who.userId}` : m.subject;
       const chain = this.chains.get(key) ?? { tail: Promise.resolve(), queued: 0 };
       chain.queued++;
       this.chains.set(key, chain);
+      // The slot is taken when the user's turn comes, not on arrival: a burst of one user waits
+      // in its own queue while other users' events run.
       chain.tail = chain.tail
-        .then(() => this.process(m, who))
+        .then(async () => {
+          if (this.stopping) {
+            m.nak(); // not started: offer it to another replica now
+            return;
+          }
+          await this.slot();
+          try {
+            await this.process(m, who);
+          } finally {
+            this.release();
+          }
+        })
         .catch((e: unknown) =>
           this.log.error({ err: describeError(e), subject: m.subject }, 'event handling failed'),
         )
         .finally(() => {
+          this.unhold(m);
           chain.queued--;
           if (chain.queued === 0) this.chains.delete(key);
-          this.release();
+          if (this.held.size === 0) this.idle?.();
         });
     }
   }
@@ -260,7 +305,8 @@ export class EventPool {
     if (this.stopping) return;
     this.stopping = true;
     const closed = this.messages?.close();
-    if (this.running > 0) await new Promise<void>((r) => (this.idle = r));
+    if (this.held.size > 0) await new Promise<void>((r) => (this.idle = r));
+    clearInterval(this.progress);
     await closed;
     await this.loop;
   }
