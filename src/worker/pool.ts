@@ -124,8 +124,7 @@ export class EventPool {
   }
 
   private async hold(m: JsMsg): Promise<void> {
-    while (this.held.size >= this.maxHeld)
-      await new Promise<void>((r) => this.holdWaiters.push(r));
+    while (this.held.size >= this.maxHeld) await new Promise<void>((r) => this.holdWaiters.push(r));
     this.held.add(m);
   }
 
