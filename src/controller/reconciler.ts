@@ -62,6 +62,7 @@ const UPDATABLE_FIELDS = [
   'max_consumers',
   'discard',
   'allow_direct',
+  'republish',
 ] as const;
 
 /** What the reconciler needs from NATS. */

@@ -4,7 +4,7 @@
  * optional websocket listener and cluster routes. `torii nats-config`, `torii dev` and the test
  * harness all render with this one function, so what is tested is what ships.
  */
-import { CLIENT_SERVICE_IMPORTS, DefaultAccount } from './subjects.js';
+import { CLIENT_SERVICE_IMPORTS, DefaultAccount, REPUBLISH_EXPORT } from './subjects.js';
 import type { ServerKeys } from './keys.js';
 
 /** Users that bypass the callout (listed in `auth_users`). */
@@ -77,7 +77,8 @@ export const DEFAULT_ACCOUNTS: AccountNames = {
 /**
  * The `accounts` entries that isolate room clients (docs/decisions.md, "Account layout"). `app`
  * exports one service, `>`, to `clients` only, and `clients` imports from it just what a room
- * client publishes ({@link CLIENT_SERVICE_IMPORTS}). One export matters: an answer re-entering an
+ * client publishes ({@link CLIENT_SERVICE_IMPORTS}), plus the room streams' republished copies
+ * as a stream ({@link REPUBLISH_EXPORT}). One service export matters: an answer re-entering an
  * import would pass the same export twice, which nats-server drops as a cycle, so no answer or
  * delivery a client aims anywhere can come back into `app`. Responses are streamed (pulls deliver
  * many messages to one request).
@@ -85,13 +86,17 @@ export const DEFAULT_ACCOUNTS: AccountNames = {
 export function isolationLines(acc: AccountNames): { app: string[]; clients: string[] } {
   return {
     app: [
-      `    exports: [ { service: ">", response_type: stream, accounts: [ ${q(acc.clients)} ] } ]`,
+      '    exports: [',
+      `      { service: ">", response_type: stream, accounts: [ ${q(acc.clients)} ] }`,
+      `      { stream: ${q(REPUBLISH_EXPORT)}, accounts: [ ${q(acc.clients)} ] }`,
+      '    ]',
     ],
     clients: [
       '    imports: [',
       ...CLIENT_SERVICE_IMPORTS.map(
         (s) => `      { service: { account: ${q(acc.app)}, subject: ${q(s)} } }`,
       ),
+      `      { stream: { account: ${q(acc.app)}, subject: ${q(REPUBLISH_EXPORT)} } }`,
       '    ]',
     ],
   };

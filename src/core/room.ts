@@ -8,6 +8,8 @@ import {
   JsApi,
   chatSubject,
   liveSubject,
+  republishedSubject,
+  userConsumerFilters,
   userInboxPrefix,
   whiteboardSubject,
   workerSubject,
@@ -324,12 +326,17 @@ function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): 
     JsApi.streamInfo(r),
     JsApi.consumerInfo(r, u),
     JsApi.consumerNext(r, u),
+    JsApi.consumerReset(r, u),
     JsApi.acks(r, u),
     ...(chat ? [chatSubject(r, u)] : []),
     ...(whiteboard ? [whiteboardSubject(r, u)] : []),
     ...(live ? [liveSubject(r, u)] : []),
   ];
-  const subscribe = [`${userInboxPrefix(r, u)}.>`, liveSubject(r, '*')];
+  const subscribe = [
+    `${userInboxPrefix(r, u)}.>`,
+    liveSubject(r, '*'),
+    ...userConsumerFilters(r, u).map(republishedSubject),
+  ];
   return {
     moderator: role.moderator === true,
     chat,

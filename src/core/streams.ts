@@ -16,6 +16,7 @@ import {
 } from '@nats-io/jetstream';
 import type { CompiledRoomConfig } from './room.js';
 import {
+  roomRepublish,
   roomStreamName,
   roomStreamSubjects,
   userConsumerFilters,
@@ -78,6 +79,7 @@ export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig
     discard: DiscardPolicy.Old,
     max_consumers: roomMaxConsumers(room),
     allow_direct: true,
+    republish: roomRepublish(room.roomId),
   };
 }
 

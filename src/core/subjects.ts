@@ -124,6 +124,35 @@ export function parseRoomSubject(
   return { roomId, kind: kind as RoomSubjectKind, ...(userId !== undefined ? { userId } : {}) };
 }
 
+/** Token that marks a room stream's republished copy: `room.{roomId}.rp.…`. */
+const REPUBLISH_TOKEN = 'rp';
+
+/**
+ * Where the room stream republishes what it stores (`room.{roomId}.{kind}…` →
+ * `room.{roomId}.rp.{kind}…`, with `Nats-Stream`/`Nats-Sequence` headers): every device of every
+ * member gets the room at core NATS speed, and the consumer serves only catch-up.
+ */
+export const roomRepublish = (roomId: string): { src: string; dest: string } => ({
+  src: `room.${roomId}.>`,
+  dest: `room.${roomId}.${REPUBLISH_TOKEN}.>`,
+});
+
+/** The republished copy of a room stream subject. */
+export function republishedSubject(subject: string): string {
+  const [prefix, roomId, ...rest] = subject.split('.');
+  return [prefix, roomId, REPUBLISH_TOKEN, ...rest].join('.');
+}
+
+/** The room stream subject of a republished copy; undefined for anything else. */
+export function unrepublishedSubject(subject: string): string | undefined {
+  const parts = subject.split('.');
+  if (parts[0] !== 'room' || parts[2] !== REPUBLISH_TOKEN || parts.length < 4) return undefined;
+  return [parts[0], parts[1], ...parts.slice(3)].join('.');
+}
+
+/** Every room's republished subjects: the stream that APP exports to CLIENTS. */
+export const REPUBLISH_EXPORT = `room.*.${REPUBLISH_TOKEN}.>`;
+
 /** The per-user durable consumer on the room stream is named after the user. */
 export const userConsumerName = (userId: string): string => userId;
 
@@ -150,6 +179,9 @@ export const JsApi = {
     `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
   /** Acks of one consumer: `$JS.ACK.{stream}.{consumer}.>` */
   acks: (stream: string, consumer: string): string => `$JS.ACK.${stream}.${consumer}.>`,
+  /** Moves a consumer's next delivery to a stream sequence (catch-up after a reconnect). */
+  consumerReset: (stream: string, consumer: string): string =>
+    `$JS.API.CONSUMER.RESET.${stream}.${consumer}`,
 } as const;
 
 /**
@@ -165,6 +197,7 @@ export const CLIENT_SERVICE_IMPORTS: readonly string[] = [
   JsApi.streamInfo('*'),
   JsApi.consumerInfo('*', '*'),
   JsApi.consumerNext('*', '*'),
+  JsApi.consumerReset('*', '*'),
   JsApi.acks('*', '*'),
 ];
 

@@ -14,7 +14,7 @@ import { connect } from '@nats-io/transport-node';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
-import { CLIENT_SERVICE_IMPORTS } from '../../src/core/subjects.js';
+import { CLIENT_SERVICE_IMPORTS, REPUBLISH_EXPORT } from '../../src/core/subjects.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { spawnRole, torii } from '../helpers/cli.js';
 import { kubectl, serverDryRun } from '../helpers/kube.js';
@@ -70,15 +70,22 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
   });
 
   test('isolates room clients as `torii nats-config` does: the same account layout', () => {
+    type Ref = { account: string; subject: string };
     const accounts = values.config.merge['accounts'] as Record<
       string,
-      { imports?: { service: { account: string; subject: string } }[]; exports?: unknown[] }
+      { imports?: { service?: Ref; stream?: Ref }[]; exports?: unknown[] }
     >;
-    expect(accounts[DEFAULT_ACCOUNTS.clients]?.imports?.map((i) => i.service)).toEqual(
-      CLIENT_SERVICE_IMPORTS.map((subject) => ({ account: DEFAULT_ACCOUNTS.app, subject })),
+    const imports = accounts[DEFAULT_ACCOUNTS.clients]?.imports ?? [];
+    const app = DEFAULT_ACCOUNTS.app;
+    expect(imports.flatMap((i) => (i.service ? [i.service] : []))).toEqual(
+      CLIENT_SERVICE_IMPORTS.map((subject) => ({ account: app, subject })),
     );
-    expect(accounts[DEFAULT_ACCOUNTS.app]?.exports).toEqual([
+    expect(imports.flatMap((i) => (i.stream ? [i.stream] : []))).toEqual([
+      { account: app, subject: REPUBLISH_EXPORT },
+    ]);
+    expect(accounts[app]?.exports).toEqual([
       { service: '>', response_type: 'stream', accounts: [DEFAULT_ACCOUNTS.clients] },
+      { stream: REPUBLISH_EXPORT, accounts: [DEFAULT_ACCOUNTS.clients] },
     ]);
   });
 

@@ -65,11 +65,15 @@ describe('account layout (isolation)', () => {
     jetstreamDir: '/js',
     keys,
   });
-  test('APP exports one service, >, to CLIENTS only, with streamed responses', () => {
-    expect(text).toMatch(
-      /"APP": \{\n\s+jetstream: enabled\n.*\n\s+exports: \[ \{ service: ">", response_type: stream, accounts: \[ "CLIENTS" \] \} \]\n\s+\}/,
+  test('APP exports one service, >, and the republished room subjects, to CLIENTS only', () => {
+    expect(text).toContain(
+      '    exports: [\n' +
+        '      { service: ">", response_type: stream, accounts: [ "CLIENTS" ] }\n' +
+        '      { stream: "room.*.rp.>", accounts: [ "CLIENTS" ] }\n' +
+        '    ]',
     );
     expect(text.match(/exports:/g)).toHaveLength(1);
+    expect(text.match(/\{ service: ">"/g)).toHaveLength(1);
   });
 
   test('CLIENTS has no JetStream and no users, and imports exactly what room clients publish', () => {
@@ -88,7 +92,9 @@ describe('account layout (isolation)', () => {
       '$JS.API.STREAM.INFO.*',
       '$JS.API.CONSUMER.INFO.*.*',
       '$JS.API.CONSUMER.MSG.NEXT.*.*',
+      '$JS.API.CONSUMER.RESET.*.*',
       '$JS.ACK.*.*.>',
     ]);
+    expect(block).toContain('{ stream: { account: "APP", subject: "room.*.rp.>" } }');
   });
 });

@@ -48,11 +48,20 @@ describe('user JWT claims (DESIGN.md §4)', () => {
       '$JS.API.STREAM.INFO.n5',
       '$JS.API.CONSUMER.INFO.n5.hana',
       '$JS.API.CONSUMER.MSG.NEXT.n5.hana',
+      '$JS.API.CONSUMER.RESET.n5.hana',
       '$JS.ACK.n5.hana.>',
       'room.n5.chat.hana',
       'room.n5.live.hana',
     ]); // no whiteboard: the room disables the feature even for teachers
-    expect(c.nats.sub.allow).toEqual(['_INBOX.n5.hana.>', 'room.n5.live.*']);
+    expect(c.nats.sub.allow).toEqual([
+      '_INBOX.n5.hana.>',
+      'room.n5.live.*',
+      // the room stream's republished copies: everyone's chat, whiteboard, events; own answers
+      'room.n5.rp.chat.*',
+      'room.n5.rp.wb.*',
+      'room.n5.rp.evt',
+      'room.n5.rp.user.hana',
+    ]);
     expect(JSON.stringify(c)).not.toContain('{roomId}');
   });
 
