@@ -5,7 +5,7 @@
  * permissions cover one room and one user. Every refusal is an authorization response with an
  * error; its reason is logged and counted but never sent to the client.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { memberKey, type MemberRecord } from '../core/room-state.js';
@@ -14,10 +14,11 @@ import type { Logger } from '../core/logger.js';
 import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../core/natsjwt.js';
 import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
 import type { Ops } from '../core/ops.js';
-import { QUEUE_GROUP, Sys } from '../core/subjects.js';
+import { deviceConsumerName, parseDeviceName, QUEUE_GROUP, Sys } from '../core/subjects.js';
 import { describeError, ValidationError } from '../core/errors.js';
 import { isConnected } from '../core/nats.js';
 import { ConsumerEnsurer } from './consumers.js';
+import { DeviceRegistry } from './devices.js';
 import type { RoomDirectory } from './directory.js';
 import { CalloutMetrics } from './metrics.js';
 import { buildUserClaims } from './user-jwt.js';
@@ -62,7 +63,7 @@ interface AuthRequest {
   server_id: { id: string; name?: string; xkey?: string };
   user_nkey: string;
   client_info?: { kind?: string; type?: string; host?: string; id?: number };
-  connect_opts?: { auth_token?: unknown };
+  connect_opts?: { auth_token?: unknown; name?: unknown };
   type?: string;
 }
 
@@ -86,6 +87,7 @@ export class AuthCallout {
   private readonly xkey: XKey | undefined;
   private readonly metrics: CalloutMetrics;
   private readonly consumers: ConsumerEnsurer;
+  private readonly devices: DeviceRegistry;
   private readonly now: () => Date;
   private sub: Subscription | undefined;
   /** Member records last written, by key. */
@@ -97,18 +99,27 @@ export class AuthCallout {
     private readonly s: CalloutSettings,
     private readonly d: CalloutDeps,
     consumers: ConsumerEnsurer,
+    jsm: JetStreamManager,
   ) {
     this.signer = new NKeySigner(s.issuerSeed, NKeyPrefix.Account);
     this.xkey = s.xkeySeed ? new XKey(s.xkeySeed) : undefined;
     this.metrics = new CalloutMetrics(d.ops.registry);
     this.consumers = consumers;
+    this.devices = new DeviceRegistry(d.roomState, jsm, (roomId, consumer) =>
+      consumers.forget(roomId, consumer),
+    );
     this.now = d.now ?? (() => new Date());
   }
 
   /** Starts answering authorization requests. */
   static async start(s: CalloutSettings, d: CalloutDeps): Promise<AuthCallout> {
     const jsm = await jetstreamManager(d.appConn);
-    const callout = new AuthCallout(s, d, new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs));
+    const callout = new AuthCallout(
+      s,
+      d,
+      new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs),
+      jsm,
+    );
     if (s.inboxPolicy === InboxPolicy.Shared) {
       d.log.warn(
         "--inbox-policy shared: every client may read every other client's replies (tokens included); use only for legacy clients",
@@ -308,15 +319,30 @@ export class AuthCallout {
       );
     }
 
+    let device: string | undefined;
+    try {
+      device = parseDeviceName(req.connect_opts?.name);
+    } catch (e) {
+      throw new Rejection(RejectReason.InvalidDevice, describeError(e), { cause: e });
+    }
+    const consumer = deviceConsumerName(t.userId, device);
+
     try {
       await this.recordMember(t.roomId, t.userId, t.role, t.name);
+      if (device !== undefined) await this.devices.register(t.roomId, t.userId, device);
     } catch (e) {
-      throw new Rejection(RejectReason.Internal, `cannot record member: ${describeError(e)}`, {
-        cause: e,
-      });
+      throw new Rejection(
+        RejectReason.Internal,
+        `cannot record member or device: ${describeError(e)}`,
+        {
+          cause: e,
+        },
+      );
     }
     try {
-      this.metrics.consumers.inc({ result: await this.consumers.ensure(t.roomId, t.userId) });
+      this.metrics.consumers.inc({
+        result: await this.consumers.ensure(t.roomId, t.userId, consumer),
+      });
     } catch (e) {
       this.metrics.consumers.inc({ result: 'error' });
       throw new Rejection(RejectReason.Internal, `cannot ensure consumer: ${describeError(e)}`, {
@@ -331,6 +357,7 @@ export class AuthCallout {
         clientAccount: this.s.clientAccount,
         roomId: t.roomId,
         userId: t.userId,
+        consumer,
         roleName: t.role,
         role,
         tokenExp: t.exp,

@@ -25,26 +25,39 @@ export class ConsumerEnsurer {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Makes sure the consumer exists; resolves without a JetStream call when it is known. */
-  ensure(roomId: string, userId: string): Promise<EnsureResult> {
-    const key = `${roomId}.${userId}`;
+  /**
+   * Makes sure the consumer exists (the user's own, or `name`, one of its devices'); resolves
+   * without a JetStream call when it is known.
+   */
+  ensure(roomId: string, userId: string, name: string = userId): Promise<EnsureResult> {
+    const key = `${roomId}.${name}`;
     const until = this.known.get(key);
     if (until !== undefined && until > this.now()) return Promise.resolve('cached');
     let p = this.inflight.get(key);
     if (!p) {
-      p = this.create(key, roomId, userId).finally(() => this.inflight.delete(key));
+      p = this.create(key, roomId, userId, name).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
     return p;
   }
 
-  private async create(key: string, roomId: string, userId: string): Promise<EnsureResult> {
+  /** Forgets a consumer (deleted elsewhere), so the next ensure creates it again. */
+  forget(roomId: string, name: string): void {
+    this.known.delete(`${roomId}.${name}`);
+  }
+
+  private async create(
+    key: string,
+    roomId: string,
+    userId: string,
+    name: string,
+  ): Promise<EnsureResult> {
     // Add is idempotent for an identical config; a consumer that exists with another config
     // (an older Torii) is updated to ours.
     await ensureConsumer(
       this.jsm,
       roomStreamName(roomId),
-      userConsumerConfig(roomId, userId, this.inactiveThresholdMs),
+      userConsumerConfig(roomId, userId, this.inactiveThresholdMs, name),
     );
     if (this.known.size >= MAX_CACHED) this.known.clear();
     this.known.set(key, this.now() + this.cacheTtlMs);

@@ -35,6 +35,8 @@ export const RejectReason = {
   TokenMissingClaim: 'token_missing_claim',
   TokenKeyUnavailable: 'token_key_unavailable',
   InvalidId: 'invalid_id',
+  /** The connection name has the device prefix but not a valid device id. */
+  InvalidDevice: 'invalid_device',
   UnknownRoom: 'unknown_room',
   UnknownRole: 'unknown_role',
   Blocked: 'blocked',

@@ -28,6 +28,8 @@ export interface UserClaimsInput {
   clientAccount: string;
   roomId: string;
   userId: string;
+  /** The connection's consumer (a device's); the user's own when undefined. */
+  consumer?: string;
   roleName: string;
   role: CompiledRole;
   /** Expiry of the room token, seconds since the epoch. */
@@ -42,7 +44,8 @@ export interface UserClaimsInput {
 /** Builds the user claims: one room, one user, the role's permissions, expiry capped. */
 export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats>, 'jti'> {
   const nowSec = Math.floor(i.now.getTime() / 1000);
-  const subscribe = renderPermissions(i.role.permissions.subscribe, i.roomId, i.userId);
+  const consumer = i.consumer ?? i.userId;
+  const subscribe = renderPermissions(i.role.permissions.subscribe, i.roomId, i.userId, consumer);
   if (i.sharedInbox) subscribe.push('_INBOX.>');
   return {
     iss: i.issuer,
@@ -52,7 +55,9 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
     iat: nowSec,
     exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),
     nats: {
-      pub: { allow: renderPermissions(i.role.permissions.publish, i.roomId, i.userId) },
+      pub: {
+        allow: renderPermissions(i.role.permissions.publish, i.roomId, i.userId, consumer),
+      },
       sub: { allow: subscribe },
       subs: i.maxSubscriptions,
       data: -1,

@@ -5,7 +5,7 @@
  * consumer (answers, broadcasts, chat, whiteboard), sends events and awaits their answers by id,
  * and renews the token before it expires so that reconnects keep working.
  */
-import { jetstream, type ConsumerMessages, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import {
   connect as nodeConnect,
   tokenAuthenticator,
@@ -13,14 +13,26 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
-import { encodeLive, newRequestIdPrefix, parseLive, received, type LiveMessage } from './live.js';
+import {
+  encodeLive,
+  newRequestIdPrefix,
+  parseLive,
+  parseRepublished,
+  received,
+  type LiveMessage,
+} from './live.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
+  deviceConnectionName,
+  deviceConsumerName,
+  isValidDeviceId,
+  JsApi,
   liveSubject,
   parseRoomSubject,
+  republishedSubject,
   RoomSubjectKind,
-  userAnswerSubject,
+  userConsumerFilters,
   userInboxPrefix,
   workerSubject,
 } from '../core/subjects.js';
@@ -31,6 +43,11 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const LEAVE_TIMEOUT_MS = 1_000;
 /** Messages kept for the first listener, at most. */
 const MAX_BACKLOG = 1_000;
+/** Longest wait for one step of a catch-up (reset, one batch), in milliseconds. */
+const CATCH_UP_TIMEOUT_MS = 5_000;
+/** Messages pulled per catch-up batch, at most. */
+const CATCH_UP_BATCH = 256;
+const UTF8 = new TextDecoder();
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
 
@@ -66,8 +83,20 @@ export interface RoomClientOptions {
   /** Renew the token automatically; default true. */
   autoRenew?: boolean;
   renewBeforeMs?: number;
-  /** Extra connection options (name, timeouts, …). */
+  /** Extra connection options (timeouts, …; the name is the device's when `deviceId` is set). */
   connection?: Partial<ConnectionOptions>;
+  /**
+   * This device's id (letters, digits, `_`, `-`; at most 32), kept by the app (e.g. in local
+   * storage): the device gets a consumer of its own, so its catch-up never moves another
+   * device's. Without one, the connection uses the user's own consumer.
+   */
+  deviceId?: string;
+  /**
+   * The last stream sequence this device handed to the application before (a restart): catch-up
+   * starts after it, so nothing arrives twice. Without one, catch-up starts where the device's
+   * consumer was last acked.
+   */
+  resumeAfter?: number;
 }
 
 export type { LiveMessage } from './live.js';
@@ -80,7 +109,14 @@ export class RoomClient {
     { resolve: (a: Answer) => void; timer: ReturnType<typeof setTimeout> }
   >();
   private readonly listeners = new Set<(m: RoomMessage) => void>();
-  private messages: ConsumerMessages | undefined;
+  /** Highest stream sequence handed to the application. */
+  private lastSeq: number;
+  /** Republished messages are held, not handed on: from the start, and from a disconnect, until caught up. */
+  private catching = true;
+  private catchUpRunning = false;
+  private again = false;
+  /** Republished messages that arrived during a catch-up. */
+  private held: { subject: string; seq: number; data: Uint8Array }[] = [];
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private counter = 0;
   private readonly prefix = newRequestIdPrefix();
@@ -98,10 +134,16 @@ export class RoomClient {
   ) {
     this.token = token.current;
     this.js = jetstream(nc);
+    this.lastSeq = o.resumeAfter ?? 0;
   }
 
   /** Connects, starts consuming, and (by default) schedules token renewal. */
   static async connect(o: RoomClientOptions): Promise<RoomClient> {
+    if (o.deviceId !== undefined && !isValidDeviceId(o.deviceId))
+      throw new RoomRequestError(
+        'BAD_REQUEST',
+        `deviceId: letters, digits, '_' and '-', at most 32`,
+      );
     const holder = { current: o.token };
     const nc = await (o.connect ?? nodeConnect)({
       servers: o.servers,
@@ -113,6 +155,7 @@ export class RoomClient {
       reconnectTimeWait: 500,
       ignoreAuthErrorAbort: true,
       ...o.connection,
+      ...(o.deviceId !== undefined ? { name: deviceConnectionName(o.deviceId) } : {}),
     });
     const client = new RoomClient(nc, o, holder);
     client.setToken = (t: string) => {
@@ -120,7 +163,8 @@ export class RoomClient {
       client.token = t;
     };
     client.subscribeLive();
-    await client.consume();
+    client.subscribeRoom();
+    await client.catchUp();
     void client.watchStatus();
     if (o.autoRenew !== false) client.scheduleRenewal();
     return client;
@@ -139,7 +183,9 @@ export class RoomClient {
 
   private async watchStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'reconnect' && !this.closed) void this.resume();
+      // What arrives after a reconnect may be newer than what was missed: hold it until caught up.
+      if (s.type === 'disconnect') this.catching = true;
+      if (s.type === 'reconnect' && !this.closed) void this.catchUp();
       const online = s.type === 'disconnect' ? false : s.type === 'reconnect' ? true : this.online;
       if (online === this.online) continue;
       this.online = online;
@@ -155,65 +201,125 @@ export class RoomClient {
     return this.token;
   }
 
-  /**
-   * Consumes again on a fresh inbox after a reconnect. Pull requests of the old connection are
-   * still waiting in the server; they name the old inbox, which nats.js subscribes again on
-   * reconnect. The server forwards deliveries for them through a response mapping that ended
-   * with the old connection (the room stream lives in another account), so they would be lost
-   * until `ack_wait`. Dropping the old inbox takes away their interest: the consumer skips them.
-   */
-  private async resume(): Promise<void> {
-    const old = this.messages;
-    this.messages = undefined;
-    await old?.close().catch(() => undefined);
-    if (!this.closed) await this.consume().catch(() => undefined);
+  /** The last stream sequence handed to the application (keep it for `resumeAfter`). */
+  get lastSequence(): number {
+    return this.lastSeq;
   }
 
-  private async consume(): Promise<void> {
-    const consumer = await this.js.consumers.get(this.o.roomId, this.o.userId);
-    const messages = await consumer.consume({ max_messages: 100 });
-    this.messages = messages;
-    const answers = userAnswerSubject(this.o.roomId, this.o.userId);
-    void (async () => {
-      for await (const m of messages) {
-        let body: unknown;
-        try {
-          body = m.json();
-        } catch {
-          body = m.string();
-        }
-        const parsed = parseRoomSubject(m.subject);
-        const kind: RoomMessage['kind'] =
-          m.subject === answers
-            ? 'answer'
-            : parsed?.kind === RoomSubjectKind.Events
-              ? 'event'
-              : parsed?.kind === RoomSubjectKind.Chat
-                ? 'chat'
-                : 'whiteboard';
-        if (kind === 'answer') {
-          const a = body as Answer;
-          const p = a.id !== null ? this.pending.get(a.id) : undefined;
-          if (p && a.id !== null) {
-            clearTimeout(p.timer);
-            this.pending.delete(a.id);
-            p.resolve(a);
-          }
-        }
-        const from = kind === 'chat' || kind === 'whiteboard' ? parsed?.userId : undefined;
-        const msg: RoomMessage = {
-          kind,
-          subject: m.subject,
-          seq: m.seq,
-          body,
-          ...(from ? { from } : {}),
-        };
-        if (this.listeners.size === 0 && this.backlog && this.backlog.length < MAX_BACKLOG)
-          this.backlog.push(msg);
-        for (const l of this.listeners) l(msg);
+  /** The consumer this connection catches up from. */
+  private get consumerName(): string {
+    return deviceConsumerName(this.o.userId, this.o.deviceId);
+  }
+
+  /**
+   * Subscribes to the republished copies of what the device's consumer would deliver: the room
+   * at core NATS speed, on every device at once. What arrives while catching up waits in order.
+   */
+  private subscribeRoom(): void {
+    const { roomId, userId } = this.o;
+    for (const filter of userConsumerFilters(roomId, userId)) {
+      this.nc.subscribe(republishedSubject(filter), {
+        callback: (err, m) => {
+          if (err) return;
+          const r = parseRepublished(roomId, received(m));
+          if (!r) return;
+          if (this.catching) this.held.push({ ...r, data: m.data });
+          else this.deliver(r.subject, r.seq, m.data);
+        },
+      });
+    }
+  }
+
+  /**
+   * Catches up from the device's consumer: moves it to just after the last sequence handed to
+   * the application, pulls until nothing is pending, then hands on what arrived meanwhile. Runs
+   * at connect and after every reconnect; a reconnect during a catch-up runs it once more.
+   */
+  private async catchUp(): Promise<void> {
+    if (this.catchUpRunning) {
+      this.again = true;
+      return;
+    }
+    this.catchUpRunning = true;
+    this.catching = true;
+    try {
+      do {
+        this.again = false;
+        await this.pullMissed();
+      } while (this.again && !this.closed);
+    } catch {
+      // Disconnected meanwhile: the reconnect catches up again.
+    } finally {
+      const held = this.held.sort((a, b) => a.seq - b.seq);
+      this.held = [];
+      this.catching = false;
+      this.catchUpRunning = false;
+      for (const h of held) this.deliver(h.subject, h.seq, h.data);
+    }
+  }
+
+  private async pullMissed(): Promise<void> {
+    const { roomId } = this.o;
+    const name = this.consumerName;
+    const body = this.lastSeq > 0 ? JSON.stringify({ seq: this.lastSeq + 1 }) : '';
+    const reset = (
+      await this.nc.request(JsApi.consumerReset(roomId, name), body, {
+        timeout: CATCH_UP_TIMEOUT_MS,
+      })
+    ).json<{ num_pending?: number; error?: { description?: string } }>();
+    if (reset.error) throw new Error(`catch-up: ${reset.error.description ?? 'reset refused'}`);
+    let pending = reset.num_pending ?? 0;
+    const consumer = await this.js.consumers.get(roomId, name);
+    while (pending > 0 && !this.closed) {
+      const batch = await consumer.fetch({
+        max_messages: Math.min(pending, CATCH_UP_BATCH),
+        expires: CATCH_UP_TIMEOUT_MS,
+      });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
+        pending = m.info.pending;
+        this.deliver(m.subject, m.seq, m.data);
         m.ack();
       }
-    })();
+      if (got === 0) break;
+    }
+  }
+
+  /** Hands a room stream message to the application once, in stream order. */
+  private deliver(subject: string, seq: number, data: Uint8Array): void {
+    if (seq <= this.lastSeq) return;
+    this.lastSeq = seq;
+    const text = UTF8.decode(data);
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+    const parsed = parseRoomSubject(subject);
+    const kind: RoomMessage['kind'] =
+      parsed?.kind === RoomSubjectKind.Answer
+        ? 'answer'
+        : parsed?.kind === RoomSubjectKind.Events
+          ? 'event'
+          : parsed?.kind === RoomSubjectKind.Chat
+            ? 'chat'
+            : 'whiteboard';
+    if (kind === 'answer') {
+      const a = body as Answer;
+      const p = a.id !== null ? this.pending.get(a.id) : undefined;
+      if (p && a.id !== null) {
+        clearTimeout(p.timer);
+        this.pending.delete(a.id);
+        p.resolve(a);
+      }
+    }
+    const from = kind === 'chat' || kind === 'whiteboard' ? parsed?.userId : undefined;
+    const msg: RoomMessage = { kind, subject, seq, body, ...(from ? { from } : {}) };
+    if (this.listeners.size === 0 && this.backlog && this.backlog.length < MAX_BACKLOG)
+      this.backlog.push(msg);
+    for (const l of this.listeners) l(msg);
   }
 
   /**
@@ -333,7 +439,6 @@ export class RoomClient {
     clearTimeout(this.renewTimer);
     for (const [, p] of this.pending) clearTimeout(p.timer);
     this.pending.clear();
-    await this.messages?.close();
     if (this.nc.isClosed()) return;
     // drain, not close: acks still buffered are flushed before the socket ends
     if (this.online) await this.nc.drain().catch(() => this.nc.close());

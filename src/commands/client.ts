@@ -4,14 +4,15 @@
  * plain text is chat, `/raise`, `/lower`, `/who`, `/media`, `/leave`. End of input leaves the room.
  * It is both the example of how a client uses Torii and the client the end-to-end test drives.
  */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { decodeJwt } from 'jose';
 import { RoomClient, RoomRequestError, type RoomMessage } from '../client/index.js';
-import { configError, opt } from '../core/config.js';
+import { configError, intParser, opt } from '../core/config.js';
 import { ConfigError, describeError } from '../core/errors.js';
 import { Broadcast, RequestEvent } from '../core/events.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
+import { isValidDeviceId } from '../core/subjects.js';
 import { createLogger } from '../core/logger.js';
 import { Shutdown } from '../core/shutdown.js';
 import { addNatsUrl, examples } from './common.js';
@@ -20,6 +21,8 @@ interface ClientFlags {
   token: string;
   natsUrl: string[];
   json?: boolean;
+  device?: string;
+  resumeAfter?: number;
 }
 
 /** The commands a user types; anything not starting with `/` is chat. */
@@ -135,7 +138,28 @@ export function registerClient(program: Command): void {
         'room access token (`torii token`, or printed by `torii dev`)',
       ).makeOptionMandatory(),
     )
-    .addOption(opt<boolean>('--json', 'print one JSON object per line instead of text'));
+    .addOption(opt<boolean>('--json', 'print one JSON object per line instead of text'))
+    .addOption(
+      opt<string>(
+        '--device <id>',
+        'this device (letters, digits, _ and -; at most 32): a consumer of its own, so each device of a user gets the whole room',
+        {
+          parse: (v: string) => {
+            if (isValidDeviceId(v)) return v;
+            throw new InvalidArgumentError(
+              `'${v}' is not a device id (letters, digits, '_', '-'; at most 32)`,
+            );
+          },
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--resume-after <seq>',
+        'last room stream sequence this device showed (printed as "seq" with --json): nothing at or before it is shown again',
+        { parse: intParser(0, Number.MAX_SAFE_INTEGER) },
+      ),
+    );
   addNatsUrl(cmd).action(async (f: ClientFlags) => {
     const id = tokenIdentity(f.token);
     for (const url of f.natsUrl) {
@@ -154,6 +178,8 @@ export function registerClient(program: Command): void {
         roomId: id.roomId,
         userId: id.userId,
         connection: { name: `torii-client ${id.roomId}/${id.userId}` },
+        ...(f.device !== undefined ? { deviceId: f.device } : {}),
+        ...(f.resumeAfter !== undefined ? { resumeAfter: f.resumeAfter } : {}),
       });
     } catch (e) {
       throw new Error(

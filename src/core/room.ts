@@ -159,7 +159,12 @@ export const DEFAULT_ROLE_SPECS: Readonly<Record<string, RoleSpec>> = {
 };
 
 /** Placeholders in permission templates, filled in by the callout per connection. */
-export const Placeholder = { Room: '{roomId}', User: '{userId}' } as const;
+export const Placeholder = {
+  Room: '{roomId}',
+  User: '{userId}',
+  /** The connection's consumer: the user's own, or one of its devices' (`deviceConsumerName`). */
+  Consumer: '{consumer}',
+} as const;
 
 /** A role after defaults and room features are applied. */
 export interface CompiledRole {
@@ -318,16 +323,17 @@ export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
 function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): CompiledRole {
   const r = Placeholder.Room;
   const u = Placeholder.User;
+  const c = Placeholder.Consumer;
   const chat = features.chat && role.chat === true;
   const whiteboard = features.whiteboard && role.whiteboard === true;
   const live = role.live !== false;
   const publish = [
     workerSubject(r, u),
     JsApi.streamInfo(r),
-    JsApi.consumerInfo(r, u),
-    JsApi.consumerNext(r, u),
-    JsApi.consumerReset(r, u),
-    JsApi.acks(r, u),
+    JsApi.consumerInfo(r, c),
+    JsApi.consumerNext(r, c),
+    JsApi.consumerReset(r, c),
+    JsApi.acks(r, c),
     ...(chat ? [chatSubject(r, u)] : []),
     ...(whiteboard ? [whiteboardSubject(r, u)] : []),
     ...(live ? [liveSubject(r, u)] : []),
@@ -391,14 +397,21 @@ export function compileRoom(name: string, spec: RoomSpec, source?: string): Comp
   };
 }
 
-/** Fills the placeholders of a permission template for one connection (ids already checked). */
+/**
+ * Fills the placeholders of a permission template for one connection (ids already checked).
+ * `consumer` defaults to the user's own consumer.
+ */
 export function renderPermissions(
   templates: readonly string[],
   roomId: string,
   userId: string,
+  consumer: string = userId,
 ): string[] {
   return templates.map((t) =>
-    t.replaceAll(Placeholder.Room, roomId).replaceAll(Placeholder.User, userId),
+    t
+      .replaceAll(Placeholder.Room, roomId)
+      .replaceAll(Placeholder.User, userId)
+      .replaceAll(Placeholder.Consumer, consumer),
   );
 }
 

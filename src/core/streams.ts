@@ -88,9 +88,10 @@ export function userConsumerConfig(
   roomId: string,
   userId: string,
   inactiveThresholdMs = DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
+  name: string = userConsumerName(userId),
 ): Partial<ConsumerConfig> & { durable_name: string } {
   return {
-    durable_name: userConsumerName(userId),
+    durable_name: name,
     filter_subjects: userConsumerFilters(roomId, userId),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,

@@ -156,6 +156,41 @@ export const REPUBLISH_EXPORT = `room.*.${REPUBLISH_TOKEN}.>`;
 /** The per-user durable consumer on the room stream is named after the user. */
 export const userConsumerName = (userId: string): string => userId;
 
+/**
+ * A device's consumer: `{userId}~{deviceId}`, the user's own for no device. `~` occurs in no id,
+ * so no device consumer of one user can be named like another user's.
+ */
+export const deviceConsumerName = (userId: string, deviceId?: string): string =>
+  deviceId === undefined ? userConsumerName(userId) : `${userId}~${deviceId}`;
+
+/** Prefix of a connection name that names a device. */
+export const DEVICE_NAME_PREFIX = 'torii-device:';
+/** Longest device id, in characters. */
+export const MAX_DEVICE_ID_LENGTH = 32;
+const DEVICE_ID = /^[A-Za-z0-9_-]{1,32}$/;
+
+/** True for a valid device id: letters, digits, `_` and `-`, at most {@link MAX_DEVICE_ID_LENGTH}. */
+export const isValidDeviceId = (id: unknown): boolean =>
+  typeof id === 'string' && DEVICE_ID.test(id);
+
+/** The connection name that names a device (the callout reads it from CONNECT). */
+export const deviceConnectionName = (deviceId: string): string =>
+  `${DEVICE_NAME_PREFIX}${deviceId}`;
+
+/**
+ * The device a connection name names; undefined when it names none.
+ * @throws Error when the name has the device prefix but not a valid id
+ */
+export function parseDeviceName(name: unknown): string | undefined {
+  if (typeof name !== 'string' || !name.startsWith(DEVICE_NAME_PREFIX)) return undefined;
+  const id = name.slice(DEVICE_NAME_PREFIX.length);
+  if (!isValidDeviceId(id))
+    throw new Error(
+      `device id ${JSON.stringify(id)}: letters, digits, '_' and '-', at most ${MAX_DEVICE_ID_LENGTH}`,
+    );
+  return id;
+}
+
 /** Filter subjects of a user's consumer (non-overlapping, DESIGN.md §5). */
 export const userConsumerFilters = (roomId: string, userId: string): string[] => [
   `room.${roomId}.chat.*`,

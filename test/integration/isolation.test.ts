@@ -7,8 +7,8 @@
  */
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient, type LiveMessage } from '../../src/client/index.js';
-import { parseLive, received } from '../../src/client/live.js';
+import { RoomClient, type LiveMessage, type RoomMessage } from '../../src/client/index.js';
+import { parseLive, parseRepublished, received } from '../../src/client/live.js';
 import { blockKey } from '../../src/core/blocks.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import { presenceKey } from '../../src/core/presence.js';
@@ -23,6 +23,8 @@ import {
   ServiceSubject,
   Sys,
   userAnswerSubject,
+  republishedSubject,
+  userConsumerFilters,
   userInboxPrefix,
   whiteboardSubject,
   workerSubject,
@@ -69,6 +71,9 @@ const TARGETS: [string, string][] = [
   ['whiteboard as another user', whiteboardSubject(ROOM, VICTIM)],
   ["the own room's events", roomEventsSubject(ROOM)],
   ['a live subject of another user', liveSubject(ROOM, VICTIM)],
+  ["another user's republished answers", republishedSubject(userAnswerSubject(ROOM, VICTIM))],
+  ['republished chat as another user', republishedSubject(chatSubject(ROOM, VICTIM))],
+  ["another room's republished events", republishedSubject(roomEventsSubject(OTHER))],
   ["another user's pull requests", JsApi.consumerNext(ROOM, VICTIM)],
   ['stream deletion', `$JS.API.STREAM.DELETE.${OTHER}`],
   ['stream purge', `$JS.API.STREAM.PURGE.${ROOM}`],
@@ -108,22 +113,43 @@ async function sdk(room: string, user: string, role = 'student'): Promise<RoomCl
 interface Listener {
   nc: NatsConnection;
   live: Msg[];
-  /** Every message the connection received, whatever the subscription. */
+  /** What arrived on the republished copies of the room stream. */
+  room: Msg[];
+  /** Every message the connection received since the last reset, whatever the subscription. */
   received(): number;
+  /** Forgets what arrived so far (before the attack). */
+  reset(): void;
 }
 
 async function listener(room: string, user: string): Promise<Listener> {
   const nc = await raw(room, user);
   const live: Msg[] = [];
+  const copies: Msg[] = [];
   nc.subscribe(liveSubject(room, '*'), {
     callback: (_e, m) => {
       live.push(m);
     },
   });
+  for (const filter of userConsumerFilters(room, user))
+    nc.subscribe(republishedSubject(filter), {
+      callback: (_e, m) => {
+        copies.push(m);
+      },
+    });
   // the request inbox nats.js creates (`_INBOX.{room}.{user}.{nuid}.*`), as the SDK has one
   await nc.request(JsApi.streamInfo(room), '', { timeout: 2_000 });
-  const base = nc.stats().inMsgs;
-  return { nc, live, received: () => nc.stats().inMsgs - base };
+  let base = nc.stats().inMsgs;
+  return {
+    nc,
+    live,
+    room: copies,
+    received: () => nc.stats().inMsgs - base,
+    reset: () => {
+      live.length = 0;
+      copies.length = 0;
+      base = nc.stats().inMsgs;
+    },
+  };
 }
 
 /** Pulls `n` messages of the attacker's own consumer into its own inbox. */
@@ -205,6 +231,7 @@ describe('an attacker naming reply subjects', () => {
   let stranger: Listener;
   let bystander: RoomClient;
   const bystanderSaw: LiveMessage[] = [];
+  const bystanderGot: RoomMessage[] = [];
   let before: Map<string, number>;
   let ownWrites: { chat: number; wb: number; events: number };
 
@@ -214,9 +241,14 @@ describe('an attacker naming reply subjects', () => {
     stranger = await listener(OTHER, 'olga');
     bystander = await sdk(ROOM, 'kenji');
     bystander.onLive((m) => bystanderSaw.push(m));
+    bystander.on((m) => bystanderGot.push(m));
     // Workers down: the work queue keeps what arrives, so all of it can be read back.
     await worker.stop();
     before = await lastSeqs();
+    await Promise.all([victim.nc.flush(), stranger.nc.flush(), bystander.nc.flush()]);
+    victim.reset();
+    stranger.reset();
+    bystanderGot.length = 0;
 
     const js = jetstream(attacker);
     const send = (subject: string, data: string, reply: string) =>
@@ -296,23 +328,52 @@ describe('an attacker naming reply subjects', () => {
   const handedOn = (room: string, l: Listener) =>
     l.live.filter((m) => parseLive(room, received(m)));
 
-  test('a member of the room: nothing reached its inbox, and the SDK hands on nothing that reached its live subscription', () => {
-    // Everything it received came through the room's live subscription (answers aimed at a live
-    // subject, deliveries keeping their stream subject, the attacker's own live publishes).
-    expect(victim.received()).toBe(victim.live.length);
+  /** What the SDK would hand on out of what arrived on a listener's republished subscriptions. */
+  const copiesHandedOn = (room: string, l: Listener) =>
+    l.room.flatMap((m) => {
+      const r = parseRepublished(room, received(m));
+      return r ? [r] : [];
+    });
+
+  test('a member of the room: nothing reached its inbox; the SDK hands on no answer that reached a live subscription, and of the room copies only what the attacker really stored', async () => {
+    // Everything it received came through the live subscription (answers aimed at a live
+    // subject, deliveries keeping their stream subject, the attacker's own live publishes) or
+    // the room stream's copies.
+    expect(victim.received()).toBe(victim.live.length + victim.room.length);
     expect(victim.live.length).toBeGreaterThan(0);
     expect(handedOn(ROOM, victim)).toEqual([]);
+    const copies = copiesHandedOn(ROOM, victim);
+    const own = [chatSubject(ROOM, ATTACKER), whiteboardSubject(ROOM, ATTACKER)];
+    expect(copies.filter((c) => !own.includes(c.subject))).toEqual([]);
+    expect(copies).toHaveLength(ownWrites.chat + ownWrites.wb);
+    expect(new Set(copies.map((c) => c.seq)).size).toBe(copies.length);
+    for (const c of copies)
+      expect((await jsm.streams.getMessage(ROOM, { seq: c.seq }))?.subject).toBe(c.subject);
+    const forged = victim.room.length - copies.length;
     console.log(
-      `isolation: ${victim.live.length} messages reached a live subscription in the room, 0 passed the SDK filter`,
+      `isolation: ${victim.live.length} messages reached a live subscription and ${forged} forged ones a room copy subscription in the room; 0 passed the SDK`,
     );
   });
 
   test('a member of another room: nothing reached its inbox, and the SDK hands on nothing', () => {
-    expect(stranger.received()).toBe(stranger.live.length);
+    expect(stranger.received()).toBe(stranger.live.length + stranger.room.length);
     expect(handedOn(OTHER, stranger)).toEqual([]);
+    expect(copiesHandedOn(OTHER, stranger)).toEqual([]);
     console.log(
-      `isolation: ${stranger.live.length} messages reached a live subscription of another room, 0 passed the SDK filter`,
+      `isolation: ${stranger.live.length + stranger.room.length} messages reached live or room copy subscriptions of another room, 0 passed the SDK`,
     );
+  });
+
+  test("an SDK client in the room handed on the attacker's own chat and whiteboard, once each, and nothing else", async () => {
+    await waitFor(
+      "the attacker's messages reached the SDK client",
+      () => bystanderGot.length >= ownWrites.chat + ownWrites.wb,
+    );
+    const kinds = bystanderGot.map((m) => `${m.kind}:${m.from ?? ''}`);
+    expect(kinds.filter((k) => k === `chat:${ATTACKER}`)).toHaveLength(ownWrites.chat);
+    expect(kinds.filter((k) => k === `whiteboard:${ATTACKER}`)).toHaveLength(ownWrites.wb);
+    expect(bystanderGot).toHaveLength(ownWrites.chat + ownWrites.wb);
+    expect(new Set(bystanderGot.map((m) => m.seq)).size).toBe(bystanderGot.length);
   });
 
   test('an SDK client in the room handed no live update to its application', () => {

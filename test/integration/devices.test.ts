@@ -1,0 +1,199 @@
+/**
+ * Delivery to every device of a user (DESIGN.md §5): each device receives the whole room in
+ * stream order, once; a device killed and restarted gets what it missed within a second of its
+ * reconnect, and nothing twice. Each device has a consumer of its own, bounded per user.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AuthorizationError, type NatsConnection } from '@nats-io/transport-node';
+import { RoomClient, type RoomMessage } from '../../src/client/index.js';
+import { devicesKey, MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
+import { openBucket } from '../../src/core/kv.js';
+import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import {
+  Bucket,
+  chatSubject,
+  deviceConnectionName,
+  DEVICE_NAME_PREFIX,
+  Sys,
+} from '../../src/core/subjects.js';
+import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { toriiSpawn } from '../helpers/cli.js';
+import { startNats, type TestNats } from '../helpers/nats.js';
+import { waitFor } from '../helpers/procs.js';
+import { publishRoom } from '../helpers/room.js';
+import { startWorker, type TestWorker } from '../helpers/worker.js';
+
+const ROOM = 'devices';
+let server: TestNats;
+let svc: NatsConnection;
+let jsm: JetStreamManager;
+let callout: TestCallout;
+let worker: TestWorker;
+const clients: RoomClient[] = [];
+
+const roomToken = (user: string): Promise<string> =>
+  token(server.keys, { room: ROOM, sub: user, role: 'student' }, { ttlMs: 600_000 });
+
+async function device(user: string, deviceId?: string): Promise<RoomClient> {
+  const c = await RoomClient.connect({
+    servers: server.url,
+    token: await roomToken(user),
+    roomId: ROOM,
+    userId: user,
+    autoRenew: false,
+    ...(deviceId !== undefined ? { deviceId } : {}),
+  });
+  clients.push(c);
+  return c;
+}
+
+const chats = (got: RoomMessage[], from: string) =>
+  got.filter((m) => m.kind === 'chat' && m.from === from);
+
+beforeAll(async () => {
+  server = await startNats();
+  svc = await server.connectService();
+  jsm = await jetstreamManager(svc);
+  await publishRoom(svc, ROOM, { maxParticipants: 50 });
+  callout = await startCallout(server.keys, [server.url]);
+  worker = await startWorker(server.keys, [server.url]);
+});
+afterAll(async () => {
+  for (const c of clients) await c.close({ leave: false }).catch(() => undefined);
+  await worker?.stop();
+  await callout?.stop();
+  await svc?.close();
+  await server?.destroy();
+});
+
+test('two devices of one user each receive all of 50 messages, in stream order', async () => {
+  const laptop = await device('hana', 'laptop');
+  const phone = await device('hana', 'phone');
+  const sender = await device('kenji');
+  const onLaptop: RoomMessage[] = [];
+  const onPhone: RoomMessage[] = [];
+  laptop.on((m) => onLaptop.push(m));
+  phone.on((m) => onPhone.push(m));
+  for (let i = 0; i < 50; i++) await sender.chat(`m${i}`);
+  for (const got of [onLaptop, onPhone]) {
+    await waitFor('50 chats', () => chats(got, 'kenji').length === 50);
+    const mine = chats(got, 'kenji');
+    expect(mine.map((m) => (m.body as { text: string }).text)).toEqual(
+      Array.from({ length: 50 }, (_, i) => `m${i}`),
+    );
+    const seqs = got.map((m) => m.seq);
+    expect(seqs).toEqual([...new Set(seqs)].sort((a, b) => a - b)); // in order, none twice
+  }
+  // Each device has a consumer of its own, as the callout stored it.
+  for (const name of ['hana~laptop', 'hana~phone']) {
+    const info = await jsm.consumers.info(ROOM, name);
+    expect(info.config.filter_subjects).toEqual([
+      `room.${ROOM}.chat.*`,
+      `room.${ROOM}.wb.*`,
+      `room.${ROOM}.evt`,
+      `room.${ROOM}.user.hana`,
+    ]);
+    expect(info.config.mem_storage).toBe(true);
+    expect(info.config.num_replicas).toBe(1);
+  }
+});
+
+test(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: the oldest one's consumer goes`, async () => {
+  const ids = Array.from({ length: MAX_DEVICES_PER_USER + 1 }, (_, i) => `d${i}`);
+  for (const id of ids) await (await device('ren', id)).close({ leave: false });
+  const names: string[] = [];
+  for await (const c of jsm.consumers.list(ROOM)) names.push(c.name);
+  expect(names.filter((n) => n.startsWith('ren~')).sort()).toEqual(
+    ids.slice(1).map((id) => `ren~${id}`),
+  );
+  const kv = await openBucket(svc, Bucket.RoomState);
+  expect((await kv.get(devicesKey(ROOM, 'ren')))?.json()).toEqual(ids.slice(1));
+});
+
+test('a connection naming an invalid device is refused, counted as invalid_device', async () => {
+  const before = await callout.rejections('invalid_device');
+  await expect(
+    connectClient(server.url, ROOM, 'taro', await roomToken('taro'), {
+      name: `${DEVICE_NAME_PREFIX}not.valid`,
+    }),
+  ).rejects.toBeInstanceOf(AuthorizationError);
+  expect(await callout.rejections('invalid_device')).toBe(before + 1);
+  expect(deviceConnectionName('ok')).toBe(`${DEVICE_NAME_PREFIX}ok`);
+});
+
+test('a device SIGKILLed and restarted 10 times gets what it missed within 1 s of each reconnect, nothing twice', async () => {
+  const USER = 'yuki';
+  const sender = jetstream(svc);
+  const publish = async (text: string): Promise<number> =>
+    (
+      await sender.publish(
+        chatSubject(ROOM, 'kenji'),
+        JSON.stringify({ text, at: new Date().toISOString() }),
+      )
+    ).seq;
+  // When each of the device's connections is established, from the server's connect events.
+  const sys = await server.connectSystem();
+  const connects: number[] = [];
+  sys.subscribe(Sys.connect(DEFAULT_ACCOUNTS.clients), {
+    callback: (_e, m) => {
+      const c = m.json<{ client: { user?: string } }>().client;
+      if (c.user === `${ROOM}/${USER}`) connects.push(Date.now());
+    },
+  });
+  await sys.flush();
+
+  const shown = new Map<number, number>(); // seq → times shown
+  const arrived = new Map<number, number>(); // seq → when first shown
+  let last = 0;
+  let missed: number[] = [];
+  const catchUps: number[] = [];
+  const tok = await roomToken(USER);
+  try {
+    for (let round = 0; round < 10; round++) {
+      const proc: ChildProcess = toriiSpawn(
+        [
+          'client',
+          '--json',
+          '--nats-url',
+          server.url,
+          '--token',
+          tok,
+          '--device',
+          'tab',
+          ...(last > 0 ? ['--resume-after', String(last)] : []),
+        ],
+        { stdin: 'pipe' },
+      );
+      const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
+      lines.on('line', (line) => {
+        const m = JSON.parse(line) as { kind: string; seq?: number };
+        if (m.kind !== 'chat' || m.seq === undefined) return;
+        shown.set(m.seq, (shown.get(m.seq) ?? 0) + 1);
+        if (!arrived.has(m.seq)) arrived.set(m.seq, Date.now());
+        last = Math.max(last, m.seq);
+      });
+      await waitFor(`connection ${round + 1}`, () => connects.length === round + 1);
+      const connectedAt = connects[round] as number;
+      // What was published while it was down arrives, within a second of the reconnect.
+      await waitFor(`round ${round}: missed messages`, () => missed.every((s) => shown.has(s)));
+      if (missed.length > 0)
+        catchUps.push(Math.max(...missed.map((s) => arrived.get(s) as number)) - connectedAt);
+      // Traffic while it is up, then a kill without a clean close.
+      const live: number[] = [];
+      for (let i = 0; i < 5; i++) live.push(await publish(`r${round} live ${i}`));
+      await waitFor(`round ${round}: live messages`, () => live.every((s) => shown.has(s)));
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+      missed = [];
+      for (let i = 0; i < 5; i++) missed.push(await publish(`r${round} missed ${i}`));
+    }
+  } finally {
+    await sys.close();
+  }
+  console.log(`devices: catch-up after reconnect (ms): ${catchUps.join(', ')}`);
+  expect(catchUps).toHaveLength(9);
+  for (const ms of catchUps) expect(ms).toBeLessThanOrEqual(1_000);
+  expect([...shown.entries()].filter(([, n]) => n > 1)).toEqual([]); // nothing twice
+}, 120_000);
