@@ -94,7 +94,7 @@ async function main(): Promise<void> {
         pass: server.keys.server.servicePassword,
       });
       nc.subscribe(`bench.fanout.${room}`, {
-        callback: (_e, m) => core.add((m.json() as { at: number }).at),
+        callback: (_e, m) => core.add(m.json<{ at: number }>().at),
       });
       await nc.flush();
       subs.push(nc);
