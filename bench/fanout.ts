@@ -69,9 +69,9 @@ async function main(): Promise<void> {
         token: await tok(`s${i}`),
         autoRenew: false,
       });
+      // The text is the send time, as a number: the same decoding as the core receivers'.
       c.on((m) => {
-        const at = (m.body as { at?: unknown }).at;
-        if (m.kind === 'chat' && typeof at === 'string') ours.add(Date.parse(at));
+        if (m.kind === 'chat') ours.add(Number((m.body as { text: string }).text));
       });
       students.push(c);
     }
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
       token: await tok('teacher', 'teacher'),
       autoRenew: false,
     });
-    const chat = () => teacher.chat('x');
+    const chat = () => teacher.chat(String(Date.now()));
 
     // Core NATS: the same number of subscribers of one subject, same server.
     const core = new Receipts();

@@ -1,9 +1,11 @@
 /**
  * A small client for Torii rooms (used by the integration tests and the examples; written against
  * the transport-neutral `NatsConnection`, so a browser can pass a `@nats-io/nats.ws` connect).
- * It connects with the room token and the private inbox prefix, consumes the user's durable
- * consumer (answers, broadcasts, chat, whiteboard), sends events and awaits their answers by id,
- * and renews the token before it expires so that reconnects keep working.
+ * It connects with the room token and the private inbox prefix (and a device id, if given),
+ * receives the room (answers, broadcasts, chat, whiteboard) from the room stream's republished
+ * copies, catches up from its consumer at connect and after each reconnect, and hands each
+ * message to the application once, in stream order. It sends events and awaits their answers by
+ * id, and renews the token before it expires so that reconnects keep working.
  */
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import {
@@ -154,6 +156,8 @@ export class RoomClient {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       ignoreAuthErrorAbort: true,
+      // An Error (with its stack) per request costs more than a room message's whole handling.
+      noAsyncTraces: true,
       ...o.connection,
       ...(o.deviceId !== undefined ? { name: deviceConnectionName(o.deviceId) } : {}),
     });
@@ -223,8 +227,8 @@ export class RoomClient {
           if (err) return;
           const r = parseRepublished(roomId, received(m));
           if (!r) return;
-          if (this.catching) this.held.push({ ...r, data: m.data });
-          else this.deliver(r.subject, r.seq, m.data);
+          if (this.catching) this.held.push({ subject: r.subject, seq: r.seq, data: m.data });
+          else this.deliver(r.subject, r.seq, m.data, r);
         },
       });
     }
@@ -287,7 +291,12 @@ export class RoomClient {
   }
 
   /** Hands a room stream message to the application once, in stream order. */
-  private deliver(subject: string, seq: number, data: Uint8Array): void {
+  private deliver(
+    subject: string,
+    seq: number,
+    data: Uint8Array,
+    parsed: { kind: RoomSubjectKind; userId?: string } | undefined = parseRoomSubject(subject),
+  ): void {
     if (seq <= this.lastSeq) return;
     this.lastSeq = seq;
     const text = UTF8.decode(data);
@@ -297,7 +306,6 @@ export class RoomClient {
     } catch {
       body = text;
     }
-    const parsed = parseRoomSubject(subject);
     const kind: RoomMessage['kind'] =
       parsed?.kind === RoomSubjectKind.Answer
         ? 'answer'

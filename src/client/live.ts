@@ -96,6 +96,9 @@ export interface Republished {
   subject: string;
   /** Its sequence in the room stream. */
   seq: number;
+  kind: RoomSubjectKind;
+  /** The sender (chat, whiteboard) or the recipient (answers). */
+  userId?: string;
 }
 
 /** What a republish carries, transport-neutral (headers by name). */
@@ -117,5 +120,5 @@ export function parseRepublished(roomId: string, m: ReceivedRepublish): Republis
   if (m.header('Nats-Stream') !== roomId || m.header('Nats-Subject') !== subject) return undefined;
   const seq = Number(m.header('Nats-Sequence'));
   if (!Number.isSafeInteger(seq) || seq < 1) return undefined;
-  return { subject, seq };
+  return { subject, seq, kind: s.kind, ...(s.userId !== undefined ? { userId: s.userId } : {}) };
 }

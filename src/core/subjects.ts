@@ -108,6 +108,8 @@ export const RoomSubjectKind = {
 } as const;
 export type RoomSubjectKind = (typeof RoomSubjectKind)[keyof typeof RoomSubjectKind];
 
+const ROOM_SUBJECT_KINDS: ReadonlySet<string> = new Set(Object.values(RoomSubjectKind));
+
 /**
  * Parses `room.{roomId}.{kind}[.{userId}]` (the sender for chat, whiteboard and live; the
  * recipient for answers); undefined for anything else.
@@ -118,8 +120,7 @@ export function parseRoomSubject(
   const parts = subject.split('.');
   if (parts[0] !== 'room' || parts.length < 3 || parts.length > 4) return undefined;
   const [, roomId, kind, userId] = parts as [string, string, string, string | undefined];
-  const known = Object.values(RoomSubjectKind) as string[];
-  if (!known.includes(kind)) return undefined;
+  if (!ROOM_SUBJECT_KINDS.has(kind)) return undefined;
   if ((kind === RoomSubjectKind.Events) !== (userId === undefined)) return undefined;
   return { roomId, kind: kind as RoomSubjectKind, ...(userId !== undefined ? { userId } : {}) };
 }
@@ -145,9 +146,12 @@ export function republishedSubject(subject: string): string {
 
 /** The room stream subject of a republished copy; undefined for anything else. */
 export function unrepublishedSubject(subject: string): string | undefined {
-  const parts = subject.split('.');
-  if (parts[0] !== 'room' || parts[2] !== REPUBLISH_TOKEN || parts.length < 4) return undefined;
-  return [parts[0], parts[1], ...parts.slice(3)].join('.');
+  // On every message a device receives: slices, not split and join.
+  if (!subject.startsWith('room.')) return undefined;
+  const dot = subject.indexOf('.', 5);
+  if (dot < 0 || !subject.startsWith(`${REPUBLISH_TOKEN}.`, dot + 1)) return undefined;
+  const rest = subject.slice(dot + 2 + REPUBLISH_TOKEN.length);
+  return rest.length > 0 ? `${subject.slice(0, dot)}.${rest}` : undefined;
 }
 
 /** Every room's republished subjects: the stream that APP exports to CLIENTS. */

@@ -96,7 +96,7 @@ describe('parseRepublished', () => {
     });
 
   test('a republished copy: the stored subject and its sequence', () => {
-    expect(copy()).toEqual({ subject: 'room.n5.chat.hana', seq: 42 });
+    expect(copy()).toEqual({ subject: 'room.n5.chat.hana', seq: 42, kind: 'chat', userId: 'hana' });
   });
 
   test.each<[string, Partial<Parameters<typeof parseRepublished>[1]>]>([
