@@ -8,6 +8,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { devicesKey, parseDevices } from '../core/room-state.js';
 import { deviceConsumerName, roomStreamName } from '../core/subjects.js';
 
 /** Devices a user may have in one room (besides connections that name none). */
@@ -16,9 +17,6 @@ export const MAX_DEVICES_PER_USER = 5;
 const CAS_ATTEMPTS = 5;
 /** Bound on remembered registrations. */
 const MAX_REMEMBERED = 100_000;
-
-/** `devices.{roomId}.{userId}`: a user's devices, oldest first. */
-export const devicesKey = (roomId: string, userId: string): string => `devices.${roomId}.${userId}`;
 
 export class DeviceRegistry {
   private readonly known = new Set<string>();
@@ -59,8 +57,4 @@ export class DeviceRegistry {
     if (this.known.size >= MAX_REMEMBERED) this.known.clear();
     this.known.add(mark);
   }
-}
-
-function parseDevices(data: unknown): string[] {
-  return Array.isArray(data) ? data.filter((d): d is string => typeof d === 'string') : [];
 }

@@ -11,6 +11,14 @@ export const memberKey = (roomId: string, userId: string): string => `members.${
 export const handKey = (roomId: string, userId: string): string => `hands.${roomId}.${userId}`;
 /** Filter of every hand of a room. */
 export const handsFilter = (roomId: string): string => `hands.${roomId}.*`;
+/** `devices.{roomId}.{userId}`: the devices of a user that have a consumer of their own, oldest first. */
+export const devicesKey = (roomId: string, userId: string): string => `devices.${roomId}.${userId}`;
+
+/** Parses a device list record; an empty list for anything else. */
+export function parseDevices(data: unknown): string[] {
+  return Array.isArray(data) ? data.filter((d): d is string => typeof d === 'string') : [];
+}
+
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
 

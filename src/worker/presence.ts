@@ -30,13 +30,21 @@ import {
   type PresenceConnection,
   type PresenceRecord,
 } from '../core/presence.js';
-import { handKey, memberKey, parseHand, parseMember } from '../core/room-state.js';
+import {
+  devicesKey,
+  handKey,
+  memberKey,
+  parseDevices,
+  parseHand,
+  parseMember,
+} from '../core/room-state.js';
 import {
   QUEUE_GROUP,
   roomEventsSubject,
   roomStreamName,
   Sys,
   userConsumerName,
+  deviceConsumerName,
 } from '../core/subjects.js';
 
 /** Defaults (flags of `torii worker`). */
@@ -310,9 +318,20 @@ export class PresenceTracker {
   }
 
   private async deleteConsumer(key: string, r: PresenceRecord): Promise<void> {
-    await this.jsm?.consumers
-      .delete(roomStreamName(r.roomId), userConsumerName(r.userId))
-      .catch(() => undefined);
+    // The user's own consumer and those of its devices, then the device list itself.
+    const devices = await this.roomState.get(devicesKey(r.roomId, r.userId));
+    const names = [
+      userConsumerName(r.userId),
+      ...(devices?.operation === 'PUT' ? parseDevices(devices.json()) : []).map((d) =>
+        deviceConsumerName(r.userId, d),
+      ),
+    ];
+    for (const name of names)
+      await this.jsm?.consumers.delete(roomStreamName(r.roomId), name).catch(() => undefined);
+    if (devices?.operation === 'PUT')
+      await this.roomState
+        .delete(devicesKey(r.roomId, r.userId), { previousSeq: devices.revision })
+        .catch(() => undefined); // a device connected meanwhile: its list stays
     const e = await this.presence.get(key);
     const cur = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
     if (!e || !cur || cur.state !== PresenceState.Left) return;

@@ -8,7 +8,8 @@ import { createInterface } from 'node:readline';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { AuthorizationError, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
-import { devicesKey, MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
+import { MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
+import { devicesKey } from '../../src/core/room-state.js';
 import { openBucket } from '../../src/core/kv.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import {
@@ -197,3 +198,34 @@ test('a device SIGKILLed and restarted 10 times gets what it missed within 1 s o
   for (const ms of catchUps) expect(ms).toBeLessThanOrEqual(1_000);
   expect([...shown.entries()].filter(([, n]) => n > 1)).toEqual([]); // nothing twice
 }, 120_000);
+
+test("after a user has left for the retention period, its consumer and its devices' consumers are gone", async () => {
+  // A worker of its own with short grace and retention periods.
+  await worker.stop();
+  const quick = await startWorker(server.keys, [server.url], {
+    presence: { graceMs: 500, resyncMs: 60_000, consumerRetentionMs: 500 },
+  });
+  try {
+    const own = await device('mika');
+    const tab = await device('mika', 'tab');
+    const kv = await openBucket(svc, Bucket.RoomState);
+    const names = async () => {
+      const all: string[] = [];
+      for await (const c of jsm.consumers.list(ROOM)) all.push(c.name);
+      return all.filter((n) => n === 'mika' || n.startsWith('mika~')).sort();
+    };
+    expect(await names()).toEqual(['mika', 'mika~tab']);
+    await own.close(); // REQ_LEAVE: left at once when the last connection closes
+    await tab.close();
+    await waitFor('consumers deleted', async () => (await names()).length === 0, {
+      timeoutMs: 15_000,
+    });
+    await waitFor(
+      'device list deleted',
+      async () => (await kv.get(devicesKey(ROOM, 'mika')))?.operation !== 'PUT',
+    );
+  } finally {
+    await quick.stop();
+    worker = await startWorker(server.keys, [server.url]);
+  }
+}, 60_000);
