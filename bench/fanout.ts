@@ -7,8 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient } from '../src/client/index.js';
-import { startCallout, token } from '../test/helpers/callout.js';
+import type { RoomClient } from '../src/client/index.js';
+import { joinRoom, startCallout } from '../test/helpers/callout.js';
 import { startNats } from '../test/helpers/nats.js';
 import { publishRoom } from '../test/helpers/room.js';
 import { nowMs, paced, pool, r2, report, summary, withCpu } from './lib.js';
@@ -56,32 +56,19 @@ async function main(): Promise<void> {
   for (const size of SIZES) {
     const room = `fan${size}`;
     await publishRoom(svc, room, { maxParticipants: size + 10, history: { storage: 'memory' } });
-    const tok = (user: string, role = 'student') => token(server.keys, { room, sub: user, role });
 
     // Torii: every student's RoomClient; the teacher chats.
     const ours = new Receipts();
     const students: RoomClient[] = [];
     for (let i = 0; i < size; i++) {
-      const c = await RoomClient.connect({
-        servers: server.url,
-        roomId: room,
-        userId: `s${i}`,
-        token: await tok(`s${i}`),
-        autoRenew: false,
-      });
+      const c = await joinRoom(server.url, server.keys, room, `s${i}`);
       // The text is the send time, as a number: the same decoding as the core receivers'.
       c.on((m) => {
         if (m.kind === 'chat') ours.add(Number((m.body as { text: string }).text));
       });
       students.push(c);
     }
-    const teacher = await RoomClient.connect({
-      servers: server.url,
-      roomId: room,
-      userId: 'teacher',
-      token: await tok('teacher', 'teacher'),
-      autoRenew: false,
-    });
+    const teacher = await joinRoom(server.url, server.keys, room, 'teacher', { role: 'teacher' });
     const chat = () => teacher.chat(String(Date.now()));
 
     // Core NATS: the same number of subscribers of one subject, same server.

@@ -26,6 +26,7 @@ import {
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
+  DEVICE_ID_RULE,
   deviceConnectionName,
   deviceConsumerName,
   isValidDeviceId,
@@ -142,10 +143,7 @@ export class RoomClient {
   /** Connects, starts consuming, and (by default) schedules token renewal. */
   static async connect(o: RoomClientOptions): Promise<RoomClient> {
     if (o.deviceId !== undefined && !isValidDeviceId(o.deviceId))
-      throw new RoomRequestError(
-        'BAD_REQUEST',
-        `deviceId: letters, digits, '_' and '-', at most 32`,
-      );
+      throw new RoomRequestError('BAD_REQUEST', `deviceId: ${DEVICE_ID_RULE}`);
     const holder = { current: o.token };
     const nc = await (o.connect ?? nodeConnect)({
       servers: o.servers,

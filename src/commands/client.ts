@@ -12,7 +12,7 @@ import { configError, intParser, opt } from '../core/config.js';
 import { ConfigError, describeError } from '../core/errors.js';
 import { Broadcast, RequestEvent } from '../core/events.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
-import { isValidDeviceId } from '../core/subjects.js';
+import { DEVICE_ID_RULE, isValidDeviceId } from '../core/subjects.js';
 import { createLogger } from '../core/logger.js';
 import { Shutdown } from '../core/shutdown.js';
 import { addNatsUrl, examples } from './common.js';
@@ -142,13 +142,11 @@ export function registerClient(program: Command): void {
     .addOption(
       opt<string>(
         '--device <id>',
-        'this device (letters, digits, _ and -; at most 32): a consumer of its own, so each device of a user gets the whole room',
+        `this device (${DEVICE_ID_RULE}): a consumer of its own, so each device of a user gets the whole room`,
         {
           parse: (v: string) => {
             if (isValidDeviceId(v)) return v;
-            throw new InvalidArgumentError(
-              `'${v}' is not a device id (letters, digits, '_', '-'; at most 32)`,
-            );
+            throw new InvalidArgumentError(`'${v}' is not a device id (${DEVICE_ID_RULE})`);
           },
         },
       ),

@@ -133,7 +133,7 @@ export class KvCache<T> {
 
   /** Sequence of the last message filed under one of the bucket's keys; 0 when there is none. */
   private async lastKeySeq(): Promise<number> {
-    const jsm = await jetstreamManager(this.nc);
+    const jsm = await jetstreamManager(this.nc, { checkAPI: false });
     const last = await jsm.streams.getMessage(kvStreamName(this.name), {
       last_by_subj: kvSubject(this.name, '>'),
     });

@@ -3,6 +3,7 @@
  * Call sites never paste subjects together: they call these builders, which take ids that were
  * already checked with `checkRoomId`/`checkUserId` (a `.`, `*` or `>` would change the subject).
  */
+import { isValidId } from './ids.js';
 
 /** Queue group shared by callout replicas, workers and service endpoints. */
 export const QUEUE_GROUP = 'torii_queue';
@@ -171,11 +172,12 @@ export const deviceConsumerName = (userId: string, deviceId?: string): string =>
 export const DEVICE_NAME_PREFIX = 'torii-device:';
 /** Longest device id, in characters. */
 export const MAX_DEVICE_ID_LENGTH = 32;
-const DEVICE_ID = /^[A-Za-z0-9_-]{1,32}$/;
+/** What a device id may be, for messages. */
+export const DEVICE_ID_RULE = `letters, digits, '_' and '-', at most ${MAX_DEVICE_ID_LENGTH}`;
 
-/** True for a valid device id: letters, digits, `_` and `-`, at most {@link MAX_DEVICE_ID_LENGTH}. */
+/** True for a valid device id: an id (DESIGN.md §2) of at most {@link MAX_DEVICE_ID_LENGTH}. */
 export const isValidDeviceId = (id: unknown): boolean =>
-  typeof id === 'string' && DEVICE_ID.test(id);
+  isValidId(id) && id.length <= MAX_DEVICE_ID_LENGTH;
 
 /** The connection name that names a device (the callout reads it from CONNECT). */
 export const deviceConnectionName = (deviceId: string): string =>
@@ -188,10 +190,7 @@ export const deviceConnectionName = (deviceId: string): string =>
 export function parseDeviceName(name: unknown): string | undefined {
   if (typeof name !== 'string' || !name.startsWith(DEVICE_NAME_PREFIX)) return undefined;
   const id = name.slice(DEVICE_NAME_PREFIX.length);
-  if (!isValidDeviceId(id))
-    throw new Error(
-      `device id ${JSON.stringify(id)}: letters, digits, '_' and '-', at most ${MAX_DEVICE_ID_LENGTH}`,
-    );
+  if (!isValidDeviceId(id)) throw new Error(`device id ${JSON.stringify(id)}: ${DEVICE_ID_RULE}`);
   return id;
 }
 

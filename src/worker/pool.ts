@@ -64,6 +64,9 @@ export interface PoolSettings {
   maxDeliver: number;
 }
 
+/** Events one replica may hold pulled and not yet settled: the consumer's `max_ack_pending`. */
+const maxHeld = (s: PoolSettings): number => Math.max(1_000, s.concurrency * HELD_PER_SLOT);
+
 /** The shared durable consumer of the work queue. */
 export function workerConsumerConfig(s: PoolSettings) {
   return {
@@ -74,7 +77,7 @@ export function workerConsumerConfig(s: PoolSettings) {
     max_deliver: s.maxDeliver,
     // Explicitly none: an update must clear the backoff an earlier version stored.
     backoff: [],
-    max_ack_pending: Math.max(1_000, s.concurrency * HELD_PER_SLOT),
+    max_ack_pending: maxHeld(s),
   };
 }
 
@@ -118,13 +121,9 @@ export class EventPool {
     this.loop = this.run(this.messages);
   }
 
-  /** Most events held at once: what `max_ack_pending` lets one replica have. */
-  private get maxHeld(): number {
-    return Math.max(1_000, this.s.concurrency * HELD_PER_SLOT);
-  }
-
   private async hold(m: JsMsg): Promise<void> {
-    while (this.held.size >= this.maxHeld) await new Promise<void>((r) => this.holdWaiters.push(r));
+    while (this.held.size >= maxHeld(this.s))
+      await new Promise<void>((r) => this.holdWaiters.push(r));
     this.held.add(m);
   }
 

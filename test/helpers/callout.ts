@@ -3,6 +3,7 @@
  * clients through it with real tokens.
  */
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { RoomClient } from '../../src/client/index.js';
 import type { Counter } from 'prom-client';
 import {
   runAuthCallout,
@@ -107,5 +108,30 @@ export function connectClient(
     maxReconnectAttempts: 0,
     timeout: 5_000,
     ...opts,
+  });
+}
+
+/**
+ * Joins a room with the SDK as `user`, on a fresh token of `role` (default student), without
+ * automatic renewal.
+ */
+export async function joinRoom(
+  servers: string | string[],
+  keys: TestKeys,
+  room: string,
+  user: string,
+  o: { role?: string; deviceId?: string; ttlMs?: number } = {},
+): Promise<RoomClient> {
+  return RoomClient.connect({
+    servers,
+    roomId: room,
+    userId: user,
+    token: await token(
+      keys,
+      { room, sub: user, role: o.role ?? 'student' },
+      o.ttlMs !== undefined ? { ttlMs: o.ttlMs } : {},
+    ),
+    autoRenew: false,
+    ...(o.deviceId !== undefined ? { deviceId: o.deviceId } : {}),
   });
 }

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { AuthorizationError, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient, type RoomMessage } from '../../src/client/index.js';
+import type { RoomClient, RoomMessage } from '../../src/client/index.js';
 import { MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
 import { devicesKey } from '../../src/core/room-state.js';
 import { openBucket } from '../../src/core/kv.js';
@@ -19,7 +19,13 @@ import {
   DEVICE_NAME_PREFIX,
   Sys,
 } from '../../src/core/subjects.js';
-import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import {
+  connectClient,
+  joinRoom,
+  startCallout,
+  token,
+  type TestCallout,
+} from '../helpers/callout.js';
 import { toriiSpawn } from '../helpers/cli.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
@@ -38,12 +44,8 @@ const roomToken = (user: string): Promise<string> =>
   token(server.keys, { room: ROOM, sub: user, role: 'student' }, { ttlMs: 600_000 });
 
 async function device(user: string, deviceId?: string): Promise<RoomClient> {
-  const c = await RoomClient.connect({
-    servers: server.url,
-    token: await roomToken(user),
-    roomId: ROOM,
-    userId: user,
-    autoRenew: false,
+  const c = await joinRoom(server.url, server.keys, ROOM, user, {
+    ttlMs: 600_000,
     ...(deviceId !== undefined ? { deviceId } : {}),
   });
   clients.push(c);

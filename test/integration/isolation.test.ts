@@ -7,7 +7,7 @@
  */
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient, type LiveMessage, type RoomMessage } from '../../src/client/index.js';
+import type { LiveMessage, RoomClient, RoomMessage } from '../../src/client/index.js';
 import { parseLive, parseRepublished, received } from '../../src/client/live.js';
 import { blockKey } from '../../src/core/blocks.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
@@ -31,7 +31,13 @@ import {
 } from '../../src/core/subjects.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import {
+  connectClient,
+  joinRoom,
+  startCallout,
+  token,
+  type TestCallout,
+} from '../helpers/callout.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { tempDir, waitFor } from '../helpers/procs.js';
@@ -98,13 +104,7 @@ async function raw(room: string, user: string, role = 'student'): Promise<NatsCo
 }
 
 async function sdk(room: string, user: string, role = 'student'): Promise<RoomClient> {
-  const c = await RoomClient.connect({
-    servers: server.url,
-    token: await roomToken(room, user, role),
-    roomId: room,
-    userId: user,
-    autoRenew: false,
-  });
+  const c = await joinRoom(server.url, server.keys, room, user, { role, ttlMs: 600_000 });
   closers.push(() => c.close({ leave: false }));
   return c;
 }

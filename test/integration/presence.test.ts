@@ -3,11 +3,12 @@
  * dropped connection, two tabs, reconnects, kicks and room deletion (worker grace period 2 s).
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient, type RoomMessage } from '../../src/client/index.js';
+import type { RoomClient } from '../../src/client/index.js';
+import { type RoomMessage } from '../../src/client/index.js';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import { Bucket } from '../../src/core/subjects.js';
-import { startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
@@ -23,13 +24,7 @@ const events: RoomMessage[] = [];
 const clients: RoomClient[] = [];
 
 async function join(room: string, user: string, role = 'student'): Promise<RoomClient> {
-  const c = await RoomClient.connect({
-    servers: server.url,
-    roomId: room,
-    userId: user,
-    token: await token(server.keys, { room, sub: user, role }),
-    autoRenew: false,
-  });
+  const c = await joinRoom(server.url, server.keys, room, user, { role });
   clients.push(c);
   return c;
 }

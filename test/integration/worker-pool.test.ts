@@ -6,14 +6,14 @@
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
-import { RoomClient } from '../../src/client/index.js';
+import type { RoomClient } from '../../src/client/index.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { ensureWorkerStream, nanos } from '../../src/core/streams.js';
 import { WORKER_CONSUMER, WORKER_STREAM, workerSubject } from '../../src/core/subjects.js';
 import type { HandlerResult, Handlers } from '../../src/worker/handlers.js';
 import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { EventPool, workerConsumerConfig } from '../../src/worker/pool.js';
-import { startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
@@ -126,14 +126,8 @@ describe('fairness', () => {
     await callout?.stop();
   });
 
-  const join = async (userId: string): Promise<RoomClient> =>
-    RoomClient.connect({
-      servers: server.url,
-      roomId: 'busy',
-      userId,
-      token: await token(server.keys, { room: 'busy', sub: userId, role: 'student' }),
-      autoRenew: false,
-    });
+  const join = (userId: string): Promise<RoomClient> =>
+    joinRoom(server.url, server.keys, 'busy', userId);
 
   test("one user's 500 events do not hold the slots another user needs (its p90 ≤ 200 ms)", async () => {
     const [noisy, quiet] = [await join('noisy'), await join('quiet')];
