@@ -2,21 +2,25 @@
  * Room fan-out: chat from one member to everyone in rooms of 25 and 200 students, through Torii
  * (a JetStream publish into the room stream; every student's RoomClient receives it) against core
  * NATS to the same number of subscribers on the same server, in one run. Prints one JSON line.
+ * The sender runs in a process of its own (bench/helpers/fanout-sender.ts), as it is a device of
+ * its own; the receivers share this one.
  *
- *   npx tsx bench/fanout.ts [--sizes 25,200] [--messages 2000] [--window 50] [--rate 1000]
+ *   npx tsx bench/fanout.ts [--sizes 25,200] [--messages 8000] [--window 50] [--rate 1000]
  */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient } from '../src/client/index.js';
-import { joinRoom, startCallout } from '../test/helpers/callout.js';
+import { joinRoom, startCallout, token } from '../test/helpers/callout.js';
 import { startNats } from '../test/helpers/nats.js';
 import { publishRoom } from '../test/helpers/room.js';
-import { nowMs, paced, pool, r2, report, summary, withCpu } from './lib.js';
+import { nowMs, r2, report, summary, withCpu } from './lib.js';
 
 const { values } = parseArgs({
   options: {
     sizes: { type: 'string', default: '25,200' },
-    messages: { type: 'string', default: '2000' },
+    messages: { type: 'string', default: '8000' },
     window: { type: 'string', default: '50' },
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
@@ -46,12 +50,41 @@ class Receipts {
   }
 }
 
+/** The sender process: one command at a time, resolved when it has sent everything. */
+interface Sender {
+  send(command: Record<string, unknown>): Promise<{ errors: number }>;
+  pid: number | undefined;
+  stop(): void;
+}
+
+async function startSender(env: Record<string, string>): Promise<Sender> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./helpers/fanout-sender.ts', import.meta.url).pathname],
+    { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async (): Promise<Record<string, unknown>> => {
+    const l = await lines.next();
+    if (l.done) throw new Error('the sender exited');
+    return JSON.parse(l.value) as Record<string, unknown>;
+  };
+  await next(); // ready
+  return {
+    pid: child.pid,
+    async send(command) {
+      child.stdin.write(JSON.stringify(command) + '\n');
+      return (await next()) as { errors: number };
+    },
+    stop: () => child.kill(),
+  };
+}
+
 async function main(): Promise<void> {
   const server = await startNats({ config: { jetstreamMaxMemory: 2 * 1024 ** 3 } });
   const svc = await server.connectService();
   const callout = await startCallout(server.keys, [server.url]);
   const results: Record<string, unknown> = {};
-  const pids = { benchProcess: undefined, nats: server.process.pid };
 
   for (const size of SIZES) {
     const room = `fan${size}`;
@@ -68,8 +101,13 @@ async function main(): Promise<void> {
       });
       students.push(c);
     }
-    const teacher = await joinRoom(server.url, server.keys, room, 'teacher', { role: 'teacher' });
-    const chat = () => teacher.chat(String(Date.now()));
+    const sender = await startSender({
+      SENDER_SERVERS: server.url,
+      SENDER_ROOM: room,
+      SENDER_TOKEN: await token(server.keys, { room, sub: 'teacher', role: 'teacher' }),
+      SENDER_SERVICE_PASS: server.keys.server.servicePassword,
+    });
+    const pids = { receivers: undefined, sender: sender.pid, nats: server.process.pid };
 
     // Core NATS: the same number of subscribers of one subject, same server.
     const core = new Receipts();
@@ -87,11 +125,10 @@ async function main(): Promise<void> {
       subs.push(nc);
     }
 
-    const run = async (r: Receipts, send: () => Promise<unknown>, flush?: () => Promise<void>) => {
+    const run = async (r: Receipts, command: Record<string, unknown>) => {
       r.reset();
       const start = nowMs();
-      await pool(M, W, () => send().then(() => undefined));
-      await flush?.();
+      await sender.send({ messages: M, window: W, ...command });
       await r.reached(M * size);
       const elapsedMs = nowMs() - start;
       return {
@@ -99,16 +136,12 @@ async function main(): Promise<void> {
         latencyMs: summary(r.latencies),
       };
     };
-    await run(ours, chat); // warm up
+    const torii = { path: 'torii' };
+    await run(ours, torii); // warm up
     const { result: coreRun, cpu: coreCpu } = await withCpu(pids, () =>
-      run(
-        core,
-        () =>
-          Promise.resolve(svc.publish(`bench.fanout.${room}`, JSON.stringify({ at: Date.now() }))),
-        () => svc.flush(),
-      ),
+      run(core, { path: 'core', subject: `bench.fanout.${room}` }),
     );
-    const { result: ourRun, cpu: ourCpu } = await withCpu(pids, () => run(ours, chat));
+    const { result: ourRun, cpu: ourCpu } = await withCpu(pids, () => run(ours, torii));
     const entry: Record<string, unknown> = {
       students: size,
       messages: M,
@@ -119,12 +152,13 @@ async function main(): Promise<void> {
     if (size === SIZES[0]) {
       ours.reset();
       const n = RATE * Number(values.seconds);
-      const steady = await paced(n, RATE, () => chat().then(() => undefined));
+      const steady = await sender.send({ ...torii, messages: n, paced: RATE });
       await ours.reached(n * size);
       entry['paced'] = { perSec: RATE, latencyMs: summary(ours.latencies), errors: steady.errors };
     }
     results[`room${size}`] = entry;
-    await Promise.all([...students, teacher].map((c) => c.close({ leave: false })));
+    sender.stop();
+    await Promise.all(students.map((c) => c.close({ leave: false })));
     await Promise.all(subs.map((s) => s.close()));
   }
 

@@ -15,14 +15,8 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
-import {
-  encodeLive,
-  newRequestIdPrefix,
-  parseLive,
-  parseRepublished,
-  received,
-  type LiveMessage,
-} from './live.js';
+import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
+import { parseRepublished, received } from './republished.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -321,8 +315,9 @@ export class RoomClient {
         p.resolve(a);
       }
     }
+    const msg: RoomMessage = { kind, subject, seq, body };
     const from = kind === 'chat' || kind === 'whiteboard' ? parsed?.userId : undefined;
-    const msg: RoomMessage = { kind, subject, seq, body, ...(from ? { from } : {}) };
+    if (from) msg.from = from;
     if (this.listeners.size === 0 && this.backlog && this.backlog.length < MAX_BACKLOG)
       this.backlog.push(msg);
     for (const l of this.listeners) l(msg);

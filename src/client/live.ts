@@ -11,7 +11,7 @@
  * message is exactly `{"live": <data>}`, published with no reply and no header, so the SDK drops
  * everything else (docs/security.md).
  */
-import { parseRoomSubject, RoomSubjectKind, unrepublishedSubject } from '../core/subjects.js';
+import { parseRoomSubject, RoomSubjectKind } from '../core/subjects.js';
 
 /** A live update from a member of the room. */
 export interface LiveMessage {
@@ -35,23 +35,6 @@ export interface ReceivedMessage {
   /** True when the message carried a header block (status messages included). */
   hasHeaders: boolean;
   body: Uint8Array;
-}
-
-/** The parts of a received NATS message (`Msg` of any nats.js transport) that the parsers read. */
-export function received(m: {
-  subject: string;
-  reply?: string;
-  headers?: { get(name: string): string } | undefined;
-  data: Uint8Array;
-}): ReceivedRepublish {
-  const h = m.headers;
-  return {
-    subject: m.subject,
-    ...(m.reply ? { reply: m.reply } : {}),
-    hasHeaders: h !== undefined,
-    body: m.data,
-    ...(h ? { header: (name: string) => h.get(name) || undefined } : {}),
-  };
 }
 
 /**
@@ -88,37 +71,4 @@ export function newRequestIdPrefix(): string {
   let s = '';
   for (const b of bytes) s += String.fromCharCode(b);
   return btoa(s).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
-}
-
-/** A room stream message as the stream republished it. */
-export interface Republished {
-  /** The subject the message was stored under (`room.{roomId}.chat.{userId}`, …). */
-  subject: string;
-  /** Its sequence in the room stream. */
-  seq: number;
-  kind: RoomSubjectKind;
-  /** The sender (chat, whiteboard) or the recipient (answers). */
-  userId?: string;
-}
-
-/** What a republish carries, transport-neutral (headers by name). */
-export interface ReceivedRepublish extends ReceivedMessage {
-  header?: (name: string) => string | undefined;
-}
-
-/**
- * The room stream message a republished copy carries, or undefined when the message is not one
- * (a reply someone aimed at the subject: no stream headers, or a pulled delivery, which keeps its
- * own subject and a reply).
- */
-export function parseRepublished(roomId: string, m: ReceivedRepublish): Republished | undefined {
-  if (m.reply || !m.hasHeaders || !m.header) return undefined;
-  const subject = unrepublishedSubject(m.subject);
-  if (!subject) return undefined;
-  const s = parseRoomSubject(subject);
-  if (!s || s.roomId !== roomId || s.kind === RoomSubjectKind.Live) return undefined;
-  if (m.header('Nats-Stream') !== roomId || m.header('Nats-Subject') !== subject) return undefined;
-  const seq = Number(m.header('Nats-Sequence'));
-  if (!Number.isSafeInteger(seq) || seq < 1) return undefined;
-  return { subject, seq, kind: s.kind, ...(s.userId !== undefined ? { userId: s.userId } : {}) };
 }

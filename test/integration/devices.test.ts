@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { AuthorizationError, type NatsConnection } from '@nats-io/transport-node';
+import { AuthorizationError, headers, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
 import { MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
 import { devicesKey } from '../../src/core/room-state.js';
@@ -100,6 +100,36 @@ test('two devices of one user each receive all of 50 messages, in stream order',
     ]);
     expect(info.config.mem_storage).toBe(true);
     expect(info.config.num_replicas).toBe(1);
+  }
+});
+
+test('a chat carrying forged stream headers moves no one’s sequence: every later message still arrives', async () => {
+  // The server appends its own Nats-Stream/Nats-Subject/Nats-Sequence after whatever headers the
+  // publisher sent, so a republished copy of this chat carries the forged values first.
+  const victim = await device('aoi');
+  const honest = await device('sora');
+  const got: RoomMessage[] = [];
+  victim.on((m) => got.push(m));
+  const nc = await connectClient(server.url, ROOM, 'mallory', await roomToken('mallory'));
+  try {
+    const h = headers();
+    h.set('Nats-Stream', ROOM);
+    h.set('Nats-Subject', chatSubject(ROOM, 'mallory'));
+    h.set('Nats-Sequence', '999999999');
+    nc.publish(chatSubject(ROOM, 'mallory'), JSON.stringify({ text: 'forged' }), { headers: h });
+    await nc.flush();
+    const forged = await waitFor('the forged chat stored', async () => {
+      const m = await jsm.streams.getMessage(ROOM, { last_by_subj: chatSubject(ROOM, 'mallory') });
+      return m ?? undefined;
+    });
+    for (let i = 0; i < 5; i++) await honest.chat(`after${i}`);
+    await waitFor('5 chats after the forged one', () => chats(got, 'sora').length === 5);
+    // The forged chat arrives at its true sequence, and the victim's position is the last one.
+    expect(chats(got, 'mallory').map((m) => m.seq)).toEqual([forged.seq]);
+    expect(victim.lastSequence).toBe(Math.max(...got.map((m) => m.seq)));
+    expect(victim.lastSequence).toBeLessThan(999999999);
+  } finally {
+    await nc.close();
   }
 });
 

@@ -8,7 +8,8 @@
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import type { LiveMessage, RoomClient, RoomMessage } from '../../src/client/index.js';
-import { parseLive, parseRepublished, received } from '../../src/client/live.js';
+import { parseLive } from '../../src/client/live.js';
+import { parseRepublished, received } from '../../src/client/republished.js';
 import { blockKey } from '../../src/core/blocks.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import { presenceKey } from '../../src/core/presence.js';

@@ -3,7 +3,6 @@ import {
   encodeLive,
   newRequestIdPrefix,
   parseLive,
-  parseRepublished,
   REQUEST_ID_RANDOM_BITS,
 } from '../../src/client/live.js';
 import { isValidId } from '../../src/core/ids.js';
@@ -75,44 +74,6 @@ describe('request ids', () => {
     newRequestIdPrefix();
     expect(spy).toHaveBeenCalledWith(expect.objectContaining({ length: 16 }));
     spy.mockRestore();
-  });
-});
-
-describe('parseRepublished', () => {
-  const headers = (h: Record<string, string>) => (name: string) => h[name];
-  const stream = {
-    'Nats-Stream': 'n5',
-    'Nats-Subject': 'room.n5.chat.hana',
-    'Nats-Sequence': '42',
-    'Nats-Last-Sequence': '41',
-  };
-  const copy = (o: Partial<Parameters<typeof parseRepublished>[1]> = {}) =>
-    parseRepublished('n5', {
-      subject: 'room.n5.rp.chat.hana',
-      hasHeaders: true,
-      header: headers(stream),
-      body: body('{"text":"hi"}'),
-      ...o,
-    });
-
-  test('a republished copy: the stored subject and its sequence', () => {
-    expect(copy()).toEqual({ subject: 'room.n5.chat.hana', seq: 42, kind: 'chat', userId: 'hana' });
-  });
-
-  test.each<[string, Partial<Parameters<typeof parseRepublished>[1]>]>([
-    ['a reply aimed here (no stream headers)', { hasHeaders: false, header: undefined }],
-    ['a pulled delivery (a reply, its own subject)', { reply: '$JS.ACK.n5.hana.1.2.3.4.0' }],
-    ['a copy from another room', { subject: 'room.other.rp.chat.hana' }],
-    ['a subject that is not a republished one', { subject: 'room.n5.chat.hana' }],
-    ['headers of another stream', { header: headers({ ...stream, 'Nats-Stream': 'other' }) }],
-    [
-      'a stored subject that differs from the one republished',
-      { header: headers({ ...stream, 'Nats-Subject': 'room.n5.chat.kenji' }) },
-    ],
-    ['no sequence', { header: headers({ ...stream, 'Nats-Sequence': '' }) }],
-    ['a live subject', { subject: 'room.n5.rp.live.hana' }],
-  ])('drops %s', (_what, o) => {
-    expect(copy(o)).toBeUndefined();
   });
 });
 
