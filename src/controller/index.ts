@@ -192,14 +192,17 @@ export async function runController(
     workers = Array.from({ length: c.concurrency }, () => work());
   };
 
-  await source.start((key) => queue.add(key));
+  // Registered before the first list, which retries until the API answers: readiness says why
+  // the controller is not ready yet, and a shutdown meanwhile stops the retries.
+  ops.addReadiness('rooms-source', () => source.synced || 'Room source not synced');
+  ops.addReadiness('nats', () => isConnected(nc) || 'NATS disconnected');
   shutdown.add('room-source', () => source.stop());
+  await source.start((key) => queue.add(key));
+  if (shutdown.started) return { source, queue, nc, isLeader: () => false, metrics };
   log.info(
     { source: source.description, rooms: source.keys().length, identity },
     'Room source synced',
   );
-  ops.addReadiness('rooms-source', () => source.synced || 'Room source not synced');
-  ops.addReadiness('nats', () => isConnected(nc) || 'NATS disconnected');
 
   const resync = setInterval(() => {
     if (source instanceof DirRoomSource) void source.rescan();

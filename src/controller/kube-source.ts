@@ -2,6 +2,11 @@
  * Rooms from the Kubernetes API: an informer (list + watch, relist on 410 Gone, restarted with
  * backoff after any other error, which client-node's informer does not do itself), the status
  * subresource, finalizers and core/v1 Events.
+ *
+ * client-node 1.4's `informer.start()` resolves whatever happened: a failed list or watch is only
+ * reported to the 'error' handlers, and 'connect' is emitted before the list, so neither the
+ * promise nor 'connect' means the cache holds the Rooms. An attempt is a success when `start()`
+ * resolved without an 'error' in between: the list was cached and the watch is open.
  */
 import {
   CoreV1Api,
@@ -57,9 +62,14 @@ export class KubeRoomSource implements RoomSource {
   private readonly core: CoreV1Api;
   private informer: (Informer<KubernetesObject> & ObjectCache<KubernetesObject>) | undefined;
   private isSynced = false;
+  private everSynced = false;
+  /** An 'error' was reported since the current start attempt began. */
+  private attemptFailed = false;
   private stopped = false;
   private restartDelay = RESTART_BASE_MS;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** Resolves the promise of {@link start}: on the first sync, or on stop. */
+  private settle: (() => void) | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -77,6 +87,10 @@ export class KubeRoomSource implements RoomSource {
     return this.isSynced;
   }
 
+  /**
+   * Starts the informer; resolves once the first list is cached (retrying with backoff until
+   * then), or when the source is stopped first.
+   */
   async start(onChange: (key: string) => void): Promise<void> {
     const path = this.namespace
       ? `/apis/${ROOM_API_GROUP}/${ROOM_API_VERSION}/namespaces/${this.namespace}/${ROOM_PLURAL}`
@@ -101,40 +115,44 @@ export class KubeRoomSource implements RoomSource {
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
-    informer.on('connect', () => {
-      this.restartDelay = RESTART_BASE_MS;
-    });
-    informer.on('error', (err) => {
-      this.isSynced = false;
-      if (this.stopped) return;
-      this.log.warn(
-        { err: apiErrorSummary(err), retryInMs: this.restartDelay },
-        'Room watch failed; restarting',
-      );
-      this.scheduleRestart();
-    });
-    await this.startInformer();
+    informer.on('error', (err) => this.failed(err));
+    const started = new Promise<void>((resolve) => (this.settle = resolve));
+    void this.startInformer();
+    await started;
   }
 
+  /** One attempt to list and watch; a failure schedules the next one through {@link failed}. */
   private async startInformer(): Promise<void> {
-    for (;;) {
-      try {
-        await this.informer?.start();
-        this.isSynced = true;
-        return;
-      } catch (e) {
-        if (this.stopped) return;
-        this.log.warn(
-          { err: apiErrorSummary(e), retryInMs: this.restartDelay },
-          'cannot list Rooms; retrying',
-        );
-        await new Promise((r) => setTimeout(r, this.restartDelay));
-        this.restartDelay = Math.min(RESTART_MAX_MS, this.restartDelay * 2);
-      }
+    if (this.stopped || !this.informer) return;
+    this.attemptFailed = false;
+    try {
+      await this.informer.start();
+    } catch (e) {
+      this.failed(e);
+      return;
+    }
+    if (this.stopped) {
+      // stop() came while the list was in flight: the informer went on to open a watch.
+      await this.informer.stop();
+      return;
+    }
+    if (this.attemptFailed) return;
+    this.isSynced = true;
+    this.restartDelay = RESTART_BASE_MS;
+    if (!this.everSynced) {
+      this.everSynced = true;
+      this.settle?.();
     }
   }
 
-  private scheduleRestart(): void {
+  private failed(err: unknown): void {
+    this.isSynced = false;
+    this.attemptFailed = true;
+    if (this.stopped) return;
+    this.log.warn(
+      { err: apiErrorSummary(err), retryInMs: this.restartDelay },
+      this.everSynced ? 'Room watch failed; restarting' : 'cannot list Rooms; retrying',
+    );
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => void this.startInformer(), this.restartDelay);
     this.restartDelay = Math.min(RESTART_MAX_MS, this.restartDelay * 2);
@@ -143,6 +161,7 @@ export class KubeRoomSource implements RoomSource {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
+    this.settle?.();
     await this.informer?.stop();
   }
 

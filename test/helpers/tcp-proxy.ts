@@ -50,8 +50,9 @@ export async function startTcpProxy(
     p.stalled = true;
     p.client.unpipe();
     p.upstream?.unpipe();
-    p.client.on('data', drop);
-    p.upstream?.on('data', drop);
+    // unpipe() leaves a stream paused, and a 'data' listener alone does not resume it.
+    p.client.on('data', drop).resume();
+    p.upstream?.on('data', drop).resume();
   };
 
   const server = net.createServer((client) => {
