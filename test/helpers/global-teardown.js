@@ -13,13 +13,14 @@ function alive(pid) {
   }
 }
 
-function testProcesses() {
+/** Servers this run started: their folders are inside the run's folder (tempDir). */
+function testProcesses(runDir) {
   const found = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      if (cmd.includes('/torii-test-') && !/\bjest\b/.test(cmd) && alive(Number(entry)))
+      if (cmd.includes(`${runDir}/`) && !/\bjest\b/.test(cmd) && alive(Number(entry)))
         found.push(`${entry} ${cmd}`);
     } catch {
       // gone
@@ -54,10 +55,10 @@ export default async function globalTeardown() {
   }
   rmSync(runDir, { recursive: true, force: true });
   const deadline = Date.now() + 10_000;
-  let leaked = testProcesses();
+  let leaked = testProcesses(runDir);
   while (leaked.length > 0 && Date.now() < deadline) {
     await sleep(100);
-    leaked = testProcesses();
+    leaked = testProcesses(runDir);
   }
   if (leaked.length > 0) {
     // Report them, and do not let them outlive the run.

@@ -87,9 +87,13 @@ export async function killFileChildren(): Promise<void> {
   );
 }
 
-/** A fresh temp folder, removed when this process exits. */
+/**
+ * A fresh temp folder, removed when this process exits. Inside the run's folder when jest made
+ * one, so the run's leak check finds only its own servers, never another run's on the machine.
+ */
 export function tempDir(label: string): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), `${TEST_DIR_PREFIX}${label}-`));
+  const base = process.env['TORII_TEST_RUN_DIR'] ?? os.tmpdir();
+  const dir = mkdtempSync(path.join(base, `${TEST_DIR_PREFIX}${label}-`));
   dirs.add(dir);
   return dir;
 }
