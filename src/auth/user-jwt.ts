@@ -5,6 +5,7 @@
 import type { CompiledRole } from '../core/room.js';
 import { renderPermissions } from '../core/room.js';
 import type { NatsClaims } from '../core/natsjwt.js';
+import { roleWorkerSubject, workerSubject } from '../core/subjects.js';
 
 /** Connection types a room client may use. */
 export const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
@@ -41,6 +42,19 @@ export interface UserClaimsInput {
   now: Date;
 }
 
+/**
+ * The role's publish permissions for one connection. The templates name the user's events
+ * without a role (`sysJsWorker.{roomId}.{userId}`); the connection gets its own role's subject
+ * instead, so a worker can take the role from the subject and no other connection of the same
+ * user can speak with this one's role.
+ */
+function publishPermissions(i: UserClaimsInput, consumer: string): string[] {
+  const events = workerSubject(i.roomId, i.userId);
+  return renderPermissions(i.role.permissions.publish, i.roomId, i.userId, consumer).map((p) =>
+    p === events ? roleWorkerSubject(i.roomId, i.userId, i.roleName) : p,
+  );
+}
+
 /** Builds the user claims: one room, one user, the role's permissions, expiry capped. */
 export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats>, 'jti'> {
   const nowSec = Math.floor(i.now.getTime() / 1000);
@@ -55,9 +69,7 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
     iat: nowSec,
     exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),
     nats: {
-      pub: {
-        allow: renderPermissions(i.role.permissions.publish, i.roomId, i.userId, consumer),
-      },
+      pub: { allow: publishPermissions(i, consumer) },
       sub: { allow: subscribe },
       subs: i.maxSubscriptions,
       data: -1,

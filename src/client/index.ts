@@ -30,8 +30,8 @@ import {
   republishedSubject,
   RoomSubjectKind,
   userConsumerFilters,
+  roleWorkerSubject,
   userInboxPrefix,
-  workerSubject,
 } from '../core/subjects.js';
 
 /** Default time to wait for an answer, in milliseconds. */
@@ -98,8 +98,22 @@ export interface RoomClientOptions {
 
 export type { LiveMessage } from './live.js';
 
+/**
+ * The role a room token grants: events go to that role's subject, the only one the callout lets
+ * the connection publish to.
+ * @throws RoomRequestError when the token names no role
+ */
+function roleOf(token: string): string {
+  const role = decodeJwt(token).role;
+  if (typeof role !== 'string' || role.length === 0)
+    throw new RoomRequestError('BAD_REQUEST', 'token: no role claim');
+  return role;
+}
+
 export class RoomClient {
   private token: string;
+  /** The current token's role: events go to its subject. */
+  private role: string;
   private readonly js: JetStreamClient;
   private readonly pending = new Map<
     string,
@@ -130,6 +144,7 @@ export class RoomClient {
     token: { current: string },
   ) {
     this.token = token.current;
+    this.role = roleOf(token.current);
     this.js = jetstream(nc);
     this.lastSeq = o.resumeAfter ?? 0;
   }
@@ -138,6 +153,7 @@ export class RoomClient {
   static async connect(o: RoomClientOptions): Promise<RoomClient> {
     if (o.deviceId !== undefined && !isValidDeviceId(o.deviceId))
       throw new RoomRequestError('BAD_REQUEST', `deviceId: ${DEVICE_ID_RULE}`);
+    roleOf(o.token); // before connecting: a token without a role could send no event
     const holder = { current: o.token };
     const nc = await (o.connect ?? nodeConnect)({
       servers: o.servers,
@@ -157,6 +173,7 @@ export class RoomClient {
     client.setToken = (t: string) => {
       holder.current = t;
       client.token = t;
+      client.role = roleOf(t);
     };
     client.subscribeLive();
     client.subscribeRoom();
@@ -357,7 +374,10 @@ export class RoomClient {
     answer.catch(() => undefined); // observed below; never an unhandled rejection
     try {
       // Nats-Msg-Id = id: a retried publish is stored once.
-      await this.js.publish(workerSubject(this.o.roomId, this.o.userId), payload, { msgID: id });
+      // On the token's role subject: the only one the server lets this connection publish to.
+      await this.js.publish(roleWorkerSubject(this.o.roomId, this.o.userId, this.role), payload, {
+        msgID: id,
+      });
     } catch (e) {
       const p = this.pending.get(id);
       if (p) clearTimeout(p.timer);

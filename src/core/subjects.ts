@@ -53,21 +53,34 @@ export const ServiceSubject = {
 } as const;
 export type ServiceSubject = (typeof ServiceSubject)[keyof typeof ServiceSubject];
 
-/** `sysJsWorker.{roomId}.{userId}`: a user's events to the workers. */
+/**
+ * `sysJsWorker.{roomId}.{userId}`: a user's events as the room's permission templates name them
+ * (DESIGN.md §5). No event travels here: the callout grants {@link roleWorkerSubject} of the
+ * connection's role in its place.
+ */
 export const workerSubject = (roomId: string, userId: string): string =>
   `${WORKER_STREAM}.${roomId}.${userId}`;
 
-/** `sysJsWorker.*.*`: the work-queue stream's subjects. */
-export const WORKER_STREAM_SUBJECTS = [`${WORKER_STREAM}.*.*`];
+/**
+ * `sysJsWorker.{roomId}.{userId}.{role}`: a user's events to the workers, sent by a connection
+ * admitted with `role`. The server lets a connection publish only on its own role's subject, so
+ * a worker takes the role from the subject, never from a record that all of a user's connections
+ * share (docs/decisions.md, "Roles per connection").
+ */
+export const roleWorkerSubject = (roomId: string, userId: string, role: string): string =>
+  `${workerSubject(roomId, userId)}.${role}`;
 
-/** Parses `sysJsWorker.{roomId}.{userId}`; undefined for anything else. */
+/** `sysJsWorker.*.*.*`: the work-queue stream's subjects (room, user, role). */
+export const WORKER_STREAM_SUBJECTS = [roleWorkerSubject('*', '*', '*')];
+
+/** Parses `sysJsWorker.{roomId}.{userId}.{role}`; undefined for anything else. */
 export function parseWorkerSubject(
   subject: string,
-): { roomId: string; userId: string } | undefined {
+): { roomId: string; userId: string; role: string } | undefined {
   const parts = subject.split('.');
-  if (parts.length !== 3 || parts[0] !== WORKER_STREAM) return undefined;
-  const [, roomId, userId] = parts as [string, string, string];
-  return { roomId, userId };
+  if (parts.length !== 4 || parts[0] !== WORKER_STREAM) return undefined;
+  const [, roomId, userId, role] = parts as [string, string, string, string];
+  return { roomId, userId, role };
 }
 
 /** The room stream's name is the roomId itself (so `$JS.API.STREAM.INFO.{roomId}` works). */
@@ -228,7 +241,7 @@ export const JsApi = {
  * permissions narrow each to its own room and user; `room.{roomId}.live.*` stays inside `CLIENTS`.
  */
 export const CLIENT_SERVICE_IMPORTS: readonly string[] = [
-  workerSubject('*', '*'),
+  roleWorkerSubject('*', '*', '*'),
   chatSubject('*', '*'),
   whiteboardSubject('*', '*'),
   JsApi.ACCOUNT_INFO,
@@ -250,4 +263,6 @@ export const Sys = {
   /** One reply per server, listing the account's connections. */
   accountConnz: (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CONNZ`,
   kick: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.KICK`,
+  /** One server's connections (a server that is gone has no responder). */
+  serverConnz: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.CONNZ`,
 } as const;

@@ -73,6 +73,12 @@ export interface HandlerDeps {
 export interface EventContext {
   roomId: string;
   userId: string;
+  /**
+   * The role of the connection that sent the event, from its subject
+   * (`sysJsWorker.{roomId}.{userId}.{role}`), where the server lets only connections admitted
+   * with that role publish.
+   */
+  role: string;
   event: string;
   data: Record<string, unknown>;
   /** Stream sequence of the message in `sysJsWorker`. */
@@ -94,20 +100,28 @@ export class Handlers {
   async handle(ctx: EventContext): Promise<HandlerResult> {
     const room = this.d.rooms.get(ctx.roomId);
     if (!room) throw new HandlerError(AnswerCode.NotFound, `room ${ctx.roomId} does not exist`);
-    const member = await this.member(ctx.roomId, ctx.userId);
-    const role = room.roles[member.role];
+    // The role is the sending connection's (the subject's), never the member record's: that
+    // record is shared by all of the user's connections, and the last admission wrote it.
+    const role = Object.hasOwn(room.roles, ctx.role) ? room.roles[ctx.role] : undefined;
     if (!role)
       throw new HandlerError(
         AnswerCode.Forbidden,
-        `role ${member.role} is not defined in room ${ctx.roomId}`,
+        `role ${ctx.role} is not defined in room ${ctx.roomId}`,
       );
+    const name = await this.member(ctx.roomId, ctx.userId);
+    const me: MemberRecord = {
+      roomId: ctx.roomId,
+      userId: ctx.userId,
+      role: ctx.role,
+      ...(name !== undefined ? { name } : {}),
+    };
     switch (ctx.event) {
       case RequestEvent.InitialData:
-        return { data: await this.initialData(room, member), broadcasts: [] };
+        return { data: await this.initialData(room, me), broadcasts: [] };
       case RequestEvent.MediaServerData:
-        return { data: await this.media(room, member), broadcasts: [] };
+        return { data: await this.media(room, me), broadcasts: [] };
       case RequestEvent.RenewToken:
-        return { data: await this.renew(room, member), broadcasts: [] };
+        return { data: await this.renew(room, me), broadcasts: [] };
       case RequestEvent.RaiseHand:
         return this.raiseHand(room, ctx);
       case RequestEvent.LowerHand:
@@ -120,17 +134,21 @@ export class Handlers {
     }
   }
 
-  private async member(roomId: string, userId: string): Promise<MemberRecord> {
+  /**
+   * The user's display name from its member record, if the callout wrote one. Only a name: the
+   * record authorizes nothing, and a user without one is served under its id.
+   */
+  private async member(roomId: string, userId: string): Promise<string | undefined> {
     const key = memberKey(roomId, userId);
     const now = Date.now();
     const hit = this.members.get(key);
-    if (hit && hit.until > now) return hit.member;
+    if (hit && hit.until > now) return hit.member.name;
     const e = await this.d.roomState.get(key);
     const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
-    if (!m) throw new HandlerError(AnswerCode.Forbidden, `${userId} has not joined room ${roomId}`);
+    if (!m) return undefined;
     if (this.members.size > 100_000) this.members.clear();
     this.members.set(key, { member: m, until: now + MEMBER_CACHE_TTL_MS });
-    return m;
+    return m.name;
   }
 
   private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {

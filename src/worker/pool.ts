@@ -217,7 +217,7 @@ export class EventPool {
       if (settle === 'term') m.term(message);
     };
     try {
-      if (!who || !isValidId(who.roomId) || !isValidId(who.userId)) {
+      if (!who || !isValidId(who.roomId) || !isValidId(who.userId) || !isValidId(who.role)) {
         this.metrics.events.inc({ event, outcome: AnswerCode.BadRequest });
         m.term('not a user subject');
         return;
@@ -253,6 +253,7 @@ export class EventPool {
         result = await this.handlers.handle({
           roomId: who.roomId,
           userId: who.userId,
+          role: who.role,
           event: request.event,
           data: data as Record<string, unknown>,
           seq: m.info.streamSequence,

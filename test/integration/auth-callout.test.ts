@@ -74,9 +74,9 @@ describe('a student in its room', () => {
     nc = await client('n5', 'hana');
   });
 
-  test('publishes events to sysJsWorker.{room}.{self} with JetStream', async () => {
+  test('publishes events to sysJsWorker.{room}.{self}.{role} with JetStream', async () => {
     const ack = await jetstream(nc).publish(
-      'sysJsWorker.n5.hana',
+      'sysJsWorker.n5.hana.student',
       JSON.stringify({ event: 'REQ_INITIAL_DATA', id: 'c-1' }),
       { msgID: 'c-1' },
     );
@@ -121,8 +121,10 @@ describe('a student in its room', () => {
   });
 
   test.each([
-    ['publish as another user', 'sysJsWorker.n5.kenji'],
-    ['publish to another room', 'sysJsWorker.other.hana'],
+    ['publish as another user', 'sysJsWorker.n5.kenji.student'],
+    ['publish to another room', 'sysJsWorker.other.hana.student'],
+    ['publish events with another role', 'sysJsWorker.n5.hana.teacher'],
+    ['publish events without a role', 'sysJsWorker.n5.hana'],
     ['chat in another room', 'room.other.chat.hana'],
     ['chat as another user', 'room.n5.chat.kenji'],
     ['draw on the whiteboard (students may not)', 'room.n5.wb.hana'],

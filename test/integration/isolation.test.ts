@@ -28,7 +28,7 @@ import {
   userConsumerFilters,
   userInboxPrefix,
   whiteboardSubject,
-  workerSubject,
+  roleWorkerSubject,
 } from '../../src/core/subjects.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -69,8 +69,9 @@ const TARGETS: [string, string][] = [
   ['the presence bucket', kvSubject(Bucket.Presence, presenceKey(ROOM, VICTIM))],
   ['the room state bucket', kvSubject(Bucket.RoomState, memberKey(ROOM, VICTIM))],
   ['the blocks bucket', kvSubject(Bucket.Blocks, blockKey(ROOM, VICTIM))],
-  ["another user's events", workerSubject(ROOM, VICTIM)],
-  ["another room's events queue", workerSubject(OTHER, 'olga')],
+  ["another user's events", roleWorkerSubject(ROOM, VICTIM, 'student')],
+  ["another user's events as teacher", roleWorkerSubject(ROOM, VICTIM, 'teacher')],
+  ["another room's events queue", roleWorkerSubject(OTHER, 'olga', 'student')],
   ["another user's answers", userAnswerSubject(ROOM, VICTIM)],
   ["another user's inbox", `_INBOX.${ROOM}.${VICTIM}.x`],
   ["another user's inbox prefix", `_INBOX.${ROOM}.${VICTIM}`],
@@ -257,7 +258,7 @@ describe('an attacker naming reply subjects', () => {
     ownWrites = { chat: 0, wb: 0, events: 0 };
     // 1. Publishes the attacker may make: events, chat, whiteboard, live.
     for (const [, reply] of TARGETS) {
-      send(workerSubject(ROOM, ATTACKER), 'not json', reply);
+      send(roleWorkerSubject(ROOM, ATTACKER, 'teacher'), 'not json', reply);
       send(chatSubject(ROOM, ATTACKER), JSON.stringify({ text: 'hi' }), reply);
       send(whiteboardSubject(ROOM, ATTACKER), JSON.stringify({ line: [0, 1] }), reply);
       send(liveSubject(ROOM, ATTACKER), JSON.stringify({ live: { x: 1 } }), reply);
@@ -291,7 +292,7 @@ describe('an attacker naming reply subjects', () => {
     // order, so once these are answered every earlier one of its kind has been.
     await js.publish(chatSubject(ROOM, ATTACKER), JSON.stringify({ text: 'last' }));
     ownWrites.chat++;
-    await js.publish(workerSubject(ROOM, ATTACKER), 'not json');
+    await js.publish(roleWorkerSubject(ROOM, ATTACKER, 'teacher'), 'not json');
     ownWrites.events++;
     await attacker.request(JsApi.streamInfo(ROOM), '', { timeout: 5_000 });
     await attacker.request(JsApi.consumerInfo(ROOM, ATTACKER), '', { timeout: 5_000 });
@@ -308,7 +309,7 @@ describe('an attacker naming reply subjects', () => {
     const after = await lastSeqs();
     const allowed: Record<string, string[]> = {
       [ROOM]: [chatSubject(ROOM, ATTACKER), whiteboardSubject(ROOM, ATTACKER)],
-      sysJsWorker: [workerSubject(ROOM, ATTACKER)],
+      sysJsWorker: [roleWorkerSubject(ROOM, ATTACKER, 'teacher')],
     };
     const changes: Record<string, string[]> = {};
     for (const [stream, seq] of before) {
@@ -412,7 +413,7 @@ describe('request ids', () => {
     ];
     for (const id of guesses)
       await attacker.publish(
-        workerSubject(ROOM, 'ren'),
+        roleWorkerSubject(ROOM, 'ren', 'student'),
         JSON.stringify({ event: 'REQ_RAISE_HAND', id }),
         {
           msgID: id,

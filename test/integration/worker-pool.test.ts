@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import type { RoomClient } from '../../src/client/index.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { ensureWorkerStream, nanos } from '../../src/core/streams.js';
-import { WORKER_CONSUMER, WORKER_STREAM, workerSubject } from '../../src/core/subjects.js';
+import { roleWorkerSubject, WORKER_CONSUMER, WORKER_STREAM } from '../../src/core/subjects.js';
 import type { HandlerResult, Handlers } from '../../src/worker/handlers.js';
 import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { EventPool, workerConsumerConfig } from '../../src/worker/pool.js';
@@ -89,7 +89,7 @@ describe('redelivery timing', () => {
     await p.start(jsm);
     try {
       await jetstream(svc).publish(
-        workerSubject('slow', 'hana'),
+        roleWorkerSubject('slow', 'hana', 'student'),
         JSON.stringify({ event: 'REQ_RAISE_HAND', id: 'slow-1' }),
       );
       await waitFor('handler started', () => calls === 1);

@@ -16,7 +16,7 @@ import {
   type RoomMessage,
 } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
-import { liveSubject } from '../../src/core/subjects.js';
+import { liveSubject, roleWorkerSubject } from '../../src/core/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestKeys, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
@@ -284,7 +284,7 @@ describe('garbage on sysJsWorker', () => {
     const victim = await join('n5', `g-${Math.random().toString(36).slice(2, 8)}`, 'student');
     const answers = collect(victim, 'answer');
     const userId = victim.nc.info ? (victim as unknown as { o: { userId: string } }).o.userId : '';
-    svc.publish(`sysJsWorker.n5.${userId}`, payload);
+    svc.publish(roleWorkerSubject('n5', userId, 'student'), payload);
     await waitFor('error answer', () => answers.length > 0);
     expect(answers[0]?.body).toMatchObject({ ok: false, id, error: { code } });
     const d = await victim.request<{ hands: { userId: string }[] }>('REQ_INITIAL_DATA');
@@ -300,7 +300,10 @@ describe('garbage on sysJsWorker', () => {
     // and the work-queue stream refuses anything over its max_msg_size, whoever sends it
     const { jetstream } = await import('@nats-io/jetstream');
     await expect(
-      jetstream(svc).publish('sysJsWorker.n5.bigsender', 'x'.repeat(200 * 1024)),
+      jetstream(svc).publish(
+        roleWorkerSubject('n5', 'bigsender', 'student'),
+        'x'.repeat(200 * 1024),
+      ),
     ).rejects.toThrow(/maximum/i);
     await expect(c.request('REQ_INITIAL_DATA')).resolves.toBeDefined();
   });

@@ -85,7 +85,7 @@ describe('account layout (isolation)', () => {
     ].map((m) => m[1]);
     expect(imports).toEqual([...CLIENT_SERVICE_IMPORTS]);
     expect(imports).toEqual([
-      'sysJsWorker.*.*',
+      'sysJsWorker.*.*.*',
       'room.*.chat.*',
       'room.*.wb.*',
       '$JS.API.INFO',

@@ -120,7 +120,7 @@ describe('JetStream assets (DESIGN.md §5)', () => {
   test('worker stream is a work queue with a duplicate window', () => {
     expect(workerStreamConfig()).toMatchObject({
       name: 'sysJsWorker',
-      subjects: ['sysJsWorker.*.*'],
+      subjects: ['sysJsWorker.*.*.*'],
       retention: 'workqueue',
       duplicate_window: 120_000_000_000,
     });

@@ -3,6 +3,7 @@ import * as S from '../../src/core/subjects.js';
 describe('subjects (DESIGN.md §5)', () => {
   test('room and user subjects', () => {
     expect(S.workerSubject('r1', 'u1')).toBe('sysJsWorker.r1.u1');
+    expect(S.roleWorkerSubject('r1', 'u1', 'student')).toBe('sysJsWorker.r1.u1.student');
     expect(S.chatSubject('r1', 'u1')).toBe('room.r1.chat.u1');
     expect(S.whiteboardSubject('r1', 'u1')).toBe('room.r1.wb.u1');
     expect(S.roomEventsSubject('r1')).toBe('room.r1.evt');
@@ -16,7 +17,7 @@ describe('subjects (DESIGN.md §5)', () => {
       'room.r1.evt',
       'room.r1.user.*',
     ]);
-    expect(S.WORKER_STREAM_SUBJECTS).toEqual(['sysJsWorker.*.*']);
+    expect(S.WORKER_STREAM_SUBJECTS).toEqual(['sysJsWorker.*.*.*']);
   });
 
   test('user consumer filters do not overlap and cover chat, wb, evt and own answers', () => {
@@ -37,13 +38,16 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.Sys.AUTH_CALLOUT).toBe('$SYS.REQ.USER.AUTH');
   });
 
-  test('parseWorkerSubject is the inverse of workerSubject and rejects anything else', () => {
-    expect(S.parseWorkerSubject(S.workerSubject('r-1', 'u_2'))).toEqual({
+  test('parseWorkerSubject is the inverse of roleWorkerSubject and rejects anything else', () => {
+    expect(S.parseWorkerSubject(S.roleWorkerSubject('r-1', 'u_2', 'teacher'))).toEqual({
       roomId: 'r-1',
       userId: 'u_2',
+      role: 'teacher',
     });
     expect(S.parseWorkerSubject('sysJsWorker.r1')).toBeUndefined();
-    expect(S.parseWorkerSubject('sysJsWorker.r1.u1.x')).toBeUndefined();
+    // the role-less form of the templates carries no event
+    expect(S.parseWorkerSubject(S.workerSubject('r1', 'u1'))).toBeUndefined();
+    expect(S.parseWorkerSubject('sysJsWorker.r1.u1.x.y')).toBeUndefined();
     expect(S.parseWorkerSubject('other.r1.u1')).toBeUndefined();
   });
 

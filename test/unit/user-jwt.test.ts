@@ -41,10 +41,11 @@ describe('user JWT claims (DESIGN.md §4)', () => {
     });
   });
 
-  test('permissions are the room template filled with this room and user', () => {
+  test('permissions are the room template filled with this room, user and role', () => {
     const c = buildUserClaims(base);
     expect(c.nats.pub.allow).toEqual([
-      'sysJsWorker.n5.hana',
+      'sysJsWorker.n5.hana.teacher', // events only on the connection's own role
+
       '$JS.API.STREAM.INFO.n5',
       '$JS.API.CONSUMER.INFO.n5.hana',
       '$JS.API.CONSUMER.MSG.NEXT.n5.hana',
