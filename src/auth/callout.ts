@@ -14,7 +14,14 @@ import type { Logger } from '../core/logger.js';
 import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../core/natsjwt.js';
 import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
 import type { Ops } from '../core/ops.js';
-import { deviceConsumerName, parseDeviceName, QUEUE_GROUP, Sys } from '../core/subjects.js';
+import {
+  Bucket,
+  deviceConsumerName,
+  kvSubject,
+  parseDeviceName,
+  QUEUE_GROUP,
+  Sys,
+} from '../core/subjects.js';
 import { describeError, ValidationError } from '../core/errors.js';
 import { isConnected } from '../core/nats.js';
 import { ConsumerEnsurer } from './consumers.js';
@@ -27,6 +34,8 @@ import type { TokenVerifier } from './token-verifier.js';
 
 /** Header in which the server sends its curve key when it encrypts requests. */
 export const SERVER_XKEY_HEADER = 'Nats-Server-Xkey';
+/** Header with which KV marks a delete or purge (`DEL`, `PURGE`); puts have none. */
+const KV_OPERATION_HEADER = 'KV-Operation';
 /** `aud` of every authorization request. */
 export const AUTH_REQUEST_AUDIENCE = 'nats-authorization-request';
 
@@ -41,6 +50,13 @@ export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
 /** Bound on remembered member records. */
 const MAX_REMEMBERED_MEMBERS = 100_000;
+/**
+ * How long a member record this callout wrote is trusted to still be there without writing it
+ * again, in milliseconds. Deletes and other writers' puts are noticed at once (the callout
+ * follows the member keys); this bounds what a missed notice (a bucket recreated, a lost
+ * message) can cost: one stale or missing record for 10 minutes.
+ */
+export const MEMBER_RECORD_TRUST_MS = 10 * 60_000;
 /** Slack on the request's `exp` (whole seconds, truncated by the server), in milliseconds. */
 const REQUEST_EXP_SLACK_MS = 1_000;
 
@@ -90,8 +106,9 @@ export class AuthCallout {
   private readonly devices: DeviceRegistry;
   private readonly now: () => Date;
   private sub: Subscription | undefined;
-  /** Member records last written, by key. */
-  private readonly members = new Map<string, string>();
+  /** Member records last written, by key, with when they stop being trusted (ms). */
+  private readonly members = new Map<string, { json: string; until: number }>();
+  private memberSub: Subscription | undefined;
   private inflight = 0;
   private idle: (() => void) | undefined;
 
@@ -120,6 +137,7 @@ export class AuthCallout {
       new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs),
       jsm,
     );
+    callout.watchMembers();
     if (s.inboxPolicy === InboxPolicy.Shared) {
       d.log.warn(
         "--inbox-policy shared: every client may read every other client's replies (tokens included); use only for legacy clients",
@@ -158,8 +176,32 @@ export class AuthCallout {
     return this.signer.publicKey;
   }
 
+  /**
+   * Follows the member keys of `torii_room_state`: a record this callout remembers writing that
+   * is deleted, purged or written by someone else is forgotten, so the next admission writes it
+   * again. Reconnects forget everything (notices sent meanwhile are lost).
+   */
+  private watchMembers(): void {
+    const prefix = kvSubject(Bucket.RoomState, '');
+    this.memberSub = this.d.appConn.subscribe(kvSubject(Bucket.RoomState, memberKey('*', '*')), {
+      callback: (err, m) => {
+        if (err) return;
+        const key = m.subject.slice(prefix.length);
+        const mine = this.members.get(key);
+        if (!mine) return;
+        const op = m.headers?.get(KV_OPERATION_HEADER);
+        if (op || new TextDecoder().decode(m.data) !== mine.json) this.members.delete(key);
+      },
+    });
+    void (async () => {
+      for await (const st of this.d.appConn.status())
+        if (st.type === 'reconnect') this.members.clear();
+    })();
+  }
+
   /** Stops taking requests and waits for those in flight. */
   async stop(): Promise<void> {
+    this.memberSub?.unsubscribe();
     if (this.sub && !this.sub.isClosed()) {
       if (isConnected(this.d.authConn)) await this.sub.drain();
       else this.sub.unsubscribe();
@@ -372,8 +414,9 @@ export class AuthCallout {
   }
 
   /**
-   * Tells workers who the user is in this room (role, name): events carry only the subject's
-   * identity. Written when it changes, so reconnects cost no KV write.
+   * Tells workers and presence the user's display name (and the role of its last admission, for
+   * listings; events carry their connection's role in the subject). Written when it changes or
+   * is gone, so reconnects cost no KV write.
    */
   private async recordMember(
     roomId: string,
@@ -384,10 +427,14 @@ export class AuthCallout {
     const key = memberKey(roomId, userId);
     const record: MemberRecord = { roomId, userId, role, ...(name !== undefined ? { name } : {}) };
     const json = JSON.stringify(record);
-    if (this.members.get(key) === json) return;
+    const now = Date.now();
+    const known = this.members.get(key);
+    if (known && known.json === json && known.until > now) return;
+    // Forgotten first, so that a failed put leaves nothing trusted.
+    this.members.delete(key);
     await this.d.roomState.put(key, json);
     if (this.members.size >= MAX_REMEMBERED_MEMBERS) this.members.clear();
-    this.members.set(key, json);
+    this.members.set(key, { json, until: now + MEMBER_RECORD_TRUST_MS });
   }
 
   private respond(

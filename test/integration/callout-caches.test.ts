@@ -1,0 +1,72 @@
+/**
+ * The callout's caches notice when what they remember is gone (issue 13): a member record deleted
+ * behind its back is written again at the next admission, and a consumer deleted with its stream
+ * (or alone) is created again, however recently the callout created it.
+ */
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { openBucket } from '../../src/core/kv.js';
+import { compileRoom } from '../../src/core/room.js';
+import { memberKey } from '../../src/core/room-state.js';
+import { ensureRoomStream } from '../../src/core/streams.js';
+import { Bucket } from '../../src/core/subjects.js';
+import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { startNats, type TestNats } from '../helpers/nats.js';
+import { publishRoom } from '../helpers/room.js';
+
+const ROOM = 'caches';
+let server: TestNats;
+let svc: NatsConnection;
+let jsm: JetStreamManager;
+let roomState: KV;
+let callout: TestCallout;
+
+beforeAll(async () => {
+  server = await startNats();
+  svc = await server.connectService();
+  jsm = await jetstreamManager(svc);
+  await publishRoom(svc, ROOM);
+  roomState = await openBucket(svc, Bucket.RoomState);
+  callout = await startCallout(server.keys, [server.url]);
+});
+afterAll(async () => {
+  await callout?.stop();
+  await svc?.close();
+  await server?.destroy();
+});
+
+/** Connects once as `user` and closes: an admission. */
+async function admit(user: string): Promise<void> {
+  const nc = await connectClient(
+    server.url,
+    ROOM,
+    user,
+    await token(server.keys, { room: ROOM, sub: user, role: 'student', name: user.toUpperCase() }),
+  );
+  await nc.close();
+}
+
+async function member(user: string): Promise<unknown> {
+  const e = await roomState.get(memberKey(ROOM, user));
+  return e?.operation === 'PUT' ? e.json() : undefined;
+}
+
+describe('member records', () => {
+  test('a deleted record is back after the next admission', async () => {
+    await admit('hana');
+    expect(await member('hana')).toMatchObject({ userId: 'hana', name: 'HANA' });
+    await roomState.delete(memberKey(ROOM, 'hana'));
+    expect(await member('hana')).toBeUndefined();
+    await admit('hana');
+    expect(await member('hana')).toMatchObject({ userId: 'hana', name: 'HANA' });
+  });
+
+  test('a purged record is back after the next admission', async () => {
+    await admit('kenji');
+    await roomState.purge(memberKey(ROOM, 'kenji'));
+    expect(await member('kenji')).toBeUndefined();
+    await admit('kenji');
+    expect(await member('kenji')).toMatchObject({ userId: 'kenji' });
+  });
+});
