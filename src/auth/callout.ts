@@ -137,6 +137,7 @@ export class AuthCallout {
       new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs),
       jsm,
     );
+    callout.consumers.watch(d.appConn);
     callout.watchMembers();
     if (s.inboxPolicy === InboxPolicy.Shared) {
       d.log.warn(
@@ -201,6 +202,7 @@ export class AuthCallout {
 
   /** Stops taking requests and waits for those in flight. */
   async stop(): Promise<void> {
+    this.consumers.unwatch();
     this.memberSub?.unsubscribe();
     if (this.sub && !this.sub.isClosed()) {
       if (isConnected(this.d.authConn)) await this.sub.drain();

@@ -235,6 +235,35 @@ export const JsApi = {
     `$JS.API.CONSUMER.RESET.${stream}.${consumer}`,
 } as const;
 
+/** Prefix of JetStream's advisories, published in the account of the stream. */
+const JS_ADVISORY = '$JS.EVENT.ADVISORY';
+
+/** JetStream advisories that tell a cache its stream or consumer is gone (or new). */
+export const JsAdvisory = {
+  /** `$JS.EVENT.ADVISORY.STREAM.CREATED.{stream}` (`*` for every stream). */
+  streamCreated: (stream: string): string => `${JS_ADVISORY}.STREAM.CREATED.${stream}`,
+  /** `$JS.EVENT.ADVISORY.STREAM.DELETED.{stream}` */
+  streamDeleted: (stream: string): string => `${JS_ADVISORY}.STREAM.DELETED.${stream}`,
+  /** `$JS.EVENT.ADVISORY.CONSUMER.DELETED.{stream}.{consumer}` */
+  consumerDeleted: (stream: string, consumer: string): string =>
+    `${JS_ADVISORY}.CONSUMER.DELETED.${stream}.${consumer}`,
+} as const;
+
+/**
+ * Parses a stream or consumer advisory subject of {@link JsAdvisory}: what happened, to which
+ * stream, and for consumer advisories to which consumer; undefined for anything else.
+ */
+export function parseJsAdvisory(
+  subject: string,
+): { kind: 'STREAM' | 'CONSUMER'; action: string; stream: string; consumer?: string } | undefined {
+  if (!subject.startsWith(`${JS_ADVISORY}.`)) return undefined;
+  const [kind, action, stream, consumer, extra] = subject.slice(JS_ADVISORY.length + 1).split('.');
+  if (!action || !stream || extra !== undefined) return undefined;
+  if (kind === 'STREAM' && consumer === undefined) return { kind, action, stream };
+  if (kind === 'CONSUMER' && consumer !== undefined) return { kind, action, stream, consumer };
+  return undefined;
+}
+
 /**
  * The subjects of `APP` that the `CLIENTS` account imports as services: everything a room client
  * publishes that must reach a stream, a consumer or JetStream's API (DESIGN.md §5). A client's

@@ -70,3 +70,22 @@ describe('member records', () => {
     expect(await member('kenji')).toMatchObject({ userId: 'kenji' });
   });
 });
+
+describe('user consumers', () => {
+  test('deleted with its stream and the stream created again: the next admission creates it', async () => {
+    await admit('yuki');
+    await expect(jsm.consumers.info(ROOM, 'yuki')).resolves.toBeDefined();
+    await jsm.streams.delete(ROOM);
+    await ensureRoomStream(jsm, compileRoom(ROOM, {}));
+    await admit('yuki');
+    const ci = await jsm.consumers.info(ROOM, 'yuki');
+    expect(ci.config.filter_subjects).toContain(`room.${ROOM}.user.yuki`);
+  });
+
+  test('deleted alone: the next admission creates it', async () => {
+    await admit('taro');
+    await jsm.consumers.delete(ROOM, 'taro');
+    await admit('taro');
+    await expect(jsm.consumers.info(ROOM, 'taro')).resolves.toMatchObject({ name: 'taro' });
+  });
+});
