@@ -163,8 +163,9 @@ export async function runWorker(
   });
   shutdown.add('service', () => service.stop().then(() => undefined));
 
-  await pool.start(jsm);
+  await pool.start(jsm, () => ensureWorkerStream(jsm, c.kvReplicas));
   shutdown.add('event-pool', () => pool.stop());
+  ops.addReadiness('queue', () => pool.ready);
   ops.addReadiness('nats', () => isConnected(nc) || 'NATS disconnected');
   ops.addReadiness(
     'kv',

@@ -11,6 +11,8 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   jetstream,
   type Consumer,
   type ConsumerMessages,
@@ -57,6 +59,17 @@ export const DEFAULT_MAX_DELIVER = 5;
 export const REDELIVERY_BACKOFF_MS = [1_000, 5_000, 15_000, 30_000];
 /** Events pulled and not yet settled, per configured handler slot (queued ones included). */
 const HELD_PER_SLOT = 20;
+/** Waits between attempts to create the durable consumer again, in milliseconds (last repeats). */
+export const RECREATE_BACKOFF_MS = [250, 1_000, 2_000, 5_000];
+/**
+ * Notices of the consume loop that mean the consumer (or its stream) is gone: nothing arrives
+ * until it is created again, since nats.js only keeps pulling from a consumer by name.
+ */
+const CONSUMER_GONE: ReadonlySet<string> = new Set([
+  'consumer_deleted',
+  'consumer_not_found',
+  'stream_not_found',
+]);
 
 export interface PoolSettings {
   concurrency: number;
@@ -92,8 +105,14 @@ export class EventPool {
   private holdWaiters: (() => void)[] = [];
   private progress: ReturnType<typeof setInterval> | undefined;
   private idle: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
+  /** Consume loops not yet finished (one, or two while a recreated consumer takes over). */
+  private readonly loops = new Set<Promise<void>>();
   private stopping = false;
+  private jsm: JetStreamManager | undefined;
+  private ensureStream: () => Promise<unknown> = () => Promise.resolve();
+  /** True while a consume loop pulls from an existing consumer. */
+  private consuming = false;
+  private recovering: Promise<void> | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -110,15 +129,94 @@ export class EventPool {
     return this.running;
   }
 
-  /** Ensures the durable consumer and starts consuming. */
-  async start(jsm: JetStreamManager): Promise<void> {
+  /**
+   * Why the pool cannot take events now, or true while it consumes. False from the moment its
+   * consumer is found gone until a new one is consuming.
+   */
+  get ready(): true | string {
+    return this.consuming || `not consuming ${WORKER_STREAM} (${WORKER_CONSUMER} is being created)`;
+  }
+
+  /**
+   * Ensures the durable consumer and starts consuming. `ensureStream` runs before the consumer is
+   * created again after its stream was found gone.
+   */
+  async start(jsm: JetStreamManager, ensureStream?: () => Promise<unknown>): Promise<void> {
+    this.jsm = jsm;
+    if (ensureStream) this.ensureStream = ensureStream;
     await ensureConsumer(jsm, WORKER_STREAM, workerConsumerConfig(this.s));
-    const consumer: Consumer = await this.js.consumers.get(WORKER_STREAM, WORKER_CONSUMER);
-    this.messages = await consumer.consume({ max_messages: this.s.concurrency });
+    await this.consume();
     this.progress = setInterval(() => {
       for (const m of this.held) m.working();
     }, this.s.ackWaitMs / 2);
-    this.loop = this.run(this.messages);
+  }
+
+  /** Starts a consume loop on the consumer as it is now, and watches its notices. */
+  private async consume(): Promise<void> {
+    const consumer: Consumer = await this.js.consumers.get(WORKER_STREAM, WORKER_CONSUMER);
+    const messages = await consumer.consume({ max_messages: this.s.concurrency });
+    this.messages = messages;
+    this.consuming = true;
+    const loop = this.run(messages).finally(() => this.loops.delete(loop));
+    this.loops.add(loop);
+    void this.watch(messages);
+  }
+
+  /**
+   * Reads the consume loop's notices: when the consumer or its stream is gone, creates it again
+   * (with the same configuration) and consumes from the new one. Missed heartbeats only lead to
+   * a check: the server may simply be away.
+   */
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    for await (const n of messages.status()) {
+      if (this.stopping || messages !== this.messages) return;
+      if (CONSUMER_GONE.has(n.type)) {
+        this.log.warn({ notice: n }, `${WORKER_CONSUMER} is gone; creating it again`);
+        void this.recover(messages, n.type === 'stream_not_found');
+      } else if (n.type === 'heartbeats_missed') {
+        const gone = await this.jsm?.consumers.info(WORKER_STREAM, WORKER_CONSUMER).then(
+          () => false,
+          (e: unknown) =>
+            e instanceof JetStreamApiError &&
+            (e.code === JetStreamApiCodes.ConsumerNotFound ||
+              e.code === JetStreamApiCodes.StreamNotFound),
+        );
+        if (gone && messages === this.messages) void this.recover(messages, true);
+      }
+    }
+  }
+
+  /** Creates the consumer again, retrying until it works or the pool stops. */
+  private recover(old: ConsumerMessages, streamToo: boolean): Promise<void> {
+    if (this.recovering) return this.recovering;
+    this.consuming = false;
+    this.recovering = (async () => {
+      for (let attempt = 0; !this.stopping; attempt++) {
+        try {
+          if (streamToo || attempt > 0) await this.ensureStream();
+          await ensureConsumer(
+            this.jsm as JetStreamManager,
+            WORKER_STREAM,
+            workerConsumerConfig(this.s),
+          );
+          if (this.stopping) return;
+          // The old loop ends; events it holds still finish (their acks reach the new consumer,
+          // which has the same name, or are redelivered and deduplicated by their answers' ids).
+          void old.close();
+          await this.consume();
+          this.log.info(`${WORKER_CONSUMER} created again; consuming`);
+          return;
+        } catch (e) {
+          this.log.warn(
+            { err: describeError(e), attempt: attempt + 1 },
+            `cannot create ${WORKER_CONSUMER} again; retrying`,
+          );
+          const wait = RECREATE_BACKOFF_MS[Math.min(attempt, RECREATE_BACKOFF_MS.length - 1)];
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    })().finally(() => (this.recovering = undefined));
+    return this.recovering;
   }
 
   private async hold(m: JsMsg): Promise<void> {
@@ -303,10 +401,12 @@ export class EventPool {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.consuming = false;
+    await this.recovering;
     const closed = this.messages?.close();
     if (this.held.size > 0) await new Promise<void>((r) => (this.idle = r));
     clearInterval(this.progress);
     await closed;
-    await this.loop;
+    await Promise.all([...this.loops]);
   }
 }
