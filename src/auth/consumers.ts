@@ -133,7 +133,7 @@ export class ConsumerEnsurer {
       this.size = 0;
     }
     let room = this.known.get(roomId);
-    if (!room) this.known.set(roomId, (room = new Map()));
+    if (!room) this.known.set(roomId, (room = new Map<string, number>()));
     if (!room.has(name)) this.size++;
     room.set(name, this.now() + this.cacheTtlMs);
     return 'created';

@@ -6,7 +6,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
-import { RoomClient, type RoomMessage } from '../../src/client/index.js';
+import type { RoomClient, RoomMessage } from '../../src/client/index.js';
 import { roleWorkerSubject } from '../../src/core/subjects.js';
 import { expectViolation } from '../helpers/assert-nats.js';
 import {
