@@ -5,7 +5,7 @@
 import type { CompiledRole } from '../core/room.js';
 import { renderPermissions } from '../core/room.js';
 import type { NatsClaims } from '../core/natsjwt.js';
-import { roleWorkerSubject, workerSubject } from '../core/subjects.js';
+import { clientUserName, roleWorkerSubject, workerSubject } from '../core/subjects.js';
 
 /** Connection types a room client may use. */
 export const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
@@ -65,7 +65,7 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
     iss: i.issuer,
     sub: i.userNkey,
     aud: i.clientAccount,
-    name: `${i.roomId}/${i.userId}`,
+    name: clientUserName(i.roomId, i.userId),
     iat: nowSec,
     exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),
     nats: {

@@ -281,6 +281,12 @@ export const CLIENT_SERVICE_IMPORTS: readonly string[] = [
   JsApi.acks('*', '*'),
 ];
 
+/**
+ * `{roomId}/{userId}`: the name of a room client's NATS user JWT, which the servers report as the
+ * connection's user in connect events and CONNZ (`authorized_user`, and its `user` filter).
+ */
+export const clientUserName = (roomId: string, userId: string): string => `${roomId}/${userId}`;
+
 /** NATS system subjects (auth callout, events, server requests). */
 export const Sys = {
   /** Where the server sends auth callout requests. */

@@ -154,6 +154,7 @@ export async function runWorker(
   const service = await startService(nc, {
     rooms,
     presence,
+    clientAccount: c.clientAccount,
     blocks: blocks.bucket,
     sys,
     blockTtlMs: c.blockTtlMs,

@@ -10,7 +10,13 @@ import { checkRoomId, checkUserId } from '../core/ids.js';
 import type { KvCache } from '../core/kv.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
-import { QUEUE_GROUP, SERVICE_NAME, ServiceSubject, Sys } from '../core/subjects.js';
+import {
+  clientUserName,
+  QUEUE_GROUP,
+  SERVICE_NAME,
+  ServiceSubject,
+  Sys,
+} from '../core/subjects.js';
 import type { KV } from '@nats-io/kv';
 import { blockKey, type BlockRecord } from '../core/blocks.js';
 import { presenceKey } from '../core/presence.js';
@@ -41,6 +47,8 @@ class EndpointError extends Error {
 export interface ServiceDeps {
   rooms: KvCache<CompiledRoomConfig>;
   presence: KvCache<PresenceRecord>;
+  /** The account of room clients (`--client-account`), whose connections a kick asks for. */
+  clientAccount: string;
   /** KV `torii_blocks`. */
   blocks: KV;
   /** System-account connection for kicks; kicks are refused without it. */
@@ -60,6 +68,57 @@ export async function kickConnection(
   const r = await sys.request(Sys.kick(serverId), JSON.stringify({ cid }), { timeout: 2_000 });
   const err = r.json<{ error?: { description?: string } }>().error?.description;
   if (err) throw new Error(err);
+}
+
+/** How long a kick waits for more servers' CONNZ answers after the last one, in milliseconds. */
+const CONNZ_STALL_MS = 200;
+/** How long a kick waits for CONNZ answers at most, in milliseconds. */
+const CONNZ_MAX_WAIT_MS = 2_000;
+/** Connections of one user a server reports at most. */
+const CONNZ_LIMIT = 1_000;
+
+/** A connection as the servers name it. */
+export interface ServerConnection {
+  server: string;
+  cid: number;
+}
+
+/**
+ * Every connection the servers hold for a user of a room, asked of each server
+ * (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, filtered by the JWT name `{roomId}/{userId}`): also those
+ * admitted so recently, or whose connect events went so astray, that presence has not recorded
+ * them.
+ */
+export async function userConnections(
+  sys: NatsConnection,
+  account: string,
+  roomId: string,
+  userId: string,
+): Promise<ServerConnection[]> {
+  const name = clientUserName(roomId, userId);
+  const replies = await sys.requestMany(
+    Sys.accountConnz(account),
+    JSON.stringify({ auth: true, user: name, limit: CONNZ_LIMIT }),
+    { strategy: 'stall', stall: CONNZ_STALL_MS, maxWait: CONNZ_MAX_WAIT_MS },
+  );
+  const found: ServerConnection[] = [];
+  for await (const m of replies) {
+    let r: {
+      server?: { id?: string };
+      data?: { connections?: { cid?: number; authorized_user?: string }[] };
+    };
+    try {
+      r = m.json();
+    } catch {
+      continue; // not a CONNZ answer
+    }
+    const server = r.server?.id;
+    if (typeof server !== 'string') continue;
+    for (const c of r.data?.connections ?? [])
+      if (c.authorized_user === name && typeof c.cid === 'number')
+        found.push({ server, cid: c.cid });
+  }
+  return found;
 }
 
 function body(msg: ServiceMsg): Record<string, unknown> {
@@ -179,14 +238,30 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     // Block first, so that a reconnect racing the kick is refused by the callout.
     await d.blocks.put(blockKey(roomId, userId), JSON.stringify(block));
     const sys = d.sys;
-    const conns = d.presence.get(presenceKey(roomId, userId))?.connections ?? [];
-    const results = await Promise.allSettled(
-      conns.map((c) => kickConnection(sys, c.server, c.cid)),
+    // What presence knows is kicked at once; the servers are asked meanwhile for connections
+    // it has not recorded (admitted just before the block, or whose connect event is late),
+    // which would otherwise keep their JWT until it expires.
+    const seen = new Set<string>();
+    const kick = (c: ServerConnection): Promise<boolean>[] => {
+      const id = `${c.server}/${c.cid}`;
+      if (seen.has(id)) return [];
+      seen.add(id);
+      return [
+        kickConnection(sys, c.server, c.cid).then(
+          () => true,
+          () => false,
+        ),
+      ];
+    };
+    const known = (d.presence.get(presenceKey(roomId, userId))?.connections ?? []).flatMap(kick);
+    const live = await userConnections(sys, d.clientAccount, roomId, userId).catch(
+      (): ServerConnection[] => [],
     );
+    const results = await Promise.all([...known, ...live.flatMap(kick)]);
     return {
       roomId,
       userId,
-      kicked: results.filter((r) => r.status === 'fulfilled').length,
+      kicked: results.filter(Boolean).length,
       blockedUntil: block.until,
     };
   });

@@ -1,0 +1,86 @@
+/**
+ * The platform endpoints (issue 13): a kick closes every connection the servers hold for the
+ * user, including those presence has not recorded; `$SRV.STATS` counts errors and processing
+ * time of every endpoint.
+ */
+import { openBucket } from '../../src/core/kv.js';
+import { presenceKey } from '../../src/core/presence.js';
+import { Bucket, ServiceSubject } from '../../src/core/subjects.js';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { startNats, type TestNats } from '../helpers/nats.js';
+import { waitFor } from '../helpers/procs.js';
+import { publishRoom } from '../helpers/room.js';
+import { startWorker, type TestWorker } from '../helpers/worker.js';
+
+const ROOM = 'svc';
+let server: TestNats;
+let svc: NatsConnection;
+let presence: KV;
+let callout: TestCallout;
+let worker: TestWorker;
+
+beforeAll(async () => {
+  server = await startNats();
+  svc = await server.connectService();
+  await publishRoom(svc, ROOM);
+  presence = await openBucket(svc, Bucket.Presence);
+  callout = await startCallout(server.keys, [server.url]);
+  // No periodic reconcile during the test: presence knows only what its events told it.
+  worker = await startWorker(server.keys, [server.url], {
+    presence: { graceMs: 2_000, resyncMs: 3_600_000, consumerRetentionMs: 3_600_000 },
+  });
+});
+afterAll(async () => {
+  await worker?.stop();
+  await callout?.stop();
+  await svc?.close();
+  await server?.destroy();
+});
+
+const request = async (subject: string, body: unknown) => {
+  const m = await svc.request(subject, JSON.stringify(body), { timeout: 5_000 });
+  return { headers: m.headers, body: m.data.length > 0 ? m.json<Record<string, unknown>>() : {} };
+};
+
+const participants = async (): Promise<string[]> =>
+  (
+    (await request(ServiceSubject.RoomsParticipants, { roomId: ROOM })).body.participants as {
+      userId: string;
+    }[]
+  ).map((p) => p.userId);
+
+test('a kick closes a connection that presence has not recorded', async () => {
+  const t = await token(server.keys, { room: ROOM, sub: 'troll', role: 'student' });
+  const known = await connectClient(server.url, ROOM, 'troll', t);
+  const unknown = await connectClient(server.url, ROOM, 'troll', t);
+  const closed = (nc: NatsConnection) => nc.closed().then(() => true);
+  await waitFor('tracked', async () => (await participants()).includes('troll'));
+  // Presence forgets the user (as if its events were late or lost): only the servers know.
+  await presence.delete(presenceKey(ROOM, 'troll'));
+  await waitFor('forgotten', async () => !(await participants()).includes('troll'));
+
+  const r = await request(ServiceSubject.RoomsKick, { roomId: ROOM, userId: 'troll' });
+  expect(r.body).toMatchObject({ roomId: ROOM, userId: 'troll', kicked: 2 });
+  await expect(
+    Promise.race([
+      Promise.all([closed(known), closed(unknown)]),
+      new Promise((resolve) => setTimeout(() => resolve('still open'), 3_000)),
+    ]),
+  ).resolves.toEqual([true, true]);
+});
+
+test("a kick leaves other users' connections alone", async () => {
+  const bystander = await connectClient(
+    server.url,
+    ROOM,
+    'hana',
+    await token(server.keys, { room: ROOM, sub: 'hana', role: 'student' }),
+  );
+  const r = await request(ServiceSubject.RoomsKick, { roomId: ROOM, userId: 'nobody' });
+  expect(r.body).toMatchObject({ kicked: 0 });
+  await bystander.flush();
+  expect(bystander.isClosed()).toBe(false);
+  await bystander.close();
+});
