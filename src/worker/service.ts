@@ -121,6 +121,30 @@ export async function userConnections(
   return found;
 }
 
+/**
+ * The nats.js service framework's statistics of one endpoint. It counts only what its callback
+ * does before returning, and an error only when the callback throws; endpoints here answer
+ * asynchronously, so they add their own processing time and errors.
+ */
+interface EndpointStatsInternals {
+  num_requests: number;
+  processing_time: number;
+  average_processing_time: number;
+  countError(err: Error): void;
+}
+
+function endpointStats(srv: Service, name: string): EndpointStatsInternals | undefined {
+  const handlers = (srv as unknown as { handlers?: { name?: unknown; stats?: unknown }[] })
+    .handlers;
+  const s = handlers?.find((h) => h.name === name)?.stats as
+    Partial<EndpointStatsInternals> | undefined;
+  return typeof s?.processing_time === 'number' &&
+    typeof s.num_requests === 'number' &&
+    typeof s.countError === 'function'
+    ? (s as EndpointStatsInternals)
+    : undefined;
+}
+
 function body(msg: ServiceMsg): Record<string, unknown> {
   if (msg.data.length === 0) return {};
   try {
@@ -177,10 +201,12 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     subject: string,
     fn: (req: Record<string, unknown>) => unknown,
   ): void => {
+    let stats: EndpointStatsInternals | undefined;
     srv.addEndpoint(name, {
       subject,
       handler: (err, msg) => {
         if (err) return;
+        const started = process.hrtime.bigint();
         void (async () => {
           try {
             msg.respond(JSON.stringify(await fn(body(msg))));
@@ -192,10 +218,20 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
                   ? ServiceError.BadRequest
                   : ServiceError.Internal;
             msg.respondError(status, describeError(e));
+            stats?.countError(new Error(`${status}:${describeError(e)}`));
+          } finally {
+            if (stats) {
+              stats.processing_time += Number(process.hrtime.bigint() - started);
+              stats.average_processing_time = Math.round(
+                stats.processing_time / Math.max(1, stats.num_requests),
+              );
+            }
           }
         })();
       },
     });
+    stats = endpointStats(srv, name);
+    if (!stats) throw new Error(`no statistics for endpoint ${name}: nats.js services changed`);
   };
   endpoint('rooms_list', ServiceSubject.RoomsList, () =>
     [...d.rooms.entries()].map(([, r]) => summary(r, participants(r.roomId).length)),

@@ -84,3 +84,42 @@ test("a kick leaves other users' connections alone", async () => {
   expect(bystander.isClosed()).toBe(false);
   await bystander.close();
 });
+
+describe('$SRV.STATS', () => {
+  type Stats = {
+    endpoints: {
+      name: string;
+      num_requests: number;
+      num_errors: number;
+      processing_time: number;
+      average_processing_time: number;
+      last_error?: string;
+    }[];
+  };
+  const stats = async () =>
+    (await svc.request('$SRV.STATS.torii', '', { timeout: 5_000 })).json<Stats>().endpoints;
+
+  test('counts the errors and the processing time of every endpoint', async () => {
+    const before = await stats();
+    const failed = await request(ServiceSubject.RoomsGet, { roomId: 'no-such-room' });
+    expect(failed.headers?.get('Nats-Service-Error-Code')).toBe('404');
+    const ok = await request(ServiceSubject.RoomsList, {});
+    expect(ok.headers?.get('Nats-Service-Error-Code') ?? '').toBe('');
+    const after = await stats();
+    const of = (list: Stats['endpoints'], name: string) => {
+      const e = list.find((x) => x.name === name);
+      if (!e) throw new Error(`no endpoint ${name}`);
+      return e;
+    };
+    const get = [of(before, 'rooms_get'), of(after, 'rooms_get')] as const;
+    expect(get[1].num_requests - get[0].num_requests).toBe(1);
+    expect(get[1].num_errors - get[0].num_errors).toBe(1);
+    expect(get[1].last_error).toMatch(/404.*no-such-room|no-such-room/);
+    expect(get[1].processing_time).toBeGreaterThan(get[0].processing_time);
+    const list = [of(before, 'rooms_list'), of(after, 'rooms_list')] as const;
+    expect(list[1].num_requests - list[0].num_requests).toBe(1);
+    expect(list[1].num_errors - list[0].num_errors).toBe(0);
+    expect(list[1].processing_time).toBeGreaterThan(list[0].processing_time);
+    expect(list[1].average_processing_time).toBeGreaterThan(0);
+  });
+});
