@@ -1,19 +1,36 @@
 /**
- * The controller when the Kubernetes API misbehaves, against a real kube-apiserver behind a TCP
- * proxy the test breaks: (a) Lease calls that hang, (b) a first list of Rooms that fails.
+ * The controller under faults, against a real kube-apiserver (behind a TCP proxy the test breaks)
+ * and a real nats-server: (a) Lease calls that hang, (b) a first list of Rooms that fails, (c) the
+ * leader of two replicas killed while Rooms are being created.
  */
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+} from '@kubernetes/client-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { runController, type ControllerConfig } from '../../src/controller/index.js';
 import { LeaderElector, type LeaseTiming } from '../../src/controller/leader.js';
+import { openBucket } from '../../src/core/kv.js';
 import { silentLogger, type Logger } from '../../src/core/logger.js';
 import { Ops } from '../../src/core/ops.js';
+import {
+  ROOM_API_GROUP,
+  ROOM_API_VERSION,
+  ROOM_PLURAL,
+  type RoomResource,
+} from '../../src/core/room.js';
 import { Shutdown } from '../../src/core/shutdown.js';
+import { Bucket } from '../../src/core/subjects.js';
+import { toriiSpawn } from '../helpers/cli.js';
 import { kubeConfig, sharedControlPlane } from '../helpers/kube.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
-import { tempDir, waitFor } from '../helpers/procs.js';
+import { freePort, tempDir, waitFor } from '../helpers/procs.js';
 import { applyRoomCrd, ensureNamespace, Rooms } from '../helpers/rooms-k8s.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -177,3 +194,211 @@ test('(b) a Room source whose first list fails is not ready, retries with backof
     await running.catch(() => undefined);
   }
 }, 90_000);
+
+interface Replica {
+  name: string;
+  proc: ChildProcess;
+  port: number;
+  exited: Promise<void>;
+}
+
+async function startReplica(name: string, lease: string): Promise<Replica> {
+  const port = await freePort();
+  const proc = toriiSpawn(
+    [
+      'controller',
+      '--namespace',
+      NS,
+      '--leader-election-namespace',
+      NS,
+      '--leader-election-id',
+      lease,
+      '--lease-duration',
+      '2s',
+      '--renew-deadline',
+      '1500ms',
+      '--retry-period',
+      '250ms',
+      '--resync',
+      '5s',
+      '--log-level',
+      'warn',
+    ],
+    {
+      env: {
+        TORII_KUBECONFIG: (await sharedControlPlane()).kubeconfig,
+        TORII_NATS_URL: server.url,
+        TORII_KEYS_DIR: server.keys.dir,
+        TORII_HTTP_PORT: String(port),
+        POD_NAME: name,
+      },
+    },
+  );
+  proc.stderr?.resume();
+  proc.stdout?.resume();
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return { name, proc, port, exited };
+}
+
+async function metric(r: Replica, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${r.port}/metrics`)).text();
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function listRooms(): Promise<RoomResource[]> {
+  const list = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+    group: ROOM_API_GROUP,
+    version: ROOM_API_VERSION,
+    namespace: NS,
+    plural: ROOM_PLURAL,
+  })) as { items: RoomResource[] };
+  return list.items;
+}
+
+const isReady = (r: RoomResource): boolean =>
+  r.status?.observedGeneration === r.metadata.generation &&
+  r.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+
+const ROOM_COUNT = 200;
+/** Rooms created when the leader is killed. */
+const KILL_AFTER = 50;
+const CREATORS = 8;
+
+test(`(c) the controller leader killed (SIGKILL) during ${ROOM_COUNT} Room creations: all Rooms become Ready, no duplicate writes`, async () => {
+  const replicas = [
+    await startReplica('faults-a', 'faults-kill'),
+    await startReplica('faults-b', 'faults-kill'),
+  ];
+  const svc = await server.connectService();
+  try {
+    await waitFor(
+      'both replicas ready',
+      async () => {
+        for (const r of replicas)
+          if (
+            (await fetch(`http://127.0.0.1:${r.port}/readyz`).catch(() => undefined))?.status !==
+            200
+          )
+            return false;
+        return true;
+      },
+      { timeoutMs: 30_000 },
+    );
+    const leases = kc.makeApiClient(CoordinationV1Api);
+    const holder = await waitFor(
+      'lease held',
+      async () =>
+        (await leases.readNamespacedLease({ name: 'faults-kill', namespace: NS })).spec
+          ?.holderIdentity || undefined,
+      { timeoutMs: 10_000 },
+    );
+    const leader = replicas.find((r) => r.name === holder) as Replica;
+    const standby = replicas.find((r) => r !== leader) as Replica;
+    const jsm = await jetstreamManager(svc);
+    const kvStream = `KV_${Bucket.Rooms}`;
+    const kvWritesBefore = (await jsm.streams.info(kvStream)).state.last_seq;
+
+    const names = Array.from(
+      { length: ROOM_COUNT },
+      (_, i) => `load-${String(i).padStart(3, '0')}`,
+    );
+    const t0 = Date.now();
+    let killedAt = 0;
+    let reconciledByLeader = 0;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CREATORS }, async () => {
+        while (next < names.length) {
+          const name = names[next++] as string;
+          await rooms.create(name, {});
+          if (next >= KILL_AFTER && killedAt === 0) {
+            killedAt = -1;
+            reconciledByLeader = await metric(leader, 'torii_controller_reconcile_total');
+            killedAt = Date.now();
+            leader.proc.kill('SIGKILL');
+          }
+        }
+      }),
+    );
+    const createdMs = Date.now() - t0;
+    await leader.exited;
+    await waitFor(
+      'standby leads',
+      async () => (await metric(standby, 'torii_controller_leader')) === 1,
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    const takeoverMs = Date.now() - killedAt;
+    // The leader was killed in the middle of the work, not before it began.
+    expect(reconciledByLeader).toBeGreaterThan(0);
+    const stored = await waitFor(
+      `all ${ROOM_COUNT} Rooms Ready`,
+      async () => {
+        const items = (await listRooms()).filter((r) => r.metadata.name.startsWith('load-'));
+        return items.length === ROOM_COUNT && items.every(isReady) ? items : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 250 },
+    );
+    const readyMs = Date.now() - t0;
+    process.stdout.write(
+      `controller-faults (c): ${ROOM_COUNT} Rooms created in ${createdMs} ms, leader killed after ${KILL_AFTER} (${reconciledByLeader} reconciles done), standby leads ${takeoverMs} ms after the kill, all Ready ${readyMs} ms after the first create\n`,
+    );
+
+    // What the servers stored: one stream and one config per Room, each written once.
+    for (const r of stored) {
+      const types = r.status?.conditions?.map((c) => `${c.type}=${c.status}`).sort();
+      expect(types).toEqual(['ConfigPublished=True', 'Ready=True', 'StreamReady=True']);
+      expect(r.status?.roomId).toBe(r.metadata.name);
+    }
+    const created = new Map<string, string>();
+    for (const name of names) created.set(name, (await jsm.streams.info(name)).created);
+    const kv = await openBucket(svc, Bucket.Rooms);
+    for (const name of names) {
+      const e = await kv.get(name);
+      expect(e?.operation).toBe('PUT');
+      expect((e?.json() as { source?: string }).source).toBe(`${NS}/${name}`);
+    }
+    const kvWrites = (await jsm.streams.info(kvStream)).state.last_seq - kvWritesBefore;
+    expect(kvWrites).toBe(ROOM_COUNT);
+    const events = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: NS });
+    const streamCreated = new Map<string, number>();
+    for (const e of events.items)
+      if (e.reason === 'StreamCreated' && e.involvedObject.name?.startsWith('load-'))
+        streamCreated.set(
+          e.involvedObject.name,
+          (streamCreated.get(e.involvedObject.name) ?? 0) + 1,
+        );
+    expect([...streamCreated.values()].filter((n) => n > 1)).toEqual([]);
+    expect(events.items.filter((e) => e.reason === 'StreamUpdated')).toEqual([]);
+
+    // A full resync by the new leader rewrites nothing: no stream created again, no config put.
+    const reconciled = await metric(standby, 'torii_controller_reconcile_total');
+    await waitFor(
+      'a full resync',
+      async () =>
+        (await metric(standby, 'torii_controller_reconcile_total')) >= reconciled + ROOM_COUNT,
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    for (const name of names)
+      expect((await jsm.streams.info(name)).created).toBe(created.get(name));
+    expect((await jsm.streams.info(kvStream)).state.last_seq - kvWritesBefore).toBe(ROOM_COUNT);
+
+    await kc.makeApiClient(CustomObjectsApi).deleteCollectionNamespacedCustomObject({
+      group: ROOM_API_GROUP,
+      version: ROOM_API_VERSION,
+      namespace: NS,
+      plural: ROOM_PLURAL,
+    });
+    await waitFor('Rooms deleted', async () => (await listRooms()).length === 0, {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+    });
+  } finally {
+    await svc.close();
+    for (const r of replicas)
+      if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGTERM');
+    await Promise.all(replicas.map((r) => r.exited));
+  }
+}, 180_000);
