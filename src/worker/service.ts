@@ -201,7 +201,8 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     subject: string,
     fn: (req: Record<string, unknown>) => unknown,
   ): void => {
-    let stats: EndpointStatsInternals | undefined;
+    // Filled right after the endpoint is added, before its first request.
+    const counted: { stats?: EndpointStatsInternals } = {};
     srv.addEndpoint(name, {
       subject,
       handler: (err, msg) => {
@@ -218,8 +219,9 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
                   ? ServiceError.BadRequest
                   : ServiceError.Internal;
             msg.respondError(status, describeError(e));
-            stats?.countError(new Error(`${status}:${describeError(e)}`));
+            counted.stats?.countError(new Error(`${status}:${describeError(e)}`));
           } finally {
+            const stats = counted.stats;
             if (stats) {
               stats.processing_time += Number(process.hrtime.bigint() - started);
               stats.average_processing_time = Math.round(
@@ -230,8 +232,9 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
         })();
       },
     });
-    stats = endpointStats(srv, name);
-    if (!stats) throw new Error(`no statistics for endpoint ${name}: nats.js services changed`);
+    counted.stats = endpointStats(srv, name);
+    if (!counted.stats)
+      throw new Error(`no statistics for endpoint ${name}: nats.js services changed`);
   };
   endpoint('rooms_list', ServiceSubject.RoomsList, () =>
     [...d.rooms.entries()].map(([, r]) => summary(r, participants(r.roomId).length)),
