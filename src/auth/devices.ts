@@ -8,13 +8,12 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import { casUpdate } from '../core/kv.js';
 import { devicesKey, parseDevices } from '../core/room-state.js';
 import { deviceConsumerName, roomStreamName } from '../core/subjects.js';
 
 /** Devices a user may have in one room (besides connections that name none). */
 export const MAX_DEVICES_PER_USER = 5;
-/** Compare-and-set attempts on the device list before giving up. */
-const CAS_ATTEMPTS = 5;
 /** Bound on remembered registrations. */
 const MAX_REMEMBERED = 100_000;
 
@@ -32,27 +31,18 @@ export class DeviceRegistry {
   async register(roomId: string, userId: string, deviceId: string): Promise<void> {
     const mark = `${roomId}.${userId}.${deviceId}`;
     if (this.known.has(mark)) return;
-    const key = devicesKey(roomId, userId);
-    for (let attempt = 1; ; attempt++) {
-      const e = await this.kv.get(key);
-      const current = e?.operation === 'PUT' ? parseDevices(e.json()) : [];
-      if (current.includes(deviceId)) break;
+    let evicted: string[] = [];
+    await casUpdate(this.kv, devicesKey(roomId, userId), parseDevices, (current = []) => {
+      if (current.includes(deviceId)) return undefined;
       const next = [...current, deviceId];
-      const evicted = next.splice(0, Math.max(0, next.length - MAX_DEVICES_PER_USER));
-      try {
-        if (e && e.operation === 'PUT') await this.kv.update(key, JSON.stringify(next), e.revision);
-        else await this.kv.create(key, JSON.stringify(next));
-      } catch (err) {
-        if (attempt >= CAS_ATTEMPTS) throw err;
-        continue; // another callout changed the list: read it again
-      }
-      for (const d of evicted) {
-        this.known.delete(`${roomId}.${userId}.${d}`);
-        const consumer = deviceConsumerName(userId, d);
-        await this.jsm.consumers.delete(roomStreamName(roomId), consumer).catch(() => undefined);
-        this.onEvicted(roomId, consumer);
-      }
-      break;
+      evicted = next.splice(0, Math.max(0, next.length - MAX_DEVICES_PER_USER));
+      return { put: next };
+    });
+    for (const d of evicted) {
+      this.known.delete(`${roomId}.${userId}.${d}`);
+      const consumer = deviceConsumerName(userId, d);
+      await this.jsm.consumers.delete(roomStreamName(roomId), consumer).catch(() => undefined);
+      this.onEvicted(roomId, consumer);
     }
     if (this.known.size >= MAX_REMEMBERED) this.known.clear();
     this.known.add(mark);

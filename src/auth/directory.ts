@@ -4,22 +4,22 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../core/blocks.js';
-import { KvCache } from '../core/kv.js';
+import { KvCache, RoomIndex } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { occupiesSeat, parsePresence, type PresenceRecord } from '../core/presence.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
 import { Bucket } from '../core/subjects.js';
 
 export class RoomDirectory {
-  /** roomId → users that occupy a seat. */
-  private readonly seats = new Map<string, Set<string>>();
+  /** Presence by room: counting a room's seats costs the room's size. */
+  private readonly present: RoomIndex<PresenceRecord>;
 
   private constructor(
     private readonly rooms: KvCache<CompiledRoomConfig>,
     private readonly blocks: KvCache<BlockRecord>,
     private readonly presence: KvCache<PresenceRecord>,
   ) {
-    presence.onChange((key, value) => this.trackSeat(key, value));
+    this.present = new RoomIndex(presence);
   }
 
   /** Opens (creating when missing) the three buckets and loads them. */
@@ -31,20 +31,6 @@ export class RoomDirectory {
     );
     await Promise.all([dir.rooms.start(), dir.blocks.start(), dir.presence.start()]);
     return dir;
-  }
-
-  private trackSeat(key: string, value: PresenceRecord | undefined): void {
-    const dot = key.indexOf('.');
-    const roomId = key.slice(0, dot);
-    const userId = key.slice(dot + 1);
-    let set = this.seats.get(roomId);
-    if (value && occupiesSeat(value)) {
-      if (!set) this.seats.set(roomId, (set = new Set()));
-      set.add(userId);
-    } else if (set) {
-      set.delete(userId);
-      if (set.size === 0) this.seats.delete(roomId);
-    }
   }
 
   get loaded(): boolean {
@@ -63,8 +49,10 @@ export class RoomDirectory {
 
   /** Users holding a seat in the room, and whether `userId` is one of them. */
   seatsTaken(roomId: string, userId: string): { taken: number; mine: boolean } {
-    const set = this.seats.get(roomId);
-    return { taken: set?.size ?? 0, mine: set?.has(userId) ?? false };
+    let taken = 0;
+    for (const r of this.present.room(roomId).values()) if (occupiesSeat(r)) taken++;
+    const mine = this.present.room(roomId).get(userId);
+    return { taken, mine: mine !== undefined && occupiesSeat(mine) };
   }
 
   stop(): void {

@@ -2,28 +2,159 @@
  * KV buckets (DESIGN.md §9) and an in-memory cache that follows a bucket through a watch, so hot
  * paths (the callout's room, block and presence lookups) read memory, not JetStream.
  */
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import { Kvm, type KV, type KvEntry, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
-import { describeError } from './errors.js';
+import { describeError, ErrorCode, ToriiError } from './errors.js';
 import type { Logger } from './logger.js';
-import { kvStreamName, kvSubject, type Bucket } from './subjects.js';
+import { Bucket, kvStreamName, kvSubject } from './subjects.js';
 
-/** Options of Torii's buckets: one value per key, file storage. */
-export function bucketOptions(replicas = 1): Partial<KvOptions> {
-  return { history: 1, replicas, storage: 'file' };
+/** Largest value Torii writes to any bucket, in bytes (a compiled room config is the largest). */
+export const MAX_KV_VALUE_BYTES = 256 * 1024;
+/**
+ * Bytes each bucket may hold, at most: a bound no bug and no flood can pass. With one value per
+ * key and records of departed users deleted after the retention period, real use stays far below.
+ */
+export const BUCKET_MAX_BYTES: Readonly<Record<Bucket, number>> = {
+  [Bucket.Rooms]: 256 * 1024 ** 2,
+  [Bucket.Presence]: 256 * 1024 ** 2,
+  [Bucket.RoomState]: 512 * 1024 ** 2,
+  [Bucket.Blocks]: 64 * 1024 ** 2,
+};
+/** How long the marker of a deleted or expired key stays before it expires too, in milliseconds. */
+export const DELETE_MARKER_TTL_MS = 3_600_000;
+/** {@link DELETE_MARKER_TTL_MS} as the Go duration JetStream's `Nats-TTL` header takes. */
+const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
+
+/** Options of Torii's buckets: one value per key, file storage, bounded, per-message TTLs. */
+export function bucketOptions(name: Bucket, replicas = 1): Partial<KvOptions> {
+  return {
+    history: 1,
+    replicas,
+    storage: 'file',
+    max_bytes: BUCKET_MAX_BYTES[name],
+    maxValueSize: MAX_KV_VALUE_BYTES,
+    // Per-message TTLs, and a marker when a key expires, so watchers (every KvCache) see it go.
+    markerTTL: DELETE_MARKER_TTL_MS,
+  };
 }
 
-/** Opens a bucket, creating it with Torii's options when it does not exist. */
+/** The stream settings {@link openBucket} keeps on a bucket that already exists. */
+function boundedConfig(name: Bucket, c: StreamConfig): Partial<StreamConfig> | undefined {
+  const want: Partial<StreamConfig> = {
+    max_bytes: BUCKET_MAX_BYTES[name],
+    max_msg_size: MAX_KV_VALUE_BYTES,
+    // Records expire on their own (`Nats-TTL`): renewal stamps, blocks, delete markers.
+    allow_msg_ttl: true,
+    subject_delete_marker_ttl: nanos(DELETE_MARKER_TTL_MS),
+  };
+  const stale = (Object.keys(want) as (keyof StreamConfig)[]).some((k) => c[k] !== want[k]);
+  return stale ? want : undefined;
+}
+
+/**
+ * Opens a bucket, creating it with Torii's options when it does not exist, and brings an existing
+ * bucket's limits up to ours (a bucket made by an older Torii had none).
+ */
 export async function openBucket(nc: NatsConnection, name: Bucket, replicas = 1): Promise<KV> {
-  const kvm = new Kvm(jetstream(nc));
+  const js = jetstream(nc);
+  const kvm = new Kvm(js);
+  let kv: KV;
   // open() does not check that the bucket exists; status() does.
   try {
-    const kv = await kvm.open(name);
+    kv = await kvm.open(name);
     await kv.status();
-    return kv;
   } catch {
-    return kvm.create(name, bucketOptions(replicas));
+    kv = await kvm.create(name, bucketOptions(name, replicas));
+  }
+  const jsm = await js.jetstreamManager();
+  const info = await jsm.streams.info(kvStreamName(name));
+  const update = boundedConfig(name, info.config);
+  if (update) await jsm.streams.update(kvStreamName(name), { ...info.config, ...update });
+  return kv;
+}
+
+/** Attempts of a compare-and-set before it fails with CONFLICT. */
+export const CAS_ATTEMPTS = 10;
+
+/** A compare-and-set lost to a writer that kept winning: retrying later may succeed. */
+export class CasConflictError extends ToriiError {
+  constructor(key: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Conflict, `${key} changed ${CAS_ATTEMPTS} times while being updated`, options);
+  }
+}
+
+/** True for the JetStream answer to a write whose expected revision was not the key's last. */
+export function isCasConflict(e: unknown): boolean {
+  return (
+    e instanceof JetStreamApiError &&
+    (e.code === JetStreamApiCodes.StreamWrongLastSequence ||
+      e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
+  );
+}
+
+/** What {@link casUpdate} writes: a new value, a deletion, or nothing (`undefined`). */
+export type CasStep<T> = { put: T } | { delete: true } | undefined;
+
+/** The outcome of {@link casUpdate}. */
+export interface CasResult<T> {
+  /** The value before the write that won (undefined when there was none). */
+  previous: T | undefined;
+  /** What was written: the step, or undefined when `decide` asked for nothing. */
+  step: CasStep<T>;
+}
+
+/**
+ * The one compare-and-set of Torii: reads `key`, lets `decide` say what to write given the value
+ * there (undefined when absent, deleted or malformed), and writes it only if no one wrote the key
+ * in between, reading again after each conflict. Any other error propagates at once: a JetStream
+ * outage is not a conflict and must not be retried into a long stall. `decide` may run several
+ * times and must not have effects of its own; act on the returned step instead.
+ *
+ * A deletion leaves a marker that expires after {@link DELETE_MARKER_TTL}, so deleted keys leave
+ * nothing behind.
+ */
+export async function casUpdate<T>(
+  kv: KV,
+  key: string,
+  parse: (data: unknown) => T | undefined,
+  decide: (current: T | undefined) => CasStep<T>,
+): Promise<CasResult<T>> {
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const e = await kv.get(key);
+    const current = e?.operation === 'PUT' ? parseEntry(e, parse) : undefined;
+    const step = decide(current);
+    if (step === undefined) return { previous: current, step };
+    const revision = e?.revision ?? 0;
+    try {
+      if ('delete' in step) {
+        if (!e || e.operation !== 'PUT') return { previous: current, step: undefined };
+        await kv.purge(key, { previousSeq: revision, ttl: DELETE_MARKER_TTL });
+      } else if (e) {
+        await kv.update(key, JSON.stringify(step.put), revision);
+      } else {
+        await kv.create(key, JSON.stringify(step.put));
+      }
+      return { previous: current, step };
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+    }
+  }
+  throw new CasConflictError(key);
+}
+
+function parseEntry<T>(e: KvEntry, parse: (data: unknown) => T | undefined): T | undefined {
+  try {
+    return parse(e.json());
+  } catch {
+    return undefined;
   }
 }
 
@@ -166,5 +297,46 @@ export class KvCache<T> {
   stop(): void {
     this.stopped = true;
     this.watcher?.stop();
+  }
+}
+
+const EMPTY_ROOM: ReadonlyMap<string, never> = new Map<string, never>();
+
+/**
+ * The values of a {@link KvCache} whose keys start with a room id (`{roomId}.{rest}`: presence,
+ * blocks), grouped by room and kept up to date from the cache's changes: what one room holds
+ * costs that room's size to read, not the bucket's.
+ */
+export class RoomIndex<T> {
+  private readonly rooms = new Map<string, Map<string, T>>();
+
+  constructor(cache: KvCache<T>) {
+    for (const [key, value] of cache.entries()) this.set(key, value);
+    cache.onChange((key, value) => this.set(key, value));
+  }
+
+  /** The room's values by the rest of their key (`{userId}` for presence). */
+  room(roomId: string): ReadonlyMap<string, T> {
+    return this.rooms.get(roomId) ?? EMPTY_ROOM;
+  }
+
+  /** Rooms with at least one value. */
+  roomIds(): IterableIterator<string> {
+    return this.rooms.keys();
+  }
+
+  private set(key: string, value: T | undefined): void {
+    const dot = key.indexOf('.');
+    if (dot <= 0) return;
+    const roomId = key.slice(0, dot);
+    const rest = key.slice(dot + 1);
+    let room = this.rooms.get(roomId);
+    if (value === undefined) {
+      if (!room?.delete(rest)) return;
+      if (room.size === 0) this.rooms.delete(roomId);
+      return;
+    }
+    if (!room) this.rooms.set(roomId, (room = new Map<string, T>()));
+    room.set(rest, value);
   }
 }

@@ -8,9 +8,15 @@ import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
 import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
 import { isBlockActive, type BlockRecord } from '../core/blocks.js';
-import type { KvCache } from '../core/kv.js';
+import { casUpdate, CasConflictError, RoomIndex, type KvCache } from '../core/kv.js';
 import { isValidId } from '../core/ids.js';
-import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../core/presence.js';
+import {
+  applyPresence,
+  occupiesSeat,
+  parsePresence,
+  presenceKey,
+  type PresenceRecord,
+} from '../core/presence.js';
 import {
   handKey,
   handsFilter,
@@ -89,13 +95,16 @@ export interface EventContext {
 export const MAX_NOTE_LENGTH = 200;
 /** How long a member record is trusted before it is read again, in milliseconds. */
 const MEMBER_CACHE_TTL_MS = 10_000;
-/** Attempts of a compare-and-set loop before giving up with CONFLICT. */
-const CAS_ATTEMPTS = 20;
 
 export class Handlers {
   private readonly members = new Map<string, { member: MemberRecord; until: number }>();
 
-  constructor(private readonly d: HandlerDeps) {}
+  /** Presence by room: a room's participant list costs the room's size, not the bucket's. */
+  private readonly present: RoomIndex<PresenceRecord>;
+
+  constructor(private readonly d: HandlerDeps) {
+    this.present = new RoomIndex(d.presence);
+  }
 
   async handle(ctx: EventContext): Promise<HandlerResult> {
     const room = this.d.rooms.get(ctx.roomId);
@@ -157,8 +166,8 @@ export class Handlers {
     // that happened after it is both in the state and above it, so nothing is lost.
     const snapshotSeq = await this.d.roomLastSeq(room.roomId);
     const participants = [];
-    for (const [key, p] of this.d.presence.entries()) {
-      if (!key.startsWith(`${room.roomId}.`) || !occupiesSeat(p)) continue;
+    for (const p of this.present.room(room.roomId).values()) {
+      if (!occupiesSeat(p)) continue;
       participants.push({
         userId: p.userId,
         name: p.name ?? p.userId,
@@ -286,46 +295,30 @@ export class Handlers {
     seq: number,
     change: (h: HandRecord) => boolean,
   ): Promise<boolean> {
-    const key = handKey(roomId, userId);
-    for (let i = 0; i < CAS_ATTEMPTS; i++) {
-      const e = await this.d.roomState.get(key);
-      const current = (e?.operation === 'PUT' ? parseHand(e.json()) : undefined) ?? {
-        raised: false,
-        appliedSeq: 0,
-      };
-      if (current.appliedSeq >= seq) return false;
-      const next = { ...current };
-      const changed = change(next);
-      next.appliedSeq = seq;
-      try {
-        if (e) await this.d.roomState.update(key, JSON.stringify(next), e.revision);
-        else await this.d.roomState.create(key, JSON.stringify(next));
-        return changed;
-      } catch {
-        // written meanwhile by another worker: read again
-      }
+    let changed = false;
+    try {
+      await casUpdate(this.d.roomState, handKey(roomId, userId), parseHand, (h) => {
+        const current = h ?? { raised: false, appliedSeq: 0 };
+        if (current.appliedSeq >= seq) return undefined;
+        const next = { ...current };
+        changed = change(next);
+        next.appliedSeq = seq;
+        return { put: next };
+      });
+    } catch (e) {
+      if (e instanceof CasConflictError)
+        throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
+      throw e;
     }
-    throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
+    return changed;
   }
 
   /** Flags the presence record so that the user's last connection closing means left at once. */
   private async markLeaving(roomId: string, userId: string): Promise<void> {
-    const kv = this.d.presence.bucket;
-    for (let i = 0; i < CAS_ATTEMPTS; i++) {
-      const e = await kv.get(presenceKey(roomId, userId));
-      const r = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
-      if (!e || !r || r.leaving) return;
-      try {
-        await kv.update(
-          presenceKey(roomId, userId),
-          JSON.stringify({ ...r, leaving: true }),
-          e.revision,
-        );
-        return;
-      } catch {
-        // changed meanwhile: read again
-      }
-    }
+    await casUpdate(this.d.presence.bucket, presenceKey(roomId, userId), parsePresence, (r) => {
+      const next = applyPresence(r, roomId, userId, { type: 'leave_requested' }).next;
+      return next ? { put: next } : undefined;
+    });
   }
 
   private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {

@@ -1,33 +1,37 @@
 /**
  * Connection tracking from the server's own events (DESIGN.md §8). Every
- * `$SYS.ACCOUNT.{APP}.CONNECT` / `.DISCONNECT` is applied to the user's record in KV
- * `torii_presence` with compare-and-set, keyed by `(server.id, client.id)`; identity comes from the
- * user JWT name `{roomId}/{userId}` that the callout sets.
+ * `$SYS.ACCOUNT.{CLIENTS}.CONNECT` / `.DISCONNECT` is applied to the user's record in KV
+ * `torii_presence` by the pure state machine `applyPresence`, under compare-and-set; identity
+ * comes from the user JWT name `{roomId}/{userId}` that the callout sets.
  *
- * online → (last connection closed) → away → (grace period) → left; a clean close leaves at once.
- * Reconnecting within the grace period sends nothing. Timers are not held in memory: every replica
- * sweeps the records, and the compare-and-set decides which one finishes a transition, so a replica
- * dying in the middle of a grace period changes nothing. A periodic reconcile asks every server for
- * its connections and repairs missed events; a server's shutdown ends its connections.
+ * Timers are not held in memory: every replica keeps an index of the records whose grace period
+ * or retention period ends, and the compare-and-set decides which replica finishes a transition,
+ * so a replica dying in the middle of a grace period changes nothing. A periodic reconcile asks
+ * every server for its connections and repairs missed events, telling a server that answers late
+ * from one that is gone; a server's shutdown event ends its connections. A user who left is
+ * deleted, with its consumers and records, once the retention period is over.
  */
-import {
-  jetstream,
-  jetstreamManager,
-  type JetStreamClient,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  NoRespondersError,
+  TimeoutError,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
-import type { KvCache } from '../core/kv.js';
+import { casUpdate, type KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import {
+  applyPresence,
   parsePresence,
   presenceKey,
   PresenceState,
-  type PresenceConnection,
+  type ConnectionRef,
+  type PresenceEvent,
   type PresenceRecord,
 } from '../core/presence.js';
 import {
@@ -37,40 +41,46 @@ import {
   parseDevices,
   parseHand,
   parseMember,
+  renewKey,
 } from '../core/room-state.js';
 import {
+  deviceConsumerName,
   QUEUE_GROUP,
   roomEventsSubject,
   roomStreamName,
   Sys,
   userConsumerName,
-  deviceConsumerName,
 } from '../core/subjects.js';
 
 /** Defaults (flags of `torii worker`). */
 export const DEFAULT_PRESENCE_GRACE_MS = 15_000;
 export const DEFAULT_PRESENCE_RESYNC_MS = 30_000;
 export const DEFAULT_CONSUMER_RETENTION_MS = 3_600_000;
-/** How often each replica looks for finished grace periods, in milliseconds. */
+/** How often each replica looks for finished grace and retention periods, in milliseconds. */
 const SWEEP_INTERVAL_MS = 500;
 /** How long to wait for CONNZ replies from every server, in milliseconds. */
 const CONNZ_WAIT_MS = 1_000;
-const CAS_ATTEMPTS = 20;
+/**
+ * How long a server that did not answer in {@link CONNZ_WAIT_MS} gets to answer a question of
+ * its own, in milliseconds. A loaded server answers late; a gone one has no responder at all.
+ */
+const CONNZ_LATE_WAIT_MS = 5_000;
+/** Connections listed per CONNZ answer, at most. */
+const CONNZ_LIMIT = 100_000;
 /** Grace periods finished at once by one replica's sweep. */
 const SWEEP_CONCURRENCY = 32;
 
 export interface PresenceSettings {
   graceMs: number;
   resyncMs: number;
+  /** How long a departed user's consumers and records are kept, in milliseconds. */
   consumerRetentionMs: number;
 }
 
 interface ClientEvent {
-  id: string;
   timestamp?: string;
-  server: { id: string };
-  client: { id: number; user?: string };
-  reason?: string;
+  server?: { id?: string };
+  client?: { id?: number; user?: string; name?: string };
 }
 
 /** `{roomId}/{userId}` → ids, or undefined for anything else. */
@@ -83,19 +93,36 @@ export function identityOf(
     : undefined;
 }
 
+/**
+ * The id of the server a shutdown event is about: the event is the server's own info
+ * (`{id, name, …}`), sent on `$SYS.SERVER.{id}.SHUTDOWN`.
+ */
+export function shutdownServerId(subject: string, body: unknown): string | undefined {
+  const fromSubject = subject.split('.')[2];
+  if (fromSubject && fromSubject !== '*') return fromSubject;
+  const id = (body as { id?: unknown } | null)?.id;
+  return typeof id === 'string' && id !== '' ? id : undefined;
+}
+
+/** What the sweep must do for a record, and from when (epoch milliseconds). */
+interface Due {
+  at: number;
+  run: () => Promise<void>;
+}
+
 export class PresenceTracker {
   private readonly subs: Subscription[] = [];
   private readonly js: JetStreamClient;
-  private jsm: JetStreamManager | undefined;
   private sweeper: NodeJS.Timeout | undefined;
-  /**
-   * Grace periods this replica started (key → awayAt). The sweep also reads the shared cache, so
-   * any replica finishes any grace period; this set covers the moments when the cache lags (a KV
-   * leader moving after a server died).
-   */
-  private readonly awayHere = new Map<string, string>();
-  private sweeping = false;
   private resync: NodeJS.Timeout | undefined;
+  private sweeping = false;
+  /** Records whose grace or retention period ends, by key: the sweep reads only these. */
+  private readonly due = new Map<string, Due>();
+  /** Keys of records with a connection on each server. */
+  private readonly byServer = new Map<string, Set<string>>();
+  private readonly serversOf = new Map<string, string[]>();
+  /** One chain of work per key: the events of one user are applied in the order they came. */
+  private readonly chains = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sys: NatsConnection,
@@ -108,10 +135,11 @@ export class PresenceTracker {
     private readonly log: Logger,
   ) {
     this.js = jetstream(app);
+    for (const [key, r] of cache.entries()) this.track(key, r);
+    cache.onChange((key, r) => this.track(key, r));
   }
 
   async start(): Promise<void> {
-    this.jsm = await jetstreamManager(this.app);
     const on = (subject: string, fn: (m: Msg) => Promise<void>): void => {
       this.subs.push(
         this.sys.subscribe(subject, {
@@ -127,173 +155,149 @@ export class PresenceTracker {
     };
     on(Sys.connect(this.account), (m) => this.onClientEvent(m, true));
     on(Sys.disconnect(this.account), (m) => this.onClientEvent(m, false));
-    on(Sys.SERVER_SHUTDOWN_ALL, (m) =>
-      this.onServerGone(m.json<{ server: { id: string } }>().server.id),
-    );
+    on(Sys.SERVER_SHUTDOWN_ALL, async (m) => {
+      let body: unknown;
+      try {
+        body = m.json();
+      } catch {
+        body = undefined;
+      }
+      const id = shutdownServerId(m.subject, body);
+      if (id) await this.onServerGone(id);
+    });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
     this.resync = setInterval(() => void this.reconcile(), this.s.resyncMs);
     await this.reconcile();
   }
 
-  private async onClientEvent(m: Msg, connected: boolean): Promise<void> {
-    const ev = m.json<ClientEvent>();
-    const who = identityOf(ev.client?.user);
-    if (!who || !ev.server?.id) return;
-    const conn = { server: ev.server.id, cid: ev.client.id };
-    // A clean TCP close looks the same as a crashed tab ("Client Closed"); only REQ_LEAVE says
-    // the user meant to go. Everything else waits for the grace period.
-    const clean = false;
-    await this.change(
-      who.roomId,
-      who.userId,
-      ev.timestamp ?? new Date().toISOString(),
-      (conns) =>
-        connected
-          ? [
-              ...conns.filter((c) => !same(c, conn)),
-              { ...conn, since: ev.timestamp ?? new Date().toISOString() },
-            ]
-          : conns.filter((c) => !same(c, conn)),
-      clean,
-    );
+  /** Keeps the due and per-server indexes in step with a record. */
+  private track(key: string, r: PresenceRecord | undefined): void {
+    for (const server of this.serversOf.get(key) ?? []) {
+      const keys = this.byServer.get(server);
+      keys?.delete(key);
+      if (keys?.size === 0) this.byServer.delete(server);
+    }
+    const servers = [...new Set(r?.connections.map((c) => c.server) ?? [])];
+    if (servers.length > 0) this.serversOf.set(key, servers);
+    else this.serversOf.delete(key);
+    for (const server of servers) {
+      let keys = this.byServer.get(server);
+      if (!keys) this.byServer.set(server, (keys = new Set()));
+      keys.add(key);
+    }
+    this.schedule(key, r);
   }
 
-  /** Every connection of a server that shut down is gone. */
-  private async onServerGone(serverId: string): Promise<void> {
-    for (const [, r] of this.cache.entries()) {
-      if (r.connections.some((c) => c.server === serverId)) {
-        await this.change(
-          r.roomId,
-          r.userId,
-          new Date().toISOString(),
-          (conns) => conns.filter((c) => c.server !== serverId),
-          false,
-        );
-      }
+  private schedule(key: string, r: PresenceRecord | undefined): void {
+    if (r?.state === PresenceState.Away && r.awayAt) {
+      const awayAt = r.awayAt;
+      this.due.set(key, {
+        at: Date.parse(awayAt) + this.s.graceMs,
+        run: () => this.apply(r.roomId, r.userId, { type: 'grace_over', awayAt, at: now() }),
+      });
+    } else if (r?.state === PresenceState.Left) {
+      const changedAt = r.changedAt;
+      this.due.set(key, {
+        at: Date.parse(changedAt) + this.s.consumerRetentionMs,
+        run: () => this.cleanUp(r.roomId, r.userId, changedAt),
+      });
+    } else {
+      this.due.delete(key);
     }
   }
 
+  private async onClientEvent(m: Msg, connected: boolean): Promise<void> {
+    const ev = m.json<ClientEvent>();
+    const who = identityOf(ev.client?.user);
+    const server = ev.server?.id;
+    const cid = ev.client?.id;
+    if (!who || !server || typeof cid !== 'number') return;
+    const at = ev.timestamp ?? now();
+    const conn = { server, cid };
+    if (!connected) return this.apply(who.roomId, who.userId, { type: 'disconnect', conn, at });
+    await this.apply(who.roomId, who.userId, { type: 'connect', conn, at });
+  }
+
+  /** Every connection of a server that shut down or is gone has ended. */
+  private async onServerGone(serverId: string): Promise<void> {
+    const keys = [...(this.byServer.get(serverId) ?? [])];
+    await Promise.all(
+      keys.map((key) => {
+        const r = this.cache.get(key);
+        if (!r) return Promise.resolve();
+        const conns = r.connections.filter((c) => c.server === serverId);
+        return this.apply(r.roomId, r.userId, { type: 'gone', conns, at: now() });
+      }),
+    );
+  }
+
   /**
-   * Applies a change to a user's connections with compare-and-set and broadcasts what changed:
-   * joined (first connection), left (clean close of the last connection). The last connection
-   * closing otherwise makes the user away, and the sweep finishes it.
+   * Applies an event to a user's record, after the user's earlier events, and announces what
+   * changed: joined (first connection), left (last one closed for good).
    */
-  private async change(
-    roomId: string,
-    userId: string,
-    at: string,
-    edit: (c: PresenceConnection[]) => PresenceConnection[],
-    clean: boolean,
-  ): Promise<void> {
+  apply(roomId: string, userId: string, ev: PresenceEvent): Promise<void> {
     const key = presenceKey(roomId, userId);
-    for (let i = 0; i < CAS_ATTEMPTS; i++) {
-      const e = await this.presence.get(key);
-      const prev = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
-      const conns = edit(prev?.connections ?? []);
-      const wasIn = prev !== undefined && prev.state !== PresenceState.Left;
-      let next: PresenceRecord;
-      if (conns.length > 0) {
-        const member = wasIn ? undefined : await this.member(roomId, userId);
-        const base = {
-          roomId,
-          userId,
-          connections: conns,
-          role: member?.role ?? prev?.role,
-          name: member?.name ?? prev?.name ?? userId,
-        };
-        next =
-          wasIn && prev
-            ? {
-                ...prev,
-                ...base,
-                state: PresenceState.Online,
-                changedAt: prev.state === PresenceState.Online ? prev.changedAt : at,
-              }
-            : {
-                ...base,
-                state: PresenceState.Online,
-                since: at,
-                changedAt: at,
-              };
-        delete next.awayAt;
-        delete next.consumerDeleted;
-        // A leave announced by one tab does not outlive it while other tabs stay.
-        if ((prev?.connections.length ?? 0) > conns.length) delete next.leaving;
-      } else {
-        if (!prev || prev.state === PresenceState.Left) return; // nothing was open
-        const leaving = clean || prev.leaving === true;
-        delete prev.leaving;
-        next = leaving
-          ? { ...prev, connections: [], state: PresenceState.Left, changedAt: at }
-          : {
-              ...prev,
-              connections: [],
-              state: PresenceState.Away,
-              awayAt: prev.awayAt ?? at,
-              changedAt: at,
-            };
-        if (leaving) delete next.awayAt;
-      }
-      if (prev && JSON.stringify(prev) === JSON.stringify(next)) return;
-      try {
-        if (e) await this.presence.update(key, JSON.stringify(next), e.revision);
-        else await this.presence.create(key, JSON.stringify(next));
-      } catch {
-        continue; // another replica changed it: read again
-      }
-      if (next.state === PresenceState.Away && next.awayAt) this.awayHere.set(key, next.awayAt);
-      if (!wasIn && next.state === PresenceState.Online) {
+    const run = async (): Promise<void> => {
+      const event = ev.type === 'connect' ? await this.withMember(key, roomId, userId, ev) : ev;
+      let transition: ReturnType<typeof applyPresence> | undefined;
+      await casUpdate(this.presence, key, parsePresence, (cur) => {
+        transition = applyPresence(cur, roomId, userId, event);
+        return transition.next ? { put: transition.next } : undefined;
+      });
+      const next = transition?.next;
+      if (!next) return;
+      this.track(key, next); // the cache may lag behind our own write
+      if (transition?.joined)
         await this.announce(
           roomId,
           Broadcast.ParticipantJoined,
           { userId, name: next.name, role: next.role, since: next.since },
           `joined-${roomId}-${userId}-${next.since}`,
         );
-      }
-      if (wasIn && next.state === PresenceState.Left) await this.left(roomId, userId, at);
-      return;
-    }
-    throw new Error(`presence record ${key} is too busy`);
+      if (transition?.left) await this.left(roomId, userId, next.changedAt);
+    };
+    const prev = this.chains.get(key) ?? Promise.resolve();
+    const mine = prev.then(run, run);
+    const tail = mine.catch(() => undefined);
+    this.chains.set(key, tail);
+    void tail.then(() => {
+      if (this.chains.get(key) === tail) this.chains.delete(key);
+    });
+    return mine;
   }
 
-  /** Finishes grace periods and deletes consumers after the retention period, on any replica. */
+  /** A CONNECT of a user who is not in the room carries its role and name from the callout. */
+  private async withMember(
+    key: string,
+    roomId: string,
+    userId: string,
+    ev: PresenceEvent & { type: 'connect' },
+  ): Promise<PresenceEvent> {
+    const r = this.cache.get(key);
+    if (r && r.state !== PresenceState.Left) return ev;
+    const e = await this.roomState.get(memberKey(roomId, userId));
+    const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
+    return m ? { ...ev, role: m.role, ...(m.name !== undefined ? { name: m.name } : {}) } : ev;
+  }
+
+  /** Finishes the grace and retention periods that are over, on any replica. */
   private async sweep(): Promise<void> {
     if (this.sweeping) return; // a long sweep must not overlap the next tick
     this.sweeping = true;
     try {
-      const now = Date.now();
-      const due = new Map<string, () => Promise<void>>();
-      for (const [key, awayAt] of this.awayHere) {
-        if (Date.parse(awayAt) + this.s.graceMs > now) continue;
-        this.awayHere.delete(key);
-        due.set(key, () => this.finishAway(key, awayAt));
-      }
-      for (const [key, r] of this.cache.entries()) {
-        if (due.has(key)) continue;
-        if (
-          r.state === PresenceState.Away &&
-          r.awayAt &&
-          Date.parse(r.awayAt) + this.s.graceMs <= now
-        ) {
-          const awayAt = r.awayAt;
-          due.set(key, () => this.finishAway(key, awayAt));
-        } else if (
-          r.state === PresenceState.Left &&
-          !r.consumerDeleted &&
-          Date.parse(r.changedAt) + this.s.consumerRetentionMs <= now
-        ) {
-          due.set(key, () => this.deleteConsumer(key, r));
-        }
-      }
+      const t = Date.now();
+      const tasks: [string, Due][] = [];
+      for (const [key, d] of this.due) if (d.at <= t) tasks.push([key, d]);
+      for (const [key] of tasks) this.due.delete(key); // a change schedules it again
       // Many users drop at once when a network or a server fails: finish them in parallel.
-      const tasks = [...due];
       await Promise.all(
         Array.from({ length: Math.min(SWEEP_CONCURRENCY, tasks.length) }, async () => {
-          for (let t = tasks.shift(); t; t = tasks.shift()) {
-            const [key, run] = t;
-            await run().catch((e: unknown) =>
-              this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed'),
-            );
+          for (let task = tasks.shift(); task; task = tasks.shift()) {
+            const [key, d] = task;
+            await d.run().catch((e: unknown) => {
+              this.log.warn({ key, err: describeError(e) }, 'presence sweep step failed');
+              if (!this.due.has(key)) this.due.set(key, { ...d, at: Date.now() + this.s.graceMs });
+            });
           }
         }),
       );
@@ -302,42 +306,42 @@ export class PresenceTracker {
     }
   }
 
-  private async finishAway(key: string, awayAt: string): Promise<void> {
-    const e = await this.presence.get(key);
-    const r = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
-    if (!e || !r || r.state !== PresenceState.Away || r.awayAt !== awayAt) return; // reconnected, or done elsewhere
-    const at = new Date().toISOString();
-    const next: PresenceRecord = { ...r, state: PresenceState.Left, changedAt: at };
-    delete next.awayAt;
-    try {
-      await this.presence.update(key, JSON.stringify(next), e.revision);
-    } catch {
-      return; // another replica won
-    }
-    await this.left(r.roomId, r.userId, at);
-  }
-
-  private async deleteConsumer(key: string, r: PresenceRecord): Promise<void> {
-    // The user's own consumer and those of its devices, then the device list itself.
-    const devices = await this.roomState.get(devicesKey(r.roomId, r.userId));
+  /**
+   * The retention period of a user who left is over: its consumers, its device list, member
+   * record, hand and renewal stamp go, then its presence record, only if it is still the same
+   * departure (a user who came back keeps everything). The presence record goes last, so a
+   * replica that dies half way leaves a record that brings the next sweep back here.
+   */
+  private async cleanUp(roomId: string, userId: string, changedAt: string): Promise<void> {
+    const key = presenceKey(roomId, userId);
+    const r = this.cache.get(key);
+    if (r && (r.state !== PresenceState.Left || r.changedAt !== changedAt)) return;
+    const devices = await this.roomState.get(devicesKey(roomId, userId));
     const names = [
-      userConsumerName(r.userId),
+      userConsumerName(userId),
       ...(devices?.operation === 'PUT' ? parseDevices(devices.json()) : []).map((d) =>
-        deviceConsumerName(r.userId, d),
+        deviceConsumerName(userId, d),
       ),
     ];
+    const jsm = await jetstreamManager(this.app, { checkAPI: false });
     for (const name of names)
-      await this.jsm?.consumers.delete(roomStreamName(r.roomId), name).catch(() => undefined);
-    if (devices?.operation === 'PUT')
-      await this.roomState
-        .delete(devicesKey(r.roomId, r.userId), { previousSeq: devices.revision })
-        .catch(() => undefined); // a device connected meanwhile: its list stays
-    const e = await this.presence.get(key);
-    const cur = e?.operation === 'PUT' ? parsePresence(e.json()) : undefined;
-    if (!e || !cur || cur.state !== PresenceState.Left) return;
-    await this.presence
-      .update(key, JSON.stringify({ ...cur, consumerDeleted: true }), e.revision)
-      .catch(() => undefined);
+      await jsm.consumers.delete(roomStreamName(roomId), name).catch(() => undefined);
+    for (const k of [
+      devicesKey(roomId, userId),
+      memberKey(roomId, userId),
+      handKey(roomId, userId),
+      renewKey(roomId, userId),
+    ])
+      await casUpdate(this.roomState, k, (d) => d, (cur) =>
+        cur === undefined ? undefined : { delete: true },
+      );
+    const gone = await casUpdate(this.presence, key, parsePresence, (cur) =>
+      cur?.state === PresenceState.Left && cur.changedAt === changedAt ? { delete: true } : undefined,
+    );
+    if (gone.step) {
+      this.track(key, undefined);
+      this.log.debug({ roomId, userId }, 'departed user cleaned up');
+    }
   }
 
   /** A user left: broadcast it and lower the user's hand. */
@@ -348,103 +352,101 @@ export class PresenceTracker {
       { userId },
       `left-${roomId}-${userId}-${at}`,
     );
-    for (let i = 0; i < CAS_ATTEMPTS; i++) {
-      const e = await this.roomState.get(handKey(roomId, userId));
-      const h = e?.operation === 'PUT' ? parseHand(e.json()) : undefined;
-      if (!e || !h?.raised) return;
-      try {
-        await this.roomState.update(
-          handKey(roomId, userId),
-          JSON.stringify({ raised: false, appliedSeq: h.appliedSeq }),
-          e.revision,
-        );
-      } catch {
-        continue;
-      }
+    const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
+      h?.raised ? { put: { raised: false, appliedSeq: h.appliedSeq } } : undefined,
+    );
+    if (lowered.step)
       await this.announce(
         roomId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
         `lowered-${roomId}-${userId}-${at}`,
       );
-      return;
-    }
   }
 
   /**
    * Asks every server for the account's connections and repairs the records: connections the
    * servers do not have are removed (their users become away), connections they have that the
-   * records miss are added. Servers that do not answer are treated as gone when others answer.
+   * records miss are added. A server that does not answer in time is asked once more on its
+   * own: no responder means it is gone (its connections end), a late answer counts, and silence
+   * judges nothing.
    */
   async reconcile(): Promise<void> {
     try {
       // Connections that appeared while the servers were answering are not stale: only judge
       // connections older than the question.
-      const askedAt = Date.now() - 1_000;
+      const askedAt = Date.now() - CONNZ_WAIT_MS;
       const live = new Map<string, Map<number, string>>();
       const replies = await this.sys.requestMany(
         Sys.accountConnz(this.account),
-        JSON.stringify({ auth: true, limit: 100_000 }),
+        JSON.stringify({ auth: true, limit: CONNZ_LIMIT }),
         { maxWait: CONNZ_WAIT_MS },
       );
-      for await (const m of replies) {
-        try {
-          const r = m.json<{
-            server: { id: string };
-            data?: { connections?: { cid: number; authorized_user?: string }[] };
-          }>();
-          const conns = new Map<number, string>();
-          for (const c of r.data?.connections ?? [])
-            if (c.authorized_user) conns.set(c.cid, c.authorized_user);
-          live.set(r.server.id, conns);
-        } catch {
-          // not a CONNZ reply
-        }
+      for await (const m of replies) this.readConnz(m, live);
+      const gone: string[] = [];
+      await Promise.all(
+        [...this.byServer.keys()]
+          .filter((server) => !live.has(server))
+          .map(async (server) => {
+            try {
+              const m = await this.sys.request(
+                Sys.serverConnz(server),
+                JSON.stringify({ auth: true, acc: this.account, limit: CONNZ_LIMIT }),
+                { timeout: CONNZ_LATE_WAIT_MS },
+              );
+              this.readConnz(m, live);
+            } catch (e) {
+              if (e instanceof NoRespondersError || isNoResponders(e)) gone.push(server);
+              else if (!(e instanceof TimeoutError))
+                this.log.debug({ server, err: describeError(e) }, 'CONNZ of one server failed');
+              else this.log.info({ server }, 'server late to answer CONNZ; its users stay');
+            }
+          }),
+      );
+      for (const server of gone) {
+        this.log.info({ server }, 'server gone; its connections end');
+        await this.onServerGone(server);
       }
-      if (live.size === 0) return; // no answer at all: judge nothing
-      const now = new Date().toISOString();
-      for (const [, r] of this.cache.entries()) {
-        const stale = r.connections.filter(
-          (c) => !live.get(c.server)?.has(c.cid) && Date.parse(c.since) < askedAt,
-        );
-        if (stale.length > 0)
-          await this.change(
-            r.roomId,
-            r.userId,
-            now,
-            (conns) => conns.filter((c) => !stale.some((s) => same(s, c))),
-            false,
-          );
-      }
+      const at = now();
+      const work: Promise<void>[] = [];
       for (const [server, conns] of live) {
+        for (const key of this.byServer.get(server) ?? []) {
+          const r = this.cache.get(key);
+          const stale = (r?.connections ?? []).filter(
+            (c) => c.server === server && !conns.has(c.cid) && Date.parse(c.since) < askedAt,
+          );
+          if (r && stale.length > 0)
+            work.push(this.apply(r.roomId, r.userId, { type: 'gone', conns: stale, at }));
+        }
         for (const [cid, user] of conns) {
           const who = identityOf(user);
           if (!who) continue;
           const rec = this.cache.get(presenceKey(who.roomId, who.userId));
           if (rec?.connections.some((c) => c.server === server && c.cid === cid)) continue;
-          await this.change(
-            who.roomId,
-            who.userId,
-            now,
-            (cs) => [
-              ...cs.filter((c) => !(c.server === server && c.cid === cid)),
-              { server, cid, since: now },
-            ],
-            false,
-          );
+          const conn: ConnectionRef = { server, cid };
+          work.push(this.apply(who.roomId, who.userId, { type: 'connect', conn, at }));
         }
       }
+      await Promise.all(work);
     } catch (e) {
       this.log.warn({ err: describeError(e) }, 'presence reconcile failed');
     }
   }
 
-  private async member(
-    roomId: string,
-    userId: string,
-  ): Promise<{ role?: string; name?: string } | undefined> {
-    const e = await this.roomState.get(memberKey(roomId, userId));
-    return e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
+  private readConnz(m: Msg, live: Map<string, Map<number, string>>): void {
+    try {
+      const r = m.json<{
+        server?: { id?: string };
+        data?: { connections?: { cid: number; authorized_user?: string }[] };
+      }>();
+      if (!r.server?.id || !r.data) return;
+      const conns = new Map<number, string>();
+      for (const c of r.data.connections ?? [])
+        if (c.authorized_user) conns.set(c.cid, c.authorized_user);
+      live.set(r.server.id, conns);
+    } catch {
+      // not a CONNZ reply
+    }
   }
 
   private async announce(
@@ -460,12 +462,19 @@ export class PresenceTracker {
       });
   }
 
-  stop(): void {
+  /** Stops listening; resolves when the events already taken are applied. */
+  async stop(): Promise<void> {
     clearInterval(this.sweeper);
     clearInterval(this.resync);
     for (const s of this.subs) s.unsubscribe();
+    await Promise.all([...this.chains.values()]);
   }
 }
 
-const same = (a: { server: string; cid: number }, b: { server: string; cid: number }): boolean =>
-  a.server === b.server && a.cid === b.cid;
+const now = (): string => new Date().toISOString();
+
+/** nats.js reports a request nobody listens to as a 503 status on some paths. */
+function isNoResponders(e: unknown): boolean {
+  const cause = (e as { cause?: unknown } | null)?.cause;
+  return cause instanceof NoRespondersError;
+}

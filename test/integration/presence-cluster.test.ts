@@ -182,3 +182,71 @@ test('a worker replica killed during a grace period: another replica finishes it
     for (const r of replicas) r.proc.kill('SIGTERM');
   }
 }, 90_000);
+
+test('a graceful server shutdown: its users go away, and come back, through the SHUTDOWN event', async () => {
+  const jsz = (await (
+    await fetch(new URL('/jsz', cluster.node(0).process.ports.monitoring?.[0]))
+  ).json()) as { meta_cluster?: { leader?: string } };
+  const victimIndex = [2, 1, 0].find(
+    (i) => cluster.node(i).name !== jsz.meta_cluster?.leader,
+  ) as number;
+  const victim = cluster.node(victimIndex);
+  const others = [0, 1, 2].filter((i) => i !== victimIndex).map((i) => cluster.node(i).url);
+  // The reconcile runs once at start and then not for 10 minutes: only the event can explain
+  // what follows.
+  const worker = await startWorker(cluster.keys, others, {
+    kvReplicas: 3,
+    presence: { graceMs: 60_000, resyncMs: 600_000, consumerRetentionMs: 3_600_000 },
+  });
+  const conns: NatsConnection[] = [];
+  try {
+    const away = await client(victim.url, 'c1', 'shut-away');
+    conns.push(away);
+    const back = await connect({
+      servers: [victim.url, others[0] as string],
+      token: await token(cluster.keys, { room: 'c1', sub: 'shut-back', role: 'student' }),
+      inboxPrefix: '_INBOX.c1.shut-back',
+      ignoreClusterUpdates: true,
+      reconnectTimeWait: 100,
+      maxReconnectAttempts: -1,
+    });
+    conns.push(back);
+    await waitFor(
+      'both online on the victim',
+      async () =>
+        (await presenceOf('c1', 'shut-away'))?.state === 'online' &&
+        (await presenceOf('c1', 'shut-back'))?.connections.length === 1,
+      { timeoutMs: 10_000 },
+    );
+    const before = await presenceOf('c1', 'shut-back');
+    await victim.stop(); // SIGTERM: the server announces its shutdown
+    const watcher = await cluster
+      .node(victimIndex === 0 ? 1 : 0)
+      .connectService({ reconnect: false });
+    const presence = await new Kvm(jetstream(watcher, { timeout: 1_000 })).open(Bucket.Presence);
+    await waitFor(
+      'the user without reconnect away',
+      async () => (await presenceOf('c1', 'shut-away', presence))?.state === 'away',
+      { timeoutMs: 10_000 },
+    );
+    const after = await waitFor(
+      'the reconnected user on one connection, on another server',
+      async () => {
+        const r = await presenceOf('c1', 'shut-back', presence);
+        return r?.state === 'online' &&
+          r.connections.length === 1 &&
+          r.connections[0]?.server !== before?.connections[0]?.server
+          ? r
+          : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(after.since).toBe(before?.since); // the same session: no left, no joined
+    await watcher.close();
+  } finally {
+    for (const c of conns) await c.close().catch(() => undefined);
+    await worker.stop();
+    await victim.start();
+    await cluster.waitHealthy();
+  }
+}, 120_000);

@@ -7,7 +7,9 @@ import type { RoomClient } from '../../src/client/index.js';
 import { type RoomMessage } from '../../src/client/index.js';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
-import { Bucket } from '../../src/core/subjects.js';
+import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import { handKey, memberKey } from '../../src/core/room-state.js';
+import { Bucket, Sys } from '../../src/core/subjects.js';
 import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
@@ -288,3 +290,105 @@ test('deleting a Room through the controller: clients get EVT_SESSION_ENDED, the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A CONNECT or DISCONNECT event as the server sends it, for a connection of `server`. */
+const clientEvent = (server: string, cid: number, user: string): string =>
+  JSON.stringify({
+    type: 'io.nats.server.advisory.v1.client_connect',
+    id: `ev-${server}-${cid}-${Math.random()}`,
+    timestamp: new Date().toISOString(),
+    server: { id: server, name: server },
+    client: { id: cid, user, acc: DEFAULT_ACCOUNTS.clients },
+  });
+
+test('a DISCONNECT applied before its CONNECT leaves no ghost online', async () => {
+  const sys = await server.connectSystem();
+  try {
+    const user = 'p1/ghost-order';
+    // Connection 7 closes; its CONNECT comes late (another replica, a slow route). Then the
+    // user opens connection 9, which shows when all three were applied.
+    sys.publish(Sys.disconnect(DEFAULT_ACCOUNTS.clients), clientEvent('NORDER', 7, user));
+    sys.publish(Sys.connect(DEFAULT_ACCOUNTS.clients), clientEvent('NORDER', 7, user));
+    sys.publish(Sys.connect(DEFAULT_ACCOUNTS.clients), clientEvent('NORDER', 9, user));
+    await sys.flush();
+    const r = await waitFor('connection 9 recorded', async () => {
+      const p = await presenceOf('p1', 'ghost-order');
+      return p?.connections.some((c) => c.cid === 9) ? p : undefined;
+    });
+    expect(r.connections.map((c) => c.cid)).toEqual([9]);
+  } finally {
+    await sys.close();
+  }
+});
+
+test('a server late to answer CONNZ keeps its users; a server with no responder loses them', async () => {
+  const sys = await server.connectSystem();
+  // A server of the cluster that exists (it answers its own CONNZ) but misses the 1 s window.
+  const LATE = 'NLATESERVER';
+  const late = sys.subscribe(Sys.serverConnz(LATE), {
+    callback: (_e, m) => {
+      setTimeout(() => {
+        m.respond(
+          JSON.stringify({
+            server: { id: LATE, name: LATE },
+            data: { connections: [{ cid: 5, authorized_user: 'p1/late-user' }] },
+          }),
+        );
+      }, 2_000);
+    },
+  });
+  try {
+    sys.publish(Sys.connect(DEFAULT_ACCOUNTS.clients), clientEvent(LATE, 5, 'p1/late-user'));
+    sys.publish(
+      Sys.connect(DEFAULT_ACCOUNTS.clients),
+      clientEvent('NGONESERVER', 6, 'p1/gone-user'),
+    );
+    await sys.flush();
+    await waitFor(
+      'both online',
+      async () =>
+        (await presenceOf('p1', 'late-user'))?.state === 'online' &&
+        (await presenceOf('p1', 'gone-user'))?.state === 'online',
+    );
+    await worker.tracker?.reconcile();
+    expect(await presenceOf('p1', 'late-user')).toMatchObject({
+      state: 'online',
+      connections: [expect.objectContaining({ server: LATE, cid: 5 })],
+    });
+    expect(await presenceOf('p1', 'gone-user')).toMatchObject({ state: 'away', connections: [] });
+  } finally {
+    late.unsubscribe();
+    await sys.close();
+  }
+});
+
+test('a user who left is deleted after the retention period, with its member record, hand and renewal stamp', async () => {
+  await worker.stop();
+  const quick = await startWorker(server.keys, [server.url], {
+    presence: { graceMs: 500, resyncMs: 60_000, consumerRetentionMs: 1_000 },
+  });
+  try {
+    const c = await join('p1', 'departed');
+    await c.request('REQ_RAISE_HAND', {});
+    const state = await openBucket(svc, Bucket.RoomState);
+    const keys = [memberKey('p1', 'departed'), handKey('p1', 'departed')];
+    for (const k of keys) expect((await state.get(k))?.operation).toBe('PUT');
+    await c.close(); // REQ_LEAVE, then the close: left at once
+    await waitFor('left', async () => (await presenceOf('p1', 'departed'))?.state === 'left');
+    await waitFor(
+      'the presence record deleted',
+      async () => !(await presenceOf('p1', 'departed')),
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    for (const k of keys) expect((await state.get(k))?.operation ?? 'none').not.toBe('PUT');
+    const presence = await openBucket(svc, Bucket.Presence);
+    const listed: string[] = [];
+    for await (const k of await presence.keys('p1.departed')) listed.push(k);
+    expect(listed).toEqual([]);
+  } finally {
+    await quick.stop();
+    worker = await startWorker(server.keys, [server.url]);
+  }
+}, 60_000);
