@@ -332,11 +332,16 @@ export class PresenceTracker {
       handKey(roomId, userId),
       renewKey(roomId, userId),
     ])
-      await casUpdate(this.roomState, k, (d) => d, (cur) =>
-        cur === undefined ? undefined : { delete: true },
+      await casUpdate(
+        this.roomState,
+        k,
+        (d) => d,
+        (cur) => (cur === undefined ? undefined : { delete: true }),
       );
     const gone = await casUpdate(this.presence, key, parsePresence, (cur) =>
-      cur?.state === PresenceState.Left && cur.changedAt === changedAt ? { delete: true } : undefined,
+      cur?.state === PresenceState.Left && cur.changedAt === changedAt
+        ? { delete: true }
+        : undefined,
     );
     if (gone.step) {
       this.track(key, undefined);
