@@ -51,6 +51,30 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.parseWorkerSubject('other.r1.u1')).toBeUndefined();
   });
 
+  test('JetStream advisories: builders and their parser', () => {
+    expect(S.JsAdvisory.consumerDeleted('r1', 'u1')).toBe(
+      '$JS.EVENT.ADVISORY.CONSUMER.DELETED.r1.u1',
+    );
+    expect(S.parseJsAdvisory(S.JsAdvisory.consumerDeleted('r1', 'u1~d'))).toEqual({
+      kind: 'CONSUMER',
+      action: 'DELETED',
+      stream: 'r1',
+      consumer: 'u1~d',
+    });
+    expect(S.parseJsAdvisory(S.JsAdvisory.streamDeleted('r1'))).toEqual({
+      kind: 'STREAM',
+      action: 'DELETED',
+      stream: 'r1',
+    });
+    expect(S.parseJsAdvisory(S.JsAdvisory.streamCreated('r1'))).toMatchObject({
+      action: 'CREATED',
+    });
+    expect(S.parseJsAdvisory('$JS.EVENT.ADVISORY.STREAM.DELETED.r1.x')).toBeUndefined();
+    expect(S.parseJsAdvisory('$JS.EVENT.ADVISORY.CONSUMER.DELETED.r1')).toBeUndefined();
+    expect(S.parseJsAdvisory('$JS.API.STREAM.INFO.r1')).toBeUndefined();
+    expect(S.clientUserName('r1', 'u1')).toBe('r1/u1');
+  });
+
   test('parseRoomSubject is the inverse of the room subject builders and rejects anything else', () => {
     expect(S.parseRoomSubject(S.chatSubject('r1', 'u1'))).toEqual({
       roomId: 'r1',
