@@ -7,7 +7,7 @@
  * message to the application once, in stream order. It sends events and awaits their answers by
  * id, and renews the token before it expires so that reconnects keep working.
  */
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
   connect as nodeConnect,
   tokenAuthenticator,
@@ -47,6 +47,16 @@ const CATCH_UP_BATCH = 256;
 const UTF8 = new TextDecoder();
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
+
+/**
+ * JetStream's code for a message its stream would not store (`JSStreamStoreFailedF`); the work
+ * queue's limits say which (maximum messages per subject, bytes, messages).
+ */
+const JS_STREAM_STORE_FAILED = 10077;
+const QUEUE_FULL = /maximum (messages|bytes)/i;
+/** True when the work queue refused an event for its limits: the sender's share, or all of it. */
+const isQueueFull = (e: unknown): e is JetStreamApiError =>
+  e instanceof JetStreamApiError && e.code === JS_STREAM_STORE_FAILED && QUEUE_FULL.test(e.message);
 
 /** An error answer from the worker. */
 export class RoomRequestError extends Error {
@@ -382,6 +392,8 @@ export class RoomClient {
       const p = this.pending.get(id);
       if (p) clearTimeout(p.timer);
       this.pending.delete(id);
+      if (isQueueFull(e))
+        throw new RoomRequestError('RATE_LIMITED', `too many events waiting: ${e.message}`);
       throw e;
     }
     const a = await answer;

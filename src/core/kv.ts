@@ -9,11 +9,11 @@ import {
   jetstreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/nats-core';
 import { Kvm, type KV, type KvEntry, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
 import { describeError, ErrorCode, ToriiError } from './errors.js';
 import type { Logger } from './logger.js';
+import { nanos } from './streams.js';
 import { Bucket, kvStreamName, kvSubject } from './subjects.js';
 
 /** Largest value Torii writes to any bucket, in bytes (a compiled room config is the largest). */

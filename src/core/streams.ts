@@ -38,6 +38,14 @@ export const WORKER_STREAM_MAX_AGE_MS = 3_600_000;
 export const WORKER_DUPLICATE_WINDOW_MS = 120_000;
 /** Largest event payload a client may send, in bytes. */
 export const WORKER_MAX_MSG_SIZE = 64 * 1024;
+/**
+ * Events one connection's subject (`sysJsWorker.{room}.{user}.{role}`) may have queued, at most.
+ * People click a few times a second; a hundred events waiting is a script, and the next one is
+ * refused (its PubAck is an error), not stored, so a flood costs only its sender.
+ */
+export const WORKER_MAX_PER_USER = 100;
+/** Bytes the work queue may hold, at most: the bound no number of clients can pass together. */
+export const WORKER_MAX_BYTES = 1024 ** 3;
 
 /** The work-queue stream carrying client events to the workers. */
 export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {
@@ -50,7 +58,12 @@ export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {
     max_age: nanos(WORKER_STREAM_MAX_AGE_MS),
     duplicate_window: nanos(WORKER_DUPLICATE_WINDOW_MS),
     max_msg_size: WORKER_MAX_MSG_SIZE,
-    discard: DiscardPolicy.Old,
+    max_bytes: WORKER_MAX_BYTES,
+    max_msgs_per_subject: WORKER_MAX_PER_USER,
+    // Refuse what does not fit rather than drop what is queued: a dropped event is an answer
+    // its sender waits for in vain, a refused one an error it sees at once.
+    discard: DiscardPolicy.New,
+    discard_new_per_subject: true,
   };
 }
 
