@@ -286,15 +286,19 @@ export class EventPool {
     let event = 'unparsed';
     const answer = async (a: Answer, broadcasts: string[] = []): Promise<void> => {
       if (!who) return;
-      const seq = m.info.streamSequence;
+      // The same for every delivery of this stored event, and only for it: sequences start again
+      // at 1 when sysJsWorker is created again, and the room stream would drop a new event's
+      // answer as a duplicate of the old one with the same sequence. The stored time tells them
+      // apart.
+      const eventId = `${m.info.streamSequence}-${m.timestampNanos}`;
       // Broadcasts first: an answer means everything the event caused is visible.
       await Promise.all(
         broadcasts.map((b, i) =>
-          this.js.publish(roomEventsSubject(who.roomId), b, { msgID: `evt-${seq}-${i}` }),
+          this.js.publish(roomEventsSubject(who.roomId), b, { msgID: `evt-${eventId}-${i}` }),
         ),
       );
       await this.js.publish(userAnswerSubject(who.roomId, who.userId), JSON.stringify(a), {
-        msgID: `ans-${seq}`,
+        msgID: `ans-${eventId}`,
       });
     };
     const fail = async (

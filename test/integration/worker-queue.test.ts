@@ -83,3 +83,14 @@ test('not ready while torii_queue cannot be created, ready once it can', async (
     me: { userId: 'hana' },
   });
 }, 60_000);
+
+test('sysJsWorker deleted: stream and consumer created again, events answered again', async () => {
+  await jsm.streams.delete(WORKER_STREAM);
+  await waitFor('torii_queue again', () => jsm.consumers.info(WORKER_STREAM, WORKER_CONSUMER), {
+    timeoutMs: 15_000,
+  });
+  await waitFor('ready again', () => queueCheck() === 'ok');
+  await expect(client.request('REQ_INITIAL_DATA', {}, 5_000)).resolves.toMatchObject({
+    me: { userId: 'hana' },
+  });
+}, 30_000);
