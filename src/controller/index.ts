@@ -9,7 +9,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ConfigError, describeError } from '../core/errors.js';
-import { KvCache } from '../core/kv.js';
+import { KvCache, RoomIndex } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { connectNats, isConnected } from '../core/nats.js';
 import { ServiceUser } from '../core/natsconf.js';
@@ -123,10 +123,10 @@ export async function runController(
     presence.stop();
   });
   await Promise.all([rooms.start(), presence.start()]);
+  const present = new RoomIndex(presence);
   const participants = (roomId: string): number => {
     let n = 0;
-    for (const [key, r] of presence.entries())
-      if (key.startsWith(`${roomId}.`) && occupiesSeat(r)) n++;
+    for (const r of present.room(roomId).values()) if (occupiesSeat(r)) n++;
     return n;
   };
 
