@@ -22,7 +22,7 @@ import { Handlers, type LiveKitSettings } from './handlers.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
-import { kickConnection, startService } from './service.js';
+import { kickAll, roomConnections, startService } from './service.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
 export {
@@ -64,24 +64,25 @@ export interface RunningWorker {
 }
 
 /**
- * When a room disappears from KV (its Room was deleted), every connection of it is kicked: the
- * controller has broadcast EVT_SESSION_ENDED, and the callout refuses the room's tokens.
+ * When a room disappears from KV (its Room was deleted), every connection of it is kicked: those
+ * presence knows and those the servers report for the room. The controller has broadcast
+ * EVT_SESSION_ENDED, and the callout refuses the room's tokens.
  */
 function kickOnRoomDeletion(
   rooms: KvCache<CompiledRoomConfig>,
   presence: KvCache<PresenceRecord>,
   sys: NatsConnection,
+  clientAccount: string,
   log: Logger,
 ): void {
   rooms.onChange((roomId, value) => {
     if (value !== undefined) return;
-    for (const [key, r] of presence.entries()) {
-      if (!key.startsWith(`${roomId}.`)) continue;
-      for (const c of r.connections)
-        void kickConnection(sys, c.server, c.cid).catch((e: unknown) =>
-          log.debug({ err: describeError(e) }, 'kick failed'),
-        );
-    }
+    const known = [...presence.entries()]
+      .filter(([key]) => key.startsWith(`${roomId}.`))
+      .flatMap(([, r]) => r.connections);
+    void kickAll(sys, [Promise.resolve(known), roomConnections(sys, clientAccount, roomId)])
+      .then((n) => log.info({ roomId, kicked: n }, 'room deleted; its connections kicked'))
+      .catch((e: unknown) => log.debug({ err: describeError(e) }, 'kick failed'));
   });
 }
 
@@ -147,7 +148,7 @@ export async function runWorker(
     await tracker.start();
     const t = tracker;
     shutdown.add('presence', () => t.stop());
-    kickOnRoomDeletion(rooms, presence, sys, log);
+    kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }

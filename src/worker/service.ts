@@ -75,7 +75,9 @@ const CONNZ_STALL_MS = 200;
 /** How long a kick waits for CONNZ answers at most, in milliseconds. */
 const CONNZ_MAX_WAIT_MS = 2_000;
 /** Connections of one user a server reports at most. */
-const CONNZ_LIMIT = 1_000;
+const CONNZ_USER_LIMIT = 1_000;
+/** Connections of the clients account a server reports at most, when a whole room is kicked. */
+const CONNZ_ROOM_LIMIT = 100_000;
 
 /** A connection as the servers name it. */
 export interface ServerConnection {
@@ -84,21 +86,26 @@ export interface ServerConnection {
 }
 
 /**
- * Every connection the servers hold for a user of a room, asked of each server
- * (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, filtered by the JWT name `{roomId}/{userId}`): also those
- * admitted so recently, or whose connect events went so astray, that presence has not recorded
- * them.
+ * Every connection the servers hold for a user of a room, or for every user of the room without
+ * `userId`, asked of each server (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, by the JWT name
+ * `{roomId}/{userId}`): also those admitted so recently, or whose connect events went so astray,
+ * that presence has not recorded them.
  */
-export async function userConnections(
+export async function roomConnections(
   sys: NatsConnection,
   account: string,
   roomId: string,
-  userId: string,
+  userId?: string,
 ): Promise<ServerConnection[]> {
-  const name = clientUserName(roomId, userId);
+  // The server filters by one user name; a whole room is filtered here by its names' prefix.
+  const user = userId !== undefined ? clientUserName(roomId, userId) : undefined;
+  const prefix = clientUserName(roomId, '');
   const replies = await sys.requestMany(
     Sys.accountConnz(account),
-    JSON.stringify({ auth: true, user: name, limit: CONNZ_LIMIT }),
+    JSON.stringify({
+      auth: true,
+      ...(user !== undefined ? { user, limit: CONNZ_USER_LIMIT } : { limit: CONNZ_ROOM_LIMIT }),
+    }),
     { strategy: 'stall', stall: CONNZ_STALL_MS, maxWait: CONNZ_MAX_WAIT_MS },
   );
   const found: ServerConnection[] = [];
@@ -114,11 +121,46 @@ export async function userConnections(
     }
     const server = r.server?.id;
     if (typeof server !== 'string') continue;
-    for (const c of r.data?.connections ?? [])
-      if (c.authorized_user === name && typeof c.cid === 'number')
+    for (const c of r.data?.connections ?? []) {
+      const name = c.authorized_user ?? '';
+      if (typeof c.cid !== 'number') continue;
+      if (
+        user !== undefined
+          ? name === user
+          : name.startsWith(prefix) && !name.includes('/', prefix.length)
+      )
         found.push({ server, cid: c.cid });
+    }
   }
   return found;
+}
+
+/**
+ * Kicks each connection once (presence's and the servers' lists overlap); resolves with how many
+ * the servers closed.
+ */
+export async function kickAll(
+  sys: NatsConnection,
+  lists: Promise<ServerConnection[]>[],
+): Promise<number> {
+  const seen = new Set<string>();
+  const kicks: Promise<boolean>[] = [];
+  const kick = (cs: ServerConnection[]): void => {
+    for (const c of cs) {
+      const id = `${c.server}/${c.cid}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      kicks.push(
+        kickConnection(sys, c.server, c.cid).then(
+          () => true,
+          () => false,
+        ),
+      );
+    }
+  };
+  // Each list is kicked as soon as it is known: what presence knows goes at once.
+  await Promise.all(lists.map((l) => l.then(kick, () => undefined)));
+  return (await Promise.all(kicks)).filter(Boolean).length;
 }
 
 /**
@@ -280,27 +322,14 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     // What presence knows is kicked at once; the servers are asked meanwhile for connections
     // it has not recorded (admitted just before the block, or whose connect event is late),
     // which would otherwise keep their JWT until it expires.
-    const seen = new Set<string>();
-    const kick = (c: ServerConnection): Promise<boolean>[] => {
-      const id = `${c.server}/${c.cid}`;
-      if (seen.has(id)) return [];
-      seen.add(id);
-      return [
-        kickConnection(sys, c.server, c.cid).then(
-          () => true,
-          () => false,
-        ),
-      ];
-    };
-    const known = (d.presence.get(presenceKey(roomId, userId))?.connections ?? []).flatMap(kick);
-    const live = await userConnections(sys, d.clientAccount, roomId, userId).catch(
-      (): ServerConnection[] => [],
-    );
-    const results = await Promise.all([...known, ...live.flatMap(kick)]);
+    const kicked = await kickAll(sys, [
+      Promise.resolve(d.presence.get(presenceKey(roomId, userId))?.connections ?? []),
+      roomConnections(sys, d.clientAccount, roomId, userId),
+    ]);
     return {
       roomId,
       userId,
-      kicked: results.filter(Boolean).length,
+      kicked,
       blockedUntil: block.until,
     };
   });

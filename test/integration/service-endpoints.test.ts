@@ -85,6 +85,34 @@ test("a kick leaves other users' connections alone", async () => {
   await bystander.close();
 });
 
+test('deleting a room closes its connections, also one presence has not recorded', async () => {
+  await publishRoom(svc, 'doomed');
+  const t = await token(server.keys, { room: 'doomed', sub: 'ann', role: 'student' });
+  const conns = [
+    await connectClient(server.url, 'doomed', 'ann', t),
+    await connectClient(server.url, 'doomed', 'ann', t),
+  ];
+  const other = await connectClient(
+    server.url,
+    ROOM,
+    'ben',
+    await token(server.keys, { room: ROOM, sub: 'ben', role: 'student' }),
+  );
+  await waitFor('tracked', async () => (await presence.get(presenceKey('doomed', 'ann'))) !== null);
+  await presence.delete(presenceKey('doomed', 'ann'));
+  const rooms = await openBucket(svc, Bucket.Rooms);
+  await rooms.delete('doomed');
+  await expect(
+    Promise.race([
+      Promise.all(conns.map((nc) => nc.closed().then(() => true))),
+      new Promise((resolve) => setTimeout(() => resolve('still open'), 3_000)),
+    ]),
+  ).resolves.toEqual([true, true]);
+  await other.flush();
+  expect(other.isClosed()).toBe(false);
+  await other.close();
+});
+
 describe('$SRV.STATS', () => {
   type Stats = {
     endpoints: {
