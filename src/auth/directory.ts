@@ -19,7 +19,7 @@ export class RoomDirectory {
     private readonly blocks: KvCache<BlockRecord>,
     private readonly presence: KvCache<PresenceRecord>,
   ) {
-    this.present = new RoomIndex(presence);
+    this.present = new RoomIndex(presence, occupiesSeat);
   }
 
   /** Opens (creating when missing) the three buckets and loads them. */
@@ -49,10 +49,8 @@ export class RoomDirectory {
 
   /** Users holding a seat in the room, and whether `userId` is one of them. */
   seatsTaken(roomId: string, userId: string): { taken: number; mine: boolean } {
-    let taken = 0;
-    for (const r of this.present.room(roomId).values()) if (occupiesSeat(r)) taken++;
-    const mine = this.present.room(roomId).get(userId);
-    return { taken, mine: mine !== undefined && occupiesSeat(mine) };
+    const seats = this.present.room(roomId);
+    return { taken: seats.size, mine: seats.has(userId) };
   }
 
   stop(): void {

@@ -123,12 +123,8 @@ export async function runController(
     presence.stop();
   });
   await Promise.all([rooms.start(), presence.start()]);
-  const present = new RoomIndex(presence);
-  const participants = (roomId: string): number => {
-    let n = 0;
-    for (const r of present.room(roomId).values()) if (occupiesSeat(r)) n++;
-    return n;
-  };
+  const present = new RoomIndex(presence, occupiesSeat);
+  const participants = (roomId: string): number => present.room(roomId).size;
 
   const source: RoomSource = kc
     ? new KubeRoomSource(kc, log, c.namespace, identity)

@@ -310,7 +310,14 @@ const EMPTY_ROOM: ReadonlyMap<string, never> = new Map<string, never>();
 export class RoomIndex<T> {
   private readonly rooms = new Map<string, Map<string, T>>();
 
-  constructor(cache: KvCache<T>) {
+  /**
+   * @param keep - which values to index (all by default): presence indexes only users who hold a
+   *   seat, so ten thousand users who left cost a room's readers nothing.
+   */
+  constructor(
+    cache: Pick<KvCache<T>, 'entries' | 'onChange'>,
+    private readonly keep: (value: T) => boolean = () => true,
+  ) {
     for (const [key, value] of cache.entries()) this.set(key, value);
     cache.onChange((key, value) => this.set(key, value));
   }
@@ -331,7 +338,7 @@ export class RoomIndex<T> {
     const roomId = key.slice(0, dot);
     const rest = key.slice(dot + 1);
     let room = this.rooms.get(roomId);
-    if (value === undefined) {
+    if (value === undefined || !this.keep(value)) {
       if (!room?.delete(rest)) return;
       if (room.size === 0) this.rooms.delete(roomId);
       return;

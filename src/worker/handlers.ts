@@ -103,7 +103,7 @@ export class Handlers {
   private readonly present: RoomIndex<PresenceRecord>;
 
   constructor(private readonly d: HandlerDeps) {
-    this.present = new RoomIndex(d.presence);
+    this.present = new RoomIndex(d.presence, occupiesSeat);
   }
 
   async handle(ctx: EventContext): Promise<HandlerResult> {
