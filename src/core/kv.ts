@@ -20,13 +20,16 @@ import { Bucket, kvStreamName, kvSubject } from './subjects.js';
 export const MAX_KV_VALUE_BYTES = 256 * 1024;
 /**
  * Bytes each bucket may hold, at most: a bound no bug and no flood can pass. With one value per
- * key and records of departed users deleted after the retention period, real use stays far below.
+ * key and records of departed users deleted after the retention period, real use stays far below
+ * (a presence record is about 400 bytes: 64 MiB holds 150,000 users). JetStream reserves these
+ * bytes on every server that holds a replica, so they count against `max_file_store`
+ * (docs/operations.md).
  */
 export const BUCKET_MAX_BYTES: Readonly<Record<Bucket, number>> = {
-  [Bucket.Rooms]: 256 * 1024 ** 2,
-  [Bucket.Presence]: 256 * 1024 ** 2,
-  [Bucket.RoomState]: 512 * 1024 ** 2,
-  [Bucket.Blocks]: 64 * 1024 ** 2,
+  [Bucket.Rooms]: 32 * 1024 ** 2,
+  [Bucket.Presence]: 64 * 1024 ** 2,
+  [Bucket.RoomState]: 128 * 1024 ** 2,
+  [Bucket.Blocks]: 16 * 1024 ** 2,
 };
 /** How long the marker of a deleted or expired key stays before it expires too, in milliseconds. */
 export const DELETE_MARKER_TTL_MS = 3_600_000;

@@ -40,12 +40,16 @@ export const WORKER_DUPLICATE_WINDOW_MS = 120_000;
 export const WORKER_MAX_MSG_SIZE = 64 * 1024;
 /**
  * Events one connection's subject (`sysJsWorker.{room}.{user}.{role}`) may have queued, at most.
- * People click a few times a second; a hundred events waiting is a script, and the next one is
- * refused (its PubAck is an error), not stored, so a flood costs only its sender.
+ * A burst of a few hundred is a user clicking through a slow moment; a thousand waiting is a
+ * script, and the next one is refused (its PubAck is an error), not stored: a flood costs its
+ * sender, and at most {@link WORKER_MAX_PER_USER} × {@link WORKER_MAX_MSG_SIZE} of the queue.
  */
-export const WORKER_MAX_PER_USER = 100;
-/** Bytes the work queue may hold, at most: the bound no number of clients can pass together. */
-export const WORKER_MAX_BYTES = 1024 ** 3;
+export const WORKER_MAX_PER_USER = 1_000;
+/**
+ * Bytes the work queue may hold, at most; reserved on every server with a replica, like the
+ * buckets' bounds (docs/operations.md).
+ */
+export const WORKER_MAX_BYTES = 256 * 1024 ** 2;
 
 /** The work-queue stream carrying client events to the workers. */
 export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {

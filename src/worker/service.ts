@@ -7,7 +7,7 @@ import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError, ValidationError } from '../core/errors.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
-import type { KvCache } from '../core/kv.js';
+import { RoomIndex, type KvCache } from '../core/kv.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import {
@@ -218,20 +218,18 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     description: 'Torii room control plane',
     queue: QUEUE_GROUP,
   });
-  const participants = (roomId: string) => {
-    const out = [];
-    for (const [key, p] of d.presence.entries()) {
-      if (key.startsWith(`${roomId}.`) && occupiesSeat(p))
-        out.push({
-          userId: p.userId,
-          name: p.name ?? p.userId,
-          role: p.role ?? 'unknown',
-          since: p.since,
-          state: p.state,
-        });
-    }
-    return out.sort((a, b) => a.since.localeCompare(b.since));
-  };
+  // Seat-holders by room: listing or counting a room's participants costs that room's size.
+  const present = new RoomIndex(d.presence, occupiesSeat);
+  const participants = (roomId: string) =>
+    [...present.room(roomId).values()]
+      .map((p) => ({
+        userId: p.userId,
+        name: p.name ?? p.userId,
+        role: p.role ?? 'unknown',
+        since: p.since,
+        state: p.state,
+      }))
+      .sort((a, b) => a.since.localeCompare(b.since));
   const room = (req: Record<string, unknown>): CompiledRoomConfig => {
     const roomId = checkRoomId(req.roomId, 'roomId');
     const r = d.rooms.get(roomId);
@@ -279,11 +277,11 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       throw new Error(`no statistics for endpoint ${name}: nats.js services changed`);
   };
   endpoint('rooms_list', ServiceSubject.RoomsList, () =>
-    [...d.rooms.entries()].map(([, r]) => summary(r, participants(r.roomId).length)),
+    [...d.rooms.entries()].map(([, r]) => summary(r, present.room(r.roomId).size)),
   );
   endpoint('rooms_get', ServiceSubject.RoomsGet, (req) => {
     const r = room(req);
-    return summary(r, participants(r.roomId).length);
+    return summary(r, present.room(r.roomId).size);
   });
   endpoint('rooms_participants', ServiceSubject.RoomsParticipants, (req) => ({
     roomId: room(req).roomId,
