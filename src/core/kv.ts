@@ -7,6 +7,7 @@ import {
   JetStreamApiError,
   jetstream,
   jetstreamManager,
+  type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
@@ -349,4 +350,32 @@ export class RoomIndex<T> {
     if (!room) this.rooms.set(roomId, (room = new Map<string, T>()));
     room.set(rest, value);
   }
+}
+
+/**
+ * The last value of every key of `bucket` that matches `filter` (KV wildcards), read in one
+ * direct batch get. No consumer is made: `kv.keys()` leaves an ordered consumer behind for
+ * minutes, and a read on every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000)
+ * within minutes. Deleted keys and values that are not JSON are left out.
+ */
+export async function lastValues(
+  jsm: JetStreamManager,
+  bucket: Bucket,
+  filter: string,
+): Promise<Map<string, unknown>> {
+  const prefix = kvSubject(bucket, '');
+  const out = new Map<string, unknown>();
+  const found = await jsm.direct.getLastMessagesFor(kvStreamName(bucket), {
+    multi_last: [kvSubject(bucket, filter)],
+  });
+  for await (const m of found) {
+    const op = m.header?.get('KV-Operation');
+    if (op === 'DEL' || op === 'PURGE' || m.data.length === 0) continue;
+    try {
+      out.set(m.subject.slice(prefix.length), m.json());
+    } catch {
+      // not one of ours
+    }
+  }
+  return out;
 }

@@ -4,11 +4,12 @@
  * them (deduplicated) and acks. State changes go through KV compare-and-set keyed by the
  * message's stream sequence, so a redelivered or stale event changes nothing twice.
  */
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
 import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
 import { isBlockActive, type BlockRecord } from '../core/blocks.js';
-import { casUpdate, CasConflictError, RoomIndex, type KvCache } from '../core/kv.js';
+import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../core/kv.js';
 import { isValidId } from '../core/ids.js';
 import {
   applyPresence,
@@ -30,6 +31,7 @@ import {
 } from '../core/room-state.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import { blockKey } from '../core/blocks.js';
+import { Bucket } from '../core/subjects.js';
 import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
 import { decodeJwt } from 'jose';
 
@@ -64,6 +66,8 @@ export interface HandlerDeps {
   presence: KvCache<PresenceRecord>;
   blocks: KvCache<BlockRecord>;
   roomState: KV;
+  /** JetStream of the APP account, for reads that must not make a consumer. */
+  jsm: JetStreamManager;
   /** Signs renewed room tokens. */
   signer: TokenSigner | undefined;
   token: { issuer: string; audience: string; ttlMs: number };
@@ -270,9 +274,9 @@ export class Handlers {
   /** Raised hands of a room, in the order they were raised (read from KV, not a cache). */
   private async readHands(roomId: string): Promise<RaisedHand[]> {
     const hands: RaisedHand[] = [];
-    for await (const key of await this.d.roomState.keys(handsFilter(roomId))) {
-      const e = await this.d.roomState.get(key);
-      const h = e?.operation === 'PUT' ? parseHand(e.json()) : undefined;
+    const filter = handsFilter(roomId);
+    for (const [key, value] of await lastValues(this.d.jsm, Bucket.RoomState, filter)) {
+      const h = parseHand(value);
       if (h?.raised && h.raisedAt)
         hands.push({
           userId: key.slice(key.lastIndexOf('.') + 1),

@@ -114,6 +114,7 @@ export async function runWorker(
     presence,
     blocks,
     roomState,
+    jsm,
     signer: c.signer,
     token: c.token,
     livekit: c.livekit,

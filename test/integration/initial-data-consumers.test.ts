@@ -1,8 +1,8 @@
 /**
  * REQ_INITIAL_DATA must leave nothing behind on the servers. Reading the raised hands with
- * `kv.keys()` creates an ordered push consumer on `KV_torii_room_state` per request, which the
- * server keeps for its 5-minute inactive threshold: past 1,000 requests in 5 minutes the stream's
- * consumer limit (nats-server 2.15 default: 1,000) is reached and every later request fails.
+ * `kv.keys()` created an ordered push consumer on `KV_torii_room_state` per request, which the
+ * server kept for its 5-minute inactive threshold: past 1,000 requests in 5 minutes the stream's
+ * consumer limit (nats-server 2.15 default: 1,000) was reached and every later request failed.
  * Found by test/integration/cluster-faults.test.ts (scenario d, after a and b).
  */
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -32,46 +32,40 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-// Fails today (see the header); `test.failing` keeps `make test` green until the fix, which
-// turns it into a plain `test`.
-test.failing(
-  '1,000 REQ_INITIAL_DATA within minutes leave no consumer on KV_torii_room_state, and the next is answered',
-  async () => {
-    const clients: RoomClient[] = [];
-    for (let i = 0; i < 10; i++)
-      clients.push(await joinRoom(server.url, server.keys, 'idc', `reader${i}`));
-    const svc = await server.connectService();
-    try {
-      const failures: string[] = [];
-      await Promise.all(
-        clients.map(async (c) => {
-          for (let n = 0; n < 20; n++)
-            await Promise.all(
-              Array.from({ length: 5 }, () =>
-                c
-                  .request(RequestEvent.InitialData, {}, 30_000)
-                  .catch((e: unknown) => void failures.push(String(e))),
-              ),
-            );
-        }),
-      );
-      const jsm = await jetstreamManager(svc);
-      const consumers = (await jsm.streams.info(kvStreamName(Bucket.RoomState))).state
-        .consumer_count;
-      console.log(`initial-data-consumers: ${consumers} consumers on KV_torii_room_state`);
-      expect({ failures: failures.length, first: failures[0] }).toEqual({
-        failures: 0,
-        first: undefined,
-      });
-      // The 1,001st within the 5 minutes.
-      await expect(
-        (clients[0] as RoomClient).request(RequestEvent.InitialData, {}, 20_000),
-      ).resolves.toMatchObject({ hands: [] });
-      expect(consumers).toBeLessThan(50);
-    } finally {
-      await svc.close();
-      await Promise.all(clients.map((c) => c.close()));
-    }
-  },
-  90_000,
-);
+// Failed before hands were read with a direct batch get (`lastValues`): 1,000 consumers.
+test('1,000 REQ_INITIAL_DATA within minutes leave no consumer on KV_torii_room_state, and the next is answered', async () => {
+  const clients: RoomClient[] = [];
+  for (let i = 0; i < 10; i++)
+    clients.push(await joinRoom(server.url, server.keys, 'idc', `reader${i}`));
+  const svc = await server.connectService();
+  try {
+    const failures: string[] = [];
+    await Promise.all(
+      clients.map(async (c) => {
+        for (let n = 0; n < 20; n++)
+          await Promise.all(
+            Array.from({ length: 5 }, () =>
+              c
+                .request(RequestEvent.InitialData, {}, 30_000)
+                .catch((e: unknown) => void failures.push(String(e))),
+            ),
+          );
+      }),
+    );
+    const jsm = await jetstreamManager(svc);
+    const consumers = (await jsm.streams.info(kvStreamName(Bucket.RoomState))).state.consumer_count;
+    console.log(`initial-data-consumers: ${consumers} consumers on KV_torii_room_state`);
+    expect({ failures: failures.length, first: failures[0] }).toEqual({
+      failures: 0,
+      first: undefined,
+    });
+    // The 1,001st within the 5 minutes.
+    await expect(
+      (clients[0] as RoomClient).request(RequestEvent.InitialData, {}, 20_000),
+    ).resolves.toMatchObject({ hands: [] });
+    expect(consumers).toBeLessThan(50);
+  } finally {
+    await svc.close();
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}, 90_000);
