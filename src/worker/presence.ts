@@ -110,6 +110,74 @@ interface Due {
   run: () => Promise<void>;
 }
 
+/**
+ * Records by the time their grace or retention period ends: a binary heap with lazy removal, so
+ * a sweep costs what is due, not every user who left within the retention period.
+ */
+class DueQueue {
+  private readonly byKey = new Map<string, Due>();
+  private readonly heap: { at: number; key: string; due: Due }[] = [];
+
+  set(key: string, due: Due): void {
+    this.byKey.set(key, due);
+    // Replaced entries stay until they come up; rebuild before they outnumber the live ones.
+    if (this.heap.length > 2 * this.byKey.size + 1_024) {
+      this.heap.length = 0;
+      for (const [k, d] of this.byKey) if (k !== key) this.push(k, d);
+    }
+    this.push(key, due);
+  }
+
+  private push(key: string, due: Due): void {
+    this.heap.push({ at: due.at, key, due });
+    for (let i = this.heap.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (this.heap[parent]!.at <= this.heap[i]!.at) break;
+      [this.heap[parent], this.heap[i]] = [this.heap[i]!, this.heap[parent]!];
+      i = parent;
+    }
+  }
+
+  delete(key: string): void {
+    this.byKey.delete(key); // its heap entry is dropped when it comes up
+  }
+
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  /** Removes and returns what is due at `now`. */
+  takeDue(now: number): [string, Due][] {
+    const out: [string, Due][] = [];
+    while (this.heap.length > 0 && this.heap[0]!.at <= now) {
+      const top = this.pop();
+      if (this.byKey.get(top.key) !== top.due) continue; // replaced or removed since
+      this.byKey.delete(top.key);
+      out.push([top.key, top.due]);
+    }
+    return out;
+  }
+
+  private pop(): { at: number; key: string; due: Due } {
+    const top = this.heap[0]!;
+    const last = this.heap.pop()!;
+    if (this.heap.length > 0) {
+      this.heap[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < this.heap.length && this.heap[l]!.at < this.heap[m]!.at) m = l;
+        if (r < this.heap.length && this.heap[r]!.at < this.heap[m]!.at) m = r;
+        if (m === i) break;
+        [this.heap[m], this.heap[i]] = [this.heap[i]!, this.heap[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
 export class PresenceTracker {
   private readonly subs: Subscription[] = [];
   private readonly js: JetStreamClient;
@@ -117,7 +185,7 @@ export class PresenceTracker {
   private resync: NodeJS.Timeout | undefined;
   private sweeping = false;
   /** Records whose grace or retention period ends, by key: the sweep reads only these. */
-  private readonly due = new Map<string, Due>();
+  private readonly due = new DueQueue();
   /** Keys of records with a connection on each server. */
   private readonly byServer = new Map<string, Set<string>>();
   private readonly serversOf = new Map<string, string[]>();
@@ -285,10 +353,7 @@ export class PresenceTracker {
     if (this.sweeping) return; // a long sweep must not overlap the next tick
     this.sweeping = true;
     try {
-      const t = Date.now();
-      const tasks: [string, Due][] = [];
-      for (const [key, d] of this.due) if (d.at <= t) tasks.push([key, d]);
-      for (const [key] of tasks) this.due.delete(key); // a change schedules it again
+      const tasks = this.due.takeDue(Date.now()); // a change schedules a record again
       // Many users drop at once when a network or a server fails: finish them in parallel.
       await Promise.all(
         Array.from({ length: Math.min(SWEEP_CONCURRENCY, tasks.length) }, async () => {
