@@ -35,7 +35,7 @@ export const BUCKET_MAX_BYTES: Readonly<Record<Bucket, number>> = {
 /** How long the marker of a deleted or expired key stays before it expires too, in milliseconds. */
 export const DELETE_MARKER_TTL_MS = 3_600_000;
 /** {@link DELETE_MARKER_TTL_MS} as the Go duration JetStream's `Nats-TTL` header takes. */
-const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
+export const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
 
 /** Options of Torii's buckets: one value per key, file storage, bounded, per-message TTLs. */
 export function bucketOptions(name: Bucket, replicas = 1): Partial<KvOptions> {

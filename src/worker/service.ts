@@ -7,7 +7,7 @@ import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError, ValidationError } from '../core/errors.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
-import { RoomIndex, type KvCache } from '../core/kv.js';
+import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../core/kv.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import {
@@ -187,6 +187,15 @@ function endpointStats(srv: Service, name: string): EndpointStatsInternals | und
     : undefined;
 }
 
+/** Writes `key` so that it expires after `ttlMs` (rounded up to whole seconds). */
+async function putExpiring(kv: KV, key: string, value: string, ttlMs: number): Promise<void> {
+  const ttl = `${Math.ceil(ttlMs / 1000)}s`;
+  // A TTL can only come with a create: remove what is there first (its marker expires too).
+  const e = await kv.get(key);
+  if (e?.operation === 'PUT') await kv.purge(key, { ttl: DELETE_MARKER_TTL });
+  await kv.create(key, value, ttl);
+}
+
 function body(msg: ServiceMsg): Record<string, unknown> {
   if (msg.data.length === 0) return {};
   try {
@@ -314,8 +323,10 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       createdAt: now.toISOString(),
       until: new Date(now.getTime() + ttlMs).toISOString(),
     };
-    // Block first, so that a reconnect racing the kick is refused by the callout.
-    await d.blocks.put(blockKey(roomId, userId), JSON.stringify(block));
+    // Block first, so that a reconnect racing the kick is refused by the callout. The record
+    // expires with the block (`Nats-TTL`; the bucket then files a delete marker, which every
+    // cache sees and which expires too), so nothing of it stays. A block in force is replaced.
+    await putExpiring(d.blocks, blockKey(roomId, userId), JSON.stringify(block), ttlMs);
     const sys = d.sys;
     // What presence knows is kicked at once; the servers are asked meanwhile for connections
     // it has not recorded (admitted just before the block, or whose connect event is late),

@@ -3,6 +3,7 @@
  * user, including those presence has not recorded; `$SRV.STATS` counts errors and processing
  * time of every endpoint.
  */
+import { blockKey } from '../../src/core/blocks.js';
 import { openBucket } from '../../src/core/kv.js';
 import { presenceKey } from '../../src/core/presence.js';
 import { Bucket, ServiceSubject } from '../../src/core/subjects.js';
@@ -69,6 +70,25 @@ test('a kick closes a connection that presence has not recorded', async () => {
       new Promise((resolve) => setTimeout(() => resolve('still open'), 3_000)),
     ]),
   ).resolves.toEqual([true, true]);
+});
+
+test('a block leaves the bucket when it ends: nothing of it stays', async () => {
+  const blocks = await openBucket(svc, Bucket.Blocks);
+  const r = await request(ServiceSubject.RoomsKick, {
+    roomId: ROOM,
+    userId: 'brief',
+    durationSeconds: 1,
+  });
+  expect(r.body).toMatchObject({ userId: 'brief' });
+  expect((await blocks.get(blockKey(ROOM, 'brief')))?.operation).toBe('PUT');
+  await waitFor(
+    'the block gone from the bucket',
+    async () => (await blocks.get(blockKey(ROOM, 'brief')))?.operation !== 'PUT',
+    { timeoutMs: 10_000 },
+  );
+  // A second kick of the same user blocks again (the expired key is no obstacle).
+  await request(ServiceSubject.RoomsKick, { roomId: ROOM, userId: 'brief', durationSeconds: 60 });
+  expect((await blocks.get(blockKey(ROOM, 'brief')))?.operation).toBe('PUT');
 });
 
 test("a kick leaves other users' connections alone", async () => {
