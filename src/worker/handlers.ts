@@ -242,17 +242,21 @@ export class Handlers {
         `${me.userId} is blocked in room ${room.roomId}`,
       );
     // At most one renewal per user per interval, across replicas: compare-and-set on a stamp.
-    const key = renewKey(room.roomId, me.userId);
-    const e = await this.d.roomState.get(key);
-    const last = e?.operation === 'PUT' ? Number(e.json<{ at?: number }>().at) : 0;
-    if (now.getTime() - last < this.d.renewIntervalMs)
-      throw new HandlerError(AnswerCode.RateLimited, 'renewed too recently');
-    try {
-      if (e) await this.d.roomState.update(key, JSON.stringify({ at: now.getTime() }), e.revision);
-      else await this.d.roomState.create(key, JSON.stringify({ at: now.getTime() }));
-    } catch {
-      throw new HandlerError(AnswerCode.RateLimited, 'renewed concurrently');
-    }
+    // A replica that loses the race reads the winner's stamp and refuses; an outage is an error.
+    const stamp = (d: unknown): { at: number } | undefined => {
+      const at = Number((d as { at?: unknown } | null)?.at);
+      return Number.isFinite(at) ? { at } : undefined;
+    };
+    const { step } = await casUpdate(
+      this.d.roomState,
+      renewKey(room.roomId, me.userId),
+      stamp,
+      (cur) =>
+        cur && now.getTime() - cur.at < this.d.renewIntervalMs
+          ? undefined
+          : { put: { at: now.getTime() } },
+    );
+    if (!step) throw new HandlerError(AnswerCode.RateLimited, 'renewed too recently');
     const token = await mintRoomToken(
       this.d.signer,
       {
