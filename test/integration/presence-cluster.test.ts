@@ -227,7 +227,8 @@ test('a graceful server shutdown: its users go away, and come back, through the 
     await waitFor(
       'the user without reconnect away',
       async () => (await presenceOf('c1', 'shut-away', presence))?.state === 'away',
-      { timeoutMs: 10_000 },
+      // A bucket whose leader was on the stopped node takes a leader election to write again.
+      { timeoutMs: 30_000 },
     );
     const after = await waitFor(
       'the reconnected user on one connection, on another server',
@@ -239,7 +240,7 @@ test('a graceful server shutdown: its users go away, and come back, through the 
           ? r
           : undefined;
       },
-      { timeoutMs: 10_000 },
+      { timeoutMs: 30_000 },
     );
     expect(after.since).toBe(before?.since); // the same session: no left, no joined
     await watcher.close();
