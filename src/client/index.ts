@@ -58,6 +58,21 @@ const QUEUE_FULL = /maximum (messages|bytes)/i;
 const isQueueFull = (e: unknown): e is JetStreamApiError =>
   e instanceof JetStreamApiError && e.code === JS_STREAM_STORE_FAILED && QUEUE_FULL.test(e.message);
 
+/** Longest wait for one publish of an event, in milliseconds. */
+const PUBLISH_TIMEOUT_MS = 5_000;
+/** First and longest pause between two publishes of one event, in milliseconds. */
+const PUBLISH_RETRY_FIRST_MS = 250;
+const PUBLISH_RETRY_MAX_MS = 2_000;
+/** Publish failures that pass: JetStream starting on a server, a leader being elected. */
+const TRANSIENT_PUBLISH_ERRORS: ReadonlySet<string> = new Set([
+  'JetStreamNotEnabled',
+  'TimeoutError',
+  'NoRespondersError',
+  'RequestError',
+]);
+const isTransient = (e: unknown): boolean =>
+  e instanceof Error && TRANSIENT_PUBLISH_ERRORS.has(e.name);
+
 /** An error answer from the worker. */
 export class RoomRequestError extends Error {
   constructor(
@@ -385,9 +400,26 @@ export class RoomClient {
     try {
       // Nats-Msg-Id = id: a retried publish is stored once.
       // On the token's role subject: the only one the server lets this connection publish to.
-      await this.js.publish(roleWorkerSubject(this.o.roomId, this.o.userId, this.role), payload, {
-        msgID: id,
-      });
+      // A server restarting or a stream electing a leader fails a publish for a moment: try
+      // again within the request's time (stored once, whatever the tries).
+      const subject = roleWorkerSubject(this.o.roomId, this.o.userId, this.role);
+      const deadline = Date.now() + timeoutMs;
+      for (
+        let delay = PUBLISH_RETRY_FIRST_MS;
+        ;
+        delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)
+      ) {
+        try {
+          await this.js.publish(subject, payload, {
+            msgID: id,
+            timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+          });
+          break;
+        } catch (e) {
+          if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
     } catch (e) {
       const p = this.pending.get(id);
       if (p) clearTimeout(p.timer);

@@ -67,6 +67,11 @@ const CONNZ_WAIT_MS = 1_000;
 const CONNZ_LATE_WAIT_MS = 5_000;
 /** Connections listed per CONNZ answer, at most. */
 const CONNZ_LIMIT = 100_000;
+/** How long one presence event is tried again when JetStream fails it, in milliseconds. */
+const EVENT_RETRY_FOR_MS = 30_000;
+/** First and longest wait between two tries of a presence event, in milliseconds. */
+const EVENT_RETRY_FIRST_MS = 250;
+const EVENT_RETRY_MAX_MS = 4_000;
 /** Grace periods finished at once by one replica's sweep. */
 const SWEEP_CONCURRENCY = 32;
 
@@ -184,6 +189,7 @@ export class PresenceTracker {
   private sweeper: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
   private sweeping = false;
+  private stopped = false;
   /** Records whose grace or retention period ends, by key: the sweep reads only these. */
   private readonly due = new DueQueue();
   /** Keys of records with a connection on each server. */
@@ -324,8 +330,23 @@ export class PresenceTracker {
         );
       if (transition?.left) await this.left(roomId, userId, next.changedAt);
     };
+    // An event is applied once or not at all, so trying again is safe; and an event dropped on
+    // a JetStream hiccup (a bucket electing a leader after a server died) would stay wrong until
+    // the next reconcile.
+    const attempt = async (): Promise<void> => {
+      const deadline = Date.now() + EVENT_RETRY_FOR_MS;
+      for (let delay = EVENT_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, EVENT_RETRY_MAX_MS)) {
+        try {
+          return await run();
+        } catch (e) {
+          if (this.stopped || Date.now() + delay > deadline) throw e;
+          this.log.debug({ key, event: ev.type, err: describeError(e) }, 'presence event retried');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    };
     const prev = this.chains.get(key) ?? Promise.resolve();
-    const mine = prev.then(run, run);
+    const mine = prev.then(attempt, attempt);
     const tail = mine.catch(() => undefined);
     this.chains.set(key, tail);
     void tail.then(() => {
@@ -534,6 +555,7 @@ export class PresenceTracker {
 
   /** Stops listening; resolves when the events already taken are applied. */
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.sweeper);
     clearInterval(this.resync);
     for (const s of this.subs) s.unsubscribe();

@@ -244,6 +244,10 @@ test('(a) the node leading sysJsWorker SIGKILLed with 1,000 events in flight: ea
           kvReplicas: 3,
           // Acks the dead leader never stored come back after ack_wait.
           pool: { concurrency: 50, ackWaitMs: 5_000, maxDeliver: 5 },
+          // Users of the killed node are away until they reconnect, which takes seconds on a
+          // loaded machine: a grace period shorter than that makes them leave, and presence
+          // lowers their hands, which is right but not what this test is about.
+          presence: { graceMs: 60_000, resyncMs: 2_000, consumerRetentionMs: 3_600_000 },
         }),
       );
     // Clients spread over the three nodes, each able to reconnect to any of them.

@@ -207,6 +207,7 @@ test('a graceful server shutdown: its users go away, and come back, through the 
       token: await token(cluster.keys, { room: 'c1', sub: 'shut-back', role: 'student' }),
       inboxPrefix: '_INBOX.c1.shut-back',
       ignoreClusterUpdates: true,
+      noRandomize: true, // on the victim first; the other server only after the stop
       reconnectTimeWait: 100,
       maxReconnectAttempts: -1,
     });
@@ -219,6 +220,7 @@ test('a graceful server shutdown: its users go away, and come back, through the 
       { timeoutMs: 10_000 },
     );
     const before = await presenceOf('c1', 'shut-back');
+    expect(back.info?.server_name).toBe(victim.name);
     await victim.stop(); // SIGTERM: the server announces its shutdown
     const watcher = await cluster
       .node(victimIndex === 0 ? 1 : 0)
@@ -241,7 +243,12 @@ test('a graceful server shutdown: its users go away, and come back, through the 
           : undefined;
       },
       { timeoutMs: 30_000 },
-    );
+    ).catch(async (e: Error) => {
+      const r = await presenceOf('c1', 'shut-back', presence).catch(() => undefined);
+      throw new Error(
+        `${e.message}; before ${JSON.stringify(before)}; now ${JSON.stringify(r)}; client on ${back.info?.server_name ?? '?'} (closed: ${back.isClosed()})`,
+      );
+    });
     expect(after.since).toBe(before?.since); // the same session: no left, no joined
     await watcher.close();
   } finally {
