@@ -314,7 +314,13 @@ test(`(c) the controller leader killed (SIGKILL) during ${ROOM_COUNT} Room creat
           await rooms.create(name, {});
           if (next >= KILL_AFTER && killedAt === 0) {
             killedAt = -1;
-            reconciledByLeader = await metric(leader, 'torii_controller_reconcile_total');
+            // In the middle of the work, not before it began: on a loaded machine the leader
+            // may not have reconciled a Room yet when the 50th is created.
+            reconciledByLeader = await waitFor(
+              'the leader reconciling',
+              async () => (await metric(leader, 'torii_controller_reconcile_total')) || undefined,
+              { timeoutMs: 30_000 },
+            );
             killedAt = Date.now();
             leader.proc.kill('SIGKILL');
           }
