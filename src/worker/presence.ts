@@ -24,6 +24,7 @@ import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
 import { casUpdate, type KvCache } from '../core/kv.js';
+import { parseConnz } from './connz.js';
 import type { Logger } from '../core/logger.js';
 import {
   applyPresence,
@@ -525,19 +526,8 @@ export class PresenceTracker {
   }
 
   private readConnz(m: Msg, live: Map<string, Map<number, string>>): void {
-    try {
-      const r = m.json<{
-        server?: { id?: string };
-        data?: { connections?: { cid: number; authorized_user?: string }[] };
-      }>();
-      if (!r.server?.id || !r.data) return;
-      const conns = new Map<number, string>();
-      for (const c of r.data.connections ?? [])
-        if (c.authorized_user) conns.set(c.cid, c.authorized_user);
-      live.set(r.server.id, conns);
-    } catch {
-      // not a CONNZ reply
-    }
+    const answer = parseConnz(m);
+    if (answer) live.set(answer.server, new Map(answer.connections.map((c) => [c.cid, c.user])));
   }
 
   private async announce(

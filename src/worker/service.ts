@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError, ValidationError } from '../core/errors.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../core/kv.js';
+import { parseConnz } from './connz.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import {
@@ -110,27 +111,15 @@ export async function roomConnections(
   );
   const found: ServerConnection[] = [];
   for await (const m of replies) {
-    let r: {
-      server?: { id?: string };
-      data?: { connections?: { cid?: number; authorized_user?: string }[] };
-    };
-    try {
-      r = m.json();
-    } catch {
-      continue; // not a CONNZ answer
-    }
-    const server = r.server?.id;
-    if (typeof server !== 'string') continue;
-    for (const c of r.data?.connections ?? []) {
-      const name = c.authorized_user ?? '';
-      if (typeof c.cid !== 'number') continue;
+    const answer = parseConnz(m);
+    if (!answer) continue;
+    for (const c of answer.connections)
       if (
         user !== undefined
-          ? name === user
-          : name.startsWith(prefix) && !name.includes('/', prefix.length)
+          ? c.user === user
+          : c.user.startsWith(prefix) && !c.user.includes('/', prefix.length)
       )
-        found.push({ server, cid: c.cid });
-    }
+        found.push({ server: answer.server, cid: c.cid });
   }
   return found;
 }

@@ -59,18 +59,22 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
+/**
+ * A node that is not the JetStream meta leader: losing the meta leader as well would test the
+ * Raft election of nats-server rather than presence.
+ */
+async function notMetaLeader(): Promise<number> {
+  const jsz = (await (
+    await fetch(new URL('/jsz', cluster.node(0).process.ports.monitoring?.[0]))
+  ).json()) as { meta_cluster?: { leader?: string } };
+  return [2, 1, 0].find((i) => cluster.node(i).name !== jsz.meta_cluster?.leader) as number;
+}
+
 /** Presence grace of the node-kill test, in milliseconds: longer than a stream leader election. */
 const GRACE_MS = 12_000;
 
 test("a server killed with its clients: they become away, then left; other servers' users stay", async () => {
-  // Kill a node that is not the JetStream meta leader: losing the meta leader as well would test
-  // the Raft election of nats-server rather than presence.
-  const jsz = (await (
-    await fetch(new URL('/jsz', cluster.node(0).process.ports.monitoring?.[0]))
-  ).json()) as { meta_cluster?: { leader?: string } };
-  const victimIndex = [2, 1, 0].find(
-    (i) => cluster.node(i).name !== jsz.meta_cluster?.leader,
-  ) as number;
+  const victimIndex = await notMetaLeader();
   const victim = cluster.node(victimIndex);
   const others = [0, 1, 2].filter((i) => i !== victimIndex).map((i) => cluster.node(i).url);
   const worker: TestWorker = await startWorker(cluster.keys, others, {
@@ -184,12 +188,7 @@ test('a worker replica killed during a grace period: another replica finishes it
 }, 90_000);
 
 test('a graceful server shutdown: its users go away, and come back, through the SHUTDOWN event', async () => {
-  const jsz = (await (
-    await fetch(new URL('/jsz', cluster.node(0).process.ports.monitoring?.[0]))
-  ).json()) as { meta_cluster?: { leader?: string } };
-  const victimIndex = [2, 1, 0].find(
-    (i) => cluster.node(i).name !== jsz.meta_cluster?.leader,
-  ) as number;
+  const victimIndex = await notMetaLeader();
   const victim = cluster.node(victimIndex);
   const others = [0, 1, 2].filter((i) => i !== victimIndex).map((i) => cluster.node(i).url);
   // The reconcile runs once at start and then not for 10 minutes: only the event can explain
