@@ -18,7 +18,8 @@ export const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
 /** Bound on cached consumers. */
 const MAX_CACHED = 100_000;
 
-export type EnsureResult = 'cached' | 'created';
+/** `restored`: the consumer was offline (its server gone) and was created again elsewhere. */
+export type EnsureResult = 'cached' | 'created' | 'restored';
 
 export class ConsumerEnsurer {
   /** roomId → consumer name → trusted until (ms since the epoch). */
@@ -122,12 +123,13 @@ export class ConsumerEnsurer {
     const epoch = this.epoch;
     // Add is idempotent for an identical config; a consumer that exists with another config
     // (an older Torii) is updated to ours.
-    await ensureConsumer(
+    const done = await ensureConsumer(
       this.jsm,
       roomStreamName(roomId),
       userConsumerConfig(roomId, userId, this.inactiveThresholdMs, name),
     );
-    if ((this.generation.get(roomId) ?? 0) !== gen || this.epoch !== epoch) return 'created';
+    const result = done === 'restored' ? 'restored' : 'created';
+    if ((this.generation.get(roomId) ?? 0) !== gen || this.epoch !== epoch) return result;
     if (this.size >= MAX_CACHED) {
       this.known.clear();
       this.size = 0;
@@ -136,6 +138,6 @@ export class ConsumerEnsurer {
     if (!room) this.known.set(roomId, (room = new Map<string, number>()));
     if (!room.has(name)) this.size++;
     room.set(name, this.now() + this.cacheTtlMs);
-    return 'created';
+    return result;
   }
 }

@@ -30,7 +30,7 @@ export class CalloutMetrics {
     });
     this.consumers = new Counter({
       name: `${METRICS_PREFIX}auth_consumer_ensure_total`,
-      help: 'User consumer checks before answering: cached (no JetStream call), created, error',
+      help: 'User consumer checks before answering: cached (no JetStream call), created, restored (was offline), error',
       labelNames: ['result'],
       registers: [registry],
     });

@@ -10,6 +10,7 @@
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
   connect as nodeConnect,
+  PermissionViolationError,
   tokenAuthenticator,
   type ConnectionOptions,
   type NatsConnection,
@@ -44,6 +45,27 @@ const MAX_BACKLOG = 1_000;
 const CATCH_UP_TIMEOUT_MS = 5_000;
 /** Messages pulled per catch-up batch, at most. */
 const CATCH_UP_BATCH = 256;
+/** First and longest pause between two tries of a catch-up that failed, in milliseconds. */
+const CATCH_UP_RETRY_FIRST_MS = 250;
+const CATCH_UP_RETRY_MAX_MS = 5_000;
+/**
+ * Least time between two repairs of the consumer, in milliseconds: longer than a worker takes to
+ * restore it, during which the consumer is missing for a moment.
+ */
+const REPAIR_INTERVAL_MS = 15_000;
+/**
+ * Longest wait for an answer about the consumer (a reset, its info), in milliseconds: a served
+ * consumer answers in milliseconds.
+ */
+const PROBE_TIMEOUT_MS = 2_000;
+/**
+ * Republished messages held during a catch-up, at most: past it they are dropped, and the
+ * catch-up pulls them from the consumer instead (they are in the stream).
+ */
+const MAX_HELD = 10_000;
+/** JetStream's codes for a consumer whose servers are all gone, and for one that does not exist. */
+const JS_CONSUMER_OFFLINE = 10119;
+const JS_CONSUMER_NOT_FOUND = 10014;
 const UTF8 = new TextDecoder();
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
@@ -151,6 +173,8 @@ export class RoomClient {
   private catching = true;
   private catchUpRunning = false;
   private again = false;
+  /** When the consumer was last asked to be restored, or reconnected for (ms since the epoch). */
+  private lastRepair = 0;
   /** Republished messages that arrived during a catch-up. */
   private held: { subject: string; seq: number; data: Uint8Array }[] = [];
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
@@ -261,8 +285,10 @@ export class RoomClient {
           if (err) return;
           const r = parseRepublished(roomId, received(m));
           if (!r) return;
-          if (this.catching) this.held.push({ subject: r.subject, seq: r.seq, data: m.data });
-          else this.deliver(r.subject, r.seq, m.data, r);
+          if (!this.catching) this.deliver(r.subject, r.seq, m.data, r);
+          else if (this.held.length < MAX_HELD)
+            this.held.push({ subject: r.subject, seq: r.seq, data: m.data });
+          else this.again = true; // pulled by the next pass instead
         },
       });
     }
@@ -271,7 +297,9 @@ export class RoomClient {
   /**
    * Catches up from the device's consumer: moves it to just after the last sequence handed to
    * the application, pulls until nothing is pending, then hands on what arrived meanwhile. Runs
-   * at connect and after every reconnect; a reconnect during a catch-up runs it once more.
+   * at connect and after every reconnect; a reconnect during a catch-up runs it once more. A
+   * catch-up that fails while connected is tried again, and a consumer whose one server died is
+   * restored first (see {@link repairConsumer}): until then, what arrives is held, not lost.
    */
   private async catchUp(): Promise<void> {
     if (this.catchUpRunning) {
@@ -280,13 +308,22 @@ export class RoomClient {
     }
     this.catchUpRunning = true;
     this.catching = true;
+    let delay = CATCH_UP_RETRY_FIRST_MS;
     try {
       do {
         this.again = false;
-        await this.pullMissed();
+        try {
+          await this.pullMissed();
+        } catch (e) {
+          // Between servers, the reconnect catches up again; a role that may not move its
+          // consumer never will.
+          if (this.closed || !this.connected || e instanceof PermissionViolationError) break;
+          await this.repairConsumer();
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(2 * delay, CATCH_UP_RETRY_MAX_MS);
+          this.again = true;
+        }
       } while (this.again && !this.closed);
-    } catch {
-      // Disconnected meanwhile: the reconnect catches up again.
     } finally {
       const held = this.held.sort((a, b) => a.seq - b.seq);
       this.held = [];
@@ -294,6 +331,47 @@ export class RoomClient {
       this.catchUpRunning = false;
       for (const h of held) this.deliver(h.subject, h.seq, h.data);
     }
+  }
+
+  /**
+   * After a failed catch-up: asks JetStream about the device's consumer. One that no server
+   * serves (its one server died: it keeps its name, but nobody answers for it) is restored by a
+   * worker on a server that is up (`REQ_RESTORE_CONSUMER`); one that is gone is created by the
+   * callout at the next admission, so the connection reconnects. At most once per
+   * {@link REPAIR_INTERVAL_MS}; the answer is not awaited, the next try of the catch-up sees it.
+   */
+  private async repairConsumer(): Promise<void> {
+    if (Date.now() - this.lastRepair < REPAIR_INTERVAL_MS) return;
+    const state = await this.consumerState();
+    if (state === 'ok' || state === 'unknown') return; // a failure of the moment: try again
+    this.lastRepair = Date.now();
+    if (state === 'missing') {
+      void this.nc.reconnect().catch(() => undefined);
+    } else {
+      const data = this.o.deviceId !== undefined ? { deviceId: this.o.deviceId } : {};
+      void this.request(RequestEvent.RestoreConsumer, data).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The device's consumer as JetStream serves it: `unserved` when JetStream counts its server as
+   * gone, or does not answer for it while it answers for its stream.
+   */
+  private async consumerState(): Promise<'ok' | 'unserved' | 'missing' | 'unknown'> {
+    const ask = async (subject: string): Promise<number | 'ok' | 'timeout' | 'failed'> => {
+      try {
+        const r = await this.nc.request(subject, '', { timeout: PROBE_TIMEOUT_MS });
+        return r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 'ok';
+      } catch (e) {
+        return e instanceof Error && e.name === 'TimeoutError' ? 'timeout' : 'failed';
+      }
+    };
+    const consumer = await ask(JsApi.consumerInfo(this.o.roomId, this.consumerName));
+    if (consumer === 'ok') return 'ok';
+    if (consumer === JS_CONSUMER_OFFLINE) return 'unserved';
+    if (consumer === JS_CONSUMER_NOT_FOUND) return 'missing';
+    if (consumer !== 'timeout') return 'unknown';
+    return (await ask(JsApi.streamInfo(this.o.roomId))) === 'ok' ? 'unserved' : 'unknown';
   }
 
   private async pullMissed(): Promise<void> {

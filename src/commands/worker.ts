@@ -5,6 +5,7 @@ import { configError, formatDuration, intParser, opt, parseDuration } from '../c
 import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
 import type { LogLevel } from '../core/logger.js';
 import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
 import { packageVersion } from '../core/tools.js';
 import {
   DEFAULT_TOKEN_AUDIENCE,
@@ -46,6 +47,7 @@ export interface WorkerFlags {
   presenceGrace: number;
   presenceResync: number;
   consumerRetention: number;
+  consumerInactiveThreshold: number;
   blockTtl: number;
   httpPort: number;
   logLevel: LogLevel;
@@ -102,6 +104,7 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
       consumerRetentionMs: f.consumerRetention,
     },
     blockTtlMs: f.blockTtl,
+    consumerInactiveThresholdMs: f.consumerInactiveThreshold,
     version: packageVersion(),
   };
 }
@@ -186,6 +189,17 @@ export function registerWorker(program: Command): void {
         '--consumer-retention <duration>',
         "a user's consumer is deleted this long after it left",
         { default: DEFAULT_CONSUMER_RETENTION_MS, defaultDescription: '1h', parse: parseDuration },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--consumer-inactive-threshold <duration>',
+        "a user consumer the worker restores (its server died) is removed after this long unused; as the callout's",
+        {
+          default: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
+          defaultDescription: formatDuration(DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS),
+          parse: parseDuration,
+        },
       ),
     )
     .addOption(

@@ -39,6 +39,11 @@ export const RequestEvent = {
   LowerHand: 'REQ_LOWER_HAND',
   /** The client is about to close: its departure is immediate, without the grace period. */
   Leave: 'REQ_LEAVE',
+  /**
+   * The client's consumer does not answer (its one server died): restore it elsewhere, so the
+   * client can catch up. `data.deviceId` names the device's consumer; the user's own without it.
+   */
+  RestoreConsumer: 'REQ_RESTORE_CONSUMER',
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 

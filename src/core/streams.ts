@@ -124,9 +124,10 @@ export const JS_STREAM_NOT_FOUND = 10059;
 /** JetStream's error code for "consumer already exists" (with another configuration). */
 export const JS_CONSUMER_EXISTS = 10148;
 
-function isNotFound(e: unknown): boolean {
-  return e instanceof JetStreamApiError && e.apiError().err_code === JS_STREAM_NOT_FOUND;
-}
+const hasCode = (e: unknown, code: number): boolean =>
+  e instanceof JetStreamApiError && e.apiError().err_code === code;
+
+const isNotFound = (e: unknown): boolean => hasCode(e, JS_STREAM_NOT_FOUND);
 
 /** Creates a stream, or updates it when it exists. Returns whether it was created. */
 export async function ensureStream(
@@ -144,21 +145,144 @@ export async function ensureStream(
   return 'updated';
 }
 
+/** JetStream's error code for "consumer not found". */
+export const JS_CONSUMER_NOT_FOUND = 10014;
+/**
+ * JetStream's error code for "consumer is offline": every server holding the consumer is gone.
+ * A user consumer has one replica (DESIGN.md §5), so it is offline from the moment its server
+ * dies until that server comes back, which may be never.
+ */
+export const JS_CONSUMER_OFFLINE = 10119;
+
+/** What {@link ensureConsumer} did. */
+export type EnsuredConsumer = 'ensured' | 'restored';
+
+/** A request JetStream did not answer in time (nats.js names it so in every transport). */
+const isTimeout = (e: unknown): boolean => e instanceof Error && e.name === 'TimeoutError';
+
 /**
  * Creates a durable consumer; one that exists with another configuration (an older Torii) is
- * updated to this one. Add alone is idempotent only for an identical configuration.
+ * updated to this one, and a one-replica consumer that no server serves is restored
+ * ({@link restoreConsumer}).
+ * Add alone is idempotent only for an identical configuration.
  */
 export async function ensureConsumer(
   jsm: JetStreamManager,
   stream: string,
   config: Partial<ConsumerConfig> & { durable_name: string },
-): Promise<void> {
+): Promise<EnsuredConsumer> {
   try {
     await jsm.consumers.add(stream, config);
   } catch (e) {
-    if (!(e instanceof JetStreamApiError && e.apiError().err_code === JS_CONSUMER_EXISTS)) throw e;
+    // Only a one-replica consumer: a replicated one that does not answer is electing a leader.
+    const single = config.num_replicas === 1;
+    if (
+      single &&
+      (hasCode(e, JS_CONSUMER_OFFLINE) || (isTimeout(e) && (await unserved(jsm, stream, config))))
+    ) {
+      await restoreConsumer(jsm, stream, config);
+      return 'restored';
+    }
+    if (!hasCode(e, JS_CONSUMER_EXISTS)) throw e;
     await jsm.consumers.update(stream, config.durable_name, config);
   }
+  return 'ensured';
+}
+
+async function unserved(
+  jsm: JetStreamManager,
+  stream: string,
+  config: { durable_name: string },
+): Promise<boolean> {
+  const state = await consumerState(jsm, stream, config.durable_name);
+  return state === 'offline' || state === 'unserved';
+}
+
+/** How long {@link restoreConsumer} waits for a deleted consumer to be gone, in milliseconds. */
+export const RESTORE_DELETE_WAIT_MS = 15_000;
+/** Interval of its checks, in milliseconds. */
+const RESTORE_POLL_MS = 200;
+/** Creates tried by {@link restoreConsumer}: JetStream may place the new one on a dead server. */
+const RESTORE_ATTEMPTS = 3;
+/**
+ * Longest wait for JetStream to answer a question about a consumer, in milliseconds: a served
+ * consumer answers in milliseconds, and one that is not is asked about while a client waits.
+ */
+export const PROBE_TIMEOUT_MS = 2_000;
+
+const TIMED_OUT = Symbol('timed out');
+/** `p`, or {@link TIMED_OUT} when it takes longer than `ms` (`p` still runs; its end is ignored). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<typeof TIMED_OUT>((r) => (timer = setTimeout(() => r(TIMED_OUT), ms)));
+  p.catch(() => undefined);
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Restores a consumer that no server serves (its one server died): deletes it and creates it
+ * again, where a server is up. The meta leader applies the delete but answers it only once it
+ * counts the server as gone, which for a killed server takes minutes: so the answer is not
+ * waited for, and the consumer counts as deleted once its info says it does not exist. Its
+ * position is lost with its server; the client moves the new one to what it last received
+ * (`$JS.API.CONSUMER.RESET`) when it catches up, so nothing is missed.
+ * @throws when the consumer is not gone within {@link RESTORE_DELETE_WAIT_MS}, or is still not
+ *   served after {@link RESTORE_ATTEMPTS} creates
+ */
+export async function restoreConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  const name = config.durable_name;
+  for (let attempt = 1; ; attempt++) {
+    let refused: unknown;
+    jsm.consumers.delete(stream, name).catch((e: unknown) => {
+      // Gone already (another replica restores it too), or applied but not answered.
+      if (!hasCode(e, JS_CONSUMER_NOT_FOUND) && !isTimeout(e)) refused = e;
+    });
+    for (const deadline = Date.now() + RESTORE_DELETE_WAIT_MS; ;) {
+      const state = await consumerState(jsm, stream, name).catch(() => 'unknown' as const);
+      if (state === 'missing') break;
+      if (refused !== undefined) throw refused;
+      if (Date.now() > deadline)
+        throw new Error(`consumer ${stream} > ${name} still ${state} after its delete`);
+      await new Promise((r) => setTimeout(r, RESTORE_POLL_MS));
+    }
+    try {
+      await jsm.consumers.add(stream, config);
+      return;
+    } catch (e) {
+      // Another replica created it first, with the same configuration or an older Torii's.
+      if (hasCode(e, JS_CONSUMER_EXISTS)) return;
+      // Placed on the dead server again: its create is never answered.
+      if (!isTimeout(e) || attempt >= RESTORE_ATTEMPTS) throw e;
+    }
+  }
+}
+
+/**
+ * How JetStream serves a consumer: `ok`; `offline` when it counts the consumer's servers as gone;
+ * `unserved` when the consumer's info is not answered within {@link PROBE_TIMEOUT_MS} while its
+ * stream's is (its one server is dead, and JetStream does not count it gone yet); `missing` when
+ * it does not exist. Other failures (no meta leader, the stream not answering) are thrown.
+ */
+export async function consumerState(
+  jsm: JetStreamManager,
+  stream: string,
+  name: string,
+): Promise<'ok' | 'offline' | 'unserved' | 'missing'> {
+  try {
+    if ((await within(jsm.consumers.info(stream, name), PROBE_TIMEOUT_MS)) !== TIMED_OUT)
+      return 'ok';
+  } catch (e) {
+    if (hasCode(e, JS_CONSUMER_OFFLINE)) return 'offline';
+    if (hasCode(e, JS_CONSUMER_NOT_FOUND)) return 'missing';
+    if (!isTimeout(e)) throw e;
+  }
+  if ((await within(jsm.streams.info(stream), PROBE_TIMEOUT_MS)) === TIMED_OUT)
+    throw new Error(`stream ${stream} does not answer either`);
+  return 'unserved';
 }
 
 /** Ensures the `sysJsWorker` stream. */

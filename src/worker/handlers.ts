@@ -31,7 +31,14 @@ import {
 } from '../core/room-state.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import { blockKey } from '../core/blocks.js';
-import { Bucket } from '../core/subjects.js';
+import {
+  Bucket,
+  DEVICE_ID_RULE,
+  deviceConsumerName,
+  isValidDeviceId,
+  roomStreamName,
+} from '../core/subjects.js';
+import { consumerState, restoreConsumer, userConsumerConfig } from '../core/streams.js';
 import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
 import { decodeJwt } from 'jose';
 
@@ -74,6 +81,11 @@ export interface HandlerDeps {
   livekit: LiveKitSettings | undefined;
   /** Least time between two renewals of one user, in milliseconds. */
   renewIntervalMs: number;
+  /**
+   * The inactive threshold of a restored user consumer, in milliseconds: the callout's
+   * `--consumer-inactive-threshold` (the callout sets it again at the user's next admission).
+   */
+  consumerInactiveThresholdMs: number;
   /** Last sequence of a room's stream (for `snapshotSeq`). */
   roomLastSeq: (roomId: string) => Promise<number>;
   now: () => Date;
@@ -142,6 +154,8 @@ export class Handlers {
       case RequestEvent.Leave:
         await this.markLeaving(ctx.roomId, ctx.userId);
         return { data: {}, broadcasts: [] };
+      case RequestEvent.RestoreConsumer:
+        return { data: await this.restoreConsumer(ctx), broadcasts: [] };
       default:
         throw new HandlerError(AnswerCode.UnknownEvent, `unknown event ${ctx.event}`);
     }
@@ -162,6 +176,35 @@ export class Handlers {
     if (this.members.size > 100_000) this.members.clear();
     this.members.set(key, { member: m, until: now + MEMBER_CACHE_TTL_MS });
     return m.name;
+  }
+
+  /**
+   * Restores the sender's consumer (its own or one of its devices') when no server serves it: its
+   * one server died, and the client can neither catch up from it nor move it. Never
+   * creates one that does not exist: the callout does that at admission, within the device limit.
+   */
+  private async restoreConsumer(
+    ctx: EventContext,
+  ): Promise<{ consumer: string; restored: boolean }> {
+    const deviceId = ctx.data.deviceId;
+    if (deviceId !== undefined && !isValidDeviceId(deviceId))
+      throw new HandlerError(AnswerCode.BadRequest, `deviceId: ${DEVICE_ID_RULE}`);
+    const consumer = deviceConsumerName(ctx.userId, deviceId as string | undefined);
+    const stream = roomStreamName(ctx.roomId);
+    const state = await consumerState(this.d.jsm, stream, consumer);
+    if (state === 'missing')
+      throw new HandlerError(
+        AnswerCode.NotFound,
+        `consumer ${consumer} does not exist: connect again to have it created`,
+      );
+    if (state === 'ok') return { consumer, restored: false };
+    // offline or unserved: its one server died
+    await restoreConsumer(
+      this.d.jsm,
+      stream,
+      userConsumerConfig(ctx.roomId, ctx.userId, this.d.consumerInactiveThresholdMs, consumer),
+    );
+    return { consumer, restored: true };
   }
 
   private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {

@@ -15,7 +15,7 @@ import type { Ops } from '../core/ops.js';
 import { parsePresence, type PresenceRecord } from '../core/presence.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
 import type { Shutdown } from '../core/shutdown.js';
-import { ensureWorkerStream } from '../core/streams.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../core/streams.js';
 import { Bucket, roomStreamName } from '../core/subjects.js';
 import type { TokenSigner } from '../core/tokens.js';
 import { Handlers, type LiveKitSettings } from './handlers.js';
@@ -54,6 +54,11 @@ export interface WorkerConfig {
   presence: PresenceSettings;
   /** How long a kick keeps the user out, in milliseconds. */
   blockTtlMs: number;
+  /**
+   * Inactive threshold of a user consumer the worker restores, in milliseconds; default
+   * {@link DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS}, as the callout's.
+   */
+  consumerInactiveThresholdMs?: number;
   version: string;
 }
 
@@ -119,6 +124,8 @@ export async function runWorker(
     token: c.token,
     livekit: c.livekit,
     renewIntervalMs: RENEW_INTERVAL_MS,
+    consumerInactiveThresholdMs:
+      c.consumerInactiveThresholdMs ?? DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
     roomLastSeq: async (roomId) => (await jsm.streams.info(roomStreamName(roomId))).state.last_seq,
     now: () => new Date(),
   });

@@ -81,6 +81,14 @@ export interface PoolSettings {
 const maxHeld = (s: PoolSettings): number => Math.max(1_000, s.concurrency * HELD_PER_SLOT);
 
 /** The shared durable consumer of the work queue. */
+/**
+ * Lifetime of each pull request, in milliseconds. Pulls pending on a consumer leader that dies
+ * are lost; the client notices from missed heartbeats (half of this, twice) and pulls again from
+ * the new leader, so this bounds the stall after a node is killed (nats.js's default, 30 s,
+ * stalled the pool for 30 s).
+ */
+export const PULL_EXPIRES_MS = 5_000;
+
 export function workerConsumerConfig(s: PoolSettings) {
   return {
     durable_name: WORKER_CONSUMER,
@@ -154,7 +162,10 @@ export class EventPool {
   /** Starts a consume loop on the consumer as it is now, and watches its notices. */
   private async consume(): Promise<void> {
     const consumer: Consumer = await this.js.consumers.get(WORKER_STREAM, WORKER_CONSUMER);
-    const messages = await consumer.consume({ max_messages: this.s.concurrency });
+    const messages = await consumer.consume({
+      max_messages: this.s.concurrency,
+      expires: PULL_EXPIRES_MS,
+    });
     this.messages = messages;
     this.consuming = true;
     const loop = this.run(messages).finally(() => this.loops.delete(loop));
