@@ -117,7 +117,8 @@ export interface CasResult<T> {
 
 /**
  * The one compare-and-set of Torii: reads `key`, lets `decide` say what to write given the value
- * there (undefined when absent, deleted or malformed), and writes it only if no one wrote the key
+ * there (undefined when absent, deleted or malformed) and when it was stored (the server's time;
+ * undefined when absent), and writes it only if no one wrote the key
  * in between, reading again after each conflict. Any other error propagates at once: a JetStream
  * outage is not a conflict and must not be retried into a long stall. `decide` may run several
  * times and must not have effects of its own; act on the returned step instead.
@@ -129,12 +130,13 @@ export async function casUpdate<T>(
   kv: KV,
   key: string,
   parse: (data: unknown) => T | undefined,
-  decide: (current: T | undefined) => CasStep<T>,
+  decide: (current: T | undefined, storedAt: Date | undefined) => CasStep<T>,
 ): Promise<CasResult<T>> {
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const e = await kv.get(key);
-    const current = e?.operation === 'PUT' ? parseEntry(e, parse) : undefined;
-    const step = decide(current);
+    const put = e?.operation === 'PUT' ? e : undefined;
+    const current = put ? parseEntry(put, parse) : undefined;
+    const step = decide(current, put?.created);
     if (step === undefined) return { previous: current, step };
     const revision = e?.revision ?? 0;
     try {

@@ -57,6 +57,12 @@ import {
 export const DEFAULT_PRESENCE_GRACE_MS = 15_000;
 export const DEFAULT_PRESENCE_RESYNC_MS = 30_000;
 export const DEFAULT_CONSUMER_RETENTION_MS = 3_600_000;
+/**
+ * Records of a departed user stored this recently when its cleanup runs are kept, in
+ * milliseconds (at most half the retention period): an admission writes them before the
+ * server's CONNECT event reaches presence, which under load takes seconds.
+ */
+export const RETURN_WINDOW_MS = 30_000;
 /** How often each replica looks for finished grace and retention periods, in milliseconds. */
 const SWEEP_INTERVAL_MS = 500;
 /** How long to wait for CONNZ replies from every server, in milliseconds. */
@@ -396,7 +402,9 @@ export class PresenceTracker {
   /**
    * The retention period of a user who left is over: its consumers, its device list, member
    * record, hand and renewal stamp go, then its presence record, only if it is still the same
-   * departure (a user who came back keeps everything). The presence record goes last, so a
+   * departure (a user who came back keeps everything, and records stored within
+   * {@link RETURN_WINDOW_MS} stay; a consumer deleted under a user coming back is created again,
+   * see the SDK's repair). The presence record goes last, so a
    * replica that dies half way leaves a record that brings the next sweep back here.
    */
   private async cleanUp(roomId: string, userId: string, changedAt: string): Promise<void> {
@@ -413,6 +421,9 @@ export class PresenceTracker {
     const jsm = await jetstreamManager(this.app, { checkAPI: false });
     for (const name of names)
       await jsm.consumers.delete(roomStreamName(roomId), name).catch(() => undefined);
+    // A record stored just now is the user's return in progress: the callout writes it while
+    // admitting, before the server's CONNECT reaches presence.
+    const returningSince = Date.now() - Math.min(RETURN_WINDOW_MS, this.s.consumerRetentionMs / 2);
     for (const k of [
       devicesKey(roomId, userId),
       memberKey(roomId, userId),
@@ -423,7 +434,10 @@ export class PresenceTracker {
         this.roomState,
         k,
         (d) => d,
-        (cur) => (cur === undefined ? undefined : { delete: true }),
+        (cur, storedAt) =>
+          cur !== undefined && storedAt !== undefined && storedAt.getTime() < returningSince
+            ? { delete: true }
+            : undefined,
       );
     const gone = await casUpdate(this.presence, key, parsePresence, (cur) =>
       cur?.state === PresenceState.Left && cur.changedAt === changedAt

@@ -9,6 +9,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { AuthorizationError, headers, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
 import { MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
+import { RequestEvent } from '../../src/core/events.js';
 import { devicesKey } from '../../src/core/room-state.js';
 import { openBucket } from '../../src/core/kv.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
@@ -143,6 +144,36 @@ test(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: the oldest one's con
   );
   const kv = await openBucket(svc, Bucket.RoomState);
   expect((await kv.get(devicesKey(ROOM, 'ren')))?.json()).toEqual(ids.slice(1));
+});
+
+test('REQ_RESTORE_CONSUMER from a client: a served consumer is left as it is, a malformed or unknown device is refused and no consumer is made', async () => {
+  const c = await device('restorer', 'laptop');
+  const stream = ROOM;
+  const before = await jsm.consumers.info(stream, 'restorer~laptop');
+  // Served: nothing to restore, and the consumer is the one it was (same creation time).
+  await expect(c.request(RequestEvent.RestoreConsumer, { deviceId: 'laptop' })).resolves.toEqual({
+    consumer: 'restorer~laptop',
+    restored: false,
+  });
+  expect((await jsm.consumers.info(stream, 'restorer~laptop')).created).toBe(before.created);
+  // Malformed device ids: refused before JetStream is asked.
+  for (const deviceId of ['a.b', '*', '>', 'x'.repeat(33), 7, '']) {
+    await expect(c.request(RequestEvent.RestoreConsumer, { deviceId })).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+    });
+  }
+  // A device the callout never admitted: not found, and nothing created for it.
+  await expect(
+    c.request(RequestEvent.RestoreConsumer, { deviceId: 'never' }),
+  ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  await expect(jsm.consumers.info(stream, 'restorer~never')).rejects.toThrow(/not found/);
+  // Another user's consumer cannot be named: the user comes from the subject.
+  await device('bystander');
+  const other = await jsm.consumers.info(stream, 'bystander');
+  await expect(
+    c.request(RequestEvent.RestoreConsumer, { deviceId: 'bystander' }),
+  ).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  expect((await jsm.consumers.info(stream, 'bystander')).created).toBe(other.created);
 });
 
 test('a connection naming an invalid device is refused, counted as invalid_device', async () => {

@@ -392,3 +392,35 @@ test('a user who left is deleted after the retention period, with its member rec
     worker = await startWorker(server.keys, [server.url]);
   }
 }, 60_000);
+
+test('what an admission writes while the departure is being cleaned up stays: a member record stored just before the cleanup survives it', async () => {
+  const RETENTION_MS = 4_000;
+  await worker.stop();
+  const quick = await startWorker(server.keys, [server.url], {
+    presence: { graceMs: 500, resyncMs: 60_000, consumerRetentionMs: RETENTION_MS },
+  });
+  try {
+    const c = await join('p1', 'returning');
+    await c.close();
+    await waitFor('left', async () => (await presenceOf('p1', 'returning'))?.state === 'left');
+    const left = await presenceOf('p1', 'returning');
+    // Just before the cleanup is due, within the window it takes for a return in progress.
+    const due = Date.parse(left?.changedAt ?? '') + RETENTION_MS;
+    await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now() - 500)));
+    // The callout admits the user again and writes its member record before the server's
+    // CONNECT reaches presence: the cleanup that comes due meanwhile must not take it.
+    const state = await openBucket(svc, Bucket.RoomState);
+    const back = { roomId: 'p1', userId: 'returning', role: 'student', name: 'Back again' };
+    await state.put(memberKey('p1', 'returning'), JSON.stringify(back));
+    await waitFor(
+      'the presence record deleted',
+      async () => !(await presenceOf('p1', 'returning')),
+      { timeoutMs: 15_000 },
+    );
+    const e = await state.get(memberKey('p1', 'returning'));
+    expect(e?.operation === 'PUT' ? e.json() : e?.operation).toEqual(back);
+  } finally {
+    await quick.stop();
+    worker = await startWorker(server.keys, [server.url]);
+  }
+}, 60_000);
