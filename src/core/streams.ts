@@ -236,10 +236,11 @@ export async function restoreConsumer(
 ): Promise<void> {
   const name = config.durable_name;
   for (let attempt = 1; ; attempt++) {
-    let refused: unknown;
+    let refused: Error | undefined;
     jsm.consumers.delete(stream, name).catch((e: unknown) => {
       // Gone already (another replica restores it too), or applied but not answered.
-      if (!hasCode(e, JS_CONSUMER_NOT_FOUND) && !isTimeout(e)) refused = e;
+      if (!hasCode(e, JS_CONSUMER_NOT_FOUND) && !isTimeout(e))
+        refused = e instanceof Error ? e : new Error(String(e));
     });
     for (const deadline = Date.now() + RESTORE_DELETE_WAIT_MS; ;) {
       const state = await consumerState(jsm, stream, name).catch(() => 'unknown' as const);

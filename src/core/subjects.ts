@@ -189,7 +189,7 @@ export const MAX_DEVICE_ID_LENGTH = 32;
 export const DEVICE_ID_RULE = `letters, digits, '_' and '-', at most ${MAX_DEVICE_ID_LENGTH}`;
 
 /** True for a valid device id: an id (DESIGN.md §2) of at most {@link MAX_DEVICE_ID_LENGTH}. */
-export const isValidDeviceId = (id: unknown): id is string =>
+export const isValidDeviceId = (id: unknown): boolean =>
   isValidId(id) && id.length <= MAX_DEVICE_ID_LENGTH;
 
 /** The connection name that names a device (the callout reads it from CONNECT). */

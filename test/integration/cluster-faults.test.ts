@@ -396,7 +396,8 @@ test('(a) the node leading sysJsWorker SIGKILLed with 1,000 events in flight: ea
     }
     expect(wrong).toEqual([]);
     // And so does the room as a client reads it, one whose consumer was restored if any was.
-    const reader = clients.find((c) => stranded.has(c.userId)) ?? (clients[0] as Counted);
+    const reader = clients.find((c) => stranded.has(c.userId)) ?? clients[0];
+    if (!reader) throw new Error('no client');
     const initial = await reader.client.request<{ hands: { userId: string }[] }>(
       RequestEvent.InitialData,
       {},
