@@ -155,6 +155,24 @@ export async function casUpdate<T>(
   throw new CasConflictError(key);
 }
 
+/**
+ * Deletes a key without a trace: its messages up to `revision` are purged from the bucket's
+ * stream and no delete marker is written, so a scan of the bucket never meets it again. A write
+ * after `revision` survives. Only for keys that no cache or subscriber follows: the deletion
+ * publishes nothing.
+ */
+export async function eraseKey(
+  jsm: JetStreamManager,
+  bucket: Bucket,
+  key: string,
+  revision: number,
+): Promise<void> {
+  await jsm.streams.purge(kvStreamName(bucket), {
+    filter: kvSubject(bucket, key),
+    seq: revision + 1,
+  });
+}
+
 function parseEntry<T>(e: KvEntry, parse: (data: unknown) => T | undefined): T | undefined {
   try {
     return parse(e.json());
