@@ -138,6 +138,7 @@ export class AuthCallout {
       jsm,
     );
     callout.consumers.watch(d.appConn);
+    callout.devices.watch(d.appConn);
     callout.watchMembers();
     if (s.inboxPolicy === InboxPolicy.Shared) {
       d.log.warn(
@@ -203,6 +204,7 @@ export class AuthCallout {
   /** Stops taking requests and waits for those in flight. */
   async stop(): Promise<void> {
     this.consumers.unwatch();
+    this.devices.unwatch();
     this.memberSub?.unsubscribe();
     if (this.sub && !this.sub.isClosed()) {
       if (isConnected(this.d.authConn)) await this.sub.drain();

@@ -5,6 +5,7 @@
 import {
   JetStreamApiCodes,
   JetStreamApiError,
+  JetStreamError,
   jetstream,
   jetstreamManager,
   type JetStreamManager,
@@ -154,6 +155,24 @@ export async function casUpdate<T>(
     }
   }
   throw new CasConflictError(key);
+}
+
+/**
+ * Deletes a key without a trace: its messages up to `revision` are purged from the bucket's
+ * stream and no delete marker is written, so a scan of the bucket never meets it again. A write
+ * after `revision` survives. Only for keys that no cache or subscriber follows: the deletion
+ * publishes nothing.
+ */
+export async function eraseKey(
+  jsm: JetStreamManager,
+  bucket: Bucket,
+  key: string,
+  revision: number,
+): Promise<void> {
+  await jsm.streams.purge(kvStreamName(bucket), {
+    filter: kvSubject(bucket, key),
+    seq: revision + 1,
+  });
 }
 
 function parseEntry<T>(e: KvEntry, parse: (data: unknown) => T | undefined): T | undefined {
@@ -354,11 +373,19 @@ export class RoomIndex<T> {
   }
 }
 
+/** Messages one direct batch get of {@link lastValues} asks for. */
+const LAST_VALUES_PAGE = 1_000;
+/** The status with which a direct get that found nothing ends. */
+const STATUS_NOT_FOUND = 404;
+
 /**
- * The last value of every key of `bucket` that matches `filter` (KV wildcards), read in one
- * direct batch get. No consumer is made: `kv.keys()` leaves an ordered consumer behind for
- * minutes, and a read on every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000)
- * within minutes. Deleted keys and values that are not JSON are left out.
+ * The last value of every key of `bucket` that matches `filter` (KV wildcards), read with direct
+ * batch gets, page by page in stream order, so a later message of a key replaces an earlier one.
+ * No consumer is made: `kv.keys()` leaves an ordered consumer behind for minutes, and a read on
+ * every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000) within minutes. Not one
+ * `multi_last` get either: the server refuses it past 1,024 keys ("too many results"), delete
+ * markers included, and a room's hand keys pass that within an hour of 1,024 users raising a
+ * hand (markers stay an hour). Deleted keys and values that are not JSON are left out.
  */
 export async function lastValues(
   jsm: JetStreamManager,
@@ -367,17 +394,39 @@ export async function lastValues(
 ): Promise<Map<string, unknown>> {
   const prefix = kvSubject(bucket, '');
   const out = new Map<string, unknown>();
-  const found = await jsm.direct.getLastMessagesFor(kvStreamName(bucket), {
-    multi_last: [kvSubject(bucket, filter)],
-  });
-  for await (const m of found) {
-    const op = m.header?.get('KV-Operation');
-    if (op === 'DEL' || op === 'PURGE' || m.data.length === 0) continue;
+  for (let seq = 1; ;) {
+    let got = 0;
+    let pending = 0;
     try {
-      out.set(m.subject.slice(prefix.length), m.json());
-    } catch {
-      // not one of ours
+      const page = await jsm.direct.getBatch(kvStreamName(bucket), {
+        seq,
+        batch: LAST_VALUES_PAGE,
+        next_by_subj: kvSubject(bucket, filter),
+      });
+      for await (const m of page) {
+        got++;
+        seq = m.seq + 1;
+        pending = m.pending;
+        const key = m.subject.slice(prefix.length);
+        const op = m.header?.get('KV-Operation');
+        if (op === 'DEL' || op === 'PURGE' || m.data.length === 0) {
+          out.delete(key);
+          continue;
+        }
+        try {
+          out.set(key, m.json());
+        } catch {
+          out.delete(key); // not one of ours
+        }
+      }
+    } catch (e) {
+      // A page that finds nothing (an empty bucket, or nothing after `seq`) ends with a 404.
+      const status = (e as { code?: unknown } | null)?.code;
+      if (!(e instanceof JetStreamError && status === STATUS_NOT_FOUND && got === 0)) throw e;
     }
+    // A page may end early at the server's byte limit; the last message says what is left
+    // (negative: the server did not say, so a full page means there may be more).
+    const more = pending > 0 || (pending < 0 && got === LAST_VALUES_PAGE);
+    if (got === 0 || !more) return out;
   }
-  return out;
 }

@@ -23,7 +23,7 @@ import {
 import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
-import { casUpdate, type KvCache } from '../core/kv.js';
+import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
 import { parseConnz } from './connz.js';
 import type { Logger } from '../core/logger.js';
 import {
@@ -45,6 +45,7 @@ import {
   renewKey,
 } from '../core/room-state.js';
 import {
+  Bucket,
   deviceConsumerName,
   QUEUE_GROUP,
   roomEventsSubject,
@@ -406,6 +407,11 @@ export class PresenceTracker {
    * {@link RETURN_WINDOW_MS} stay; a consumer deleted under a user coming back is created again,
    * see the SDK's repair). The presence record goes last, so a
    * replica that dies half way leaves a record that brings the next sweep back here.
+   *
+   * The hand goes without a delete marker: every `REQ_INITIAL_DATA` reads all of a room's hand
+   * keys, markers included, and nothing follows hands, so a marker (kept an hour) would make each
+   * user who left within the hour cost every join. The other records keep their markers: the
+   * callout follows member records and device lists by the messages their deletion publishes.
    */
   private async cleanUp(roomId: string, userId: string, changedAt: string): Promise<void> {
     const key = presenceKey(roomId, userId);
@@ -427,7 +433,6 @@ export class PresenceTracker {
     for (const k of [
       devicesKey(roomId, userId),
       memberKey(roomId, userId),
-      handKey(roomId, userId),
       renewKey(roomId, userId),
     ])
       await casUpdate(
@@ -439,6 +444,8 @@ export class PresenceTracker {
             ? { delete: true }
             : undefined,
       );
+    const hand = await this.roomState.get(handKey(roomId, userId));
+    if (hand) await eraseKey(jsm, Bucket.RoomState, hand.key, hand.revision);
     const gone = await casUpdate(this.presence, key, parsePresence, (cur) =>
       cur?.state === PresenceState.Left && cur.changedAt === changedAt
         ? { delete: true }

@@ -1,16 +1,18 @@
 /**
  * The callout's caches notice when what they remember is gone (issue 13): a member record deleted
- * behind its back is written again at the next admission, and a consumer deleted with its stream
- * (or alone) is created again, however recently the callout created it.
+ * behind its back is written again at the next admission, a consumer deleted with its stream
+ * (or alone) is created again, however recently the callout created it, and so is a device on a
+ * user's device list (the worker deletes the list after the retention period; the device's
+ * consumer is deleted only when the list names it).
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/core/kv.js';
 import { compileRoom } from '../../src/core/room.js';
-import { memberKey } from '../../src/core/room-state.js';
+import { devicesKey, memberKey } from '../../src/core/room-state.js';
 import { ensureRoomStream } from '../../src/core/streams.js';
-import { Bucket } from '../../src/core/subjects.js';
+import { Bucket, deviceConnectionName } from '../../src/core/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { publishRoom } from '../helpers/room.js';
@@ -36,13 +38,14 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-/** Connects once as `user` and closes: an admission. */
-async function admit(user: string): Promise<void> {
+/** Connects once as `user` (from `deviceId`, if given) and closes: an admission. */
+async function admit(user: string, deviceId?: string): Promise<void> {
   const nc = await connectClient(
     server.url,
     ROOM,
     user,
     await token(server.keys, { room: ROOM, sub: user, role: 'student', name: user.toUpperCase() }),
+    deviceId !== undefined ? { name: deviceConnectionName(deviceId) } : {},
   );
   await nc.close();
 }
@@ -87,5 +90,32 @@ describe('user consumers', () => {
     await jsm.consumers.delete(ROOM, 'taro');
     await admit('taro');
     await expect(jsm.consumers.info(ROOM, 'taro')).resolves.toMatchObject({ name: 'taro' });
+  });
+});
+
+describe('device lists', () => {
+  const devices = async (user: string): Promise<unknown> => {
+    const e = await roomState.get(devicesKey(ROOM, user));
+    return e?.operation === 'PUT' ? e.json() : undefined;
+  };
+  /** Waits until the callout has seen a write it did not make (it follows the keys). */
+  const seen = (): Promise<void> => new Promise((r) => setTimeout(r, 200));
+
+  test('purged (the user was cleaned up after leaving): the next admission lists the device again', async () => {
+    await admit('mei', 'laptop');
+    expect(await devices('mei')).toEqual(['laptop']);
+    await roomState.purge(devicesKey(ROOM, 'mei'));
+    await seen();
+    await admit('mei', 'laptop');
+    expect(await devices('mei')).toEqual(['laptop']);
+  });
+
+  test('rewritten without the device (another replica evicted it): the next admission adds it back', async () => {
+    await admit('sho', 'laptop');
+    await admit('sho', 'phone');
+    await roomState.put(devicesKey(ROOM, 'sho'), JSON.stringify(['phone']));
+    await seen();
+    await admit('sho', 'laptop');
+    expect(await devices('sho')).toEqual(['phone', 'laptop']);
   });
 });

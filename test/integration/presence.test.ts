@@ -2,6 +2,7 @@
  * Presence from the server's connection events: joins and leaves, the grace period after a
  * dropped connection, two tabs, reconnects, kicks and room deletion (worker grace period 2 s).
  */
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient } from '../../src/client/index.js';
 import { type RoomMessage } from '../../src/client/index.js';
@@ -9,7 +10,7 @@ import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import { handKey, memberKey } from '../../src/core/room-state.js';
-import { Bucket, Sys } from '../../src/core/subjects.js';
+import { Bucket, kvStreamName, kvSubject, Sys } from '../../src/core/subjects.js';
 import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
@@ -383,6 +384,14 @@ test('a user who left is deleted after the retention period, with its member rec
       },
     );
     for (const k of keys) expect((await state.get(k))?.operation ?? 'none').not.toBe('PUT');
+    // The hand leaves no delete marker: every REQ_INITIAL_DATA reads all hand keys of the room,
+    // and a marker stays an hour (before: one message left under the key).
+    const jsm = await jetstreamManager(svc);
+    const handSubject = kvSubject(Bucket.RoomState, handKey('p1', 'departed'));
+    const info = await jsm.streams.info(kvStreamName(Bucket.RoomState), {
+      subjects_filter: handSubject,
+    });
+    expect(info.state.subjects ?? {}).toEqual({});
     const presence = await openBucket(svc, Bucket.Presence);
     const listed: string[] = [];
     for await (const k of await presence.keys('p1.departed')) listed.push(k);
