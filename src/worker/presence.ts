@@ -445,7 +445,8 @@ export class PresenceTracker {
             : undefined,
       );
     const hand = await this.roomState.get(handKey(roomId, userId));
-    if (hand) await eraseKey(jsm, Bucket.RoomState, hand.key, hand.revision);
+    if (hand && hand.created.getTime() < returningSince)
+      await eraseKey(jsm, Bucket.RoomState, hand.key, hand.revision);
     const gone = await casUpdate(this.presence, key, parsePresence, (cur) =>
       cur?.state === PresenceState.Left && cur.changedAt === changedAt
         ? { delete: true }
