@@ -428,6 +428,7 @@ describe('torii dev', () => {
       await nc.close();
       // and the workers answer room events
       const client = await RoomClient.connect({
+        connect,
         servers: url,
         token,
         roomId: 'demo',
