@@ -48,6 +48,8 @@ async function toriiDev(): Promise<{ bannerMs: number; joinMs: number; stopMs: n
         String(ws),
         '--http-port',
         String(ops),
+        '--web-port',
+        '0',
       ],
       {
         cwd: tempDir('bench-dev'),

@@ -390,6 +390,8 @@ describe('torii dev', () => {
         String(wsPort),
         '--http-port',
         String(opsPort),
+        '--web-port',
+        String(await freePort()),
       ],
       { cwd },
     );
