@@ -7,6 +7,7 @@
  * it speaks is docs/protocol.md.
  */
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../core/events.js';
 import { whiteboardSubject } from '../core/subjects.js';
@@ -107,7 +108,14 @@ export type ClassroomEvent =
   | { type: 'whiteboard'; stroke: WhiteboardStroke }
   | { type: 'live'; from: string; data: unknown }
   | { type: 'room-updated'; data: unknown }
+  | { type: 'session-ended'; data: unknown }
   | { type: 'connection'; state: ConnectionState };
+
+/**
+ * Refusals in a row, with no connection between, that make a kick: one alone may be a callout
+ * that did not answer in time (a replica restarting), which the next try survives.
+ */
+export const REFUSALS_FOR_KICK = 2;
 
 /** Most points a stroke may carry (a whiteboard message stays far below the payload limit). */
 export const MAX_STROKE_POINTS = 500;
@@ -157,9 +165,7 @@ export class Classroom {
   readonly userId: string;
   /** The snapshot this classroom started from. */
   readonly initial: InitialData;
-  private readonly members = new Map<string, Participant>();
-  private queue: Hand[] = [];
-  private readonly history: (ChatMessage | WhiteboardStroke)[] = [];
+  private readonly room: RoomState;
   private readonly listeners = new Set<(e: ClassroomEvent) => void>();
   private stateNow: ConnectionState = ConnectionState.Connected;
   private readonly js: JetStreamClient;
@@ -173,8 +179,7 @@ export class Classroom {
     this.userId = ids.userId;
     this.initial = initial;
     this.js = jetstream(client.nc);
-    for (const p of initial.participants) this.members.set(p.userId, p);
-    this.queue = [...initial.hands].sort(byRaisedAt);
+    this.room = new RoomState(initial);
   }
 
   /**
@@ -213,17 +218,17 @@ export class Classroom {
 
   /** Who is in the room, in the order they joined. */
   get participants(): Participant[] {
-    return [...this.members.values()].sort((a, b) => a.since.localeCompare(b.since));
+    return [...this.room.members.values()].sort((a, b) => a.since.localeCompare(b.since));
   }
 
   /** Raised hands, first raised first. */
   get hands(): Hand[] {
-    return [...this.queue];
+    return [...this.room.queue];
   }
 
   /** Chat messages and strokes received so far, in stream order. */
   get received(): readonly (ChatMessage | WhiteboardStroke)[] {
-    return this.history;
+    return this.room.history;
   }
 
   get permissions(): Permissions {
@@ -270,6 +275,13 @@ export class Classroom {
     await this.client.close();
   }
 
+  private receive(m: RoomMessage): void {
+    for (const e of this.room.receive(m)) {
+      this.emit(e);
+      if (e.type === 'session-ended') this.setState(ConnectionState.Ended);
+    }
+  }
+
   private emit(e: ClassroomEvent): void {
     for (const l of this.listeners) l(e);
   }
@@ -283,24 +295,59 @@ export class Classroom {
   }
 
   /**
-   * Maps the transport's status to what the user sees. A refusal while reconnecting is an expired
-   * token when the current one has expired, otherwise a kick (the callout refuses a blocked user
-   * and a room that is gone; the end of a session is told by `EVT_SESSION_ENDED` before that).
+   * Maps the transport's status to what the user sees. The server ending a connection whose JWT
+   * expired is routine when the token was renewed meanwhile (the reconnect presents the new one),
+   * and an expiry only when the current token has expired too. Refused reconnects
+   * ({@link REFUSALS_FOR_KICK} in a row) mean the user was kicked (blocked), or the room is gone
+   * (the end of a session is told by `EVT_SESSION_ENDED` before that).
    */
   private async watch(): Promise<void> {
+    let refusals = 0;
+    const expired = (): boolean => {
+      const exp = tokenIdentity(this.client.currentToken).exp;
+      return exp !== undefined && exp * 1000 <= Date.now();
+    };
     for await (const s of this.client.nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnecting')
         this.setState(ConnectionState.Reconnecting);
-      else if (s.type === 'reconnect') this.setState(ConnectionState.Connected);
-      else if (s.type === 'error' && /authori[sz]ation|authentication/i.test(String(s.error))) {
-        const exp = tokenIdentity(this.client.currentToken).exp;
-        const expired = exp !== undefined && exp * 1000 <= Date.now();
-        this.setState(expired ? ConnectionState.Expired : ConnectionState.Kicked);
+      else if (s.type === 'reconnect') {
+        refusals = 0;
+        this.setState(ConnectionState.Connected);
+      } else if (s.type === 'error' && s.error instanceof UserAuthenticationExpiredError) {
+        if (expired()) this.setState(ConnectionState.Expired);
+      } else if (s.type === 'error' && s.error instanceof AuthorizationError) {
+        if (expired()) this.setState(ConnectionState.Expired);
+        else if (++refusals >= REFUSALS_FOR_KICK) this.setState(ConnectionState.Kicked);
       }
     }
   }
+}
 
-  private receive(m: RoomMessage): void {
+/**
+ * The room's state as a client keeps it: the snapshot of `REQ_INITIAL_DATA`, then every
+ * broadcast above its `snapshotSeq` (those at or below it are already in the snapshot), and the
+ * chat and whiteboard history. Pure: it only turns messages into state and events.
+ */
+export class RoomState {
+  readonly snapshotSeq: number;
+  readonly members = new Map<string, Participant>();
+  queue: Hand[];
+  readonly history: (ChatMessage | WhiteboardStroke)[] = [];
+
+  constructor(initial: InitialData) {
+    this.snapshotSeq = initial.snapshotSeq;
+    for (const p of initial.participants) this.members.set(p.userId, p);
+    this.queue = [...initial.hands].sort(byRaisedAt);
+  }
+
+  /** Applies what arrived; returns what changed, for listeners. */
+  receive(m: RoomMessage): ClassroomEvent[] {
+    const out: ClassroomEvent[] = [];
+    this.take(m, (e) => out.push(e));
+    return out;
+  }
+
+  private take(m: RoomMessage, emit: (e: ClassroomEvent) => void): void {
     if (m.kind === 'chat' && m.from) {
       const b = m.body as { text?: unknown; at?: unknown };
       if (typeof b?.text !== 'string') return;
@@ -311,19 +358,22 @@ export class Classroom {
         seq: m.seq,
       };
       this.history.push(message);
-      this.emit({ type: 'chat', message });
+      emit({ type: 'chat', message });
     } else if (m.kind === 'whiteboard' && m.from) {
       if (!isStroke(m.body)) return;
       const stroke: WhiteboardStroke = { ...m.body, from: m.from, seq: m.seq };
       this.history.push(stroke);
-      this.emit({ type: 'whiteboard', stroke });
-    } else if (m.kind === 'event' && m.seq > this.initial.snapshotSeq) {
+      emit({ type: 'whiteboard', stroke });
+    } else if (m.kind === 'event' && m.seq > this.snapshotSeq) {
       // At or below snapshotSeq the snapshot already holds the broadcast's effect.
-      this.apply(m.body as BroadcastMessage<Record<string, unknown>>);
+      this.apply(m.body as BroadcastMessage<Record<string, unknown>>, emit);
     }
   }
 
-  private apply(b: BroadcastMessage<Record<string, unknown>>): void {
+  private apply(
+    b: BroadcastMessage<Record<string, unknown>>,
+    emit: (e: ClassroomEvent) => void,
+  ): void {
     const d = b.data ?? {};
     const userId = typeof d['userId'] === 'string' ? d['userId'] : undefined;
     switch (b.event) {
@@ -336,13 +386,13 @@ export class Classroom {
           since: typeof d['since'] === 'string' ? d['since'] : b.at,
         };
         this.members.set(userId, p);
-        this.emit({ type: 'participant-joined', participant: p });
+        emit({ type: 'participant-joined', participant: p });
         return;
       }
       case Broadcast.ParticipantLeft:
         if (!userId) return;
         this.members.delete(userId);
-        this.emit({ type: 'participant-left', userId });
+        emit({ type: 'participant-left', userId });
         return;
       case Broadcast.HandRaised: {
         if (!userId) return;
@@ -352,23 +402,23 @@ export class Classroom {
           ...(typeof d['note'] === 'string' && d['note'] ? { note: d['note'] } : {}),
         };
         this.queue = [...this.queue.filter((h) => h.userId !== userId), hand].sort(byRaisedAt);
-        this.emit({ type: 'hand-raised', hand });
+        emit({ type: 'hand-raised', hand });
         return;
       }
       case Broadcast.HandLowered:
         if (!userId) return;
         this.queue = this.queue.filter((h) => h.userId !== userId);
-        this.emit({
+        emit({
           type: 'hand-lowered',
           userId,
           by: typeof d['by'] === 'string' ? d['by'] : userId,
         });
         return;
       case Broadcast.RoomUpdated:
-        this.emit({ type: 'room-updated', data: d });
+        emit({ type: 'room-updated', data: d });
         return;
       case Broadcast.SessionEnded:
-        this.setState(ConnectionState.Ended);
+        emit({ type: 'session-ended', data: d });
         return;
       default:
         return; // a broadcast of a newer server: nothing to apply

@@ -199,6 +199,7 @@ class ClassroomPage {
         return;
       }
       case 'room-updated':
+      case 'session-ended': // the connection event that follows tells it
         return;
     }
   }

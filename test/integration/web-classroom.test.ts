@@ -16,13 +16,16 @@ import { ServiceUser } from '../../src/core/natsconf.js';
 import { ServiceSubject } from '../../src/core/subjects.js';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
 import { launchChromium, openPage, screenshot } from '../helpers/browser.js';
-import { toriiSpawn } from '../helpers/cli.js';
+import { torii, toriiSpawn } from '../helpers/cli.js';
 import { freePort, processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
 
 /** Long enough for a join over a loaded machine; every wait polls. */
 const UI_TIMEOUT_MS = 15_000;
 const USERS = ['sensei', 'hana', 'kenji'] as const;
-type User = (typeof USERS)[number];
+/** A student who joins later with a short-lived token. */
+type User = (typeof USERS)[number] | 'aiko';
+/** Shortest token `torii token` mints: the page must renew it on its own to stay. */
+const SHORT_TTL = '10s';
 
 describe('the classroom page in Chromium against torii dev', () => {
   const stateDir = tempDir('web-classroom');
@@ -245,6 +248,53 @@ describe('the classroom page in Chromium against torii dev', () => {
     for (const u of USERS) await screenshot(page(u), `web-classroom-${u}`);
   });
 
+  test("a page renews its token with no user action and stays past the first one's expiry", async () => {
+    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    const t = torii([
+      'token',
+      '--room',
+      'demo',
+      '--user',
+      'aiko',
+      '--role',
+      'student',
+      '--ttl',
+      SHORT_TTL,
+      '--keys-dir',
+      path.join(stateDir, 'keys'),
+    ]);
+    expect(t.status).toBe(0);
+    const token = t.stdout.trim();
+    links.set('aiko', `${web}#token=${token}`);
+    await open('aiko');
+    await until(
+      'aiko',
+      'connected',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    const exp = (
+      JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
+    ).exp;
+    // The server closes the connection at the first token's expiry; the page must be back with
+    // the renewed one, with no one touching it.
+    await waitFor('the first token expired', () => Date.now() > exp * 1000 + 2_000, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    await until(
+      'aiko',
+      'connected after the expiry',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    await byTestId('aiko', 'chat-input').fill('still here');
+    await byTestId('aiko', 'chat-send').click();
+    await until(
+      'sensei',
+      'aiko chat after the expiry',
+      `[...document.querySelectorAll('[data-testid=chat-log] li[data-from=aiko]')].some(e => e.textContent.includes('still here'))`,
+    );
+  });
+
   test("a kicked student's page says so and cannot rejoin", async () => {
     const password = readFileSync(
       path.join(stateDir, 'keys', KeyFile.ServicePassword),
@@ -275,7 +325,7 @@ describe('the classroom page in Chromium against torii dev', () => {
     );
     expect(await byTestId('kenji', 'chat-log').locator('li').count()).toBe(0);
     // the others stay in class
-    for (const u of ['sensei', 'hana'] as const)
+    for (const u of ['sensei', 'hana', 'aiko'] as const)
       expect(await byTestId(u, 'status').getAttribute('data-state')).toBe('connected');
   });
 
@@ -289,6 +339,7 @@ describe('the classroom page in Chromium against torii dev', () => {
       );
     for (const u of USERS) await screenshot(page(u), `web-classroom-${u}-ended`);
     expect(await byTestId('sensei', 'chat-input').isDisabled()).toBe(true);
-    for (const u of USERS) expect({ [u]: errors.get(u) }).toEqual({ [u]: [] });
+    for (const u of [...USERS, 'aiko'] as const)
+      expect({ [u]: errors.get(u) }).toEqual({ [u]: [] });
   });
 });
