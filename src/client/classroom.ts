@@ -121,7 +121,7 @@ export const REFUSALS_FOR_KICK = 2;
 export const MAX_STROKE_POINTS = 500;
 
 /** Options of {@link Classroom.join}: those of {@link RoomClient.connect} without the ids. */
-export type ClassroomOptions = Omit<RoomClientOptions, 'roomId' | 'userId'> & {
+export type ClassroomOptions = Omit<RoomClientOptions, 'roomId' | 'userId' | 'listener'> & {
   /** Read from the token's `room` and `sub` claims when not given. */
   roomId?: string;
   userId?: string;
@@ -191,15 +191,17 @@ export class Classroom {
   static async join(o: ClassroomOptions & { replay?: boolean }): Promise<Classroom> {
     const ids = { ...tokenIdentity(o.token), ...pick(o) };
     const { replay, ...rest } = o;
+    // Until the initial data is in, what arrives waits here (the history, however long, too).
+    const early: RoomMessage[] = [];
+    let deliver: (m: RoomMessage) => void = (m) => early.push(m);
     const client = await RoomClient.connect({
       ...rest,
       roomId: ids.roomId,
       userId: ids.userId,
       // 0: everything the room stream still holds (a page keeps no history of its own).
       ...(replay !== false && o.resumeAfter === undefined ? { resumeAfter: 0 } : {}),
+      listener: (m) => deliver(m),
     });
-    const early: RoomMessage[] = [];
-    const stopEarly = client.on((m) => early.push(m));
     let initial: InitialData;
     try {
       initial = await client.request<InitialData>(RequestEvent.InitialData);
@@ -207,10 +209,9 @@ export class Classroom {
       await client.close({ leave: false });
       throw e;
     }
-    stopEarly();
     const room = new Classroom(client, initial, ids);
     for (const m of early) room.receive(m);
-    client.on((m) => room.receive(m));
+    deliver = (m) => room.receive(m);
     client.onLive((m: LiveMessage) => room.emit({ type: 'live', from: m.from, data: m.data }));
     void room.watch();
     return room;

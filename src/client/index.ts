@@ -147,6 +147,11 @@ export interface RoomClientOptions {
    * last acked.
    */
   resumeAfter?: number;
+  /**
+   * A listener from the first message on, the whole catch-up included (`on` keeps at most 1,000
+   * messages for a listener that comes after `connect`): for replaying a long history.
+   */
+  listener?: (m: RoomMessage) => void;
 }
 
 export type { LiveMessage } from './live.js';
@@ -231,6 +236,7 @@ export class RoomClient {
       client.token = t;
       client.role = roleOf(t);
     };
+    if (o.listener) client.on(o.listener);
     client.subscribeLive();
     client.subscribeRoom();
     await client.catchUp();
