@@ -18,18 +18,23 @@ $(NODE_MODULES_STAMP): package.json package-lock.json
 deps: $(NODE_MODULES_STAMP) ## install npm packages
 
 .PHONY: tools
-tools: ## install nats-server, nats, etcd, kube-apiserver, kubectl, helm into ~/.cache/torii
+tools: ## install nats-server, nats, etcd, kube-apiserver, kubectl, helm into ~/.cache/torii; chromium (apt)
 	scripts/install-tools.sh
 
 # Compiled only when a source changed: tests that run `make dev` must not rewrite dist/ under
 # other tests that are running from it.
 BUILD_STAMP := dist/.built
-$(BUILD_STAMP): $(NODE_MODULES_STAMP) $(shell find src -name '*.ts') tsconfig.json tsconfig.build.json package.json
+$(BUILD_STAMP): $(NODE_MODULES_STAMP) $(shell find src -name '*.ts') $(wildcard src/web/*) scripts/build-web.ts tsconfig.json tsconfig.build.json package.json
 	npm run --silent build
+	npm run --silent build:web
 	@touch $@
 
 .PHONY: build
-build: deps $(BUILD_STAMP) ## compile TypeScript into dist/
+build: deps $(BUILD_STAMP) ## compile TypeScript into dist/ and the classroom page into dist/web/
+
+.PHONY: web
+web: deps ## build the classroom page into dist/web/ (servable by any static host)
+	npm run --silent build:web
 
 .PHONY: dev
 dev: build ## run Torii on this machine (local nats-server with auth callout); Ctrl-C stops it

@@ -6,6 +6,7 @@
  *
  *   npx tsx bench/dev-startup.ts [--runs 5]
  */
+import { connect as nodeConnect } from '@nats-io/transport-node';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,6 +48,8 @@ async function toriiDev(): Promise<{ bannerMs: number; joinMs: number; stopMs: n
         String(ws),
         '--http-port',
         String(ops),
+        '--web-port',
+        '0',
       ],
       {
         cwd: tempDir('bench-dev'),
@@ -65,6 +68,7 @@ async function toriiDev(): Promise<{ bannerMs: number; joinMs: number; stopMs: n
   const bannerMs = nowMs() - t0;
   const token = /student hana:\s+(\S+)/.exec(out)?.[1] ?? '';
   const client = await RoomClient.connect({
+    connect: nodeConnect,
     servers: `nats://127.0.0.1:${port}`,
     token,
     roomId: 'demo',

@@ -6,6 +6,7 @@
  *
  *   npx tsx bench/room-events.ts [--events 4000] [--clients 20] [--window 10] [--rate 1000]
  */
+import { connect as nodeConnect } from '@nats-io/transport-node';
 import { parseArgs } from 'node:util';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream';
 import { RoomClient } from '../src/client/index.js';
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
   const clients = await Promise.all(
     Array.from({ length: K }, async (_, i) =>
       RoomClient.connect({
+        connect: nodeConnect,
         servers: server.url,
         roomId: 'bench',
         userId: `u${i}`,

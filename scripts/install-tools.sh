@@ -3,7 +3,7 @@
 # repo (default ~/.cache/torii/tools) and links them into .tools/bin. Versions: scripts/tools.env.
 #
 #   scripts/install-tools.sh            # everything
-#   scripts/install-tools.sh nats etcd  # only some: nats-server natscli helm kube etcd
+#   scripts/install-tools.sh nats etcd  # only some: nats-server natscli helm kube etcd chromium
 #
 # A tool that cannot be had stops the script with the exact command that failed.
 set -euo pipefail
@@ -100,8 +100,33 @@ install_etcd() {
   link etcd "$dest/etcd"
 }
 
+# Chromium is a system package (it needs the system's shared libraries, so it cannot live in the
+# cache like the static Go binaries): installed with apt-get when missing, linked as
+# .tools/bin/chromium either way.
+install_chromium() {
+  local exe
+  exe="$(command -v chromium || true)"
+  if [[ -z "$exe" ]]; then
+    command -v apt-get >/dev/null || die "chromium: apt-get is required to install Debian's $CHROMIUM_PACKAGE"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
+    log "installing $CHROMIUM_PACKAGE with apt-get (once)"
+    # A machine that never ran apt-get update has no package lists yet.
+    if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$CHROMIUM_PACKAGE" >/dev/null; then
+      run "${sudo[@]}" apt-get update -qq
+      run env DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$CHROMIUM_PACKAGE"
+    fi
+    exe="$(command -v chromium)" || die "chromium: not on PATH after installing $CHROMIUM_PACKAGE"
+  fi
+  local major
+  major="$("$exe" --version | sed -n 's/^Chromium \([0-9]*\)\..*/\1/p')"
+  [[ -n "$major" && "$major" -ge "$CHROMIUM_MIN_MAJOR" ]] ||
+    die "chromium: $("$exe" --version) is older than $CHROMIUM_MIN_MAJOR (the pinned playwright-core needs it)"
+  link chromium "$exe"
+}
+
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(nats-server natscli etcd kube helm)
+[[ ${#want[@]} -gt 0 ]] || want=(nats-server natscli etcd kube helm chromium)
 for t in "${want[@]}"; do
   case "$t" in
     nats-server|nats) install_nats_server ;;
@@ -109,7 +134,8 @@ for t in "${want[@]}"; do
     helm) install_helm ;;
     kube|kube-apiserver|kubectl) install_kube ;;
     etcd) install_etcd ;;
-    *) die "unknown tool '$t' (known: nats-server natscli etcd kube helm)" ;;
+    chromium) install_chromium ;;
+    *) die "unknown tool '$t' (known: nats-server natscli etcd kube helm chromium)" ;;
   esac
 done
 log "tools ready in $bin"

@@ -24,6 +24,7 @@ const servers = env('SENDER_SERVERS');
 const roomId = env('SENDER_ROOM');
 
 const teacher = await RoomClient.connect({
+  connect,
   servers,
   roomId,
   userId: 'teacher',

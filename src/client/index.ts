@@ -1,20 +1,21 @@
 /**
- * A small client for Torii rooms (used by the integration tests and the examples; written against
- * the transport-neutral `NatsConnection`, so a browser can pass a `@nats-io/nats.ws` connect).
- * It connects with the room token and the private inbox prefix (and a device id, if given),
+ * The Torii room SDK (`torii/client`), for browsers, mobile web views and Node alike: it imports
+ * no Node built-in and no transport, so the caller hands it a connect function (`wsconnect` from
+ * `@nats-io/nats-core` in a browser, `connect` from `@nats-io/transport-node` in Node). It
+ * connects with the room token and the private inbox prefix (and a device id, if given),
  * receives the room (answers, broadcasts, chat, whiteboard) from the room stream's republished
  * copies, catches up from its consumer at connect and after each reconnect, and hands each
  * message to the application once, in stream order. It sends events and awaits their answers by
- * id, and renews the token before it expires so that reconnects keep working.
+ * id, and renews the token before it expires so that reconnects keep working. The wire protocol
+ * it speaks is docs/protocol.md.
  */
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import {
-  connect as nodeConnect,
   PermissionViolationError,
   tokenAuthenticator,
   type ConnectionOptions,
   type NatsConnection,
-} from '@nats-io/transport-node';
+} from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
 import { parseRepublished, received } from './republished.js';
@@ -122,8 +123,12 @@ export interface RoomClientOptions {
   token: string;
   roomId: string;
   userId: string;
-  /** A connect function (nats.ws in a browser); the Node transport by default. */
-  connect?: (opts: ConnectionOptions) => Promise<NatsConnection>;
+  /**
+   * The transport's connect function: `wsconnect` from `@nats-io/nats-core` in a browser (with
+   * `ws://` or `wss://` servers), `connect` from `@nats-io/transport-node` in Node. Required, so
+   * that no transport (and nothing Node-only) is in the SDK's import graph.
+   */
+  connect: (opts: ConnectionOptions) => Promise<NatsConnection>;
   /** Renew the token automatically; default true. */
   autoRenew?: boolean;
   renewBeforeMs?: number;
@@ -137,13 +142,20 @@ export interface RoomClientOptions {
   deviceId?: string;
   /**
    * The last stream sequence this device handed to the application before (a restart): catch-up
-   * starts after it, so nothing arrives twice. Without one, catch-up starts where the device's
-   * consumer was last acked.
+   * starts after it, so nothing arrives twice; 0 replays everything the room stream holds (a
+   * page that keeps no history). Without one, catch-up starts where the device's consumer was
+   * last acked.
    */
   resumeAfter?: number;
+  /**
+   * A listener from the first message on, the whole catch-up included (`on` keeps at most 1,000
+   * messages for a listener that comes after `connect`): for replaying a long history.
+   */
+  listener?: (m: RoomMessage) => void;
 }
 
 export type { LiveMessage } from './live.js';
+export * from './classroom.js';
 
 /**
  * The role a room token grants: events go to that role's subject, the only one the callout lets
@@ -204,7 +216,7 @@ export class RoomClient {
       throw new RoomRequestError('BAD_REQUEST', `deviceId: ${DEVICE_ID_RULE}`);
     roleOf(o.token); // before connecting: a token without a role could send no event
     const holder = { current: o.token };
-    const nc = await (o.connect ?? nodeConnect)({
+    const nc = await o.connect({
       servers: o.servers,
       inboxPrefix: userInboxPrefix(o.roomId, o.userId),
       // The server closes the connection when the NATS JWT expires; the reconnect presents
@@ -224,6 +236,7 @@ export class RoomClient {
       client.token = t;
       client.role = roleOf(t);
     };
+    if (o.listener) client.on(o.listener);
     client.subscribeLive();
     client.subscribeRoom();
     await client.catchUp();
@@ -377,7 +390,9 @@ export class RoomClient {
   private async pullMissed(): Promise<void> {
     const { roomId } = this.o;
     const name = this.consumerName;
-    const body = this.lastSeq > 0 ? JSON.stringify({ seq: this.lastSeq + 1 }) : '';
+    // resumeAfter 0: from the start of what the stream holds (a page that keeps no history).
+    const fromSeq = this.lastSeq > 0 || this.o.resumeAfter === 0 ? this.lastSeq + 1 : undefined;
+    const body = fromSeq !== undefined ? JSON.stringify({ seq: fromSeq }) : '';
     const reset = (
       await this.nc.request(JsApi.consumerReset(roomId, name), body, {
         timeout: CATCH_UP_TIMEOUT_MS,

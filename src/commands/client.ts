@@ -4,6 +4,7 @@
  * plain text is chat, `/raise`, `/lower`, `/who`, `/media`, `/leave`. End of input leaves the room.
  * It is both the example of how a client uses Torii and the client the end-to-end test drives.
  */
+import { connect as nodeConnect } from '@nats-io/transport-node';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { decodeJwt } from 'jose';
@@ -171,6 +172,7 @@ export function registerClient(program: Command): void {
     let client: RoomClient;
     try {
       client = await RoomClient.connect({
+        connect: nodeConnect,
         servers: f.natsUrl,
         token: f.token,
         roomId: id.roomId,

@@ -2,8 +2,9 @@
  * `torii dev`: the embedded default. One process runs a local nats-server configured for Torii
  * (auth callout, JetStream, websocket), the controller fed by a folder of Room YAML files, and the
  * auth callout; keys and data live in a state folder so that `torii token` run in the same folder
- * mints tokens dev accepts, and the workers (events, endpoints, presence). Ctrl-C stops everything,
- * in reverse order.
+ * mints tokens dev accepts, and the workers (events, endpoints, presence). It also serves the
+ * classroom page (`dist/web`, built by `make web`) on `--web-port`, and prints its links. Ctrl-C
+ * stops everything, in reverse order.
  */
 import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
@@ -23,6 +24,13 @@ import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
 import { Shutdown } from '../core/shutdown.js';
 import { PROJECT_ROOT } from '../core/tools.js';
 import { loadTokenSigner, mintRoomToken } from '../core/tokens.js';
+import {
+  DEFAULT_WEB_PORT,
+  hasWebBuild,
+  startWebServer,
+  WEB_DIST_DIR,
+  type WebServer,
+} from '../core/web-server.js';
 import { runAuthCallout } from '../auth/index.js';
 import { runController } from '../controller/index.js';
 import { runWorker } from '../worker/index.js';
@@ -39,6 +47,7 @@ interface DevFlags {
   natsMonitorPort: number;
   websocketPort: number;
   httpPort: number;
+  webPort: number;
   logLevel: LogLevel;
 }
 
@@ -98,6 +107,13 @@ export function registerDev(program: Command): void {
         default: DEFAULT_OPS_PORT,
         parse: portParser(true),
       }),
+    )
+    .addOption(
+      opt<number>(
+        '--web-port <port>',
+        'port of the classroom page (dist/web, `make web`); 0 disables; needs the websocket',
+        { default: DEFAULT_WEB_PORT, parse: portParser(true) },
+      ),
     );
   addLogLevel(cmd).action(async (f: DevFlags) => {
     if (f.host !== '127.0.0.1' && f.host !== 'localhost' && f.host !== '::1') {
@@ -184,17 +200,55 @@ export function registerDev(program: Command): void {
       ops,
       shutdown,
     );
+    const web = await serveClassroom(f, server, log);
+    if (web) shutdown.add('web', () => web.close());
     ops.markStarted();
-    await printBanner(f, server, keysDir);
+    await printBanner(f, server, keysDir, web);
   });
   examples(cmd, [
     'torii dev',
-    'torii dev --rooms-dir ./my-rooms --port 4333 --websocket-port 0',
+    'torii dev --rooms-dir ./my-rooms --port 4333 --websocket-port 0 --web-port 0',
     'TORII_STATE_DIR=/tmp/torii torii dev --log-level debug',
   ]);
 }
 
-async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: string): Promise<void> {
+/**
+ * Serves the classroom page when a web port is set and the page was built; its `config.json`
+ * points the page at this server's websocket. Undefined when off (or nothing to serve).
+ */
+async function serveClassroom(
+  f: DevFlags,
+  server: NatsServerProcess,
+  log: ReturnType<typeof createLogger>,
+): Promise<WebServer | undefined> {
+  if (f.webPort === 0) return undefined;
+  const websocket = server.ports.websocket?.[0];
+  if (!websocket) {
+    log.warn(
+      'no classroom page: it connects over the websocket, which --websocket-port 0 turns off',
+    );
+    return undefined;
+  }
+  if (!(await hasWebBuild())) {
+    log.warn({ dir: WEB_DIST_DIR }, "no classroom page: it is not built (run 'make web')");
+    return undefined;
+  }
+  const web = await startWebServer({
+    dir: WEB_DIST_DIR,
+    host: f.host,
+    port: f.webPort,
+    generated: { '/config.json': JSON.stringify({ servers: [websocket] }) },
+  });
+  log.info({ url: web.url }, 'classroom page ready');
+  return web;
+}
+
+async function printBanner(
+  f: DevFlags,
+  server: NatsServerProcess,
+  keysDir: string,
+  web: WebServer | undefined,
+): Promise<void> {
   const signer = await loadTokenSigner(keysDir);
   const mint = (user: string, role: string, name: string): Promise<string> =>
     mintRoomToken(
@@ -206,6 +260,10 @@ async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: stri
   const urlFlag = server.port === DEFAULT_NATS_PORT ? '' : ` --nats-url ${server.url}`;
   const torii = cliInvocation();
   const teacher = await mint('sensei', 'teacher', 'Tanaka Sensei');
+  const hana = await mint('hana', 'student', 'Hana');
+  const kenji = await mint('kenji', 'student', 'Kenji');
+  // The token travels in the fragment (#), which browsers never send to a server.
+  const page = (token: string): string => `${web?.url ?? ''}#token=${token}`;
   const lines = [
     '',
     'Torii dev is running. Ctrl-C stops it.',
@@ -214,14 +272,24 @@ async function printBanner(f: DevFlags, server: NatsServerProcess, keysDir: stri
     ...(server.ports.websocket?.[0] ? [`  WebSocket   ${server.ports.websocket[0]}`] : []),
     ...(server.ports.monitoring?.[0] ? [`  Monitoring  ${server.ports.monitoring[0]}`] : []),
     ...(f.httpPort ? [`  Ops         http://${f.host}:${f.httpPort}/readyz  /metrics`] : []),
+    ...(web ? [`  Classroom   ${web.url} (the links below carry the tokens)`] : []),
     `  Rooms       ${path.resolve(f.roomsDir)} (watched)`,
     `  State       ${path.resolve(f.stateDir)}`,
     '',
     `Tokens for room "${DEMO_ROOM}" (8h). Connect with the token as auth_token and inbox prefix _INBOX.${DEMO_ROOM}.<user>:`,
     `  teacher sensei:  ${teacher}`,
-    `  student hana:    ${await mint('hana', 'student', 'Hana')}`,
-    `  student kenji:   ${await mint('kenji', 'student', 'Kenji')}`,
+    `  student hana:    ${hana}`,
+    `  student kenji:   ${kenji}`,
     '',
+    ...(web
+      ? [
+          'Open the classroom in a browser, one window each:',
+          `  as sensei (teacher):  ${page(teacher)}`,
+          `  as hana (student):    ${page(hana)}`,
+          `  as kenji (student):   ${page(kenji)}`,
+          '',
+        ]
+      : []),
     'Join the class from another terminal (type to chat; /raise, /lower, /who, /leave):',
     `  ${torii} client${urlFlag} --token ${teacher}`,
     'More participants (same folder, so the token is signed with these keys):',

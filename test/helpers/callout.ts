@@ -123,6 +123,7 @@ export async function joinRoom(
   o: { role?: string; deviceId?: string; ttlMs?: number } = {},
 ): Promise<RoomClient> {
   return RoomClient.connect({
+    connect,
     servers,
     roomId: room,
     userId: user,

@@ -390,6 +390,8 @@ describe('torii dev', () => {
         String(wsPort),
         '--http-port',
         String(opsPort),
+        '--web-port',
+        String(await freePort()),
       ],
       { cwd },
     );
@@ -428,6 +430,7 @@ describe('torii dev', () => {
       await nc.close();
       // and the workers answer room events
       const client = await RoomClient.connect({
+        connect,
         servers: url,
         token,
         roomId: 'demo',

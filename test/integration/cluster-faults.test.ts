@@ -15,7 +15,7 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { answerEventName, RequestEvent } from '../../src/core/events.js';
 import { openBucket } from '../../src/core/kv.js';
@@ -128,6 +128,7 @@ const RESTORED = answerEventName(RequestEvent.RestoreConsumer);
 
 async function joinCounted(room: string, userId: string, servers: string[]): Promise<Counted> {
   const client = await RoomClient.connect({
+    connect: nodeConnect,
     servers,
     roomId: room,
     userId,
@@ -605,6 +606,7 @@ test('(d) a callout replica SIGKILLed during 1,000 connects: every admitted conn
     let c: RoomClient;
     try {
       c = await RoomClient.connect({
+        connect: nodeConnect,
         // One server, and not the others it announces: given several, the client would try the
         // next after a refusal by itself, and the test would not see the refusal.
         servers: urls[i % urls.length] as string,

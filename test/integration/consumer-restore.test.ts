@@ -5,7 +5,7 @@
  * nodes, an R3 room stream; every node the consumers were placed on is SIGKILLed.
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { RequestEvent } from '../../src/core/events.js';
 import { openBucket } from '../../src/core/kv.js';
@@ -55,6 +55,7 @@ async function connect(
   o: { deviceId?: string; resumeAfter?: number } = {},
 ): Promise<Device> {
   const client = await RoomClient.connect({
+    connect: nodeConnect,
     servers,
     roomId: ROOM,
     userId,

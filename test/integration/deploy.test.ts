@@ -127,6 +127,7 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
       ]).stdout.trim();
       const client = await waitFor('demo room published', async () =>
         RoomClient.connect({
+          connect,
           servers: server.url,
           token,
           roomId: 'demo',

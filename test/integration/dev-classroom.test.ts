@@ -116,7 +116,8 @@ describe('make dev + torii client: a class of four', () => {
   });
 
   test('join, chat, raise and lower hands, leave; Ctrl-C stops everything', async () => {
-    const [port, monitorPort, wsPort, opsPort] = [
+    const [port, monitorPort, wsPort, opsPort, webPort] = [
+      await freePort(),
       await freePort(),
       await freePort(),
       await freePort(),
@@ -129,6 +130,7 @@ describe('make dev + torii client: a class of four', () => {
       TORII_NATS_MONITOR_PORT: String(monitorPort),
       TORII_WEBSOCKET_PORT: String(wsPort),
       TORII_HTTP_PORT: String(opsPort),
+      TORII_WEB_PORT: String(webPort),
       TORII_STATE_DIR: stateDir,
     };
     dev = trackGroup(

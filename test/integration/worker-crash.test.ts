@@ -4,6 +4,7 @@
  * survivor, and answers carry a Nats-Msg-Id derived from the event, so a redelivery that repeats
  * an answer is dropped by the room stream.
  */
+import { connect as nodeConnect } from '@nats-io/transport-node';
 import type { ChildProcess } from 'node:child_process';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
@@ -47,6 +48,7 @@ test('killing a worker with 1,000 events in flight: every event answered exactly
     for (let i = 0; i < 10; i++) {
       const userId = `u${i}`;
       const c = await RoomClient.connect({
+        connect: nodeConnect,
         servers: server.url,
         roomId: 'crash',
         userId,

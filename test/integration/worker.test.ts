@@ -4,7 +4,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Svcm } from '@nats-io/services';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { SignJWT, importJWK, type JWK } from 'jose';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -36,6 +36,7 @@ async function join(
   tokenValue?: string,
 ): Promise<RoomClient> {
   const c = await RoomClient.connect({
+    connect: nodeConnect,
     servers: server.url,
     roomId: room,
     userId: user,

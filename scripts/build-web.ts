@@ -1,0 +1,38 @@
+/**
+ * Builds the classroom page into dist/web (`make web`): src/web/main.ts bundled by esbuild for
+ * browsers (the SDK and the NATS websocket transport inside, minified, with a source map), and
+ * the page's static files copied beside it. The folder is servable by any static host; `torii
+ * dev` serves it on `--web-port`.
+ *
+ *   npx tsx scripts/build-web.ts [--out dist/web]
+ */
+import { build } from 'esbuild';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { PROJECT_ROOT } from '../src/core/tools.js';
+
+/** Files of src/web served as they are. */
+const STATIC_FILES = ['index.html', 'style.css'];
+/** Browsers the bundle targets: those with ES2022, websockets and Pointer Events. */
+const TARGET = ['es2022', 'chrome109', 'firefox115', 'safari16'];
+
+const { values } = parseArgs({ options: { out: { type: 'string' } } });
+const src = path.join(PROJECT_ROOT, 'src', 'web');
+const out = path.resolve(values.out ?? path.join(PROJECT_ROOT, 'dist', 'web'));
+
+await rm(out, { recursive: true, force: true });
+await mkdir(out, { recursive: true });
+await build({
+  entryPoints: [path.join(src, 'main.ts')],
+  outfile: path.join(out, 'app.js'),
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: TARGET,
+  minify: true,
+  sourcemap: true,
+  legalComments: 'linked',
+  logLevel: 'warning',
+});
+for (const f of STATIC_FILES) await copyFile(path.join(src, f), path.join(out, f));

@@ -1,0 +1,438 @@
+/**
+ * A classroom on top of {@link RoomClient}: joins with `REQ_INITIAL_DATA`, keeps the room's state
+ * (participants, the ordered hand queue) from the snapshot and the broadcasts after it, and turns
+ * what arrives into typed events (chat, whiteboard strokes, hands, joins and departures, the end
+ * of the session, the connection's state). Transport-neutral and free of Node built-ins, like the
+ * rest of the SDK: the browser page (src/web) and any web or mobile app use it. The wire protocol
+ * it speaks is docs/protocol.md.
+ */
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
+import { decodeJwt } from 'jose';
+import { Broadcast, RequestEvent, type BroadcastMessage } from '../core/events.js';
+import { whiteboardSubject } from '../core/subjects.js';
+import {
+  RoomClient,
+  RoomRequestError,
+  type LiveMessage,
+  type RoomClientOptions,
+  type RoomMessage,
+} from './index.js';
+
+/** A member of the room as the classroom knows it. */
+export interface Participant {
+  userId: string;
+  name: string;
+  role: string;
+  /** ISO-8601 time the user joined. */
+  since: string;
+}
+
+/** A raised hand; the queue is ordered by `raisedAt`. */
+export interface Hand {
+  userId: string;
+  raisedAt: string;
+  note?: string;
+}
+
+/** What the user may do, from `REQ_INITIAL_DATA`. */
+export interface Permissions {
+  chat: boolean;
+  whiteboard: boolean;
+  moderator: boolean;
+  raiseHand: boolean;
+}
+
+/** The answer to `REQ_INITIAL_DATA` (docs/protocol.md, "Joining"). */
+export interface InitialData {
+  room: {
+    id: string;
+    title: string;
+    features: { chat: boolean; whiteboard: boolean; raiseHand: boolean };
+  };
+  me: { userId: string; role: string; permissions: Permissions };
+  participants: Participant[];
+  hands: Hand[];
+  /** Broadcasts at or below this room stream sequence are already in the snapshot. */
+  snapshotSeq: number;
+}
+
+/** A chat message. */
+export interface ChatMessage {
+  from: string;
+  text: string;
+  /** ISO-8601 time the sender stamped. */
+  at: string;
+  seq: number;
+}
+
+/** A whiteboard stroke: points in the unit square (0..1 on both axes), so any canvas size fits. */
+export interface Stroke {
+  color: string;
+  /** Line width as a fraction of the canvas width. */
+  width: number;
+  points: [number, number][];
+}
+
+/** A stroke as it arrived, with its sender and room stream sequence. */
+export interface WhiteboardStroke extends Stroke {
+  from: string;
+  seq: number;
+}
+
+/** The connection as the user should see it. */
+export const ConnectionState = {
+  Connecting: 'connecting',
+  Connected: 'connected',
+  Reconnecting: 'reconnecting',
+  /** The token expired before it could be renewed: a new token is needed. */
+  Expired: 'expired',
+  /** The servers refused the user while its token was valid: kicked (blocked) from the room. */
+  Kicked: 'kicked',
+  /** The room was deleted (`EVT_SESSION_ENDED`). */
+  Ended: 'ended',
+} as const;
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+/** Whether a state is final: the classroom has closed and will not reconnect. */
+export const isFinalState = (s: ConnectionState): boolean =>
+  s === ConnectionState.Expired || s === ConnectionState.Kicked || s === ConnectionState.Ended;
+
+/** What a classroom tells its listeners. */
+export type ClassroomEvent =
+  | { type: 'participant-joined'; participant: Participant }
+  | { type: 'participant-left'; userId: string }
+  | { type: 'hand-raised'; hand: Hand }
+  | { type: 'hand-lowered'; userId: string; by: string }
+  | { type: 'chat'; message: ChatMessage }
+  | { type: 'whiteboard'; stroke: WhiteboardStroke }
+  | { type: 'live'; from: string; data: unknown }
+  | { type: 'room-updated'; data: unknown }
+  | { type: 'session-ended'; data: unknown }
+  | { type: 'connection'; state: ConnectionState };
+
+/**
+ * Refusals in a row, with no connection between, that make a kick: one alone may be a callout
+ * that did not answer in time (a replica restarting), which the next try survives.
+ */
+export const REFUSALS_FOR_KICK = 2;
+
+/** Most points a stroke may carry (a whiteboard message stays far below the payload limit). */
+export const MAX_STROKE_POINTS = 500;
+
+/** Options of {@link Classroom.join}: those of {@link RoomClient.connect} without the ids. */
+export type ClassroomOptions = Omit<RoomClientOptions, 'roomId' | 'userId' | 'listener'> & {
+  /** Read from the token's `room` and `sub` claims when not given. */
+  roomId?: string;
+  userId?: string;
+};
+
+/** The room and user a room token names (its `room` and `sub` claims). */
+export function tokenIdentity(token: string): { roomId: string; userId: string; exp?: number } {
+  const c = decodeJwt(token);
+  if (typeof c.room !== 'string' || typeof c.sub !== 'string')
+    throw new RoomRequestError('BAD_REQUEST', 'token: no room or sub claim');
+  return { roomId: c.room, userId: c.sub, ...(typeof c.exp === 'number' ? { exp: c.exp } : {}) };
+}
+
+/** True for a well-formed stroke (what arrives on the whiteboard subject is the sender's word). */
+export function isStroke(v: unknown): v is Stroke {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Partial<Stroke>;
+  return (
+    typeof s.color === 'string' &&
+    s.color.length <= 32 &&
+    typeof s.width === 'number' &&
+    Number.isFinite(s.width) &&
+    Array.isArray(s.points) &&
+    s.points.length <= MAX_STROKE_POINTS &&
+    s.points.every(
+      (p) =>
+        Array.isArray(p) &&
+        p.length === 2 &&
+        p.every((n) => typeof n === 'number' && Number.isFinite(n)),
+    )
+  );
+}
+
+/**
+ * A joined classroom. `Classroom.join(options)` connects, replays the room's history, asks for
+ * the initial data and applies the broadcasts above its `snapshotSeq`; from then on `participants`
+ * and `hands` are current and every change is an event to `on(listener)`.
+ */
+export class Classroom {
+  readonly roomId: string;
+  readonly userId: string;
+  /** The snapshot this classroom started from. */
+  readonly initial: InitialData;
+  private readonly room: RoomState;
+  private readonly listeners = new Set<(e: ClassroomEvent) => void>();
+  private stateNow: ConnectionState = ConnectionState.Connected;
+  private readonly js: JetStreamClient;
+
+  private constructor(
+    readonly client: RoomClient,
+    initial: InitialData,
+    ids: { roomId: string; userId: string },
+  ) {
+    this.roomId = ids.roomId;
+    this.userId = ids.userId;
+    this.initial = initial;
+    this.js = jetstream(client.nc);
+    this.room = new RoomState(initial);
+  }
+
+  /**
+   * Connects and joins. Chat and whiteboard history are replayed from the room stream (`replay`
+   * false starts after what this device saw last instead).
+   * @throws RoomRequestError when the initial data is refused; a refused connection rejects with
+   *   the transport's error (an `AuthorizationError` for a kicked user or an expired token)
+   */
+  static async join(o: ClassroomOptions & { replay?: boolean }): Promise<Classroom> {
+    const ids = { ...tokenIdentity(o.token), ...pick(o) };
+    const { replay, ...rest } = o;
+    // Until the initial data is in, what arrives waits here (the history, however long, too).
+    const early: RoomMessage[] = [];
+    let deliver: (m: RoomMessage) => void = (m) => early.push(m);
+    const client = await RoomClient.connect({
+      ...rest,
+      roomId: ids.roomId,
+      userId: ids.userId,
+      // 0: everything the room stream still holds (a page keeps no history of its own).
+      ...(replay !== false && o.resumeAfter === undefined ? { resumeAfter: 0 } : {}),
+      listener: (m) => deliver(m),
+    });
+    let initial: InitialData;
+    try {
+      initial = await client.request<InitialData>(RequestEvent.InitialData);
+    } catch (e) {
+      await client.close({ leave: false });
+      throw e;
+    }
+    const room = new Classroom(client, initial, ids);
+    for (const m of early) room.receive(m);
+    deliver = (m) => room.receive(m);
+    client.onLive((m: LiveMessage) => room.emit({ type: 'live', from: m.from, data: m.data }));
+    void room.watch();
+    return room;
+  }
+
+  /** Who is in the room, in the order they joined. */
+  get participants(): Participant[] {
+    return [...this.room.members.values()].sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /** Raised hands, first raised first. */
+  get hands(): Hand[] {
+    return [...this.room.queue];
+  }
+
+  /** Chat messages and strokes received so far, in stream order. */
+  get received(): readonly (ChatMessage | WhiteboardStroke)[] {
+    return this.room.history;
+  }
+
+  get permissions(): Permissions {
+    return this.initial.me.permissions;
+  }
+
+  get state(): ConnectionState {
+    return this.stateNow;
+  }
+
+  /** Listens to the classroom; returns a function that stops listening. */
+  on(listener: (e: ClassroomEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Sends a chat message. */
+  chat(text: string): Promise<void> {
+    return this.client.chat(text);
+  }
+
+  /** Draws a stroke on the whiteboard (stored in the room stream, so late joiners see it). */
+  async draw(stroke: Stroke): Promise<void> {
+    if (!isStroke(stroke)) throw new RoomRequestError('BAD_REQUEST', 'not a stroke');
+    await this.js.publish(whiteboardSubject(this.roomId, this.userId), JSON.stringify(stroke));
+  }
+
+  /** Publishes a live update (a cursor, a presence heartbeat); not stored. */
+  live(data: unknown): void {
+    this.client.live(data);
+  }
+
+  raiseHand(note?: string): Promise<unknown> {
+    return this.client.request(RequestEvent.RaiseHand, note ? { note } : {});
+  }
+
+  /** Lowers the user's own hand, or (moderators) another user's. */
+  lowerHand(userId?: string): Promise<unknown> {
+    return this.client.request(RequestEvent.LowerHand, userId ? { userId } : {});
+  }
+
+  /** Leaves the room (the others see it at once) and closes. */
+  async leave(): Promise<void> {
+    await this.client.close();
+  }
+
+  private receive(m: RoomMessage): void {
+    for (const e of this.room.receive(m)) {
+      this.emit(e);
+      if (e.type === 'session-ended') this.setState(ConnectionState.Ended);
+    }
+  }
+
+  private emit(e: ClassroomEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  private setState(s: ConnectionState): void {
+    if (s === this.stateNow || isFinalState(this.stateNow)) return;
+    this.stateNow = s;
+    this.emit({ type: 'connection', state: s });
+    // A final state closes: reconnecting would be refused again and again.
+    if (isFinalState(s)) void this.client.close({ leave: false }).catch(() => undefined);
+  }
+
+  /**
+   * Maps the transport's status to what the user sees. The server ending a connection whose JWT
+   * expired is routine when the token was renewed meanwhile (the reconnect presents the new one),
+   * and an expiry only when the current token has expired too. Refused reconnects
+   * ({@link REFUSALS_FOR_KICK} in a row) mean the user was kicked (blocked), or the room is gone
+   * (the end of a session is told by `EVT_SESSION_ENDED` before that).
+   */
+  private async watch(): Promise<void> {
+    let refusals = 0;
+    const expired = (): boolean => {
+      const exp = tokenIdentity(this.client.currentToken).exp;
+      return exp !== undefined && exp * 1000 <= Date.now();
+    };
+    for await (const s of this.client.nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnecting')
+        this.setState(ConnectionState.Reconnecting);
+      else if (s.type === 'reconnect') {
+        refusals = 0;
+        this.setState(ConnectionState.Connected);
+      } else if (s.type === 'error' && s.error instanceof UserAuthenticationExpiredError) {
+        if (expired()) this.setState(ConnectionState.Expired);
+      } else if (s.type === 'error' && s.error instanceof AuthorizationError) {
+        if (expired()) this.setState(ConnectionState.Expired);
+        else if (++refusals >= REFUSALS_FOR_KICK) this.setState(ConnectionState.Kicked);
+      }
+    }
+  }
+}
+
+/**
+ * The room's state as a client keeps it: the snapshot of `REQ_INITIAL_DATA`, then every
+ * broadcast above its `snapshotSeq` (those at or below it are already in the snapshot), and the
+ * chat and whiteboard history. Pure: it only turns messages into state and events.
+ */
+export class RoomState {
+  readonly snapshotSeq: number;
+  readonly members = new Map<string, Participant>();
+  queue: Hand[];
+  readonly history: (ChatMessage | WhiteboardStroke)[] = [];
+
+  constructor(initial: InitialData) {
+    this.snapshotSeq = initial.snapshotSeq;
+    for (const p of initial.participants) this.members.set(p.userId, p);
+    this.queue = [...initial.hands].sort(byRaisedAt);
+  }
+
+  /** Applies what arrived; returns what changed, for listeners. */
+  receive(m: RoomMessage): ClassroomEvent[] {
+    const out: ClassroomEvent[] = [];
+    this.take(m, (e) => out.push(e));
+    return out;
+  }
+
+  private take(m: RoomMessage, emit: (e: ClassroomEvent) => void): void {
+    if (m.kind === 'chat' && m.from) {
+      const b = m.body as { text?: unknown; at?: unknown };
+      if (typeof b?.text !== 'string') return;
+      const message: ChatMessage = {
+        from: m.from,
+        text: b.text,
+        at: typeof b.at === 'string' ? b.at : '',
+        seq: m.seq,
+      };
+      this.history.push(message);
+      emit({ type: 'chat', message });
+    } else if (m.kind === 'whiteboard' && m.from) {
+      if (!isStroke(m.body)) return;
+      const stroke: WhiteboardStroke = { ...m.body, from: m.from, seq: m.seq };
+      this.history.push(stroke);
+      emit({ type: 'whiteboard', stroke });
+    } else if (m.kind === 'event' && m.seq > this.snapshotSeq) {
+      // At or below snapshotSeq the snapshot already holds the broadcast's effect.
+      this.apply(m.body as BroadcastMessage<Record<string, unknown>>, emit);
+    }
+  }
+
+  private apply(
+    b: BroadcastMessage<Record<string, unknown>>,
+    emit: (e: ClassroomEvent) => void,
+  ): void {
+    const d = b.data ?? {};
+    const userId = typeof d['userId'] === 'string' ? d['userId'] : undefined;
+    switch (b.event) {
+      case Broadcast.ParticipantJoined: {
+        if (!userId) return;
+        const p: Participant = {
+          userId,
+          name: typeof d['name'] === 'string' ? d['name'] : userId,
+          role: typeof d['role'] === 'string' ? d['role'] : 'unknown',
+          since: typeof d['since'] === 'string' ? d['since'] : b.at,
+        };
+        this.members.set(userId, p);
+        emit({ type: 'participant-joined', participant: p });
+        return;
+      }
+      case Broadcast.ParticipantLeft:
+        if (!userId) return;
+        this.members.delete(userId);
+        emit({ type: 'participant-left', userId });
+        return;
+      case Broadcast.HandRaised: {
+        if (!userId) return;
+        const hand: Hand = {
+          userId,
+          raisedAt: typeof d['raisedAt'] === 'string' ? d['raisedAt'] : b.at,
+          ...(typeof d['note'] === 'string' && d['note'] ? { note: d['note'] } : {}),
+        };
+        this.queue = [...this.queue.filter((h) => h.userId !== userId), hand].sort(byRaisedAt);
+        emit({ type: 'hand-raised', hand });
+        return;
+      }
+      case Broadcast.HandLowered:
+        if (!userId) return;
+        this.queue = this.queue.filter((h) => h.userId !== userId);
+        emit({
+          type: 'hand-lowered',
+          userId,
+          by: typeof d['by'] === 'string' ? d['by'] : userId,
+        });
+        return;
+      case Broadcast.RoomUpdated:
+        emit({ type: 'room-updated', data: d });
+        return;
+      case Broadcast.SessionEnded:
+        emit({ type: 'session-ended', data: d });
+        return;
+      default:
+        return; // a broadcast of a newer server: nothing to apply
+    }
+  }
+}
+
+const byRaisedAt = (a: Hand, b: Hand): number =>
+  a.raisedAt.localeCompare(b.raisedAt) || a.userId.localeCompare(b.userId);
+
+function pick(o: { roomId?: string; userId?: string }): { roomId?: string; userId?: string } {
+  return {
+    ...(o.roomId !== undefined ? { roomId: o.roomId } : {}),
+    ...(o.userId !== undefined ? { userId: o.userId } : {}),
+  };
+}

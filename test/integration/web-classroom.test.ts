@@ -1,0 +1,345 @@
+/**
+ * The classroom page in real Chromium against a real `torii dev`: a teacher and two students,
+ * each on the link the banner prints. They see each other join, chat, raise hands in order, the
+ * teacher lowers one and a student's try on another's is refused and shown; a stroke drawn on
+ * the teacher's page reaches the others and survives a reload; a student reloaded mid-class gets
+ * the history; a kicked student's page says so and cannot rejoin; deleting the Room file ends
+ * the session on every page. Screenshots of the three pages stay in test-results/screenshots.
+ */
+import { connect } from '@nats-io/transport-node';
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import type { Browser, Page } from 'playwright-core';
+import { KeyFile } from '../../src/core/keys.js';
+import { ServiceUser } from '../../src/core/natsconf.js';
+import { ServiceSubject } from '../../src/core/subjects.js';
+import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { launchChromium, openPage, screenshot } from '../helpers/browser.js';
+import { torii, toriiSpawn } from '../helpers/cli.js';
+import { freePort, processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
+
+/** Long enough for a join over a loaded machine; every wait polls. */
+const UI_TIMEOUT_MS = 15_000;
+const USERS = ['sensei', 'hana', 'kenji'] as const;
+/** A student who joins later with a short-lived token. */
+type User = (typeof USERS)[number] | 'aiko';
+/** Shortest token `torii token` mints: the page must renew it on its own to stay. */
+const SHORT_TTL = '10s';
+
+describe('the classroom page in Chromium against torii dev', () => {
+  const stateDir = tempDir('web-classroom');
+  const roomsDir = path.join(stateDir, 'rooms');
+  let dev: ChildProcess;
+  let stdout = '';
+  let stderr = '';
+  let browser: Browser | undefined;
+  let natsUrl = '';
+  const links = new Map<User, string>();
+  const pages = new Map<User, Page>();
+  /** Uncaught errors of each page, expected to stay empty. */
+  const errors = new Map<User, string[]>();
+
+  const page = (u: User): Page => {
+    const p = pages.get(u);
+    if (!p) throw new Error(`no page for ${u}`);
+    return p;
+  };
+  const byTestId = (u: User, id: string) => page(u).locator(`[data-testid="${id}"]`);
+  /** Waits until `check` holds on a page (polled by the browser, with a timeout). */
+  const until = async (u: User, what: string, check: string, arg?: unknown): Promise<void> => {
+    try {
+      await page(u).waitForFunction(check, arg, { timeout: UI_TIMEOUT_MS, polling: 100 });
+    } catch (e) {
+      const status = await byTestId(u, 'status')
+        .textContent()
+        .catch(() => '?');
+      throw new Error(`${u}: ${what} (status: ${status}): ${(e as Error).message.split('\n')[0]}`);
+    }
+  };
+  const ids = (testId: string): string =>
+    `[...document.querySelectorAll('[data-testid="${testId}"] [data-user-id]')].map(e => e.dataset.userId).join(',')`;
+  const open = async (u: User): Promise<void> => {
+    const opened = await openPage(browser as Browser, links.get(u) ?? '');
+    pages.set(u, opened.page);
+    errors.set(u, opened.errors);
+  };
+
+  beforeAll(async () => {
+    mkdirSync(roomsDir);
+    copyFileSync(
+      path.join(PROJECT_ROOT, 'examples', 'rooms', 'demo.yaml'),
+      path.join(roomsDir, 'demo.yaml'),
+    );
+    const [port, monitor, ws, ops, web] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    natsUrl = `nats://127.0.0.1:${port}`;
+    // every flag as its environment variable, as the README's `make dev` would take them
+    dev = toriiSpawn(['dev', '--log-level', 'warn'], {
+      group: true,
+      env: {
+        TORII_STATE_DIR: stateDir,
+        TORII_ROOMS_DIR: roomsDir,
+        TORII_PORT: String(port),
+        TORII_NATS_MONITOR_PORT: String(monitor),
+        TORII_WEBSOCKET_PORT: String(ws),
+        TORII_HTTP_PORT: String(ops),
+        TORII_WEB_PORT: String(web),
+      },
+    });
+    dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
+      timeoutMs: 60_000,
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
+    });
+    for (const m of stdout.matchAll(/^ {2}as (\w+) \((\w+)\):\s+(\S+)$/gm))
+      links.set(m[1] as User, m[3] as string);
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (dev?.pid) for (const pid of processGroupMembers(dev.pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  test('the banner prints a ready-to-open link per participant, token in the fragment', () => {
+    const web = /^ {2}Classroom {3}(http:\/\/127\.0\.0\.1:\d+\/)/m.exec(stdout)?.[1];
+    expect(web).toBeDefined();
+    for (const u of USERS)
+      expect(links.get(u)).toMatch(new RegExp(`^${web}#token=[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
+  });
+
+  test('three pages: each sees the others join', async () => {
+    for (const u of USERS) await open(u);
+    for (const u of USERS) {
+      await until(
+        u,
+        'connected',
+        `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+      );
+      await until(
+        u,
+        'everyone listed',
+        `${ids('participants')}.split(',').sort().join(',') === 'hana,kenji,sensei'`,
+      );
+    }
+    const entry = byTestId('sensei', 'participants').locator('[data-user-id="hana"]');
+    expect(await entry.getAttribute('data-state')).toMatch(/^(online|away)$/);
+    await until(
+      'sensei',
+      'hana online (heard from)',
+      `document.querySelector('[data-testid=participants] [data-user-id=hana]').dataset.state === 'online'`,
+    );
+  });
+
+  test('chat round-trips', async () => {
+    await byTestId('hana', 'chat-input').fill('konnichiwa, sensei!');
+    await byTestId('hana', 'chat-send').click();
+    for (const u of USERS)
+      await until(
+        u,
+        'hana chat',
+        `[...document.querySelectorAll('[data-testid=chat-log] li[data-from=hana]')].some(e => e.textContent.includes('konnichiwa, sensei!'))`,
+      );
+    await byTestId('sensei', 'chat-input').fill('ohayou gozaimasu');
+    await byTestId('sensei', 'chat-input').press('Enter');
+    for (const u of USERS)
+      await until(
+        u,
+        'sensei chat',
+        `[...document.querySelectorAll('[data-testid=chat-log] li[data-from=sensei]')].some(e => e.textContent.includes('ohayou gozaimasu'))`,
+      );
+  });
+
+  test('raised hands appear on every page in order; the teacher lowers one', async () => {
+    await byTestId('hana', 'raise-hand').click();
+    for (const u of USERS) await until(u, 'hana queued', `${ids('hands')} === 'hana'`);
+    await byTestId('kenji', 'raise-hand').click();
+    for (const u of USERS) await until(u, 'queue hana,kenji', `${ids('hands')} === 'hana,kenji'`);
+    await byTestId('sensei', 'lower-hand-hana').click();
+    for (const u of USERS) await until(u, 'queue kenji', `${ids('hands')} === 'kenji'`);
+  });
+
+  test("a student's lowering of another's hand is refused and shown", async () => {
+    await byTestId('hana', 'lower-hand-kenji').click();
+    await until(
+      'hana',
+      'refusal shown',
+      `/FORBIDDEN/.test(document.querySelector('[data-testid=notice]').textContent)`,
+    );
+    // nothing changed anywhere
+    for (const u of USERS) expect(await page(u).evaluate(ids('hands'))).toBe('kenji');
+    await byTestId('kenji', 'lower-hand').click();
+    for (const u of USERS) await until(u, 'queue empty', `${ids('hands')} === ''`);
+  });
+
+  test('a stroke drawn on one page appears on the others; students cannot draw', async () => {
+    const board = byTestId('sensei', 'whiteboard');
+    const box = await board.boundingBox();
+    if (!box) throw new Error('no whiteboard box');
+    const mouse = page('sensei').mouse;
+    await mouse.move(box.x + box.width * 0.2, box.y + box.height * 0.3);
+    await mouse.down();
+    await mouse.move(box.x + box.width * 0.6, box.y + box.height * 0.5, { steps: 10 });
+    await mouse.up();
+    for (const u of USERS)
+      await until(
+        u,
+        'one stroke',
+        `document.querySelector('[data-testid=whiteboard]').dataset.strokes === '1'`,
+      );
+    // live cursors: the teacher's pointer is shown on the students' boards
+    await until(
+      'hana',
+      'teacher cursor',
+      `!!document.querySelector('[data-testid="cursor-sensei"]')`,
+    );
+    // the whiteboard of a role without it is read-only
+    expect(await byTestId('hana', 'whiteboard').getAttribute('data-readonly')).toBe('true');
+    const hbox = await byTestId('hana', 'whiteboard').boundingBox();
+    if (!hbox) throw new Error('no whiteboard box');
+    await page('hana').mouse.move(hbox.x + 10, hbox.y + 10);
+    await page('hana').mouse.down();
+    await page('hana').mouse.move(hbox.x + 100, hbox.y + 100, { steps: 5 });
+    await page('hana').mouse.up();
+    // a stroke of the teacher after the student's try: every page ends at 2, not 3
+    await mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.7);
+    await mouse.down();
+    await mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.8, { steps: 10 });
+    await mouse.up();
+    for (const u of USERS)
+      await until(
+        u,
+        'two strokes',
+        `document.querySelector('[data-testid=whiteboard]').dataset.strokes === '2'`,
+      );
+  });
+
+  test('a student page reloaded mid-class gets the history', async () => {
+    await page('kenji').reload();
+    await until(
+      'kenji',
+      'connected again',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    await until(
+      'kenji',
+      'chat history',
+      `document.querySelectorAll('[data-testid=chat-log] li').length === 2`,
+    );
+    await until(
+      'kenji',
+      'strokes history',
+      `document.querySelector('[data-testid=whiteboard]').dataset.strokes === '2'`,
+    );
+    await until(
+      'kenji',
+      'everyone listed',
+      `${ids('participants')}.split(',').sort().join(',') === 'hana,kenji,sensei'`,
+    );
+    expect(await page('kenji').evaluate(ids('hands'))).toBe('');
+    for (const u of USERS) await screenshot(page(u), `web-classroom-${u}`);
+  });
+
+  test("a page renews its token with no user action and stays past the first one's expiry", async () => {
+    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    const t = torii([
+      'token',
+      '--room',
+      'demo',
+      '--user',
+      'aiko',
+      '--role',
+      'student',
+      '--ttl',
+      SHORT_TTL,
+      '--keys-dir',
+      path.join(stateDir, 'keys'),
+    ]);
+    expect(t.status).toBe(0);
+    const token = t.stdout.trim();
+    links.set('aiko', `${web}#token=${token}`);
+    await open('aiko');
+    await until(
+      'aiko',
+      'connected',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    const exp = (
+      JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
+    ).exp;
+    // The server closes the connection at the first token's expiry; the page must be back with
+    // the renewed one, with no one touching it.
+    await waitFor('the first token expired', () => Date.now() > exp * 1000 + 2_000, {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    await until(
+      'aiko',
+      'connected after the expiry',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    await byTestId('aiko', 'chat-input').fill('still here');
+    await byTestId('aiko', 'chat-send').click();
+    await until(
+      'sensei',
+      'aiko chat after the expiry',
+      `[...document.querySelectorAll('[data-testid=chat-log] li[data-from=aiko]')].some(e => e.textContent.includes('still here'))`,
+    );
+  });
+
+  test("a kicked student's page says so and cannot rejoin", async () => {
+    const password = readFileSync(
+      path.join(stateDir, 'keys', KeyFile.ServicePassword),
+      'utf8',
+    ).trim();
+    const nc = await connect({ servers: natsUrl, user: ServiceUser.Service, pass: password });
+    try {
+      const r = await nc.request(
+        ServiceSubject.RoomsKick,
+        JSON.stringify({ roomId: 'demo', userId: 'kenji' }),
+        { timeout: 10_000 },
+      );
+      expect(r.json<{ kicked: number }>().kicked).toBeGreaterThanOrEqual(1);
+    } finally {
+      await nc.close();
+    }
+    await until(
+      'kenji',
+      'kicked shown',
+      `document.querySelector('[data-testid=status]').dataset.state === 'kicked'`,
+    );
+    await screenshot(page('kenji'), 'web-classroom-kenji-kicked');
+    await page('kenji').reload();
+    await until(
+      'kenji',
+      'still kicked after a reload',
+      `document.querySelector('[data-testid=status]').dataset.state === 'kicked'`,
+    );
+    expect(await byTestId('kenji', 'chat-log').locator('li').count()).toBe(0);
+    // the others stay in class
+    for (const u of ['sensei', 'hana', 'aiko'] as const)
+      expect(await byTestId(u, 'status').getAttribute('data-state')).toBe('connected');
+  });
+
+  test('deleting the Room file ends the session on every page', async () => {
+    rmSync(path.join(roomsDir, 'demo.yaml'));
+    for (const u of ['sensei', 'hana'] as const)
+      await until(
+        u,
+        'session ended',
+        `document.querySelector('[data-testid=status]').dataset.state === 'ended'`,
+      );
+    for (const u of USERS) await screenshot(page(u), `web-classroom-${u}-ended`);
+    expect(await byTestId('sensei', 'chat-input').isDisabled()).toBe(true);
+    for (const u of [...USERS, 'aiko'] as const)
+      expect({ [u]: errors.get(u) }).toEqual({ [u]: [] });
+  });
+});
