@@ -6,11 +6,9 @@
  * rest of the SDK: the browser page (src/web) and any web or mobile app use it. The wire protocol
  * it speaks is docs/protocol.md.
  */
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../core/events.js';
-import { whiteboardSubject } from '../core/subjects.js';
 import {
   RoomClient,
   RoomRequestError,
@@ -168,7 +166,6 @@ export class Classroom {
   private readonly room: RoomState;
   private readonly listeners = new Set<(e: ClassroomEvent) => void>();
   private stateNow: ConnectionState = ConnectionState.Connected;
-  private readonly js: JetStreamClient;
 
   private constructor(
     readonly client: RoomClient,
@@ -178,7 +175,6 @@ export class Classroom {
     this.roomId = ids.roomId;
     this.userId = ids.userId;
     this.initial = initial;
-    this.js = jetstream(client.nc);
     this.room = new RoomState(initial);
   }
 
@@ -254,7 +250,7 @@ export class Classroom {
   /** Draws a stroke on the whiteboard (stored in the room stream, so late joiners see it). */
   async draw(stroke: Stroke): Promise<void> {
     if (!isStroke(stroke)) throw new RoomRequestError('BAD_REQUEST', 'not a stroke');
-    await this.js.publish(whiteboardSubject(this.roomId, this.userId), JSON.stringify(stroke));
+    await this.client.whiteboard(stroke);
   }
 
   /** Publishes a live update (a cursor, a presence heartbeat); not stored. */

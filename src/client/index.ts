@@ -33,6 +33,7 @@ import {
   RoomSubjectKind,
   userConsumerFilters,
   roleWorkerSubject,
+  whiteboardSubject,
   userInboxPrefix,
 } from '../core/subjects.js';
 
@@ -491,28 +492,13 @@ export class RoomClient {
     });
     answer.catch(() => undefined); // observed below; never an unhandled rejection
     try {
-      // Nats-Msg-Id = id: a retried publish is stored once.
       // On the token's role subject: the only one the server lets this connection publish to.
-      // A server restarting or a stream electing a leader fails a publish for a moment: try
-      // again within the request's time (stored once, whatever the tries).
-      const subject = roleWorkerSubject(this.o.roomId, this.o.userId, this.role);
-      const deadline = Date.now() + timeoutMs;
-      for (
-        let delay = PUBLISH_RETRY_FIRST_MS;
-        ;
-        delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)
-      ) {
-        try {
-          await this.js.publish(subject, payload, {
-            msgID: id,
-            timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-          });
-          break;
-        } catch (e) {
-          if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+      await this.publishStored(
+        roleWorkerSubject(this.o.roomId, this.o.userId, this.role),
+        payload,
+        id,
+        timeoutMs,
+      );
     } catch (e) {
       const p = this.pending.get(id);
       if (p) clearTimeout(p.timer);
@@ -527,11 +513,49 @@ export class RoomClient {
   }
 
   /** Sends a chat message to the room (stored in the room stream). */
-  async chat(text: string): Promise<void> {
-    await this.js.publish(
+  async chat(text: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<void> {
+    await this.publishStored(
       chatSubject(this.o.roomId, this.o.userId),
       JSON.stringify({ text, at: new Date().toISOString() }),
+      `${this.prefix}-c${++this.counter}`,
+      timeoutMs,
     );
+  }
+
+  /** Sends a whiteboard message to the room (stored in the room stream, so late joiners see it). */
+  async whiteboard(data: unknown, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<void> {
+    await this.publishStored(
+      whiteboardSubject(this.o.roomId, this.o.userId),
+      JSON.stringify(data),
+      `${this.prefix}-w${++this.counter}`,
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Publishes to the room's JetStream within `timeoutMs`. A server restarting or a stream
+   * electing a leader fails a publish for a moment: it is tried again meanwhile, and stored once
+   * whatever the tries (`Nats-Msg-Id` = `msgID`).
+   */
+  private async publishStored(
+    subject: string,
+    payload: string,
+    msgID: string,
+    timeoutMs: number,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)) {
+      try {
+        await this.js.publish(subject, payload, {
+          msgID,
+          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+        });
+        return;
+      } catch (e) {
+        if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** Publishes a live (not stored) update such as a cursor position. */

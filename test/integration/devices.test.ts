@@ -17,6 +17,7 @@ import {
   Bucket,
   chatSubject,
   deviceConnectionName,
+  whiteboardSubject,
   DEVICE_NAME_PREFIX,
   Sys,
 } from '../../src/core/subjects.js';
@@ -292,3 +293,35 @@ test("after a user has left for the retention period, its consumer and its devic
     worker = await startWorker(server.keys, [server.url]);
   }
 }, 60_000);
+
+test('a chat and a stroke sent while the room stream is away are stored once it is back, each once', async () => {
+  const room = await publishRoom(svc, 'stormy');
+  const c = await joinRoom(server.url, server.keys, 'stormy', 'writer', {
+    ttlMs: 600_000,
+    role: 'teacher', // the whiteboard is the teacher's
+  });
+  clients.push(c);
+  // The stream goes (a server restarting, a leader being elected): publishes get no responder.
+  const config = (await jsm.streams.info('stormy')).config;
+  await jsm.streams.delete('stormy');
+  // Sees the first tries, which reach no stream (unanswered here, so each one times out and is
+  // tried again).
+  const tries: string[] = [];
+  const watch = svc.subscribe('room.stormy.>', { callback: (_e, m) => void tries.push(m.subject) });
+  await svc.flush();
+  const chat = c.chat('through the storm');
+  const stroke = c.whiteboard({ points: [1, 2] });
+  await waitFor('a first try of each', () => tries.length >= 2, { timeoutMs: 5_000 });
+  watch.unsubscribe();
+  // Back while both are still being tried.
+  await jsm.streams.add(config);
+  await Promise.all([chat, stroke]);
+  const info = await jsm.streams.info('stormy');
+  expect(info.state.messages).toBe(2);
+  const subjects = Object.keys(
+    (await jsm.streams.info('stormy', { subjects_filter: '>' })).state.subjects ?? {},
+  ).sort();
+  expect(subjects).toEqual(
+    [chatSubject(room.roomId, 'writer'), whiteboardSubject(room.roomId, 'writer')].sort(),
+  );
+});
