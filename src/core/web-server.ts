@@ -26,11 +26,26 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 };
 
 /**
- * The page may load only its own files and talk only to NATS websockets: a token in the URL must
- * not leak to another origin through a script or an image.
+ * The page's Content-Security-Policy: its own files only (scripts, styles, `config.json`), the
+ * `data:` favicon, and websockets to `connectSrc` alone, so that neither an injected script nor
+ * a crafted link can send the page's token to another host. No framing (clickjacking), no form
+ * posts, no plugins, no `<base>`. `src/web/index.html` carries the same policy as a meta tag for
+ * static hosts, less `frame-ancestors` (which a meta tag cannot set) and with any websocket.
  */
-const CSP =
-  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'";
+export function contentSecurityPolicy(connectSrc: readonly string[] = []): string {
+  for (const s of connectSrc)
+    if (!/^wss?:\/\/[^\s;,']+$/.test(s))
+      throw new Error(`connect-src: ${JSON.stringify(s)} is not a ws:// or wss:// URL`);
+  return [
+    "default-src 'self'",
+    `connect-src ${["'self'", ...connectSrc].join(' ')}`,
+    "img-src 'self' data:",
+    "frame-ancestors 'none'",
+    "form-action 'none'",
+    "object-src 'none'",
+    "base-uri 'none'",
+  ].join('; ');
+}
 
 /** A running static server. */
 export interface WebServer {
@@ -42,17 +57,19 @@ export interface WebServer {
 
 /**
  * Serves `dir` on `host:port` (0: any free port). `generated` maps request paths such as
- * `/config.json` to bodies that take precedence over files.
+ * `/config.json` to bodies that take precedence over files. `connectSrc` lists the websocket URLs
+ * the page may open (those its `config.json` names); nothing else but its own origin.
  */
 export async function startWebServer(o: {
   dir: string;
   host: string;
   port: number;
   generated?: Readonly<Record<string, string>>;
+  connectSrc?: readonly string[];
 }): Promise<WebServer> {
   const root = path.resolve(o.dir);
   const headers = {
-    'Content-Security-Policy': CSP,
+    'Content-Security-Policy': contentSecurityPolicy(o.connectSrc),
     'Referrer-Policy': 'no-referrer',
     'X-Content-Type-Options': 'nosniff',
     // dev rebuilds the page under a running server: never serve a stale copy

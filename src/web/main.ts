@@ -2,8 +2,9 @@
  * The classroom page: one participant's view of a Torii room, built on the SDK's
  * {@link Classroom} and nothing else (no UI library: a handful of lists, a form and a canvas do
  * not need one). The room token comes in the URL's fragment (`#token=…`), which the browser never
- * sends to a server; the NATS websocket URL comes from `&nats=…`, else the `config.json` beside
- * the page (`torii dev` serves one), else port 8080 of the page's host. Test hooks are
+ * sends to a server; the NATS websocket URL comes from the `config.json` beside the page (`torii
+ * dev` serves one), else port 8080 of the page's host, never from the link: a crafted link must
+ * not send the token to a server of its choosing. Test hooks are
  * `data-testid` attributes (docs/protocol.md, "The classroom page").
  */
 import { wsconnect } from '@nats-io/nats-core';
@@ -77,10 +78,8 @@ function notify(text: string): void {
   ui.notice.hidden = false;
 }
 
-/** Where the page finds NATS: `#nats=`, then `config.json`, then port 8080 of this host. */
-async function natsServers(params: URLSearchParams): Promise<string[]> {
-  const named = params.get('nats');
-  if (named) return named.split(',');
+/** Where the page finds NATS: `config.json` (the host's word), else port 8080 of this host. */
+async function natsServers(): Promise<string[]> {
   try {
     const r = await fetch('config.json', { cache: 'no-store' });
     if (r.ok) {
@@ -113,7 +112,7 @@ async function main(): Promise<void> {
   }
   let room: Classroom;
   try {
-    room = await Classroom.join({ connect: wsconnect, servers: await natsServers(params), token });
+    room = await Classroom.join({ connect: wsconnect, servers: await natsServers(), token });
   } catch (e) {
     const state = refusal(e, token);
     showState(state);

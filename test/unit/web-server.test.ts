@@ -6,13 +6,19 @@
 import { request } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startWebServer, type WebServer } from '../../src/core/web-server.js';
+import {
+  contentSecurityPolicy,
+  startWebServer,
+  type WebServer,
+} from '../../src/core/web-server.js';
 import { tempDir } from '../helpers/procs.js';
 
 /** What the secret file holds: no response body may contain it. */
 const SECRET = 'the-secret-beside-the-page';
 /** A malformed request must be answered well within this, in milliseconds. */
 const ANSWER_WITHIN_MS = 1_000;
+/** The websocket the page's config.json names. */
+const WEBSOCKET = 'ws://127.0.0.1:4223';
 
 interface Answer {
   status: number;
@@ -54,7 +60,8 @@ describe('startWebServer', () => {
       dir: served,
       host: '127.0.0.1',
       port: 0,
-      generated: { '/config.json': '{"servers":["ws://127.0.0.1:1"]}' },
+      generated: { '/config.json': `{"servers":["${WEBSOCKET}"]}` },
+      connectSrc: [WEBSOCKET],
     });
   });
 
@@ -63,10 +70,19 @@ describe('startWebServer', () => {
   });
 
   const expectSecurityHeaders = (a: Answer): void => {
-    expect(a.headers['content-security-policy']).toMatch(/default-src 'self'/);
+    expect(a.headers['content-security-policy']).toBe(
+      `default-src 'self'; connect-src 'self' ${WEBSOCKET}; img-src 'self' data:; ` +
+        "frame-ancestors 'none'; form-action 'none'; object-src 'none'; base-uri 'none'",
+    );
     expect(a.headers['referrer-policy']).toBe('no-referrer');
     expect(a.headers['x-content-type-options']).toBe('nosniff');
   };
+
+  test('connect-src takes websocket URLs only (nothing that could end the directive)', () => {
+    expect(() => contentSecurityPolicy(["ws://a:1; script-src 'unsafe-inline'"])).toThrow();
+    expect(() => contentSecurityPolicy(['https://a'])).toThrow();
+    expect(contentSecurityPolicy()).toContain("connect-src 'self';");
+  });
 
   test('serves the page and the generated documents', async () => {
     const page = await get(server, '/');
