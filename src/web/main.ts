@@ -28,6 +28,11 @@ const HEARTBEAT_MS = 2_000;
 const AWAY_AFTER_MS = 3 * HEARTBEAT_MS;
 /** Least time between two cursor updates, in milliseconds (20 a second). */
 const CURSOR_INTERVAL_MS = 50;
+/**
+ * Where the tab keeps its current token (`sessionStorage`: this tab only, gone with it), so that
+ * a reload joins with the renewed token rather than the link's, which may have expired.
+ */
+const TOKEN_STORAGE_KEY = 'torii.token';
 /** Stroke colour and width (a fraction of the canvas width). */
 const STROKE_COLOR = '#1f6feb';
 const STROKE_WIDTH = 0.004;
@@ -102,9 +107,36 @@ function refusal(e: unknown, token: string): ConnectionState {
   return ConnectionState.Reconnecting;
 }
 
+/** Keeps the tab's current token; storage may be unavailable (a privacy mode): then a reload needs the link again. */
+function keepToken(token: string): void {
+  try {
+    sessionStorage.setItem(TOKEN_STORAGE_KEY, token);
+  } catch {
+    // nothing to keep it in
+  }
+}
+
+/**
+ * The token to join with: the link's (`#token=`), kept in the tab's storage and taken out of the
+ * address bar and history, where anyone looking at the screen or the history would see it; else
+ * the one the tab kept (a reload, with the latest renewed token).
+ */
+function takeToken(): string | null {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromLink) {
+    keepToken(fromLink);
+    history.replaceState(history.state, '', location.pathname + location.search);
+    return fromLink;
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_STORAGE_KEY);
+  } catch {
+    return null;
+  }
+}
+
 async function main(): Promise<void> {
-  const params = new URLSearchParams(location.hash.slice(1));
-  const token = params.get('token');
+  const token = takeToken();
   if (!token) {
     ui.status.textContent = 'No token: open the link torii dev printed (…/#token=…)';
     ui.status.dataset['state'] = 'no-token';
@@ -158,6 +190,8 @@ class ClassroomPage {
     this.renderHands();
     this.redraw();
     room.on((e) => this.handle(e));
+    // a renewal during the join came before this listener
+    keepToken(room.client.currentToken);
     this.wireControls();
     this.heartbeat();
     setInterval(() => this.heartbeat(), HEARTBEAT_MS);
@@ -197,6 +231,9 @@ class ClassroomPage {
         showState(e.state, e.state === 'connected' ? ` as ${me.userId} (${me.role})` : '');
         return;
       }
+      case 'token-renewed':
+        keepToken(e.token);
+        return;
       case 'room-updated':
       case 'session-ended': // the connection event that follows tells it
         return;

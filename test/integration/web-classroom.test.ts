@@ -285,6 +285,9 @@ describe('the classroom page in Chromium against torii dev', () => {
       'connected',
       `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
     );
+    // the token is out of the address bar (and the history entry)
+    expect(await page('aiko').evaluate('location.hash')).toBe('');
+    expect(page('aiko').url()).not.toContain(token);
     const exp = (
       JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
     ).exp;
@@ -297,6 +300,13 @@ describe('the classroom page in Chromium against torii dev', () => {
     await until(
       'aiko',
       'connected after the expiry',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    // A reload after the link's token expired joins with the renewed one the tab kept.
+    await page('aiko').reload();
+    await until(
+      'aiko',
+      'connected after a reload past the expiry',
       `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
     );
     await byTestId('aiko', 'chat-input').fill('still here');
