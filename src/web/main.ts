@@ -12,6 +12,7 @@ import {
   Classroom,
   ConnectionState,
   isFinalState,
+  REFUSALS_FOR_KICK,
   RoomRequestError,
   tokenIdentity,
   type ClassroomEvent,
@@ -19,6 +20,7 @@ import {
   type Stroke,
   type WhiteboardStroke,
 } from '../client/index.js';
+import { JoinFailure, joinWithRetry } from './join.js';
 
 /** Websocket port the page assumes when nothing names one (nats-server's usual). */
 const DEFAULT_WEBSOCKET_PORT = 8080;
@@ -98,15 +100,6 @@ async function natsServers(): Promise<string[]> {
   return [`ws://${location.hostname}:${DEFAULT_WEBSOCKET_PORT}`];
 }
 
-/** What a refused join means to the user. */
-function refusal(e: unknown, token: string): ConnectionState {
-  const exp = tokenIdentity(token).exp;
-  if (exp !== undefined && exp * 1000 <= Date.now()) return ConnectionState.Expired;
-  if (e instanceof Error && /authori[sz]ation/i.test(`${e.name} ${e.message}`))
-    return ConnectionState.Kicked;
-  return ConnectionState.Reconnecting;
-}
-
 /** Keeps the tab's current token; storage may be unavailable (a privacy mode): then a reload needs the link again. */
 function keepToken(token: string): void {
   try {
@@ -135,6 +128,14 @@ function takeToken(): string | null {
   }
 }
 
+/** What a failed join means: an expired token, a refusal, or anything else (try again). */
+function joinFailure(e: unknown, exp: number | undefined): JoinFailure {
+  if (exp !== undefined && exp * 1000 <= Date.now()) return JoinFailure.Expired;
+  if (e instanceof Error && /authori[sz]ation/i.test(`${e.name} ${e.message}`))
+    return JoinFailure.Refused;
+  return JoinFailure.Transient;
+}
+
 async function main(): Promise<void> {
   const token = takeToken();
   if (!token) {
@@ -142,17 +143,33 @@ async function main(): Promise<void> {
     ui.status.dataset['state'] = 'no-token';
     return;
   }
-  let room: Classroom;
+  let exp: number | undefined;
   try {
-    room = await Classroom.join({ connect: wsconnect, servers: await natsServers(), token });
-  } catch (e) {
-    const state = refusal(e, token);
-    showState(state);
-    if (!isFinalState(state))
-      notify(`Could not join: ${e instanceof Error ? e.message : String(e)}`);
+    exp = tokenIdentity(token).exp;
+  } catch {
+    // Not a room token at all (a mangled link): no server would take it.
+    ui.status.textContent = 'This link holds no valid token: open the link you were given again';
+    ui.status.dataset['state'] = 'invalid-token';
     return;
   }
-  new ClassroomPage(room).start();
+  const servers = await natsServers();
+  const result = await joinWithRetry({
+    attempt: () => Classroom.join({ connect: wsconnect, servers, token }),
+    classify: (e) => joinFailure(e, exp),
+    refusalsForKick: REFUSALS_FOR_KICK,
+    onRetry: (e, delayMs) => {
+      showState(ConnectionState.Reconnecting);
+      notify(
+        `Could not join (${e instanceof Error ? e.message : String(e)}): trying again in ${Math.ceil(delayMs / 1_000)} s`,
+      );
+    },
+  });
+  if ('gaveUp' in result) {
+    showState(result.gaveUp === 'expired' ? ConnectionState.Expired : ConnectionState.Kicked);
+    return;
+  }
+  ui.notice.hidden = true;
+  new ClassroomPage(result.joined).start();
 }
 
 /** The page's view of one joined classroom. */

@@ -129,6 +129,23 @@ describe('the classroom page in Chromium against torii dev', () => {
       expect(links.get(u)).toMatch(new RegExp(`^${web}#token=[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
   });
 
+  test('a link whose token cannot be read says so, and nothing throws', async () => {
+    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    const opened = await openPage(browser as Browser, `${web}#token=garbage`);
+    try {
+      const status = opened.page.locator('[data-testid="status"]');
+      await waitFor(
+        'invalid-token shown',
+        async () => (await status.getAttribute('data-state')) === 'invalid-token',
+        { timeoutMs: UI_TIMEOUT_MS, intervalMs: UI_POLL_MS },
+      );
+      expect(opened.errors).toEqual([]);
+      expect(opened.violations).toEqual([]);
+    } finally {
+      await opened.page.close();
+    }
+  });
+
   test('three pages: each sees the others join', async () => {
     for (const u of USERS) await open(u);
     for (const u of USERS) {
