@@ -147,7 +147,16 @@ describe('the classroom page in Chromium against torii dev', () => {
   });
 
   test('three pages: each sees the others join', async () => {
-    for (const u of USERS) await open(u);
+    // The teacher in class first: the students' joins then reach it as broadcasts, not in its
+    // snapshot.
+    await open('sensei');
+    await until(
+      'sensei',
+      'connected',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    expect(await page('sensei').evaluate(ids('participants'))).toBe('sensei');
+    for (const u of ['hana', 'kenji'] as const) await open(u);
     for (const u of USERS) {
       await until(
         u,
@@ -250,6 +259,17 @@ describe('the classroom page in Chromium against torii dev', () => {
         'two strokes',
         `document.querySelector('[data-testid=whiteboard]').dataset.strokes === '2'`,
       );
+    // and stays there: a hand raised after the strokes comes later in the room stream, so a page
+    // that shows it has seen whatever followed them
+    await byTestId('hana', 'raise-hand').click();
+    for (const u of USERS)
+      await until(u, 'hana queued after the strokes', `${ids('hands')} === 'hana'`);
+    for (const u of USERS)
+      expect({ [u]: await byTestId(u, 'whiteboard').getAttribute('data-strokes') }).toEqual({
+        [u]: '2',
+      });
+    await byTestId('hana', 'lower-hand').click();
+    for (const u of USERS) await until(u, 'queue empty again', `${ids('hands')} === ''`);
   });
 
   test('a student page reloaded mid-class gets the history', async () => {
@@ -413,6 +433,8 @@ describe('the classroom page in Chromium against torii dev', () => {
         `document.querySelector('[data-testid=status]').dataset.state === 'ended'`,
       );
     for (const u of USERS) await screenshot(page(u), `web-classroom-${u}-ended`);
+    // the kicked page stays as it was told
+    expect(await byTestId('kenji', 'status').getAttribute('data-state')).toBe('kicked');
     expect(await byTestId('sensei', 'chat-input').isDisabled()).toBe(true);
     for (const u of [...USERS, 'aiko', 'yui'] as const) {
       expect({ [u]: errors.get(u) }).toEqual({ [u]: [] });
