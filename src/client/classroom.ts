@@ -107,7 +107,9 @@ export type ClassroomEvent =
   | { type: 'live'; from: string; data: unknown }
   | { type: 'room-updated'; data: unknown }
   | { type: 'session-ended'; data: unknown }
-  | { type: 'connection'; state: ConnectionState };
+  | { type: 'connection'; state: ConnectionState }
+  /** The token was renewed (reconnects present it); keep it to join again after a reload. */
+  | { type: 'token-renewed'; token: string };
 
 /**
  * Refusals in a row, with no connection between, that make a kick: one alone may be a callout
@@ -190,6 +192,9 @@ export class Classroom {
     // Until the initial data is in, what arrives waits here (the history, however long, too).
     const early: RoomMessage[] = [];
     let deliver: (m: RoomMessage) => void = (m) => early.push(m);
+    // A renewal before the classroom exists (its initial data still on the way) is told then.
+    let renewed: string | undefined;
+    let onRenewed: (token: string) => void = (t) => (renewed = t);
     const client = await RoomClient.connect({
       ...rest,
       roomId: ids.roomId,
@@ -197,6 +202,10 @@ export class Classroom {
       // 0: everything the room stream still holds (a page keeps no history of its own).
       ...(replay !== false && o.resumeAfter === undefined ? { resumeAfter: 0 } : {}),
       listener: (m) => deliver(m),
+      onTokenRenewed: (t) => {
+        o.onTokenRenewed?.(t);
+        onRenewed(t);
+      },
     });
     let initial: InitialData;
     try {
@@ -208,6 +217,8 @@ export class Classroom {
     const room = new Classroom(client, initial, ids);
     for (const m of early) room.receive(m);
     deliver = (m) => room.receive(m);
+    onRenewed = (token) => room.emit({ type: 'token-renewed', token });
+    if (renewed !== undefined) onRenewed(renewed);
     client.onLive((m: LiveMessage) => room.emit({ type: 'live', from: m.from, data: m.data }));
     void room.watch();
     return room;

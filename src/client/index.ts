@@ -132,6 +132,8 @@ export interface RoomClientOptions {
   connect: (opts: ConnectionOptions) => Promise<NatsConnection>;
   /** Renew the token automatically; default true. */
   autoRenew?: boolean;
+  /** Called with each renewed token (an app keeps it, to reconnect after a reload). */
+  onTokenRenewed?: (token: string) => void;
   renewBeforeMs?: number;
   /** Extra connection options (timeouts, …; the name is the device's when `deviceId` is set). */
   connection?: Partial<ConnectionOptions>;
@@ -589,6 +591,7 @@ export class RoomClient {
   async renew(): Promise<{ token: string; expiresAt: string }> {
     const r = await this.request<{ token: string; expiresAt: string }>(RequestEvent.RenewToken);
     this.setToken(r.token);
+    this.o.onTokenRenewed?.(r.token);
     return r;
   }
 

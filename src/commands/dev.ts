@@ -238,6 +238,8 @@ async function serveClassroom(
     host: f.host,
     port: f.webPort,
     generated: { '/config.json': JSON.stringify({ servers: [websocket] }) },
+    // the page may open that websocket and no other
+    connectSrc: [websocket],
   });
   log.info({ url: web.url }, 'classroom page ready');
   return web;

@@ -4,7 +4,7 @@
  * a few generated documents (the page's `config.json`). Not a production web server: any static
  * host serves `dist/web` as well.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PROJECT_ROOT } from './tools.js';
@@ -26,11 +26,26 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 };
 
 /**
- * The page may load only its own files and talk only to NATS websockets: a token in the URL must
- * not leak to another origin through a script or an image.
+ * The page's Content-Security-Policy: its own files only (scripts, styles, `config.json`), the
+ * `data:` favicon, and websockets to `connectSrc` alone, so that neither an injected script nor
+ * a crafted link can send the page's token to another host. No framing (clickjacking), no form
+ * posts, no plugins, no `<base>`. `src/web/index.html` carries the same policy as a meta tag for
+ * static hosts, less `frame-ancestors` (which a meta tag cannot set) and with any websocket.
  */
-const CSP =
-  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'";
+export function contentSecurityPolicy(connectSrc: readonly string[] = []): string {
+  for (const s of connectSrc)
+    if (!/^wss?:\/\/[^\s;,']+$/.test(s))
+      throw new Error(`connect-src: ${JSON.stringify(s)} is not a ws:// or wss:// URL`);
+  return [
+    "default-src 'self'",
+    `connect-src ${["'self'", ...connectSrc].join(' ')}`,
+    "img-src 'self' data:",
+    "frame-ancestors 'none'",
+    "form-action 'none'",
+    "object-src 'none'",
+    "base-uri 'none'",
+  ].join('; ');
+}
 
 /** A running static server. */
 export interface WebServer {
@@ -42,49 +57,65 @@ export interface WebServer {
 
 /**
  * Serves `dir` on `host:port` (0: any free port). `generated` maps request paths such as
- * `/config.json` to bodies that take precedence over files.
+ * `/config.json` to bodies that take precedence over files. `connectSrc` lists the websocket URLs
+ * the page may open (those its `config.json` names); nothing else but its own origin.
  */
 export async function startWebServer(o: {
   dir: string;
   host: string;
   port: number;
   generated?: Readonly<Record<string, string>>;
+  connectSrc?: readonly string[];
 }): Promise<WebServer> {
   const root = path.resolve(o.dir);
+  const headers = {
+    'Content-Security-Policy': contentSecurityPolicy(o.connectSrc),
+    'Referrer-Policy': 'no-referrer',
+    'X-Content-Type-Options': 'nosniff',
+    // dev rebuilds the page under a running server: never serve a stale copy
+    'Cache-Control': 'no-store',
+  };
+  const text = { ...headers, 'Content-Type': 'text/plain; charset=utf-8' };
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { ...text, Allow: 'GET, HEAD' }).end('method not allowed\n');
+      return;
+    }
+    const pathname = requestPath(req.url);
+    if (pathname === undefined) {
+      res.writeHead(400, text).end('bad request\n');
+      return;
+    }
+    const generated = o.generated?.[pathname];
+    if (generated !== undefined) {
+      res.writeHead(200, { ...headers, 'Content-Type': contentType(pathname) });
+      res.end(req.method === 'HEAD' ? undefined : generated);
+      return;
+    }
+    const rel = pathname === '/' ? '/index.html' : pathname;
+    const file = path.resolve(root, `.${rel}`);
+    // NUL and backslashes name no file of the page; a path out of the folder is none of its files.
+    if (/[\0\\]/.test(rel) || !file.startsWith(root + path.sep)) {
+      res.writeHead(404, text).end('not found\n');
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = await readFile(file);
+    } catch {
+      res.writeHead(404, text).end('not found\n');
+      return;
+    }
+    res.writeHead(200, { ...headers, 'Content-Type': contentType(file) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
   const server: Server = createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const headers = {
-        'Content-Security-Policy': CSP,
-        'Referrer-Policy': 'no-referrer',
-        'X-Content-Type-Options': 'nosniff',
-        // dev rebuilds the page under a running server: never serve a stale copy
-        'Cache-Control': 'no-store',
-      };
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { ...headers, Allow: 'GET, HEAD' }).end();
-        return;
-      }
-      const generated = o.generated?.[url.pathname];
-      if (generated !== undefined) {
-        res.writeHead(200, { ...headers, 'Content-Type': contentType(url.pathname) });
-        res.end(req.method === 'HEAD' ? undefined : generated);
-        return;
-      }
-      const rel = decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname);
-      const file = path.resolve(root, `.${rel}`);
-      if (file !== root && !file.startsWith(root + path.sep)) {
-        res.writeHead(404, headers).end();
-        return;
-      }
-      try {
-        const body = await readFile(file);
-        res.writeHead(200, { ...headers, 'Content-Type': contentType(file) });
-        res.end(req.method === 'HEAD' ? undefined : body);
-      } catch {
-        res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' }).end('not found\n');
-      }
-    })();
+    // Node drops the handler's promise: whatever it throws must end in an answer here, or the
+    // request hangs and the rejection goes unhandled.
+    serve(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(500, text).end('internal error\n');
+      else res.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -102,6 +133,18 @@ export async function startWebServer(o: {
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The decoded path of a request target, undefined when it is not one: a target `new URL` cannot
+ * parse (`//`), or a percent-encoding that decodes to no UTF-8 (`/%E0%A4%A`).
+ */
+function requestPath(target: string | undefined): string | undefined {
+  try {
+    return decodeURIComponent(new URL(target ?? '/', 'http://localhost').pathname);
+  } catch {
+    return undefined;
+  }
 }
 
 function contentType(file: string): string {

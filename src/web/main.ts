@@ -2,8 +2,9 @@
  * The classroom page: one participant's view of a Torii room, built on the SDK's
  * {@link Classroom} and nothing else (no UI library: a handful of lists, a form and a canvas do
  * not need one). The room token comes in the URL's fragment (`#token=…`), which the browser never
- * sends to a server; the NATS websocket URL comes from `&nats=…`, else the `config.json` beside
- * the page (`torii dev` serves one), else port 8080 of the page's host. Test hooks are
+ * sends to a server; the NATS websocket URL comes from the `config.json` beside the page (`torii
+ * dev` serves one), else port 8080 of the page's host, never from the link: a crafted link must
+ * not send the token to a server of its choosing. Test hooks are
  * `data-testid` attributes (docs/protocol.md, "The classroom page").
  */
 import { wsconnect } from '@nats-io/nats-core';
@@ -11,6 +12,7 @@ import {
   Classroom,
   ConnectionState,
   isFinalState,
+  REFUSALS_FOR_KICK,
   RoomRequestError,
   tokenIdentity,
   type ClassroomEvent,
@@ -18,6 +20,7 @@ import {
   type Stroke,
   type WhiteboardStroke,
 } from '../client/index.js';
+import { JoinFailure, joinWithRetry } from './join.js';
 
 /** Websocket port the page assumes when nothing names one (nats-server's usual). */
 const DEFAULT_WEBSOCKET_PORT = 8080;
@@ -27,6 +30,11 @@ const HEARTBEAT_MS = 2_000;
 const AWAY_AFTER_MS = 3 * HEARTBEAT_MS;
 /** Least time between two cursor updates, in milliseconds (20 a second). */
 const CURSOR_INTERVAL_MS = 50;
+/**
+ * Where the tab keeps its current token (`sessionStorage`: this tab only, gone with it), so that
+ * a reload joins with the renewed token rather than the link's, which may have expired.
+ */
+const TOKEN_STORAGE_KEY = 'torii.token';
 /** Stroke colour and width (a fraction of the canvas width). */
 const STROKE_COLOR = '#1f6feb';
 const STROKE_WIDTH = 0.004;
@@ -77,10 +85,8 @@ function notify(text: string): void {
   ui.notice.hidden = false;
 }
 
-/** Where the page finds NATS: `#nats=`, then `config.json`, then port 8080 of this host. */
-async function natsServers(params: URLSearchParams): Promise<string[]> {
-  const named = params.get('nats');
-  if (named) return named.split(',');
+/** Where the page finds NATS: `config.json` (the host's word), else port 8080 of this host. */
+async function natsServers(): Promise<string[]> {
   try {
     const r = await fetch('config.json', { cache: 'no-store' });
     if (r.ok) {
@@ -94,34 +100,76 @@ async function natsServers(params: URLSearchParams): Promise<string[]> {
   return [`ws://${location.hostname}:${DEFAULT_WEBSOCKET_PORT}`];
 }
 
-/** What a refused join means to the user. */
-function refusal(e: unknown, token: string): ConnectionState {
-  const exp = tokenIdentity(token).exp;
-  if (exp !== undefined && exp * 1000 <= Date.now()) return ConnectionState.Expired;
+/** Keeps the tab's current token; storage may be unavailable (a privacy mode): then a reload needs the link again. */
+function keepToken(token: string): void {
+  try {
+    sessionStorage.setItem(TOKEN_STORAGE_KEY, token);
+  } catch {
+    // nothing to keep it in
+  }
+}
+
+/**
+ * The token to join with: the link's (`#token=`), kept in the tab's storage and taken out of the
+ * address bar and history, where anyone looking at the screen or the history would see it; else
+ * the one the tab kept (a reload, with the latest renewed token).
+ */
+function takeToken(): string | null {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromLink) {
+    keepToken(fromLink);
+    history.replaceState(history.state, '', location.pathname + location.search);
+    return fromLink;
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_STORAGE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** What a failed join means: an expired token, a refusal, or anything else (try again). */
+function joinFailure(e: unknown, exp: number | undefined): JoinFailure {
+  if (exp !== undefined && exp * 1000 <= Date.now()) return JoinFailure.Expired;
   if (e instanceof Error && /authori[sz]ation/i.test(`${e.name} ${e.message}`))
-    return ConnectionState.Kicked;
-  return ConnectionState.Reconnecting;
+    return JoinFailure.Refused;
+  return JoinFailure.Transient;
 }
 
 async function main(): Promise<void> {
-  const params = new URLSearchParams(location.hash.slice(1));
-  const token = params.get('token');
+  const token = takeToken();
   if (!token) {
     ui.status.textContent = 'No token: open the link torii dev printed (…/#token=…)';
     ui.status.dataset['state'] = 'no-token';
     return;
   }
-  let room: Classroom;
+  let exp: number | undefined;
   try {
-    room = await Classroom.join({ connect: wsconnect, servers: await natsServers(params), token });
-  } catch (e) {
-    const state = refusal(e, token);
-    showState(state);
-    if (!isFinalState(state))
-      notify(`Could not join: ${e instanceof Error ? e.message : String(e)}`);
+    exp = tokenIdentity(token).exp;
+  } catch {
+    // Not a room token at all (a mangled link): no server would take it.
+    ui.status.textContent = 'This link holds no valid token: open the link you were given again';
+    ui.status.dataset['state'] = 'invalid-token';
     return;
   }
-  new ClassroomPage(room).start();
+  const servers = await natsServers();
+  const result = await joinWithRetry({
+    attempt: () => Classroom.join({ connect: wsconnect, servers, token }),
+    classify: (e) => joinFailure(e, exp),
+    refusalsForKick: REFUSALS_FOR_KICK,
+    onRetry: (e, delayMs) => {
+      showState(ConnectionState.Reconnecting);
+      notify(
+        `Could not join (${e instanceof Error ? e.message : String(e)}): trying again in ${Math.ceil(delayMs / 1_000)} s`,
+      );
+    },
+  });
+  if ('gaveUp' in result) {
+    showState(result.gaveUp === 'expired' ? ConnectionState.Expired : ConnectionState.Kicked);
+    return;
+  }
+  ui.notice.hidden = true;
+  new ClassroomPage(result.joined).start();
 }
 
 /** The page's view of one joined classroom. */
@@ -159,6 +207,8 @@ class ClassroomPage {
     this.renderHands();
     this.redraw();
     room.on((e) => this.handle(e));
+    // a renewal during the join came before this listener
+    keepToken(room.client.currentToken);
     this.wireControls();
     this.heartbeat();
     setInterval(() => this.heartbeat(), HEARTBEAT_MS);
@@ -198,6 +248,9 @@ class ClassroomPage {
         showState(e.state, e.state === 'connected' ? ` as ${me.userId} (${me.role})` : '');
         return;
       }
+      case 'token-renewed':
+        keepToken(e.token);
+        return;
       case 'room-updated':
       case 'session-ended': // the connection event that follows tells it
         return;

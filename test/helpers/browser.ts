@@ -16,17 +16,35 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: findTool('chromium'), headless: true });
 }
 
-/** A page that records what went wrong in it (uncaught errors), to assert none at the end. */
-export async function openPage(
-  browser: Browser,
-  url: string,
-): Promise<{ page: Page; errors: string[] }> {
-  // The page's Content-Security-Policy forbids eval, which Playwright's string predicates use.
-  const page = await browser.newPage({ viewport: { width: 1200, height: 800 }, bypassCSP: true });
+/** What a page opened by {@link openPage} records, to assert none at the end. */
+export interface OpenedPage {
+  page: Page;
+  /** Uncaught errors. */
+  errors: string[];
+  /** Content-Security-Policy violations (`directive blocked-uri`), across reloads. */
+  violations: string[];
+}
+
+/**
+ * A page under its real Content-Security-Policy that records what went wrong in it: uncaught
+ * errors and CSP violations. Tests poll it with `page.evaluate` (CDP's evaluation is not subject
+ * to the page's policy); Playwright's string predicates (`waitForFunction`) are, since they
+ * compile with `new Function`, which the policy forbids.
+ */
+export async function openPage(browser: Browser, url: string): Promise<OpenedPage> {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   const errors: string[] = [];
+  const violations: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  await page.exposeFunction('__toriiCspViolation', (v: string) => violations.push(v));
+  // A string (the tests type-check without the DOM): runs before the page's own scripts, on
+  // every load.
+  await page.addInitScript(
+    "document.addEventListener('securitypolicyviolation', (e) => " +
+      'void window.__toriiCspViolation(`${e.effectiveDirective} ${e.blockedURI}`));',
+  );
   await page.goto(url);
-  return { page, errors };
+  return { page, errors, violations };
 }
 
 /** Saves a full-page screenshot as test-results/screenshots/{name}.png. */

@@ -21,9 +21,11 @@ import { freePort, processGroupMembers, tempDir, waitFor } from '../helpers/proc
 
 /** Long enough for a join over a loaded machine; every wait polls. */
 const UI_TIMEOUT_MS = 15_000;
+/** How often a wait looks at a page again, in milliseconds. */
+const UI_POLL_MS = 100;
 const USERS = ['sensei', 'hana', 'kenji'] as const;
 /** A student who joins later with a short-lived token. */
-type User = (typeof USERS)[number] | 'aiko';
+type User = (typeof USERS)[number] | 'aiko' | 'yui';
 /** Shortest token `torii token` mints: the page must renew it on its own to stay. */
 const SHORT_TTL = '10s';
 
@@ -39,6 +41,8 @@ describe('the classroom page in Chromium against torii dev', () => {
   const pages = new Map<User, Page>();
   /** Uncaught errors of each page, expected to stay empty. */
   const errors = new Map<User, string[]>();
+  /** Content-Security-Policy violations of each page, expected to stay empty. */
+  const violations = new Map<User, string[]>();
 
   const page = (u: User): Page => {
     const p = pages.get(u);
@@ -46,10 +50,18 @@ describe('the classroom page in Chromium against torii dev', () => {
     return p;
   };
   const byTestId = (u: User, id: string) => page(u).locator(`[data-testid="${id}"]`);
-  /** Waits until `check` holds on a page (polled by the browser, with a timeout). */
-  const until = async (u: User, what: string, check: string, arg?: unknown): Promise<void> => {
+  /**
+   * Waits until `check` (an expression) holds on a page. Polled from here with `evaluate`: the
+   * pages run under their real Content-Security-Policy, which Playwright's `waitForFunction`
+   * (compiled in the page with `new Function`) would violate. An evaluation that fails (the page
+   * reloading) counts as not yet.
+   */
+  const until = async (u: User, what: string, check: string): Promise<void> => {
     try {
-      await page(u).waitForFunction(check, arg, { timeout: UI_TIMEOUT_MS, polling: 100 });
+      await waitFor(what, async () => (await page(u).evaluate(check)) === true, {
+        timeoutMs: UI_TIMEOUT_MS,
+        intervalMs: UI_POLL_MS,
+      });
     } catch (e) {
       const status = await byTestId(u, 'status')
         .textContent()
@@ -63,6 +75,7 @@ describe('the classroom page in Chromium against torii dev', () => {
     const opened = await openPage(browser as Browser, links.get(u) ?? '');
     pages.set(u, opened.page);
     errors.set(u, opened.errors);
+    violations.set(u, opened.violations);
   };
 
   beforeAll(async () => {
@@ -116,8 +129,34 @@ describe('the classroom page in Chromium against torii dev', () => {
       expect(links.get(u)).toMatch(new RegExp(`^${web}#token=[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
   });
 
+  test('a link whose token cannot be read says so, and nothing throws', async () => {
+    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    const opened = await openPage(browser as Browser, `${web}#token=garbage`);
+    try {
+      const status = opened.page.locator('[data-testid="status"]');
+      await waitFor(
+        'invalid-token shown',
+        async () => (await status.getAttribute('data-state')) === 'invalid-token',
+        { timeoutMs: UI_TIMEOUT_MS, intervalMs: UI_POLL_MS },
+      );
+      expect(opened.errors).toEqual([]);
+      expect(opened.violations).toEqual([]);
+    } finally {
+      await opened.page.close();
+    }
+  });
+
   test('three pages: each sees the others join', async () => {
-    for (const u of USERS) await open(u);
+    // The teacher in class first: the students' joins then reach it as broadcasts, not in its
+    // snapshot.
+    await open('sensei');
+    await until(
+      'sensei',
+      'connected',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    expect(await page('sensei').evaluate(ids('participants'))).toBe('sensei');
+    for (const u of ['hana', 'kenji'] as const) await open(u);
     for (const u of USERS) {
       await until(
         u,
@@ -220,6 +259,17 @@ describe('the classroom page in Chromium against torii dev', () => {
         'two strokes',
         `document.querySelector('[data-testid=whiteboard]').dataset.strokes === '2'`,
       );
+    // and stays there: a hand raised after the strokes comes later in the room stream, so a page
+    // that shows it has seen whatever followed them
+    await byTestId('hana', 'raise-hand').click();
+    for (const u of USERS)
+      await until(u, 'hana queued after the strokes', `${ids('hands')} === 'hana'`);
+    for (const u of USERS)
+      expect({ [u]: await byTestId(u, 'whiteboard').getAttribute('data-strokes') }).toEqual({
+        [u]: '2',
+      });
+    await byTestId('hana', 'lower-hand').click();
+    for (const u of USERS) await until(u, 'queue empty again', `${ids('hands')} === ''`);
   });
 
   test('a student page reloaded mid-class gets the history', async () => {
@@ -272,6 +322,9 @@ describe('the classroom page in Chromium against torii dev', () => {
       'connected',
       `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
     );
+    // the token is out of the address bar (and the history entry)
+    expect(await page('aiko').evaluate('location.hash')).toBe('');
+    expect(page('aiko').url()).not.toContain(token);
     const exp = (
       JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number }
     ).exp;
@@ -284,6 +337,13 @@ describe('the classroom page in Chromium against torii dev', () => {
     await until(
       'aiko',
       'connected after the expiry',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    // A reload after the link's token expired joins with the renewed one the tab kept.
+    await page('aiko').reload();
+    await until(
+      'aiko',
+      'connected after a reload past the expiry',
       `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
     );
     await byTestId('aiko', 'chat-input').fill('still here');
@@ -329,17 +389,56 @@ describe('the classroom page in Chromium against torii dev', () => {
       expect(await byTestId(u, 'status').getAttribute('data-state')).toBe('connected');
   });
 
+  test('the page talks only to the websocket of its config.json, whatever the link says', async () => {
+    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    const t = torii([
+      'token',
+      '--room',
+      'demo',
+      '--user',
+      'yui',
+      '--role',
+      'student',
+      '--keys-dir',
+      path.join(stateDir, 'keys'),
+    ]);
+    expect(t.status).toBe(0);
+    // A crafted link naming another server: the page must not send its token there.
+    const elsewhere = `ws://127.0.0.1:${await freePort()}`;
+    links.set('yui', `${web}#token=${t.stdout.trim()}&nats=${elsewhere}`);
+    await open('yui');
+    await until(
+      'yui',
+      'connected to the server of config.json',
+      `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+    );
+    expect(violations.get('yui')).toEqual([]);
+    // A script in the page (an injected one, say) cannot open a websocket to another host either.
+    await page('yui').evaluate(`(() => { try { new WebSocket('${elsewhere}'); } catch {} })()`);
+    await waitFor('the foreign websocket refused by the policy', () =>
+      violations.get('yui')?.some((v) => v.startsWith(`connect-src ${elsewhere}`)),
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(violations.get('yui'))}`);
+    });
+    // seen: what the last test asserts is that nothing else was refused
+    violations.get('yui')?.splice(0);
+  });
+
   test('deleting the Room file ends the session on every page', async () => {
     rmSync(path.join(roomsDir, 'demo.yaml'));
-    for (const u of ['sensei', 'hana'] as const)
+    for (const u of ['sensei', 'hana', 'aiko', 'yui'] as const)
       await until(
         u,
         'session ended',
         `document.querySelector('[data-testid=status]').dataset.state === 'ended'`,
       );
     for (const u of USERS) await screenshot(page(u), `web-classroom-${u}-ended`);
+    // the kicked page stays as it was told
+    expect(await byTestId('kenji', 'status').getAttribute('data-state')).toBe('kicked');
     expect(await byTestId('sensei', 'chat-input').isDisabled()).toBe(true);
-    for (const u of [...USERS, 'aiko'] as const)
+    for (const u of [...USERS, 'aiko', 'yui'] as const) {
       expect({ [u]: errors.get(u) }).toEqual({ [u]: [] });
+      expect({ [u]: violations.get(u) }).toEqual({ [u]: [] });
+    }
   });
 });
