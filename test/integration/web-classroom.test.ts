@@ -11,6 +11,8 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
+import { RoomClient } from '../../src/client/index.js';
+import { RequestEvent } from '../../src/core/events.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { ServiceUser } from '../../src/core/natsconf.js';
 import { ServiceSubject } from '../../src/core/subjects.js';
@@ -422,6 +424,55 @@ describe('the classroom page in Chromium against torii dev', () => {
     });
     // seen: what the last test asserts is that nothing else was refused
     violations.get('yui')?.splice(0);
+  });
+
+  test('a name, a chat and a hand note that are markup show as text and run nothing', async () => {
+    const HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>';
+    const t = torii([
+      'token',
+      '--room',
+      'demo',
+      '--user',
+      'mallory',
+      '--role',
+      'student',
+      '--name',
+      HOSTILE,
+      '--keys-dir',
+      path.join(stateDir, 'keys'),
+    ]);
+    expect(t.status).toBe(0);
+    // From Node, as an app that is not the page would: the page has no field for a hand note.
+    const mallory = await RoomClient.connect({
+      connect,
+      servers: natsUrl,
+      token: t.stdout.trim(),
+      roomId: 'demo',
+      userId: 'mallory',
+      autoRenew: false,
+    });
+    try {
+      await mallory.request(RequestEvent.InitialData);
+      await mallory.chat(HOSTILE);
+      await mallory.request(RequestEvent.RaiseHand, { note: HOSTILE.slice(0, 60) });
+      const literal = (testId: string, text: string) =>
+        `[...document.querySelectorAll('[data-testid=${testId}] *')].some(e => e.textContent.includes(${JSON.stringify(text)}))`;
+      await until('sensei', 'the name, as text', literal('participants', HOSTILE));
+      await until('sensei', 'the chat, as text', literal('chat-log', `: ${HOSTILE}`));
+      await until('sensei', 'the note, as text', literal('hands', HOSTILE.slice(0, 60)));
+      for (const u of ['sensei', 'hana'] as const) {
+        expect(await page(u).evaluate('window.__xss')).toBeUndefined();
+        // nothing the text carried became an element
+        expect(
+          await page(u).evaluate(
+            `document.querySelectorAll('[data-testid=participants] img, [data-testid=chat-log] img, [data-testid=hands] img, script:not([src])').length`,
+          ),
+        ).toBe(0);
+      }
+      await mallory.request(RequestEvent.LowerHand);
+    } finally {
+      await mallory.close();
+    }
   });
 
   test('deleting the Room file ends the session on every page', async () => {
