@@ -51,20 +51,24 @@ const VERSION_LINE = bytesOf('NATS/1.0');
 // there, and those loops run over every message a device receives (bench/fanout).
 const TEXT = new TextDecoder();
 
-function bytesOf(s: string): Uint8Array {
-  return new TextEncoder().encode(s);
+/**
+ * The UTF-8 bytes of `s`, as a plain array: what the readers compare message bytes with. An
+ * element of a plain array of small integers costs less to read than one of a typed array.
+ */
+function bytesOf(s: string): readonly number[] {
+  return Array.from(new TextEncoder().encode(s));
 }
 const NAME_BYTES = {
   stream: bytesOf(HEADER_NAMES.stream),
   subject: bytesOf(HEADER_NAMES.subject),
   sequence: bytesOf(HEADER_NAMES.sequence),
-} as const satisfies Record<HeaderField, Uint8Array>;
+} as const satisfies Record<HeaderField, readonly number[]>;
 
 /**
  * True when the line at `at` (before `end`) is a header named exactly `name` (`name:` starts
  * it), its first 6 bytes (`Nats-S`, as all three names start) known to match already.
  */
-function named(b: Uint8Array, at: number, end: number, name: Uint8Array): boolean {
+function named(b: Uint8Array, at: number, end: number, name: readonly number[]): boolean {
   const n = name.length;
   if (at + n >= end || b[at + n] !== 58) return false;
   for (let i = 6; i < n; i++) if (b[at + i] !== name[i]) return false;
@@ -72,7 +76,7 @@ function named(b: Uint8Array, at: number, end: number, name: Uint8Array): boolea
 }
 
 /** True when `a` and `b` hold the same bytes. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+function sameBytes(a: Uint8Array, b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -162,9 +166,9 @@ function scanStreamHeaders(b: Uint8Array, end: number): boolean {
  * or by 8 when the pattern has it nowhere after its start. Header text is mostly bytes the
  * pattern lacks, so most steps skip 8 bytes.
  */
-const SHIFT = ((): Uint8Array => {
+const SHIFT = ((): readonly number[] => {
   const pattern = bytesOf('\r\nNats-S');
-  const t = new Uint8Array(256).fill(pattern.length);
+  const t = new Array<number>(256).fill(pattern.length);
   for (let j = pattern.length - 1; j >= 1; j--) t[pattern[j] as number] = j;
   return t;
 })();
@@ -185,7 +189,7 @@ function endsAt(b: Uint8Array, at: number): boolean {
  * True when the header value at `at` (spaces and tabs around it aside) is exactly `want` (a room
  * id or a subject: no CR in it, so the comparison stays within the line).
  */
-function valueIs(b: Uint8Array, at: number, want: Uint8Array): boolean {
+function valueIs(b: Uint8Array, at: number, want: readonly number[]): boolean {
   if (at < 0) return false;
   const v = skipBlanks(b, at);
   for (let i = 0; i < want.length; i++) if (b[v + i] !== want[i]) return false;
@@ -378,12 +382,12 @@ const ROOM_MEMO_MAX = 64;
  * A copy's room stream subject, kind and user, the stored subject's bytes (as the header has it)
  * and the copy's subject's bytes (as the message has it).
  */
-type CopySubject = Omit<Republished, 'seq'> & { bytes: Uint8Array; copy: Uint8Array };
+type CopySubject = Omit<Republished, 'seq'> & { bytes: readonly number[]; copy: readonly number[] };
 /** What is remembered of a room: its id's bytes, and the subjects its copies came on. */
 export interface RoomCopies {
   readonly roomId: string;
   /** The room id's bytes (the stream's name, as the header has it). */
-  readonly id: Uint8Array;
+  readonly id: readonly number[];
   readonly subjects: Map<string, CopySubject | null>;
   /** Recent copy subjects, by a hash of their bytes ({@link recentCopy}). */
   readonly recent: (CopySubject | undefined)[];
