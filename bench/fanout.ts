@@ -118,8 +118,9 @@ async function main(): Promise<void> {
         user: 'torii-service',
         pass: server.keys.server.servicePassword,
       });
+      // The body of a chat, parsed and decoded as the Torii receivers do theirs.
       nc.subscribe(`bench.fanout.${room}`, {
-        callback: (_e, m) => core.add(m.json<{ at: number }>().at),
+        callback: (_e, m) => core.add(Number(m.json<{ text: string }>().text)),
       });
       await nc.flush();
       subs.push(nc);

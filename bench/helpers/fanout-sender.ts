@@ -8,7 +8,8 @@
  *   {"path":"torii","paced":1000,"messages":5000}  SDK chat at a fixed rate per second
  *
  * Environment: SENDER_SERVERS, SENDER_ROOM, SENDER_TOKEN (the teacher's), SENDER_SERVICE_PASS.
- * Every message's text is its send time in epoch milliseconds, which the receivers decode.
+ * Every message's body is a chat's (`{"text","at"}`), its text the send time in epoch
+ * milliseconds, which the receivers decode.
  */
 import { createInterface } from 'node:readline';
 import { connect } from '@nats-io/transport-node';
@@ -49,7 +50,12 @@ const send = (c: Command): (() => Promise<void>) =>
   c.path === 'torii'
     ? () => teacher.chat(String(Date.now()))
     : () => {
-        service.publish(c.subject ?? '', JSON.stringify({ at: Date.now() }));
+        // the body a chat has (RoomClient.chat): same size, same decoding at the receivers
+        const now = Date.now();
+        service.publish(
+          c.subject ?? '',
+          JSON.stringify({ text: String(now), at: new Date(now).toISOString() }),
+        );
         return Promise.resolve();
       };
 

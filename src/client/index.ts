@@ -18,7 +18,7 @@ import {
 } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
-import { parseRepublished, received } from './republished.js';
+import { readCopy, received, roomCopies } from './republished.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -295,11 +295,12 @@ export class RoomClient {
    */
   private subscribeRoom(): void {
     const { roomId, userId } = this.o;
+    const copies = roomCopies(roomId);
     for (const filter of userConsumerFilters(roomId, userId)) {
       this.nc.subscribe(republishedSubject(filter), {
         callback: (err, m) => {
           if (err) return;
-          const r = parseRepublished(roomId, received(m));
+          const r = readCopy(copies, m);
           if (!r) return;
           if (!this.catching) this.deliver(r.subject, r.seq, m.data, r);
           else if (this.held.length < MAX_HELD)

@@ -135,6 +135,38 @@ test('a chat carrying forged stream headers moves no one’s sequence: every lat
   }
 });
 
+test('forged stream headers that end in an empty line move no one’s sequence either', async () => {
+  // The server keeps a publisher's header block as it came and appends its own lines after it:
+  // a block with an empty line before its end leaves the forged values in front of that line,
+  // the server's behind it. A reader that stopped at the first empty line took the forged ones.
+  const victim = await device('mei');
+  const honest = await device('riku');
+  const got: RoomMessage[] = [];
+  victim.on((m) => got.push(m));
+  const nc = await connectClient(server.url, ROOM, 'mallory2', await roomToken('mallory2'));
+  try {
+    const block = new TextEncoder().encode(
+      `NATS/1.0\r\nNats-Stream: ${ROOM}\r\nNats-Subject: ${chatSubject(ROOM, 'mallory2')}\r\n` +
+        'Nats-Sequence: 999999999\r\n\r\nX-After: 1\r\n\r\n',
+    );
+    // nats.js writes whatever a headers object encodes to: a client is free to send any block.
+    const raw = { encode: () => block } as unknown as ReturnType<typeof headers>;
+    nc.publish(chatSubject(ROOM, 'mallory2'), JSON.stringify({ text: 'forged' }), { headers: raw });
+    await nc.flush();
+    const forged = await waitFor('the forged chat stored', async () => {
+      const m = await jsm.streams.getMessage(ROOM, { last_by_subj: chatSubject(ROOM, 'mallory2') });
+      return m ?? undefined;
+    });
+    for (let i = 0; i < 5; i++) await honest.chat(`after${i}`);
+    await waitFor('5 chats after the forged one', () => chats(got, 'riku').length === 5);
+    expect(chats(got, 'mallory2').map((m) => m.seq)).toEqual([forged.seq]);
+    expect(victim.lastSequence).toBe(Math.max(...got.map((m) => m.seq)));
+    expect(victim.lastSequence).toBeLessThan(999999999);
+  } finally {
+    await nc.close();
+  }
+});
+
 test(`a user keeps at most ${MAX_DEVICES_PER_USER} devices: the oldest one's consumer goes`, async () => {
   const ids = Array.from({ length: MAX_DEVICES_PER_USER + 1 }, (_, i) => `d${i}`);
   for (const id of ids) await (await device('ren', id)).close({ leave: false });

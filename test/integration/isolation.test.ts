@@ -9,7 +9,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import type { LiveMessage, RoomClient, RoomMessage } from '../../src/client/index.js';
 import { parseLive } from '../../src/client/live.js';
-import { parseRepublished, received } from '../../src/client/republished.js';
+import { readCopy, received, roomCopies } from '../../src/client/republished.js';
 import { blockKey } from '../../src/core/blocks.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import { presenceKey } from '../../src/core/presence.js';
@@ -333,7 +333,7 @@ describe('an attacker naming reply subjects', () => {
   /** What the SDK would hand on out of what arrived on a listener's republished subscriptions. */
   const copiesHandedOn = (room: string, l: Listener) =>
     l.room.flatMap((m) => {
-      const r = parseRepublished(room, received(m));
+      const r = readCopy(roomCopies(room), m);
       return r ? [r] : [];
     });
 
