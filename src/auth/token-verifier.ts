@@ -261,6 +261,11 @@ export class TokenVerifier {
     );
   }
 
+  /** Tokens remembered as verified right now. */
+  get cachedTokens(): number {
+    return this.verified.size;
+  }
+
   /** True when tokens are checked with a shared secret (development setups). */
   get symmetric(): boolean {
     return this.algorithms.includes('HS256');
@@ -281,7 +286,14 @@ export class TokenVerifier {
     if (hit && hit.until > now) return hit.token;
     if (hit) this.verified.delete(token);
     const verified = await this.verifyNow(token);
-    // Remembered until it expires or the TTL passes; when full, the oldest entry goes first.
+    // Remembered until it expires or the TTL passes. Entries are kept in the order they were
+    // verified, which is nearly the order they stop being trusted: those at the front that no
+    // longer are go now, so the cache holds the last TTL's tokens, not the last 20,000 (every
+    // user a new token; each entry ~0.7 KB). When still full, the oldest entry goes first.
+    for (const [k, e] of this.verified) {
+      if (e.until > now) break;
+      this.verified.delete(k);
+    }
     if (this.verified.size >= VERIFIED_TOKEN_CACHE_SIZE)
       this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(token, {

@@ -14,7 +14,11 @@ import {
 } from 'jose';
 import { generateKeys } from '../../src/core/keys.js';
 import { loadTokenSigner, mintRoomToken } from '../../src/core/tokens.js';
-import { TokenVerifier, MAX_TOKEN_BYTES } from '../../src/auth/token-verifier.js';
+import {
+  TokenVerifier,
+  MAX_TOKEN_BYTES,
+  VERIFIED_TOKEN_CACHE_TTL_MS,
+} from '../../src/auth/token-verifier.js';
 import { Rejection } from '../../src/auth/rejection.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { waitFor } from '../helpers/procs.js';
@@ -226,6 +230,29 @@ describe('TokenVerifier checks', () => {
     expect(await reason(v.verify(await sign(key.priv, 'EdDSA', 'k', { exp: t - 40 })))).toBe(
       'token_expired',
     );
+  });
+
+  // Failed before: expired entries stayed until 20,000 tokens filled the cache (4 here).
+  test(`tokens are forgotten once ${VERIFIED_TOKEN_CACHE_TTL_MS / 60_000} minutes have passed, not only when the cache is full`, async () => {
+    const t = Math.floor(Date.now() / 1000);
+    now = new Date();
+    const fresh = await TokenVerifier.create({
+      ...base,
+      publicKeyFile: path.join(dir, 'one.jwks'),
+      now: () => now,
+    });
+    // Distinct tokens: distinct expiry times.
+    for (const exp of [t + 3600, t + 3601, t + 3602])
+      expect(await reason(fresh.verify(await sign(key.priv, 'EdDSA', 'k', { exp })))).toBe(
+        'accepted',
+      );
+    expect(fresh.cachedTokens).toBe(3);
+    now = new Date(Date.now() + VERIFIED_TOKEN_CACHE_TTL_MS + 1_000);
+    expect(await reason(fresh.verify(await sign(key.priv, 'EdDSA', 'k', { exp: t + 3603 })))).toBe(
+      'accepted',
+    );
+    expect(fresh.cachedTokens).toBe(1);
+    now = new Date();
   });
 
   test('a remembered token is still refused once it expires', async () => {
