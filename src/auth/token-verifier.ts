@@ -19,6 +19,7 @@ import {
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
+import { dropExpired } from '../core/expiry.js';
 import { ConfigError } from '../core/errors.js';
 import { KeyFile } from '../core/keys.js';
 import { RejectReason, Rejection } from './rejection.js';
@@ -290,10 +291,7 @@ export class TokenVerifier {
     // verified, which is nearly the order they stop being trusted: those at the front that no
     // longer are go now, so the cache holds the last TTL's tokens, not the last 20,000 (every
     // user a new token; each entry ~0.7 KB). When still full, the oldest entry goes first.
-    for (const [k, e] of this.verified) {
-      if (e.until > now) break;
-      this.verified.delete(k);
-    }
+    dropExpired(this.verified, now);
     if (this.verified.size >= VERIFIED_TOKEN_CACHE_SIZE)
       this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(token, {

@@ -9,6 +9,7 @@ import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
 import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
 import { isBlockActive, type BlockRecord } from '../core/blocks.js';
+import { dropExpired } from '../core/expiry.js';
 import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../core/kv.js';
 import { isValidId } from '../core/ids.js';
 import {
@@ -172,6 +173,10 @@ export class Handlers {
     if (hit && hit.until > now) return hit.member.name;
     const e = await this.d.roomState.get(key);
     const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
+    // Deleted first, so the map stays in the order its entries expire, and those expired go:
+    // it holds the members of the last 10 s, not every user this worker has served.
+    this.members.delete(key);
+    dropExpired(this.members, now);
     if (!m) return undefined;
     if (this.members.size > 100_000) this.members.clear();
     this.members.set(key, { member: m, until: now + MEMBER_CACHE_TTL_MS });
