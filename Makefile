@@ -18,7 +18,7 @@ $(NODE_MODULES_STAMP): package.json package-lock.json
 deps: $(NODE_MODULES_STAMP) ## install npm packages
 
 .PHONY: tools
-tools: ## install nats-server, nats, etcd, kube-apiserver, kubectl, helm into ~/.cache/torii; chromium (apt)
+tools: ## install nats-server, nats, livekit-server, etcd, kube-apiserver, kubectl, helm into ~/.cache/torii; chromium (apt)
 	scripts/install-tools.sh
 
 # Compiled only when a source changed: tests that run `make dev` must not rewrite dist/ under

@@ -3,7 +3,7 @@
 # repo (default ~/.cache/torii/tools) and links them into .tools/bin. Versions: scripts/tools.env.
 #
 #   scripts/install-tools.sh            # everything
-#   scripts/install-tools.sh nats etcd  # only some: nats-server natscli helm kube etcd chromium
+#   scripts/install-tools.sh nats etcd  # only some: nats-server natscli livekit helm kube etcd chromium
 #
 # A tool that cannot be had stops the script with the exact command that failed.
 set -euo pipefail
@@ -47,6 +47,19 @@ install_nats_server() {
 }
 install_natscli() {
   go_install nats github.com/nats-io/natscli/nats "$NATSCLI_VERSION" "$cache/natscli-$NATSCLI_VERSION"
+}
+# The module's command is cmd/server, so `go install` names the binary `server`; it is linked
+# (and found by src/core/tools.ts) as livekit-server.
+install_livekit_server() {
+  local dest="$cache/livekit-server-$LIVEKIT_SERVER_VERSION"
+  if [[ -x "$dest/livekit-server" ]]; then link livekit-server "$dest/livekit-server"; return; fi
+  need_go livekit-server
+  log "building livekit-server $LIVEKIT_SERVER_VERSION (go install, about a minute after the downloads)"
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  run env GOBIN="$dest.tmp" CGO_ENABLED=0 go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
+  mv "$dest.tmp/server" "$dest.tmp/livekit-server"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  link livekit-server "$dest/livekit-server"
 }
 install_helm() {
   go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$cache/helm-$HELM_VERSION"
@@ -126,16 +139,17 @@ install_chromium() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(nats-server natscli etcd kube helm chromium)
+[[ ${#want[@]} -gt 0 ]] || want=(nats-server natscli livekit-server etcd kube helm chromium)
 for t in "${want[@]}"; do
   case "$t" in
     nats-server|nats) install_nats_server ;;
     natscli) install_natscli ;;
+    livekit-server|livekit) install_livekit_server ;;
     helm) install_helm ;;
     kube|kube-apiserver|kubectl) install_kube ;;
     etcd) install_etcd ;;
     chromium) install_chromium ;;
-    *) die "unknown tool '$t' (known: nats-server natscli etcd kube helm chromium)" ;;
+    *) die "unknown tool '$t' (known: nats-server natscli livekit-server etcd kube helm chromium)" ;;
   esac
 done
 log "tools ready in $bin"
