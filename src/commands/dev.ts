@@ -2,15 +2,31 @@
  * `torii dev`: the embedded default. One process runs a local nats-server configured for Torii
  * (auth callout, JetStream, websocket), the controller fed by a folder of Room YAML files, and the
  * auth callout; keys and data live in a state folder so that `torii token` run in the same folder
- * mints tokens dev accepts, and the workers (events, endpoints, presence). It also serves the
+ * mints tokens dev accepts, and the workers (events, endpoints, presence). With `--media on` (the
+ * default) it runs a LiveKit server on loopback too, with an API key and secret of its own in the
+ * state folder, and the workers answer `REQ_MEDIA_SERVER_DATA` with it. It also serves the
  * classroom page (`dist/web`, built by `make web`) on `--web-port`, and prints its links. Ctrl-C
  * stops everything, in reverse order.
  */
 import type { Command } from 'commander';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { configError, opt, portParser } from '../core/config.js';
-import { generateKeys, KeyFile, loadServerKeys, readOptionalKeyFile } from '../core/keys.js';
+import { configError, opt, parseDuration, portParser } from '../core/config.js';
+import { ToolError } from '../core/errors.js';
+import {
+  generateKeys,
+  KeyFile,
+  loadServerKeys,
+  readOptionalKeyFile,
+  SECRET_FILE_MODE,
+} from '../core/keys.js';
+import {
+  DEFAULT_MEDIA_PORT,
+  DEFAULT_MEDIA_RTC_PORT,
+  generateLiveKitKeys,
+  LiveKitServerProcess,
+  type LiveKitKeys,
+} from '../core/livekit-server.js';
 import { createLogger, type LogLevel } from '../core/logger.js';
 import { NatsServerProcess } from '../core/nats-server.js';
 import {
@@ -36,7 +52,12 @@ import { runController } from '../controller/index.js';
 import { runWorker } from '../worker/index.js';
 import { authCalloutConfig, registerAuthCallout, type AuthCalloutFlags } from './auth-callout.js';
 import { controllerConfig, registerController, type ControllerFlags } from './controller.js';
-import { registerWorker, workerConfig, type WorkerFlags } from './worker.js';
+import {
+  DEFAULT_MEDIA_TOKEN_TTL_MS,
+  registerWorker,
+  workerConfig,
+  type WorkerFlags,
+} from './worker.js';
 import { addLogLevel, cliInvocation, DEFAULT_STATE_DIR, defaultFlags, examples } from './common.js';
 
 interface DevFlags {
@@ -48,11 +69,26 @@ interface DevFlags {
   websocketPort: number;
   httpPort: number;
   webPort: number;
+  media: MediaMode;
+  mediaPort: number;
+  mediaRtcPort: number;
+  mediaTokenTtl: number;
   logLevel: LogLevel;
 }
 
+/** `--media`: run LiveKit or not. */
+export const MediaMode = { On: 'on', Off: 'off' } as const;
+export type MediaMode = (typeof MediaMode)[keyof typeof MediaMode];
+
 /** Folder layout under `--state-dir`. */
-export const DevLayout = { keys: 'keys', nats: 'nats', jetstream: 'nats/jetstream' } as const;
+export const DevLayout = {
+  keys: 'keys',
+  nats: 'nats',
+  jetstream: 'nats/jetstream',
+  livekit: 'livekit',
+} as const;
+/** Files of the LiveKit key pair under `DevLayout.livekit` (the secret file is what workers read). */
+export const LiveKitKeyFile = { apiKey: 'api-key', apiSecret: 'api-secret' } as const;
 /** The example Rooms shipped with Torii. */
 export const EXAMPLE_ROOMS_DIR = path.join(PROJECT_ROOT, 'examples', 'rooms');
 /** The room the banner prints tokens for. */
@@ -114,6 +150,35 @@ export function registerDev(program: Command): void {
         'port of the classroom page (dist/web, `make web`); 0 disables; needs the websocket',
         { default: DEFAULT_WEB_PORT, parse: portParser(true) },
       ),
+    )
+    .addOption(
+      opt<MediaMode>('--media <on|off>', 'run a LiveKit media server for REQ_MEDIA_SERVER_DATA', {
+        default: MediaMode.On,
+        choices: Object.values(MediaMode),
+      }),
+    )
+    .addOption(
+      opt<number>('--media-port <port>', 'LiveKit signalling port (HTTP and websocket)', {
+        default: DEFAULT_MEDIA_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<number>('--media-rtc-port <port>', 'LiveKit WebRTC media port (UDP, on 127.0.0.1)', {
+        default: DEFAULT_MEDIA_RTC_PORT,
+        parse: portParser(false),
+      }),
+    )
+    .addOption(
+      opt<number>(
+        '--media-token-ttl <duration>',
+        'lifetime of the LiveKit tokens workers hand out',
+        {
+          default: DEFAULT_MEDIA_TOKEN_TTL_MS,
+          defaultDescription: '2h',
+          parse: parseDuration,
+        },
+      ),
     );
   addLogLevel(cmd).action(async (f: DevFlags) => {
     if (f.host !== '127.0.0.1' && f.host !== 'localhost' && f.host !== '::1') {
@@ -172,6 +237,8 @@ export function registerDev(program: Command): void {
       'nats-server ready',
     );
 
+    const media = f.media === MediaMode.On ? await startMedia(f, shutdown, log) : undefined;
+
     // The roles exactly as their own commands configure them with default flags, on this server.
     const here = { natsUrl: [server.url], keysDir };
     await runController(
@@ -195,21 +262,87 @@ export function registerDev(program: Command): void {
       shutdown,
     );
     await runWorker(
-      await workerConfig({ ...defaultFlags<WorkerFlags>(registerWorker, 'worker'), ...here }),
+      await workerConfig({
+        ...defaultFlags<WorkerFlags>(registerWorker, 'worker'),
+        ...here,
+        mediaTokenTtl: f.mediaTokenTtl,
+        ...(media
+          ? {
+              livekitUrl: media.server.url,
+              livekitApiKey: media.server.keys.apiKey,
+              livekitApiSecretFile: media.secretFile,
+            }
+          : {}),
+      }),
       log.child({ component: 'worker' }),
       ops,
       shutdown,
     );
-    const web = await serveClassroom(f, server, log);
+    const web = await serveClassroom(f, server, media?.server, log);
     if (web) shutdown.add('web', () => web.close());
     ops.markStarted();
-    await printBanner(f, server, keysDir, web);
+    await printBanner(f, server, media?.server, keysDir, web);
   });
   examples(cmd, [
     'torii dev',
     'torii dev --rooms-dir ./my-rooms --port 4333 --websocket-port 0 --web-port 0',
+    'torii dev --media off',
     'TORII_STATE_DIR=/tmp/torii torii dev --log-level debug',
   ]);
+}
+
+/** The state folder's LiveKit key pair, made on first use (never LiveKit's well-known dev pair). */
+async function liveKitKeys(dir: string): Promise<{ keys: LiveKitKeys; secretFile: string }> {
+  const keyFile = path.join(dir, LiveKitKeyFile.apiKey);
+  const secretFile = path.join(dir, LiveKitKeyFile.apiSecret);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    const keys = {
+      apiKey: (await readFile(keyFile, 'utf8')).trim(),
+      apiSecret: (await readFile(secretFile, 'utf8')).trim(),
+    };
+    return { keys, secretFile };
+  } catch {
+    const keys = generateLiveKitKeys();
+    await writeFile(secretFile, keys.apiSecret + '\n', { mode: SECRET_FILE_MODE });
+    await writeFile(keyFile, keys.apiKey + '\n', { mode: SECRET_FILE_MODE });
+    return { keys, secretFile };
+  }
+}
+
+/** Starts LiveKit on loopback; it stops with the rest, and its death stops dev like nats-server's. */
+async function startMedia(
+  f: DevFlags,
+  shutdown: Shutdown,
+  log: ReturnType<typeof createLogger>,
+): Promise<{ server: LiveKitServerProcess; secretFile: string }> {
+  const dir = path.join(f.stateDir, DevLayout.livekit);
+  const { keys, secretFile } = await liveKitKeys(dir);
+  const mediaLog = log.child({ component: 'livekit-server' });
+  const server = await LiveKitServerProcess.start({
+    dir,
+    config: {
+      host: f.host === 'localhost' ? '127.0.0.1' : f.host,
+      port: f.mediaPort,
+      rtcUdpPort: f.mediaRtcPort,
+      keys,
+    },
+    onLog: (line) => mediaLog.debug(line),
+  }).catch((e: unknown) => {
+    throw new ToolError(
+      `${e instanceof Error ? e.message : String(e)}\n(torii dev --media off runs without media)`,
+      { cause: e },
+    );
+  });
+  shutdown.add('livekit-server', () => server.stop());
+  server.child.once('exit', (code, signal) => {
+    if (shutdown.started) return;
+    const byUser = signal === 'SIGINT' || signal === 'SIGTERM';
+    if (!byUser) log.error({ code, signal }, 'livekit-server exited unexpectedly');
+    void shutdown.run('livekit-server exited').then(() => process.exit(byUser ? 0 : 1));
+  });
+  log.info({ url: server.url, rtcUdpPort: f.mediaRtcPort }, 'livekit-server ready');
+  return { server, secretFile };
 }
 
 /**
@@ -219,6 +352,7 @@ export function registerDev(program: Command): void {
 async function serveClassroom(
   f: DevFlags,
   server: NatsServerProcess,
+  media: LiveKitServerProcess | undefined,
   log: ReturnType<typeof createLogger>,
 ): Promise<WebServer | undefined> {
   if (f.webPort === 0) return undefined;
@@ -238,8 +372,9 @@ async function serveClassroom(
     host: f.host,
     port: f.webPort,
     generated: { '/config.json': JSON.stringify({ servers: [websocket] }) },
-    // the page may open that websocket and no other
-    connectSrc: [websocket],
+    // the page may open that websocket and the media server's (and ask the latter, over HTTP,
+    // why a connection was refused), no other
+    connectSrc: [websocket, ...(media ? [media.url, media.httpUrl] : [])],
   });
   log.info({ url: web.url }, 'classroom page ready');
   return web;
@@ -248,6 +383,7 @@ async function serveClassroom(
 async function printBanner(
   f: DevFlags,
   server: NatsServerProcess,
+  media: LiveKitServerProcess | undefined,
   keysDir: string,
   web: WebServer | undefined,
 ): Promise<void> {
@@ -274,6 +410,9 @@ async function printBanner(
     ...(server.ports.websocket?.[0] ? [`  WebSocket   ${server.ports.websocket[0]}`] : []),
     ...(server.ports.monitoring?.[0] ? [`  Monitoring  ${server.ports.monitoring[0]}`] : []),
     ...(f.httpPort ? [`  Ops         http://${f.host}:${f.httpPort}/readyz  /metrics`] : []),
+    ...(media
+      ? [`  Media       ${media.url} (LiveKit; WebRTC on UDP ${f.mediaRtcPort})`]
+      : ['  Media       off (--media off: REQ_MEDIA_SERVER_DATA answers NOT_FOUND)']),
     ...(web ? [`  Classroom   ${web.url} (the links below carry the tokens)`] : []),
     `  Rooms       ${path.resolve(f.roomsDir)} (watched)`,
     `  State       ${path.resolve(f.stateDir)}`,

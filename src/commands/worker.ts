@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
 import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
+import { MIN_LIVEKIT_SECRET_LENGTH, WELL_KNOWN_LIVEKIT_KEYS } from '../core/livekit-server.js';
 import type { LogLevel } from '../core/logger.js';
 import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
@@ -24,6 +25,7 @@ import {
   DEFAULT_CONSUMER_RETENTION_MS,
   DEFAULT_PRESENCE_GRACE_MS,
   DEFAULT_PRESENCE_RESYNC_MS,
+  type LiveKitSettings,
   type WorkerConfig,
 } from '../worker/index.js';
 import { addKeysDir, addLogLevel, addNatsUrl, addOpsPort, examples, runRole } from './common.js';
@@ -56,17 +58,76 @@ export interface WorkerFlags {
 /** Default lifetime of LiveKit tokens: 2 hours, in milliseconds. */
 export const DEFAULT_MEDIA_TOKEN_TTL_MS = 2 * 3_600_000;
 
-export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
-  if (f.ackWait < 1_000) configError('--ack-wait', 'at least 1s');
-  if (f.tokenTtl < MIN_TOKEN_TTL_MS || f.tokenTtl > MAX_TOKEN_TTL_MS)
-    configError('--token-ttl', '10s to 7d');
-  const lk = [f.livekitUrl, f.livekitApiKey, f.livekitApiSecretFile];
-  if (lk.some((x) => x !== undefined) && !lk.every((x) => x !== undefined)) {
+/** Shortest lifetime of LiveKit tokens, in milliseconds (as of room tokens): a client renews before it ends. */
+export const MIN_MEDIA_TOKEN_TTL_MS = 10_000;
+/** Longest lifetime of LiveKit tokens, in milliseconds (a day: clients renew well before). */
+export const MAX_MEDIA_TOKEN_TTL_MS = 24 * 3_600_000;
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * The LiveKit settings of the flags, checked: all three or none, a ws(s) or http(s) URL (plain
+ * text only to a loopback host, since the token travels in it), an API key, and a secret LiveKit
+ * itself would accept outside development (never the `--dev` pair everyone knows).
+ */
+export async function liveKitSettings(f: WorkerFlags): Promise<LiveKitSettings | undefined> {
+  const given = [f.livekitUrl, f.livekitApiKey, f.livekitApiSecretFile];
+  if (given.every((x) => x === undefined || x === '')) return undefined;
+  if (given.some((x) => x === undefined || x === '')) {
     configError(
       '--livekit-url',
       'media needs --livekit-url, --livekit-api-key and --livekit-api-secret-file together',
     );
   }
+  const { livekitUrl = '', livekitApiKey = '', livekitApiSecretFile = '' } = f;
+  let url: URL;
+  try {
+    url = new URL(livekitUrl);
+  } catch {
+    configError('--livekit-url', `'${livekitUrl}' is not a URL (wss://media.example.com)`);
+  }
+  if (!['ws:', 'wss:', 'http:', 'https:'].includes(url.protocol))
+    configError('--livekit-url', `'${livekitUrl}' is not a ws://, wss://, http:// or https:// URL`);
+  if ((url.protocol === 'ws:' || url.protocol === 'http:') && !LOOPBACK_HOSTS.has(url.hostname))
+    configError(
+      '--livekit-url',
+      `'${livekitUrl}' is plain text to another machine: media tokens would travel unencrypted; use wss://`,
+    );
+  if (!/^[\x21-\x7e]+$/.test(livekitApiKey))
+    configError('--livekit-api-key', 'printable characters, no spaces');
+  if (f.mediaTokenTtl < MIN_MEDIA_TOKEN_TTL_MS || f.mediaTokenTtl > MAX_MEDIA_TOKEN_TTL_MS)
+    configError('--media-token-ttl', '10s to 24h');
+  const apiSecret = (
+    await readFile(livekitApiSecretFile, 'utf8').catch((e: NodeJS.ErrnoException) =>
+      configError('--livekit-api-secret-file', `cannot read ${livekitApiSecretFile} (${e.code})`),
+    )
+  ).trim();
+  if (
+    livekitApiKey === WELL_KNOWN_LIVEKIT_KEYS.apiKey ||
+    apiSecret === WELL_KNOWN_LIVEKIT_KEYS.apiSecret
+  )
+    configError(
+      '--livekit-api-key',
+      `'${WELL_KNOWN_LIVEKIT_KEYS.apiKey}'/'${WELL_KNOWN_LIVEKIT_KEYS.apiSecret}' is LiveKit's public development pair: anyone could mint media tokens`,
+    );
+  if (apiSecret.length < MIN_LIVEKIT_SECRET_LENGTH)
+    configError(
+      '--livekit-api-secret-file',
+      `the secret in ${livekitApiSecretFile} has ${apiSecret.length} characters; LiveKit needs at least ${MIN_LIVEKIT_SECRET_LENGTH}`,
+    );
+  return {
+    url: livekitUrl,
+    apiKey: livekitApiKey,
+    apiSecret,
+    ttlSeconds: Math.floor(f.mediaTokenTtl / 1000),
+  };
+}
+
+export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
+  if (f.ackWait < 1_000) configError('--ack-wait', 'at least 1s');
+  if (f.tokenTtl < MIN_TOKEN_TTL_MS || f.tokenTtl > MAX_TOKEN_TTL_MS)
+    configError('--token-ttl', '10s to 7d');
+  const livekit = await liveKitSettings(f);
   const hasSigner =
     (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSigningJwk)) !== undefined ||
     (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSecret)) !== undefined;
@@ -82,22 +143,7 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
     pool: { concurrency: f.concurrency, ackWaitMs: f.ackWait, maxDeliver: f.maxDeliver },
     ...(hasSigner ? { signer: await loadTokenSigner(f.keysDir) } : {}),
     token: { issuer: f.tokenIssuer, audience: f.tokenAudience, ttlMs: f.tokenTtl },
-    ...(f.livekitUrl !== undefined &&
-    f.livekitApiKey !== undefined &&
-    f.livekitApiSecretFile !== undefined
-      ? {
-          livekit: {
-            url: f.livekitUrl,
-            apiKey: f.livekitApiKey,
-            apiSecret: (
-              await readFile(f.livekitApiSecretFile, 'utf8').catch(() =>
-                configError('--livekit-api-secret-file', `cannot read ${f.livekitApiSecretFile}`),
-              )
-            ).trim(),
-            ttlSeconds: Math.floor(f.mediaTokenTtl / 1000),
-          },
-        }
-      : {}),
+    ...(livekit ? { livekit } : {}),
     presence: {
       graceMs: f.presenceGrace,
       resyncMs: f.presenceResync,

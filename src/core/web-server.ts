@@ -27,15 +27,16 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 
 /**
  * The page's Content-Security-Policy: its own files only (scripts, styles, `config.json`), the
- * `data:` favicon, and websockets to `connectSrc` alone, so that neither an injected script nor
- * a crafted link can send the page's token to another host. No framing (clickjacking), no form
- * posts, no plugins, no `<base>`. `src/web/index.html` carries the same policy as a meta tag for
+ * `data:` favicon, and connections to `connectSrc` alone (the NATS websocket; the media server's
+ * websocket and its HTTP origin, where LiveKit's client asks why a connection was refused), so
+ * that neither an injected script nor a crafted link can send the page's token to another host.
+ * No framing (clickjacking), no form posts, no plugins, no `<base>`. `src/web/index.html` carries the same policy as a meta tag for
  * static hosts, less `frame-ancestors` (which a meta tag cannot set) and with any websocket.
  */
 export function contentSecurityPolicy(connectSrc: readonly string[] = []): string {
   for (const s of connectSrc)
-    if (!/^wss?:\/\/[^\s;,']+$/.test(s))
-      throw new Error(`connect-src: ${JSON.stringify(s)} is not a ws:// or wss:// URL`);
+    if (!/^(wss?|https?):\/\/[^\s;,']+$/.test(s))
+      throw new Error(`connect-src: ${JSON.stringify(s)} is not a ws(s):// or http(s):// URL`);
   return [
     "default-src 'self'",
     `connect-src ${["'self'", ...connectSrc].join(' ')}`,
