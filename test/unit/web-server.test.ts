@@ -78,9 +78,15 @@ describe('startWebServer', () => {
     expect(a.headers['x-content-type-options']).toBe('nosniff');
   };
 
-  test('connect-src takes websocket URLs only (nothing that could end the directive)', () => {
+  test('connect-src takes websocket and http(s) URLs only (nothing that could end the directive)', () => {
     expect(() => contentSecurityPolicy(["ws://a:1; script-src 'unsafe-inline'"])).toThrow();
-    expect(() => contentSecurityPolicy(['https://a'])).toThrow();
+    expect(() => contentSecurityPolicy(["http://a:1 'unsafe-eval'"])).toThrow();
+    expect(() => contentSecurityPolicy(['javascript:alert(1)'])).toThrow();
+    expect(() => contentSecurityPolicy(['*'])).toThrow();
+    // the media server: its websocket and the HTTP origin LiveKit's client asks for reasons
+    expect(contentSecurityPolicy(['ws://127.0.0.1:7880', 'http://127.0.0.1:7880'])).toContain(
+      "connect-src 'self' ws://127.0.0.1:7880 http://127.0.0.1:7880;",
+    );
     expect(contentSecurityPolicy()).toContain("connect-src 'self';");
   });
 
