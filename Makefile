@@ -37,8 +37,8 @@ web: deps ## build the classroom page into dist/web/ (servable by any static hos
 	npm run --silent build:web
 
 .PHONY: dev
-dev: build ## run Torii on this machine (local nats-server with auth callout); Ctrl-C stops it
-	scripts/install-tools.sh nats-server
+dev: build ## run Torii on this machine (local nats-server with auth callout, LiveKit); Ctrl-C stops it
+	scripts/install-tools.sh nats-server livekit-server
 	node dist/cli.js dev
 
 .PHONY: lint

@@ -50,6 +50,8 @@ async function toriiDev(): Promise<{ bannerMs: number; joinMs: number; stopMs: n
         String(ops),
         '--web-port',
         '0',
+        '--media',
+        'off',
       ],
       {
         cwd: tempDir('bench-dev'),

@@ -65,6 +65,8 @@ async function loadToJoined(): Promise<number[]> {
         TORII_WEBSOCKET_PORT: String(ws),
         TORII_HTTP_PORT: String(ops),
         TORII_WEB_PORT: String(web),
+        // the time to a joined page, as before media: LiveKit is not on that path
+        TORII_MEDIA: 'off',
       },
     },
   );

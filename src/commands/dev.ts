@@ -337,7 +337,8 @@ async function startMedia(
   shutdown.add('livekit-server', () => server.stop());
   server.child.once('exit', (code, signal) => {
     if (shutdown.started) return;
-    const byUser = signal === 'SIGINT' || signal === 'SIGTERM';
+    // LiveKit exits with 0 after a signal (Ctrl-C reaches the whole process group).
+    const byUser = code === 0 || signal === 'SIGINT' || signal === 'SIGTERM';
     if (!byUser) log.error({ code, signal }, 'livekit-server exited unexpectedly');
     void shutdown.run('livekit-server exited').then(() => process.exit(byUser ? 0 : 1));
   });

@@ -27,6 +27,8 @@ export const DEFAULT_LIVEKIT_STOP_TIMEOUT_MS = 10_000;
 export const MIN_LIVEKIT_SECRET_LENGTH = 32;
 /** The pair LiveKit's `--dev` mode uses, which everyone knows: never accepted as real keys. */
 export const WELL_KNOWN_LIVEKIT_KEYS = { apiKey: 'devkey', apiSecret: 'secret' } as const;
+/** Wait before signalling a stopping server again (the second signal skips the drain), in milliseconds. */
+const SIGNAL_AGAIN_MS = 300;
 /** Poll interval while waiting for the server, in milliseconds. */
 const POLL_MS = 100;
 
@@ -179,12 +181,18 @@ export class LiveKitServerProcess {
     return server;
   }
 
-  /** Stops the server: SIGTERM, then SIGKILL after the timeout. Resolves once it has exited. */
+  /**
+   * Stops the server: SIGTERM, repeated, then SIGKILL after the timeout. LiveKit's first signal
+   * waits for every participant to leave (a drain without end while a page is open); its second
+   * stops it at once.
+   */
   async stop(timeoutMs = DEFAULT_LIVEKIT_STOP_TIMEOUT_MS): Promise<void> {
     if (!this.running) return;
     this.child.kill('SIGTERM');
+    const again = setInterval(() => this.child.kill('SIGTERM'), SIGNAL_AGAIN_MS);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
     await this.exited;
+    clearInterval(again);
     clearTimeout(timer);
   }
 

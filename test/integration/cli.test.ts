@@ -392,6 +392,9 @@ describe('torii dev', () => {
         String(opsPort),
         '--web-port',
         String(await freePort()),
+        // media has its own tests (dev-classroom, web-media); off here, as the flag promises
+        '--media',
+        'off',
       ],
       { cwd },
     );
@@ -406,6 +409,7 @@ describe('torii dev', () => {
     });
     expect(stdout).toContain(`nats://127.0.0.1:${port}`);
     expect(stdout).toContain(`ws://127.0.0.1:${wsPort}`);
+    expect(stdout).toMatch(/^ {2}Media {7}off \(--media off/m);
     expect(stdout).toMatch(
       /client --nats-url \S+ --token "\$\(node \S+ token --room demo --user aiko --role student\)"/,
     );
@@ -439,6 +443,9 @@ describe('torii dev', () => {
       });
       const initial = await client.request<{ me: { role: string } }>('REQ_INITIAL_DATA');
       expect(initial.me.role).toBe(role);
+      await expect(client.request('REQ_MEDIA_SERVER_DATA')).rejects.toMatchObject({
+        code: 'NOT_FOUND',
+      });
       await client.close();
     }
     // A token minted with `torii token` in the same folder is accepted as well.

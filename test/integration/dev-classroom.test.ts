@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { TokenVerifier } from 'livekit-server-sdk';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
 import { cleanEnv } from '../helpers/cli.js';
 import { blockStartingWith } from '../helpers/docs.js';
@@ -116,7 +117,9 @@ describe('make dev + torii client: a class of four', () => {
   });
 
   test('join, chat, raise and lower hands, leave; Ctrl-C stops everything', async () => {
-    const [port, monitorPort, wsPort, opsPort, webPort] = [
+    const [port, monitorPort, wsPort, opsPort, webPort, mediaPort, mediaRtcPort] = [
+      await freePort(),
+      await freePort(),
       await freePort(),
       await freePort(),
       await freePort(),
@@ -131,6 +134,8 @@ describe('make dev + torii client: a class of four', () => {
       TORII_WEBSOCKET_PORT: String(wsPort),
       TORII_HTTP_PORT: String(opsPort),
       TORII_WEB_PORT: String(webPort),
+      TORII_MEDIA_PORT: String(mediaPort),
+      TORII_MEDIA_RTC_PORT: String(mediaRtcPort),
       TORII_STATE_DIR: stateDir,
     };
     dev = trackGroup(
@@ -149,8 +154,10 @@ describe('make dev + torii client: a class of four', () => {
       throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
     });
     const devPid = dev.pid as number;
-    // make, torii dev and nats-server share the terminal's process group.
-    await waitFor('nats-server in the group', () => processGroupMembers(devPid).length >= 3);
+    // make, torii dev, nats-server and livekit-server share the terminal's process group.
+    await waitFor('the servers in the group', () => processGroupMembers(devPid).length >= 4);
+    const mediaUrl = `ws://127.0.0.1:${mediaPort}`;
+    expect(stdout).toMatch(new RegExp(`^ {2}Media {7}${mediaUrl} \\(LiveKit`, 'm'));
 
     const token = (role: string, user: string): string => {
       const t = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(stdout)?.[1];
@@ -171,6 +178,22 @@ describe('make dev + torii client: a class of four', () => {
       room: { id: 'demo' },
       me: { userId: 'sensei', role: 'teacher' },
     });
+
+    // Media: the workers answer with dev's LiveKit and a token signed with dev's own key pair
+    // (in the state folder; never LiveKit's well-known devkey/secret).
+    sensei.type('/media');
+    const media = await sees(sensei, 'a media answer', (m) => m['kind'] === 'media');
+    expect(media).toMatchObject({ url: mediaUrl, room: 'demo', identity: 'sensei' });
+    const livekitDir = path.join(stateDir, 'livekit');
+    const grants = await new TokenVerifier(
+      readFileSync(path.join(livekitDir, 'api-key'), 'utf8').trim(),
+      readFileSync(path.join(livekitDir, 'api-secret'), 'utf8').trim(),
+    ).verify(String(media['token']));
+    expect(grants).toMatchObject({ sub: 'sensei', video: { room: 'demo', canPublish: true } });
+    expect(grants.iss).not.toBe('devkey');
+    expect(Date.parse(String(media['expiresAt']))).toBeGreaterThan(Date.now());
+    // and LiveKit itself answers there
+    expect(await (await fetch(`http://127.0.0.1:${mediaPort}/`)).text()).toBe('OK');
 
     const hana = startClient(
       'hana',

@@ -105,6 +105,8 @@ describe('the classroom page in Chromium against torii dev', () => {
         TORII_WEBSOCKET_PORT: String(ws),
         TORII_HTTP_PORT: String(ops),
         TORII_WEB_PORT: String(web),
+        // media in the page has its own test (web-media.test.ts); here it is off
+        TORII_MEDIA: 'off',
       },
     });
     dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
