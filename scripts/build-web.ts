@@ -1,7 +1,8 @@
 /**
  * Builds the classroom page into dist/web (`make web`): src/web/main.ts bundled by esbuild for
- * browsers (the SDK and the NATS websocket transport inside, minified, with a source map), and
- * the page's static files copied beside it. The folder is servable by any static host; `torii
+ * browsers (the SDK and the NATS websocket transport inside, minified, with a source map) as
+ * `app.js`, the media part (LiveKit's client) as a chunk it loads when needed, and the page's
+ * static files copied beside them. The folder is servable by any static host; `torii
  * dev` serves it on `--web-port`.
  *
  *   npx tsx scripts/build-web.ts [--out dist/web]
@@ -24,8 +25,12 @@ const out = path.resolve(values.out ?? path.join(PROJECT_ROOT, 'dist', 'web'));
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });
 await build({
-  entryPoints: [path.join(src, 'main.ts')],
-  outfile: path.join(out, 'app.js'),
+  // app.js is what the page loads; LiveKit's client (src/web/media.ts, imported once a media
+  // answer arrives) becomes a chunk of its own beside it.
+  entryPoints: { app: path.join(src, 'main.ts') },
+  outdir: out,
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   bundle: true,
   platform: 'browser',
   format: 'esm',

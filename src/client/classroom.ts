@@ -39,6 +39,24 @@ export interface Permissions {
   whiteboard: boolean;
   moderator: boolean;
   raiseHand: boolean;
+  /** The role's media grants (what its LiveKit token allows). */
+  media?: { canPublish: boolean; canSubscribe: boolean; canPublishData: boolean };
+}
+
+/** The answer to `REQ_MEDIA_SERVER_DATA` (docs/protocol.md): where and how to join media. */
+export interface MediaServerData {
+  /** LiveKit server URL (`wss://…`). */
+  url: string;
+  /** LiveKit access token; its grants follow the role. */
+  token: string;
+  /** LiveKit room name. */
+  room: string;
+  /** The user's identity in LiveKit (its user id). */
+  identity: string;
+  /** When the token expires, ISO-8601: ask again before. */
+  expiresAt: string;
+  /** The room is a broadcast (a stage of presenters) rather than a grid. */
+  broadcast: boolean;
 }
 
 /** The answer to `REQ_INITIAL_DATA` (docs/protocol.md, "Joining"). */
@@ -276,6 +294,15 @@ export class Classroom {
   /** Lowers the user's own hand, or (moderators) another user's. */
   lowerHand(userId?: string): Promise<unknown> {
     return this.client.request(RequestEvent.LowerHand, userId ? { userId } : {});
+  }
+
+  /**
+   * Where and how to join the room's media (a LiveKit token for this user, its grants following
+   * the role). Ask again before `expiresAt` for a fresh token.
+   * @throws RoomRequestError `NOT_FOUND` when the workers have no media server
+   */
+  media(): Promise<MediaServerData> {
+    return this.client.request<MediaServerData>(RequestEvent.MediaServerData);
   }
 
   /** Leaves the room (the others see it at once) and closes. */

@@ -16,11 +16,13 @@ import {
   RoomRequestError,
   tokenIdentity,
   type ClassroomEvent,
+  type MediaServerData,
   type Participant,
   type Stroke,
   type WhiteboardStroke,
 } from '../client/index.js';
 import { JoinFailure, joinWithRetry } from './join.js';
+import type { MediaView } from './media.js';
 
 /** Websocket port the page assumes when nothing names one (nats-server's usual). */
 const DEFAULT_WEBSOCKET_PORT = 8080;
@@ -69,6 +71,9 @@ const ui = {
   board: $<HTMLCanvasElement>('whiteboard'),
   boardWrap: $('canvas-wrap'),
   boardMode: $('board-mode'),
+  mediaStatus: $('media-status'),
+  mediaPublish: $<HTMLButtonElement>('media-publish'),
+  videos: $('videos'),
 };
 
 function showState(state: ConnectionState, detail = ''): void {
@@ -181,6 +186,7 @@ class ClassroomPage {
   private readonly cursors = new Map<string, HTMLElement>();
   private drawing: [number, number][] | undefined;
   private lastCursor = 0;
+  private media: MediaView | undefined;
 
   constructor(private readonly room: Classroom) {}
 
@@ -215,6 +221,34 @@ class ClassroomPage {
     document.addEventListener('visibilitychange', () => this.heartbeat());
     new ResizeObserver(() => this.redraw()).observe(ui.board);
     window.addEventListener('pagehide', () => void room.leave());
+    void this.startMedia();
+  }
+
+  /**
+   * Asks the workers where the room's media is; only then loads LiveKit's client (a chunk of its
+   * own: a page without media never downloads it) and joins.
+   */
+  private async startMedia(): Promise<void> {
+    let answer: MediaServerData;
+    try {
+      answer = await this.room.media();
+    } catch (e) {
+      const off = e instanceof RoomRequestError && e.code === 'NOT_FOUND';
+      ui.mediaStatus.dataset['state'] = off ? 'off' : 'failed';
+      ui.mediaStatus.textContent = off
+        ? 'off (no media server)'
+        : `unavailable (${e instanceof Error ? e.message : String(e)})`;
+      return;
+    }
+    ui.mediaStatus.dataset['state'] = 'loading';
+    const { MediaView } = await import('./media.js');
+    if (isFinalState(this.room.state)) return;
+    this.media = new MediaView(
+      { status: ui.mediaStatus, publish: ui.mediaPublish, videos: ui.videos },
+      () => this.room.media(),
+      answer,
+    );
+    this.media.start();
   }
 
   private handle(e: ClassroomEvent): void {
@@ -246,6 +280,7 @@ class ClassroomPage {
       case 'connection': {
         const me = this.room.initial.me;
         showState(e.state, e.state === 'connected' ? ` as ${me.userId} (${me.role})` : '');
+        if (isFinalState(e.state)) this.media?.close();
         return;
       }
       case 'token-renewed':

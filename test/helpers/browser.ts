@@ -11,9 +11,19 @@ import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 /** Where browser tests keep their screenshots. */
 export const SCREENSHOT_DIR = path.join(PROJECT_ROOT, 'test-results', 'screenshots');
 
+/**
+ * Chromium flags for media tests: a fake camera and microphone (a test pattern and a tone),
+ * permission granted without a prompt, and sound that plays without a click.
+ */
+export const FAKE_MEDIA_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
 /** Starts headless Chromium; close it in `afterAll` (teardown kills it with this process too). */
-export async function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: findTool('chromium'), headless: true });
+export async function launchChromium(args: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: findTool('chromium'), headless: true, args });
 }
 
 /** What a page opened by {@link openPage} records, to assert none at the end. */
@@ -29,9 +39,14 @@ export interface OpenedPage {
  * A page under its real Content-Security-Policy that records what went wrong in it: uncaught
  * errors and CSP violations. Tests poll it with `page.evaluate` (CDP's evaluation is not subject
  * to the page's policy); Playwright's string predicates (`waitForFunction`) are, since they
- * compile with `new Function`, which the policy forbids.
+ * compile with `new Function`, which the policy forbids. `initScript` runs before the page's own
+ * scripts on every load (a test's instrumentation).
  */
-export async function openPage(browser: Browser, url: string): Promise<OpenedPage> {
+export async function openPage(
+  browser: Browser,
+  url: string,
+  o: { initScript?: string } = {},
+): Promise<OpenedPage> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   const errors: string[] = [];
   const violations: string[] = [];
@@ -43,6 +58,7 @@ export async function openPage(browser: Browser, url: string): Promise<OpenedPag
     "document.addEventListener('securitypolicyviolation', (e) => " +
       'void window.__toriiCspViolation(`${e.effectiveDirective} ${e.blockedURI}`));',
   );
+  if (o.initScript) await page.addInitScript(o.initScript);
   await page.goto(url);
   return { page, errors, violations };
 }
