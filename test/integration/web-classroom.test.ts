@@ -182,6 +182,19 @@ describe('the classroom page in Chromium against torii dev', () => {
     );
   });
 
+  test('without a media server the page says video is off and never downloads LiveKit', async () => {
+    await until(
+      'hana',
+      'media off shown',
+      `document.querySelector('[data-testid="media-status"]').dataset.state === 'off'`,
+    );
+    const scripts = await page('hana').evaluate<string[]>(
+      "performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.endsWith('.js'))",
+    );
+    expect(scripts.some((n) => n.endsWith('/app.js'))).toBe(true);
+    expect(scripts.filter((n) => /\/chunks\/media-/.test(n))).toEqual([]);
+  });
+
   test('chat round-trips', async () => {
     await byTestId('hana', 'chat-input').fill('konnichiwa, sensei!');
     await byTestId('hana', 'chat-send').click();

@@ -147,6 +147,12 @@ describe('video in the classroom page (Chromium, torii dev, LiveKit)', () => {
     expect(await page('hana').locator('[data-testid="media-status"]').textContent()).toBe(
       'lecture: the presenters are on camera',
     );
+    // LiveKit's client came as its own chunk, after the media answer (web-classroom.test.ts: a
+    // page without media never loads it)
+    const scripts = await page('hana').evaluate<string[]>(
+      "performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.endsWith('.js'))",
+    );
+    expect(scripts.filter((n) => /\/chunks\/media-[\w-]+\.js$/.test(n))).toHaveLength(1);
   });
 
   test("the teacher publishes camera and microphone; the student's page shows and plays them", async () => {
