@@ -259,6 +259,28 @@ describe('Helm chart charts/torii', () => {
       ['--set', 'livekit.url=wss://m', '--set', 'livekit.apiKey=k'],
       /livekit.apiSecret/,
     ],
+    [
+      'a plain-text LiveKit URL (the media token travels in it)',
+      ['--set', 'livekit.url=ws://media.example.com'],
+      /livekit\/url.*does not match/,
+    ],
+    [
+      'a LiveKit secret LiveKit would call too short',
+      [
+        '--set',
+        'livekit.url=wss://m',
+        '--set',
+        'livekit.apiKey=k',
+        '--set',
+        'livekit.apiSecret=short',
+      ],
+      /livekit\/apiSecret.*does not match/,
+    ],
+    [
+      'LiveKit without a key',
+      ['--set', 'livekit.url=wss://m', '--set', 'livekit.apiSecret=' + 'x'.repeat(32)],
+      /livekit.apiKey is required with livekit.url/,
+    ],
     ['an http JWKS URL', ['--set', 'tokens.jwksUrl=http://evil.example.com/jwks'], /jwksUrl/],
     [
       'an unknown setting of a role',
@@ -275,6 +297,35 @@ describe('Helm chart charts/torii', () => {
     const r = await runAsync(findTool('helm'), ['template', 't', CHART, ...flags]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(message);
+  });
+
+  test("LiveKit's key and secret both from the user's Secret", async () => {
+    const objs = objects(
+      await helm([
+        'template',
+        't',
+        CHART,
+        '--set',
+        'livekit.url=wss://media.example.com',
+        '--set',
+        'livekit.existingSecret=media-keys',
+      ]),
+    );
+    const worker = podOf(find(objs, 'Deployment', 't-torii-worker'));
+    const env = worker.containers[0]?.env ?? [];
+    expect(env).toContainEqual({
+      name: 'TORII_LIVEKIT_API_KEY',
+      valueFrom: { secretKeyRef: { name: 'media-keys', key: 'api-key' } },
+    });
+    expect(env).toContainEqual({
+      name: 'TORII_LIVEKIT_API_SECRET_FILE',
+      value: '/etc/torii/livekit/api-secret',
+    });
+    expect(JSON.stringify(worker.volumes)).toContain('"secretName":"media-keys"');
+    // the user's Secret: the chart makes none for LiveKit
+    expect(objs.filter((o) => o.kind === 'Secret' && o.metadata.name.includes('livekit'))).toEqual(
+      [],
+    );
   });
 
   test("a role's env: each variable once, the user's value winning", async () => {
