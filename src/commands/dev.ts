@@ -102,7 +102,7 @@ export function registerDev(program: Command): void {
   const cmd = program
     .command('dev')
     .description(
-      'run Torii on this machine: nats-server (auth callout, JetStream, websocket), the controller on a folder of Rooms, the auth callout and the workers; Ctrl-C stops everything',
+      'run Torii on this machine: nats-server (auth callout, JetStream, websocket), a LiveKit media server, the controller on a folder of Rooms, the auth callout and the workers; Ctrl-C stops everything',
     )
     .addOption(
       opt<string>(
@@ -210,78 +210,84 @@ export function registerDev(program: Command): void {
       portsFileDir: path.resolve(natsDir),
     });
     shutdown.installSignalHandlers(() => process.exit(0));
-    if (f.httpPort !== 0) {
-      await ops.listen(f.httpPort, f.host);
-      shutdown.add('ops', () => ops.close());
+    // What started before a failure (nats-server, LiveKit) must not outlive dev.
+    try {
+      if (f.httpPort !== 0) {
+        await ops.listen(f.httpPort, f.host);
+        shutdown.add('ops', () => ops.close());
+      }
+      const natsLog = log.child({ component: 'nats-server' });
+      const server = await NatsServerProcess.start({
+        dir: natsDir,
+        config,
+        onLog: (line) => natsLog.debug(line),
+      });
+      shutdown.add('nats-server', () => server.stop());
+      server.child.once('exit', (code, signal) => {
+        if (shutdown.started) return;
+        // Ctrl-C in a terminal signals the whole process group, nats-server included.
+        const byUser = signal === 'SIGINT' || signal === 'SIGTERM';
+        if (!byUser) log.error({ code, signal }, 'nats-server exited unexpectedly');
+        void shutdown.run('nats-server exited').then(() => process.exit(byUser ? 0 : 1));
+      });
+      log.info(
+        {
+          url: server.url,
+          websocket: server.ports.websocket?.[0],
+          monitoring: server.ports.monitoring?.[0],
+        },
+        'nats-server ready',
+      );
+
+      const media = f.media === MediaMode.On ? await startMedia(f, shutdown, log) : undefined;
+
+      // The roles exactly as their own commands configure them with default flags, on this server.
+      const here = { natsUrl: [server.url], keysDir };
+      await runController(
+        await controllerConfig({
+          ...defaultFlags<ControllerFlags>(registerController, 'controller'),
+          ...here,
+          roomsDir: f.roomsDir,
+          resync: DEV_RESYNC_MS,
+        }),
+        log.child({ component: 'controller' }),
+        ops,
+        shutdown,
+      );
+      await runAuthCallout(
+        await authCalloutConfig({
+          ...defaultFlags<AuthCalloutFlags>(registerAuthCallout, 'auth-callout'),
+          ...here,
+        }),
+        log.child({ component: 'auth-callout' }),
+        ops,
+        shutdown,
+      );
+      await runWorker(
+        await workerConfig({
+          ...defaultFlags<WorkerFlags>(registerWorker, 'worker'),
+          ...here,
+          mediaTokenTtl: f.mediaTokenTtl,
+          ...(media
+            ? {
+                livekitUrl: media.server.url,
+                livekitApiKey: media.server.keys.apiKey,
+                livekitApiSecretFile: media.secretFile,
+              }
+            : {}),
+        }),
+        log.child({ component: 'worker' }),
+        ops,
+        shutdown,
+      );
+      const web = await serveClassroom(f, server, media?.server, log);
+      if (web) shutdown.add('web', () => web.close());
+      ops.markStarted();
+      await printBanner(f, server, media?.server, keysDir, web);
+    } catch (e) {
+      await shutdown.run('start failed');
+      throw e;
     }
-    const natsLog = log.child({ component: 'nats-server' });
-    const server = await NatsServerProcess.start({
-      dir: natsDir,
-      config,
-      onLog: (line) => natsLog.debug(line),
-    });
-    shutdown.add('nats-server', () => server.stop());
-    server.child.once('exit', (code, signal) => {
-      if (shutdown.started) return;
-      // Ctrl-C in a terminal signals the whole process group, nats-server included.
-      const byUser = signal === 'SIGINT' || signal === 'SIGTERM';
-      if (!byUser) log.error({ code, signal }, 'nats-server exited unexpectedly');
-      void shutdown.run('nats-server exited').then(() => process.exit(byUser ? 0 : 1));
-    });
-    log.info(
-      {
-        url: server.url,
-        websocket: server.ports.websocket?.[0],
-        monitoring: server.ports.monitoring?.[0],
-      },
-      'nats-server ready',
-    );
-
-    const media = f.media === MediaMode.On ? await startMedia(f, shutdown, log) : undefined;
-
-    // The roles exactly as their own commands configure them with default flags, on this server.
-    const here = { natsUrl: [server.url], keysDir };
-    await runController(
-      await controllerConfig({
-        ...defaultFlags<ControllerFlags>(registerController, 'controller'),
-        ...here,
-        roomsDir: f.roomsDir,
-        resync: DEV_RESYNC_MS,
-      }),
-      log.child({ component: 'controller' }),
-      ops,
-      shutdown,
-    );
-    await runAuthCallout(
-      await authCalloutConfig({
-        ...defaultFlags<AuthCalloutFlags>(registerAuthCallout, 'auth-callout'),
-        ...here,
-      }),
-      log.child({ component: 'auth-callout' }),
-      ops,
-      shutdown,
-    );
-    await runWorker(
-      await workerConfig({
-        ...defaultFlags<WorkerFlags>(registerWorker, 'worker'),
-        ...here,
-        mediaTokenTtl: f.mediaTokenTtl,
-        ...(media
-          ? {
-              livekitUrl: media.server.url,
-              livekitApiKey: media.server.keys.apiKey,
-              livekitApiSecretFile: media.secretFile,
-            }
-          : {}),
-      }),
-      log.child({ component: 'worker' }),
-      ops,
-      shutdown,
-    );
-    const web = await serveClassroom(f, server, media?.server, log);
-    if (web) shutdown.add('web', () => web.close());
-    ops.markStarted();
-    await printBanner(f, server, media?.server, keysDir, web);
   });
   examples(cmd, [
     'torii dev',
@@ -432,7 +438,7 @@ async function printBanner(
           '',
         ]
       : []),
-    'Join the class from another terminal (type to chat; /raise, /lower, /who, /leave):',
+    'Join the class from another terminal (type to chat; /raise, /lower, /who, /media, /leave):',
     `  ${torii} client${urlFlag} --token ${teacher}`,
     'More participants (same folder, so the token is signed with these keys):',
     `  ${torii} client${urlFlag} --token "$(${torii} token --room ${DEMO_ROOM} --user aiko --role student${keysFlag})"`,

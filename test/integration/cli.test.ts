@@ -10,12 +10,12 @@ import { fromCurveSeed, fromSeed } from '@nats-io/nkeys';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
-import { findTool } from '../../src/core/tools.js';
+import { findTool, PROJECT_ROOT } from '../../src/core/tools.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { ServiceUser } from '../../src/core/natsconf.js';
 import { CLI, torii, toriiSpawn } from '../helpers/cli.js';
 import { RoomClient } from '../../src/client/index.js';
-import { freePort, isAlive, run, tempDir, waitFor } from '../helpers/procs.js';
+import { freePort, isAlive, processGroupMembers, run, tempDir, waitFor } from '../helpers/procs.js';
 
 const read = (dir: string, f: string): string => readFileSync(path.join(dir, f), 'utf8').trim();
 const mode = (dir: string, f: string): number => statSync(path.join(dir, f)).mode & 0o777;
@@ -479,6 +479,32 @@ describe('torii dev', () => {
     await waitFor('nats-server stopped', () => !isAlive(natsPid));
     expect(stderr).toContain('shutdown complete');
     expect(existsSync(path.join(cwd, '.torii', 'keys', KeyFile.IssuerSeed))).toBe(true);
+  });
+
+  test('a start that fails (no livekit-server) stops what it had started and says how to go on', async () => {
+    const [port, monitor, ws, ops, media] = await Promise.all(
+      Array.from({ length: 5 }, () => freePort()),
+    );
+    const dev = toriiSpawn(['dev', '--log-level', 'warn', '--web-port', '0'], {
+      cwd: tempDir('cli-dev-no-livekit'),
+      group: true,
+      env: {
+        TORII_PORT: String(port),
+        TORII_NATS_MONITOR_PORT: String(monitor),
+        TORII_WEBSOCKET_PORT: String(ws),
+        TORII_HTTP_PORT: String(ops),
+        TORII_MEDIA_PORT: String(media),
+        TORII_LIVEKIT_SERVER: path.join(PROJECT_ROOT, 'README.md'),
+      },
+    });
+    let stderr = '';
+    dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    const [code] = (await once(dev, 'exit')) as [number | null];
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/TORII_LIVEKIT_SERVER=\S+README\.md is not an executable file/);
+    expect(stderr).toContain('torii dev --media off runs without media');
+    // nats-server, started before, is gone with it (same process group)
+    await waitFor('no process of dev left', () => processGroupMembers(dev.pid ?? 0).length === 0);
   });
 
   test('refuses a non-loopback host', () => {
