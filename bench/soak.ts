@@ -31,13 +31,8 @@ import { describeError } from '../src/core/errors.js';
 import { RequestEvent } from '../src/core/events.js';
 import { METRICS_PREFIX } from '../src/core/ops.js';
 import { roomMaxConsumers } from '../src/core/streams.js';
-import {
-  Bucket,
-  kvStreamName,
-  kvSubject,
-  roomStreamName,
-  WORKER_STREAM,
-} from '../src/core/subjects.js';
+import { scanBucket } from '../src/core/kv.js';
+import { Bucket, kvStreamName, roomStreamName, WORKER_STREAM } from '../src/core/subjects.js';
 import { joinRoom } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -117,10 +112,6 @@ const CLEANUP_MARGIN_MS = 5_000;
 const QUIET_TIMEOUT_MS = 60_000;
 /** Interval of the checks for a quiet point, in milliseconds. */
 const QUIET_POLL_MS = 2_000;
-/** Messages read per direct batch get when a bucket is scanned. */
-const SCAN_BATCH = 1_000;
-/** The status with which a direct get that found nothing ends. */
-const STATUS_NOT_FOUND = 404;
 /** Flat: the end within this share of the warm-up value, or within the absolute tolerance. */
 const REL_TOLERANCE = 0.1;
 /**
@@ -210,48 +201,24 @@ async function heapMiB(port: number): Promise<number> {
   return m ? r2(Number(m[1]) / 2 ** 20) : NaN;
 }
 
-/**
- * Reads every message of a bucket (one per key: buckets keep one value per key) with direct
- * batch gets, page by page, and tells values from delete markers. No consumer is made, so the
- * scan does not change the consumer counts it reports.
- */
-async function scanBucket(
+/** Values and delete markers of a bucket (read without a consumer, so counts stay true). */
+async function bucketContent(
   jsm: JetStreamManager,
   bucket: Bucket,
 ): Promise<Required<Pick<StoreSample, 'live' | 'liveBytes' | 'markers' | 'liveByKind'>>> {
-  const prefix = kvSubject(bucket, '');
   const out = { live: 0, liveBytes: 0, markers: 0, liveByKind: {} as Record<string, number> };
-  for (let seq = 1; ;) {
-    let got = 0;
-    let pending = 0;
-    try {
-      const page = await jsm.direct.getBatch(kvStreamName(bucket), {
-        seq,
-        batch: SCAN_BATCH,
-        next_by_subj: kvSubject(bucket, '>'),
-      });
-      for await (const m of page) {
-        got++;
-        seq = m.seq + 1;
-        pending = m.pending;
-        const op = m.header.get('KV-Operation');
-        if (op === 'DEL' || op === 'PURGE' || m.header.get('Nats-Marker-Reason') !== '') {
-          out.markers++;
-          continue;
-        }
-        const key = m.subject.slice(prefix.length);
-        const dot = key.indexOf('.');
-        const kind = dot < 0 ? key : key.slice(0, dot);
-        out.live++;
-        out.liveBytes += m.subject.length + m.data.length;
-        out.liveByKind[kind] = (out.liveByKind[kind] ?? 0) + 1;
-      }
-    } catch (e) {
-      // A batch that finds nothing (an empty bucket, or nothing after `seq`) ends with a 404.
-      if (got > 0 || (e as { code?: unknown } | null)?.code !== STATUS_NOT_FOUND) throw e;
+  for await (const { key, deleted, msg } of scanBucket(jsm, bucket)) {
+    if (deleted) {
+      out.markers++;
+      continue;
     }
-    if (got === 0 || !(pending > 0 || (pending < 0 && got === SCAN_BATCH))) return out;
+    const dot = key.indexOf('.');
+    const kind = dot < 0 ? key : key.slice(0, dot);
+    out.live++;
+    out.liveBytes += msg.subject.length + msg.data.length;
+    out.liveByKind[kind] = (out.liveByKind[kind] ?? 0) + 1;
   }
+  return out;
 }
 
 /** Every bucket and stream of the run. */
@@ -265,7 +232,7 @@ async function stores(jsm: JetStreamManager): Promise<Record<string, StoreSample
       messages: s.messages,
       keys: s.num_subjects ?? 0,
       consumers: s.consumer_count,
-      ...(await scanBucket(jsm, bucket)),
+      ...(await bucketContent(jsm, bucket)),
     };
   }
   for (const name of [WORKER_STREAM, roomStreamName(ROOM)]) {
@@ -446,7 +413,7 @@ async function main(): Promise<void> {
     const deadline = nowMs() + QUIET_TIMEOUT_MS;
     let settled = false;
     while (!settled && nowMs() < deadline) {
-      const presence = await scanBucket(jsm, Bucket.Presence);
+      const presence = await bucketContent(jsm, Bucket.Presence);
       const roomStream = (await jsm.streams.info(roomStreamName(ROOM))).state;
       settled = presence.live === 0 && roomStream.consumer_count === 0;
       if (!settled) await sleep(QUIET_POLL_MS);
