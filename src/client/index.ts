@@ -19,6 +19,7 @@ import {
 import { decodeJwt } from 'jose';
 import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
 import { readCopy, received, roomCopies } from './republished.js';
+import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -56,18 +57,10 @@ const CATCH_UP_RETRY_MAX_MS = 5_000;
  */
 const REPAIR_INTERVAL_MS = 15_000;
 /**
- * Longest wait for an answer about the consumer (a reset, its info), in milliseconds: a served
- * consumer answers in milliseconds.
- */
-const PROBE_TIMEOUT_MS = 2_000;
-/**
  * Republished messages held during a catch-up, at most: past it they are dropped, and the
  * catch-up pulls them from the consumer instead (they are in the stream).
  */
 const MAX_HELD = 10_000;
-/** JetStream's codes for a consumer whose servers are all gone, and for one that does not exist. */
-const JS_CONSUMER_OFFLINE = 10119;
-const JS_CONSUMER_NOT_FOUND = 10014;
 const UTF8 = new TextDecoder();
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
