@@ -451,7 +451,9 @@ async function main(): Promise<void> {
   // Latencies since the last sample, in milliseconds.
   let joinMs: number[] = [];
   let initialMs: number[] = [];
+  let waveMs = 0;
   const wave = async (): Promise<void> => {
+    const began = nowMs();
     const visitors = nextWave();
     const inRoom: ({ c: RoomClient; v: Visitor } | undefined)[] = [];
     await pool(visitors.length, CONCURRENCY, async (i) => {
@@ -489,6 +491,7 @@ async function main(): Promise<void> {
     // In the wave's order, so that those who come back mix users with and without a device.
     for (const { v } of joined) departed.push({ v, leftAt });
     waves++;
+    waveMs += nowMs() - began;
   };
 
   const busy: BusySample[] = [];
@@ -518,9 +521,11 @@ async function main(): Promise<void> {
 
   const start = await sample();
   await runUntil(t0 + WARM_UP_MS);
+  const paused = nowMs();
   const warmQuiet = await quiet();
   const warm = await sample();
-  await runUntil(t0 + RUN_MS);
+  // The pause is not run time: the waves go on for --minutes in all.
+  await runUntil(t0 + RUN_MS + (nowMs() - paused));
   const endQuiet = await quiet();
   const end = await sample();
 
@@ -543,6 +548,8 @@ async function main(): Promise<void> {
       returnShare: RETURN_SHARE,
     },
     waves,
+    // Time the waves ran, without the pause after the warm-up.
+    waveSeconds: Math.round(waveMs / 1000),
     visits,
     distinctUsers: distinct,
     returningVisits: returned,
