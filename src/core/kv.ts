@@ -34,8 +34,14 @@ export const BUCKET_MAX_BYTES: Readonly<Record<Bucket, number>> = {
   [Bucket.RoomState]: 128 * 1024 ** 2,
   [Bucket.Blocks]: 16 * 1024 ** 2,
 };
-/** How long the marker of a deleted or expired key stays before it expires too, in milliseconds. */
-export const DELETE_MARKER_TTL_MS = 3_600_000;
+/**
+ * How long the marker of a deleted or expired key stays before it expires too, in milliseconds
+ * (5 minutes). A marker is there for watchers that are following the bucket: a KvCache that was
+ * away reads a new snapshot after reconnecting, which no longer has the key, so it needs none.
+ * Every departed user leaves a marker or two, and with an hour they were most of what a bucket
+ * held (docs/decisions.md, "Delete markers live five minutes").
+ */
+export const DELETE_MARKER_TTL_MS = 300_000;
 /** {@link DELETE_MARKER_TTL_MS} as the Go duration JetStream's `Nats-TTL` header takes. */
 export const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
 
@@ -439,8 +445,8 @@ export async function* scanBucket(
  * consumer is made: `kv.keys()` leaves an ordered consumer behind for minutes, and a read on
  * every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000) within minutes. Not one
  * `multi_last` get either: the server refuses it past 1,024 keys ("too many results"), delete
- * markers included, and a room's hand keys pass that within an hour of 1,024 users raising a
- * hand (markers stay an hour). Deleted keys and values that are not JSON are left out.
+ * markers included, and a room's hand keys pass that within minutes of a busy room's hands
+ * (markers stay {@link DELETE_MARKER_TTL_MS}). Deleted keys and values that are not JSON are left out.
  */
 export async function lastValues(
   jsm: JetStreamManager,

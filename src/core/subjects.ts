@@ -181,6 +181,12 @@ export const userConsumerName = (userId: string): string => userId;
 export const deviceConsumerName = (userId: string, deviceId?: string): string =>
   deviceId === undefined ? userConsumerName(userId) : `${userId}~${deviceId}`;
 
+/** The user a consumer named by {@link deviceConsumerName} belongs to. */
+export const consumerUser = (name: string): string => {
+  const tilde = name.indexOf('~');
+  return tilde < 0 ? name : name.slice(0, tilde);
+};
+
 /** Prefix of a connection name that names a device. */
 export const DEVICE_NAME_PREFIX = 'torii-device:';
 /** Longest device id, in characters. */

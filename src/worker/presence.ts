@@ -409,8 +409,8 @@ export class PresenceTracker {
    * replica that dies half way leaves a record that brings the next sweep back here.
    *
    * The hand goes without a delete marker: every `REQ_INITIAL_DATA` reads all of a room's hand
-   * keys, markers included, and nothing follows hands, so a marker (kept an hour) would make each
-   * user who left within the hour cost every join. The other records keep their markers: the
+   * keys, markers included, and nothing follows hands, so a marker (kept minutes) would make each
+   * user who left within those minutes cost every join. The other records keep their markers: the
    * callout follows member records and device lists by the messages their deletion publishes.
    */
   private async cleanUp(roomId: string, userId: string, changedAt: string): Promise<void> {
