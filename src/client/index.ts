@@ -18,6 +18,7 @@ import {
 } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
+import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
 import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
@@ -83,9 +84,8 @@ const PUBLISH_RETRY_MAX_MS = 2_000;
 /** Publish failures that pass: JetStream starting on a server, a leader being elected. */
 const TRANSIENT_PUBLISH_ERRORS: ReadonlySet<string> = new Set([
   'JetStreamNotEnabled',
+  'NoStreamError',
   'TimeoutError',
-  'NoRespondersError',
-  'RequestError',
 ]);
 const isTransient = (e: unknown): boolean =>
   e instanceof Error && TRANSIENT_PUBLISH_ERRORS.has(e.name);
@@ -170,6 +170,7 @@ export class RoomClient {
   /** The current token's role: events go to its subject. */
   private role: string;
   private readonly js: JetStreamClient;
+  private readonly publisher: StoredPublisher;
   private readonly pending = new Map<
     string,
     { resolve: (a: Answer) => void; timer: ReturnType<typeof setTimeout> }
@@ -203,6 +204,7 @@ export class RoomClient {
     this.token = token.current;
     this.role = roleOf(token.current);
     this.js = jetstream(nc);
+    this.publisher = new StoredPublisher(nc, userInboxPrefix(o.roomId, o.userId));
     this.lastSeq = o.resumeAfter ?? 0;
   }
 
@@ -542,10 +544,12 @@ export class RoomClient {
     const deadline = Date.now() + timeoutMs;
     for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)) {
       try {
-        await this.js.publish(subject, payload, {
+        await this.publisher.publish(
+          subject,
+          payload,
           msgID,
-          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        });
+          Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+        );
         return;
       } catch (e) {
         if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
@@ -616,6 +620,7 @@ export class RoomClient {
     }
     this.closed = true;
     clearTimeout(this.renewTimer);
+    this.publisher.close();
     for (const [, p] of this.pending) clearTimeout(p.timer);
     this.pending.clear();
     if (this.nc.isClosed()) return;
