@@ -129,13 +129,16 @@ describe('errors', () => {
       'BAD_REQUEST',
       /role/,
     ],
-  ])('%s reaches the NestJS caller as an error with Torii’s code', async (_w, subject, data, code, msg) => {
-    const err = await send(subject, data).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toEqual({ code, message: expect.stringMatching(msg) as unknown });
-  });
+  ])(
+    '%s reaches the NestJS caller as an error with Torii’s code',
+    async (_w, subject, data, code, msg) => {
+      const err = await send(subject, data).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toEqual({ code, message: expect.stringMatching(msg) as unknown });
+    },
+  );
 
   test('a plain micro client still gets the micro headers and an empty body', async () => {
     const r = await micro(ServiceSubject.RoomsGet, { roomId: 'nowhere' });
