@@ -2,14 +2,33 @@
  * The platform's NestJS services (issue 16), with the real `@nestjs/microservices` NATS transport:
  * `ClientProxy.send` to every `torii.*` endpoint returns the endpoint's data, an endpoint's error
  * reaches the caller as an error carrying Torii's code, plain micro clients still get the micro
- * protocol's headers, and `$SRV.STATS` counts both kinds of caller.
+ * protocol's headers, and `$SRV.STATS` counts both kinds of caller. NestJS `@EventPattern`
+ * handlers receive the platform events of a class of two once each, with two worker replicas.
  */
+import 'reflect-metadata';
 import { firstValueFrom } from 'rxjs';
-import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
+import { Controller, Module, type INestMicroservice } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NatsContext } from '@nestjs/microservices';
+import {
+  ClientProxyFactory,
+  Ctx,
+  EventPattern,
+  Payload,
+  Transport,
+  type ClientProxy,
+} from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ServiceUser } from '../../src/core/natsconf.js';
-import { ServiceSubject } from '../../src/core/subjects.js';
-import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { PlatformEvent, ServiceSubject } from '../../src/core/subjects.js';
+import type { RoomClient } from '../../src/client/index.js';
+import {
+  connectClient,
+  joinRoom,
+  startCallout,
+  token,
+  type TestCallout,
+} from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
@@ -166,4 +185,109 @@ test('$SRV.STATS counts the requests and errors of NestJS callers too', async ()
   const after = await stats();
   expect(after?.num_requests).toBe((before?.num_requests ?? 0) + 2);
   expect(after?.num_errors).toBe((before?.num_errors ?? 0) + 1);
+});
+
+describe('platform events reach NestJS @EventPattern handlers once each, with two workers', () => {
+  const CLASS = 'nest-class';
+  type Seen = { service: string; subject: string; data: Record<string, unknown> };
+  const seen: Seen[] = [];
+  const apps: INestMicroservice[] = [];
+  let second: TestWorker;
+
+  /**
+   * A NestJS service listening to every platform event in its queue group. The decorators are
+   * NestJS's own, applied as functions: the test files are compiled without legacy decorators
+   * (docs/platform.md's recipe, compiled with them, is run by platform-docs.test.ts).
+   */
+  async function listener(service: string, queue: string): Promise<INestMicroservice> {
+    class Listener {
+      on(data: Record<string, unknown>, ctx: NatsContext): void {
+        seen.push({ service, subject: ctx.getSubject(), data });
+      }
+    }
+    const on = Object.getOwnPropertyDescriptor(Listener.prototype, 'on') as PropertyDescriptor;
+    EventPattern(Object.values(PlatformEvent))(Listener.prototype, 'on', on);
+    Payload()(Listener.prototype, 'on', 0);
+    Ctx()(Listener.prototype, 'on', 1);
+    Controller()(Listener);
+    class ListenerModule {}
+    Module({ controllers: [Listener] })(ListenerModule);
+    const app = await NestFactory.createMicroservice(ListenerModule, {
+      transport: Transport.NATS,
+      options: {
+        servers: [server.url],
+        user: ServiceUser.Service,
+        pass: server.keys.server.servicePassword,
+        queue,
+      },
+      logger: ['error', 'warn'],
+    });
+    await app.listen();
+    apps.push(app);
+    return app;
+  }
+
+  beforeAll(async () => {
+    await publishRoom(svc, CLASS, { title: 'Two workers' });
+    second = await startWorker(server.keys, [server.url]);
+    // Two instances of one service share a queue (they balance); another service has its own.
+    await listener('attendance-1', 'attendance');
+    await listener('attendance-2', 'attendance');
+    await listener('analytics', 'analytics');
+  });
+  afterAll(async () => {
+    for (const a of apps) await a.close();
+    await second?.stop();
+  });
+
+  const events = (service: (s: string) => boolean, subject: string, userId: string) =>
+    seen.filter((s) => service(s.service) && s.subject === subject && s.data.userId === userId);
+  const attendance = (s: string) => s.startsWith('attendance-');
+  const analytics = (s: string) => s === 'analytics';
+
+  test('joined, hand raised and lowered, left: each once per service', async () => {
+    const sensei: RoomClient = await joinRoom(server.url, server.keys, CLASS, 'sensei', {
+      role: 'teacher',
+    });
+    const yuki: RoomClient = await joinRoom(server.url, server.keys, CLASS, 'yuki');
+    await yuki.request('REQ_RAISE_HAND', { note: 'question' });
+    await sensei.request('REQ_LOWER_HAND', { userId: 'yuki' });
+    await yuki.close(); // says it leaves: left at once
+    await sensei.nc.close(); // just gone: left after the grace period (2 s here)
+
+    const expected: [string, string, Record<string, unknown>][] = [
+      [
+        PlatformEvent.ParticipantJoined,
+        'sensei',
+        { roomId: CLASS, role: 'teacher', name: 'sensei' },
+      ],
+      [PlatformEvent.ParticipantJoined, 'yuki', { roomId: CLASS, role: 'student', name: 'yuki' }],
+      [PlatformEvent.HandRaised, 'yuki', { roomId: CLASS, note: 'question' }],
+      [PlatformEvent.HandLowered, 'yuki', { roomId: CLASS, by: 'sensei' }],
+      [PlatformEvent.ParticipantLeft, 'yuki', { roomId: CLASS, reason: 'leave' }],
+      [PlatformEvent.ParticipantLeft, 'sensei', { roomId: CLASS, reason: 'disconnected' }],
+    ];
+    for (const service of [attendance, analytics])
+      for (const [subject, userId] of expected)
+        await waitFor(
+          `${subject} of ${userId}`,
+          () => events(service, subject, userId).length > 0,
+          {
+            timeoutMs: 15_000,
+          },
+        );
+    // Long enough for a copy from the other replica to arrive: its grace sweep runs every
+    // 500 ms, and both replicas saw the same grace period end.
+    await new Promise((r) => setTimeout(r, 3_000));
+    for (const service of [attendance, analytics])
+      for (const [subject, userId, data] of expected) {
+        const got = events(service, subject, userId);
+        expect(got).toHaveLength(1);
+        expect(got[0]?.data).toMatchObject({ userId, ...data, at: expect.any(String) as unknown });
+        expect(Number.isNaN(Date.parse(String(got[0]?.data.at)))).toBe(false);
+      }
+    // Nothing else of the class reached anyone.
+    const ofClass = seen.filter((s) => s.data.roomId === CLASS);
+    expect(ofClass).toHaveLength(2 * expected.length);
+  });
 });
