@@ -20,7 +20,8 @@ import {
 } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ServiceUser } from '../../src/core/natsconf.js';
-import { PlatformEvent, ServiceSubject } from '../../src/core/subjects.js';
+import { PLATFORM_EVENTS_ALL, PlatformEvent, ServiceSubject } from '../../src/core/subjects.js';
+import { expectViolation } from '../helpers/assert-nats.js';
 import type { RoomClient } from '../../src/client/index.js';
 import {
   connectClient,
@@ -289,5 +290,45 @@ describe('platform events reach NestJS @EventPattern handlers once each, with tw
     // Nothing else of the class reached anyone.
     const ofClass = seen.filter((s) => s.data.roomId === CLASS);
     expect(ofClass).toHaveLength(2 * expected.length);
+  });
+
+  test('a room client can neither hear nor forge platform events (from the attacker’s side)', async () => {
+    // A teacher: the role with the most rights.
+    const t = await token(server.keys, { room: CLASS, sub: 'mallory', role: 'teacher' });
+    const mallory = await connectClient(server.url, CLASS, 'mallory', t);
+    clients.push(mallory);
+    const heard: string[] = [];
+    for (const subject of [PLATFORM_EVENTS_ALL, PlatformEvent.ParticipantJoined]) {
+      await expectViolation(mallory, 'subscription', subject, () => {
+        const sub = mallory.subscribe(subject);
+        void (async () => {
+          for await (const m of sub) heard.push(m.subject);
+        })().catch(() => undefined);
+      });
+    }
+    const forged = { roomId: CLASS, userId: 'ghost', name: 'Ghost', role: 'teacher', at: 'now' };
+    for (const subject of [PlatformEvent.ParticipantJoined, PlatformEvent.RoomEnded])
+      await expectViolation(mallory, 'publish', subject, () =>
+        mallory.publish(subject, JSON.stringify(forged)),
+      );
+    // A real event after the forged ones: by then they would have arrived.
+    const witness = await connectClient(
+      server.url,
+      CLASS,
+      'witness',
+      await token(server.keys, { room: CLASS, sub: 'witness', role: 'student' }),
+    );
+    clients.push(witness);
+    await waitFor(
+      'the witness joined, for both services',
+      () =>
+        events(attendance, PlatformEvent.ParticipantJoined, 'witness').length === 1 &&
+        events(analytics, PlatformEvent.ParticipantJoined, 'witness').length === 1,
+    );
+    expect(
+      seen.filter((s) => s.data.userId === 'ghost' || s.subject === PlatformEvent.RoomEnded),
+    ).toEqual([]);
+    expect(heard).toEqual([]);
+    expect(mallory.isClosed()).toBe(false);
   });
 });
