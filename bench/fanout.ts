@@ -5,7 +5,14 @@
  * The sender runs in a process of its own (bench/helpers/fanout-sender.ts), as it is a device of
  * its own; the receivers share this one.
  *
- *   npx tsx bench/fanout.ts [--sizes 25,200] [--messages 8000] [--window 50] [--rate 1000]
+ *   npx tsx bench/fanout.ts [--sizes 25,200] [--deliveries 1600000] [--window 50] [--rate 1000]
+ *                           [--pairs 3] [--messages N]
+ *
+ * A run sends `--deliveries` / room size messages (8,000 into 200, 64,000 into 25: runs of the
+ * same length whatever the size), or `--messages` into every room.
+ * Each size runs core NATS then Torii back to back, `--pairs` times: the ratio is the median of
+ * those pairs' (a pair's two runs see the same load of the machine), the pair reported in full
+ * is the median one, and every pair's ratio is listed.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -20,16 +27,25 @@ import { nowMs, r2, report, summary, withCpu } from './lib.js';
 const { values } = parseArgs({
   options: {
     sizes: { type: 'string', default: '25,200' },
-    messages: { type: 'string', default: '8000' },
+    deliveries: { type: 'string', default: '1600000' },
+    messages: { type: 'string' },
     window: { type: 'string', default: '50' },
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
+    pairs: { type: 'string', default: '3' },
   },
 });
 const SIZES = values.sizes.split(',').map(Number);
-const M = Number(values.messages);
+/** Messages a run sends into a room of `size`. */
+const messagesFor = (size: number): number =>
+  values.messages !== undefined
+    ? Number(values.messages)
+    : Math.round(Number(values.deliveries) / size);
+/** Messages of the warm-up run, at most. */
+const WARM_UP = 8_000;
 const W = Number(values.window);
 const RATE = Number(values.rate);
+const PAIRS = Number(values.pairs);
 
 /** Deliveries counted by receivers, with the latency of each (from the `at` in the body). */
 class Receipts {
@@ -88,6 +104,7 @@ async function main(): Promise<void> {
 
   for (const size of SIZES) {
     const room = `fan${size}`;
+    const M = messagesFor(size);
     await publishRoom(svc, room, { maxParticipants: size + 10, history: { storage: 'memory' } });
 
     // Torii: every student's RoomClient; the teacher chats.
@@ -126,29 +143,41 @@ async function main(): Promise<void> {
       subs.push(nc);
     }
 
-    const run = async (r: Receipts, command: Record<string, unknown>) => {
+    const run = async (r: Receipts, command: Record<string, unknown>, messages = M) => {
       r.reset();
       const start = nowMs();
-      await sender.send({ messages: M, window: W, ...command });
-      await r.reached(M * size);
+      await sender.send({ messages, window: W, ...command });
+      await r.reached(messages * size);
       const elapsedMs = nowMs() - start;
       return {
-        deliveriesPerSec: r2((M * size * 1000) / elapsedMs),
+        deliveriesPerSec: r2((messages * size * 1000) / elapsedMs),
         latencyMs: summary(r.latencies),
       };
     };
     const torii = { path: 'torii' };
-    await run(ours, torii); // warm up
-    const { result: coreRun, cpu: coreCpu } = await withCpu(pids, () =>
-      run(core, { path: 'core', subject: `bench.fanout.${room}` }),
-    );
-    const { result: ourRun, cpu: ourCpu } = await withCpu(pids, () => run(ours, torii));
+    await run(ours, torii, Math.min(M, WARM_UP)); // warm up
+    /** CPU µs the receivers (this process) spent per delivery. */
+    const perDelivery = (cpu: Record<string, number>) =>
+      r2(((cpu['receivers'] ?? 0) * 1e6) / (M * size));
+    const pairs: { core: object; torii: object; ratio: number }[] = [];
+    for (let p = 0; p < PAIRS; p++) {
+      const { result: coreRun, cpu: coreCpu } = await withCpu(pids, () =>
+        run(core, { path: 'core', subject: `bench.fanout.${room}` }),
+      );
+      const { result: ourRun, cpu: ourCpu } = await withCpu(pids, () => run(ours, torii));
+      pairs.push({
+        core: { ...coreRun, cpuSeconds: coreCpu, receiverUsPerDelivery: perDelivery(coreCpu) },
+        torii: { ...ourRun, cpuSeconds: ourCpu, receiverUsPerDelivery: perDelivery(ourCpu) },
+        ratio: r2(ourRun.deliveriesPerSec / coreRun.deliveriesPerSec),
+      });
+    }
+    const median = [...pairs].sort((a, b) => a.ratio - b.ratio)[Math.floor(pairs.length / 2)];
+    if (!median) throw new Error('--pairs must be at least 1');
     const entry: Record<string, unknown> = {
       students: size,
       messages: M,
-      core: { ...coreRun, cpuSeconds: coreCpu },
-      torii: { ...ourRun, cpuSeconds: ourCpu },
-      ratio: r2(ourRun.deliveriesPerSec / coreRun.deliveriesPerSec),
+      ...median,
+      ratios: pairs.map((p) => p.ratio),
     };
     if (size === SIZES[0]) {
       ours.reset();

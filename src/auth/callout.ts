@@ -134,7 +134,16 @@ export class AuthCallout {
     const callout = new AuthCallout(
       s,
       d,
-      new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs),
+      new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs, {
+        isPresent: (roomId, userId) => d.directory.seatsTaken(roomId, userId).mine,
+        onEvicted: (roomId, count) => {
+          d.log.info(
+            { roomId, count },
+            'room stream at its consumer limit: deleted consumers of departed users',
+          );
+          callout.metrics.evicted.inc(count);
+        },
+      }),
       jsm,
     );
     callout.consumers.watch(d.appConn);

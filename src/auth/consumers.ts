@@ -7,16 +7,46 @@
  * creation (advisories in the stream's account), and everything after the connection was away
  * (advisories sent meanwhile are lost). A recreated room stream therefore never admits a user
  * whose consumer the cache still remembers from the old stream.
+ *
+ * A departed user's consumer is kept for the retention period, so a room stream can fill with
+ * them; at its limit, the consumers of users who are not present are deleted, oldest first, to
+ * make room (docs/decisions.md, "A room's consumer limit counts who is there").
  */
-import type { JetStreamManager } from '@nats-io/jetstream';
+import type { ConsumerInfo, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { ensureConsumer, userConsumerConfig } from '../core/streams.js';
-import { JsAdvisory, parseJsAdvisory, roomStreamName } from '../core/subjects.js';
+import {
+  ensureConsumer,
+  isJsError,
+  JS_CONSUMER_NOT_FOUND,
+  JS_MAX_CONSUMERS,
+  userConsumerConfig,
+} from '../core/streams.js';
+import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../core/subjects.js';
 
 /** How long a consumer known to exist is trusted without asking JetStream, in milliseconds. */
 export const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
 /** Bound on cached consumers. */
 const MAX_CACHED = 100_000;
+/**
+ * Share of a room stream's consumer limit deleted at once when the limit is reached (at least
+ * one), so that a stream full of departed users' consumers is listed once per batch of admissions,
+ * not once per admission.
+ */
+export const EVICT_SHARE = 0.1;
+
+/** Whether a user holds a seat in a room (present, away or within its grace period). */
+export type IsPresent = (roomId: string, userId: string) => boolean;
+
+/** Options of {@link ConsumerEnsurer}. */
+export interface ConsumerEnsurerOptions {
+  /** How long a consumer known to exist is trusted, in milliseconds. Default 5 minutes. */
+  cacheTtlMs?: number;
+  now?: () => number;
+  /** Who is present; consumers of users for whom it is false may be deleted at the limit. */
+  isPresent?: IsPresent;
+  /** Called with the number of consumers deleted to make room. */
+  onEvicted?: (roomId: string, count: number) => void;
+}
 
 /** `restored`: the consumer was offline (its server gone) and was created again elsewhere. */
 export type EnsureResult = 'cached' | 'created' | 'restored';
@@ -33,14 +63,25 @@ export class ConsumerEnsurer {
   /** Bumped by {@link clear}, for every room at once. */
   private epoch = 0;
   private readonly inflight = new Map<string, Promise<EnsureResult>>();
+  /** Evictions in progress, by room: admissions at the limit wait for the same one. */
+  private readonly making = new Map<string, Promise<number>>();
   private subs: Subscription[] = [];
+  private readonly cacheTtlMs: number;
+  private readonly now: () => number;
+  private readonly isPresent: IsPresent;
+  private readonly onEvicted: (roomId: string, count: number) => void;
 
   constructor(
     private readonly jsm: JetStreamManager,
     private readonly inactiveThresholdMs: number,
-    private readonly cacheTtlMs = DEFAULT_CONSUMER_CACHE_TTL_MS,
-    private readonly now: () => number = Date.now,
-  ) {}
+    o: ConsumerEnsurerOptions = {},
+  ) {
+    this.cacheTtlMs = o.cacheTtlMs ?? DEFAULT_CONSUMER_CACHE_TTL_MS;
+    this.now = o.now ?? Date.now;
+    // Without a view of presence nobody counts as gone: nothing is deleted.
+    this.isPresent = o.isPresent ?? (() => true);
+    this.onEvicted = o.onEvicted ?? (() => undefined);
+  }
 
   /**
    * Makes sure the consumer exists (the user's own, or `name`, one of its devices'); resolves
@@ -114,6 +155,47 @@ export class ConsumerEnsurer {
     this.subs = [];
   }
 
+  /**
+   * Deletes the consumers of users who are not present, least recently active first, up to
+   * {@link EVICT_SHARE} of the limit; never one of `userId`'s. Resolves with how many went.
+   */
+  private makeRoom(roomId: string, userId: string): Promise<number> {
+    let p = this.making.get(roomId);
+    if (!p) {
+      p = this.evict(roomId, userId).finally(() => this.making.delete(roomId));
+      this.making.set(roomId, p);
+    }
+    return p;
+  }
+
+  private async evict(roomId: string, userId: string): Promise<number> {
+    const stream = roomStreamName(roomId);
+    const limit = (await this.jsm.streams.info(stream)).config.max_consumers;
+    const gone: ConsumerInfo[] = [];
+    for await (const c of this.jsm.consumers.list(stream)) {
+      const user = consumerUser(c.name);
+      if (user !== userId && !this.isPresent(roomId, user)) gone.push(c);
+    }
+    // The server sends `last_active` as a time (RFC 3339), whatever nats.js's types say.
+    const time = (v: unknown): number => (typeof v === 'string' ? Date.parse(v) || 0 : 0);
+    const active = (c: ConsumerInfo): number =>
+      Math.max(time(c.created), time(c.delivered.last_active), time(c.ack_floor.last_active));
+    gone.sort((a, b) => active(a) - active(b));
+    const batch = gone.slice(0, Math.max(1, Math.ceil(limit * EVICT_SHARE)));
+    await Promise.all(
+      batch.map(async (c) => {
+        try {
+          await this.jsm.consumers.delete(stream, c.name);
+        } catch (e) {
+          if (!isJsError(e, JS_CONSUMER_NOT_FOUND)) throw e;
+        }
+        this.forget(roomId, c.name);
+      }),
+    );
+    if (batch.length > 0) this.onEvicted(roomId, batch.length);
+    return batch.length;
+  }
+
   private bump(roomId: string): void {
     this.generation.set(roomId, (this.generation.get(roomId) ?? 0) + 1);
   }
@@ -123,11 +205,14 @@ export class ConsumerEnsurer {
     const epoch = this.epoch;
     // Add is idempotent for an identical config; a consumer that exists with another config
     // (an older Torii) is updated to ours.
-    const done = await ensureConsumer(
-      this.jsm,
-      roomStreamName(roomId),
-      userConsumerConfig(roomId, userId, this.inactiveThresholdMs, name),
-    );
+    const config = userConsumerConfig(roomId, userId, this.inactiveThresholdMs, name);
+    let done;
+    try {
+      done = await ensureConsumer(this.jsm, roomStreamName(roomId), config);
+    } catch (e) {
+      if (!isJsError(e, JS_MAX_CONSUMERS) || (await this.makeRoom(roomId, userId)) === 0) throw e;
+      done = await ensureConsumer(this.jsm, roomStreamName(roomId), config);
+    }
     const result = done === 'restored' ? 'restored' : 'created';
     if ((this.generation.get(roomId) ?? 0) !== gen || this.epoch !== epoch) return result;
     if (this.size >= MAX_CACHED) {

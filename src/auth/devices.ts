@@ -16,10 +16,9 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { casUpdate } from '../core/kv.js';
 import { devicesKey, parseDevices } from '../core/room-state.js';
+import { MAX_DEVICES_PER_USER } from '../core/streams.js';
 import { Bucket, deviceConsumerName, kvSubject, roomStreamName } from '../core/subjects.js';
 
-/** Devices a user may have in one room (besides connections that name none). */
-export const MAX_DEVICES_PER_USER = 5;
 /** Bound on remembered registrations. */
 const MAX_REMEMBERED = 100_000;
 /** Header with which KV marks a delete or purge (`DEL`, `PURGE`); puts have none. */

@@ -7,6 +7,7 @@ export class CalloutMetrics {
   readonly rejections: Counter<'reason'>;
   readonly duration: Histogram<'result'>;
   readonly consumers: Counter<'result'>;
+  readonly evicted: Counter;
 
   constructor(registry: Registry) {
     this.requests = new Counter({
@@ -32,6 +33,11 @@ export class CalloutMetrics {
       name: `${METRICS_PREFIX}auth_consumer_ensure_total`,
       help: 'User consumer checks before answering: cached (no JetStream call), created, restored (was offline), error',
       labelNames: ['result'],
+      registers: [registry],
+    });
+    this.evicted = new Counter({
+      name: `${METRICS_PREFIX}auth_consumers_evicted_total`,
+      help: 'Consumers of departed users deleted because their room stream was at its consumer limit',
       registers: [registry],
     });
   }

@@ -18,7 +18,9 @@ import {
 } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
+import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
+import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -56,18 +58,10 @@ const CATCH_UP_RETRY_MAX_MS = 5_000;
  */
 const REPAIR_INTERVAL_MS = 15_000;
 /**
- * Longest wait for an answer about the consumer (a reset, its info), in milliseconds: a served
- * consumer answers in milliseconds.
- */
-const PROBE_TIMEOUT_MS = 2_000;
-/**
  * Republished messages held during a catch-up, at most: past it they are dropped, and the
  * catch-up pulls them from the consumer instead (they are in the stream).
  */
 const MAX_HELD = 10_000;
-/** JetStream's codes for a consumer whose servers are all gone, and for one that does not exist. */
-const JS_CONSUMER_OFFLINE = 10119;
-const JS_CONSUMER_NOT_FOUND = 10014;
 const UTF8 = new TextDecoder();
 /** Renew this long before the token expires, in milliseconds (at least half its lifetime). */
 export const DEFAULT_RENEW_BEFORE_MS = 60_000;
@@ -90,9 +84,8 @@ const PUBLISH_RETRY_MAX_MS = 2_000;
 /** Publish failures that pass: JetStream starting on a server, a leader being elected. */
 const TRANSIENT_PUBLISH_ERRORS: ReadonlySet<string> = new Set([
   'JetStreamNotEnabled',
+  'NoStreamError',
   'TimeoutError',
-  'NoRespondersError',
-  'RequestError',
 ]);
 const isTransient = (e: unknown): boolean =>
   e instanceof Error && TRANSIENT_PUBLISH_ERRORS.has(e.name);
@@ -177,6 +170,7 @@ export class RoomClient {
   /** The current token's role: events go to its subject. */
   private role: string;
   private readonly js: JetStreamClient;
+  private readonly publisher: StoredPublisher;
   private readonly pending = new Map<
     string,
     { resolve: (a: Answer) => void; timer: ReturnType<typeof setTimeout> }
@@ -210,6 +204,7 @@ export class RoomClient {
     this.token = token.current;
     this.role = roleOf(token.current);
     this.js = jetstream(nc);
+    this.publisher = new StoredPublisher(nc, userInboxPrefix(o.roomId, o.userId));
     this.lastSeq = o.resumeAfter ?? 0;
   }
 
@@ -549,10 +544,12 @@ export class RoomClient {
     const deadline = Date.now() + timeoutMs;
     for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)) {
       try {
-        await this.js.publish(subject, payload, {
+        await this.publisher.publish(
+          subject,
+          payload,
           msgID,
-          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        });
+          Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+        );
         return;
       } catch (e) {
         if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
@@ -623,6 +620,7 @@ export class RoomClient {
     }
     this.closed = true;
     clearTimeout(this.renewTimer);
+    this.publisher.close();
     for (const [, p] of this.pending) clearTimeout(p.timer);
     this.pending.clear();
     if (this.nc.isClosed()) return;

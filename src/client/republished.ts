@@ -8,7 +8,10 @@
  * `processJetStreamMsg`). A member who sends a chat with a forged `Nats-Sequence` therefore puts
  * the forged value first in every copy. A reader that took the first value would jump its
  * position past the forgery and drop everything after it as already seen: one student could
- * silence the room for everyone. The server's own values are always the last ones.
+ * silence the room for everyone. The server's own values are always the last ones: it keeps the
+ * publisher's block as it came, even one with an empty line before its end, and appends its lines
+ * after that. So the last complete line of each name counts, wherever empty lines are; the
+ * readers here search the block from its end.
  */
 import { parseRoomSubject, RoomSubjectKind, unrepublishedSubject } from '../core/subjects.js';
 import type { ReceivedMessage } from './live.js';

@@ -14,10 +14,12 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
-import type { KvCache } from '../core/kv.js';
+import { casUpdate, type KvCache } from '../core/kv.js';
+import { PlatformEvents } from '../core/platform-events.js';
 import type { Logger } from '../core/logger.js';
 import {
   compileRoom,
+  parseRoomConfig,
   ConditionType,
   DeletionPolicy,
   resolveRoomId,
@@ -29,7 +31,7 @@ import {
   type RoomStatus,
 } from '../core/room.js';
 import { ensureWorkerStream, roomStreamConfig, JS_STREAM_NOT_FOUND } from '../core/streams.js';
-import { roomEventsSubject, roomStreamName } from '../core/subjects.js';
+import { PlatformEvent, roomEventsSubject, roomStreamName } from '../core/subjects.js';
 import type { ControllerMetrics } from './metrics.js';
 import { EventType, type RoomSource } from './source.js';
 
@@ -465,7 +467,7 @@ export class RoomReconciler {
         }
         if (Date.now() - endedAt < SESSION_END_GRACE_MS)
           return { requeueAfterMs: SESSION_END_GRACE_MS - (Date.now() - endedAt) };
-        await this.unpublish(roomId);
+        await this.unpublish(roomId, 'room deleted');
         if (room.spec?.deletionPolicy !== DeletionPolicy.Retain) {
           try {
             await this.nats.jsm.streams.delete(roomStreamName(roomId));
@@ -506,18 +508,28 @@ export class RoomReconciler {
     }
   }
 
-  /** Removes the room config: the callout refuses the room's tokens, workers kick its connections. */
-  private async unpublish(roomId: string): Promise<void> {
-    if (this.nats.rooms.get(roomId) !== undefined) {
-      await this.nats.rooms.bucket.delete(roomId);
-      this.metrics.writes.inc({ target: 'kv' });
-    }
+  /**
+   * Removes the room config: the callout refuses the room's tokens, workers kick its connections.
+   * The one removal that wins the compare-and-set tells the platform that the room ended, so a
+   * finalizer run again (a requeue, a new leader) tells it once.
+   */
+  private async unpublish(roomId: string, reason: string): Promise<void> {
+    if (this.nats.rooms.get(roomId) === undefined) return;
+    const { step } = await casUpdate(this.nats.rooms.bucket, roomId, parseRoomConfig, (cur) =>
+      cur ? { delete: true } : undefined,
+    );
+    if (!step) return;
+    this.metrics.writes.inc({ target: 'kv' });
+    new PlatformEvents(this.nats.nc, this.log).publish({
+      event: PlatformEvent.RoomEnded,
+      data: { roomId, reason, at: this.now().toISOString() },
+    });
   }
 
   /** Both at once, for Rooms that vanished without our finalizer. */
   private async endSession(roomId: string, reason: string): Promise<void> {
     await this.announceEnd(roomId, reason);
-    await this.unpublish(roomId);
+    await this.unpublish(roomId, reason);
   }
 
   /** A Room that vanished without our finalizer (finalizer removed by hand): unpublish it. */

@@ -12,6 +12,11 @@ export const ErrorCode = {
   Conflict: 'CONFLICT',
   RateLimited: 'RATE_LIMITED',
   Internal: 'INTERNAL',
+  /**
+   * A platform endpoint's feature is not configured on the worker that answered (kicks without
+   * the system user, tokens without a signing key); micro status 503.
+   */
+  Unavailable: 'UNAVAILABLE',
   /** Invalid or missing configuration: the process refuses to start. */
   Config: 'CONFIG',
   /** An external tool (nats-server, etcd, …) is missing or failed. */

@@ -9,6 +9,7 @@ import {
   jetstream,
   jetstreamManager,
   type JetStreamManager,
+  type StoredMsg,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
@@ -33,8 +34,14 @@ export const BUCKET_MAX_BYTES: Readonly<Record<Bucket, number>> = {
   [Bucket.RoomState]: 128 * 1024 ** 2,
   [Bucket.Blocks]: 16 * 1024 ** 2,
 };
-/** How long the marker of a deleted or expired key stays before it expires too, in milliseconds. */
-export const DELETE_MARKER_TTL_MS = 3_600_000;
+/**
+ * How long the marker of a deleted or expired key stays before it expires too, in milliseconds
+ * (5 minutes). A marker is there for watchers that are following the bucket: a KvCache that was
+ * away reads a new snapshot after reconnecting, which no longer has the key, so it needs none.
+ * Every departed user leaves a marker or two, and with an hour they were most of what a bucket
+ * held (docs/decisions.md, "Delete markers live five minutes").
+ */
+export const DELETE_MARKER_TTL_MS = 300_000;
 /** {@link DELETE_MARKER_TTL_MS} as the Go duration JetStream's `Nats-TTL` header takes. */
 export const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
 
@@ -373,51 +380,52 @@ export class RoomIndex<T> {
   }
 }
 
-/** Messages one direct batch get of {@link lastValues} asks for. */
-const LAST_VALUES_PAGE = 1_000;
+/** Messages one direct batch get of {@link scanBucket} asks for. */
+const SCAN_PAGE = 1_000;
 /** The status with which a direct get that found nothing ends. */
 const STATUS_NOT_FOUND = 404;
 
+/** One message of a bucket as {@link scanBucket} reads it. */
+export interface ScannedEntry {
+  /** The key (the subject without the bucket's prefix). */
+  key: string;
+  /** A deletion or purge (a delete marker), not a value. */
+  deleted: boolean;
+  msg: StoredMsg;
+}
+
 /**
- * The last value of every key of `bucket` that matches `filter` (KV wildcards), read with direct
- * batch gets, page by page in stream order, so a later message of a key replaces an earlier one.
- * No consumer is made: `kv.keys()` leaves an ordered consumer behind for minutes, and a read on
- * every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000) within minutes. Not one
- * `multi_last` get either: the server refuses it past 1,024 keys ("too many results"), delete
- * markers included, and a room's hand keys pass that within an hour of 1,024 users raising a
- * hand (markers stay an hour). Deleted keys and values that are not JSON are left out.
+ * Every message of `bucket` whose key matches `filter` (KV wildcards), in stream order, read with
+ * direct batch gets page by page: no consumer is made, so the read leaves nothing behind and
+ * changes no consumer count. A deletion is a `DEL` or `PURGE` operation, a message with no data,
+ * or a server marker (`Nats-Marker-Reason`).
  */
-export async function lastValues(
+export async function* scanBucket(
   jsm: JetStreamManager,
   bucket: Bucket,
-  filter: string,
-): Promise<Map<string, unknown>> {
+  filter = '>',
+): AsyncGenerator<ScannedEntry> {
   const prefix = kvSubject(bucket, '');
-  const out = new Map<string, unknown>();
   for (let seq = 1; ;) {
     let got = 0;
     let pending = 0;
     try {
       const page = await jsm.direct.getBatch(kvStreamName(bucket), {
         seq,
-        batch: LAST_VALUES_PAGE,
+        batch: SCAN_PAGE,
         next_by_subj: kvSubject(bucket, filter),
       });
       for await (const m of page) {
         got++;
         seq = m.seq + 1;
         pending = m.pending;
-        const key = m.subject.slice(prefix.length);
         const op = m.header?.get('KV-Operation');
-        if (op === 'DEL' || op === 'PURGE' || m.data.length === 0) {
-          out.delete(key);
-          continue;
-        }
-        try {
-          out.set(key, m.json());
-        } catch {
-          out.delete(key); // not one of ours
-        }
+        const deleted =
+          op === 'DEL' ||
+          op === 'PURGE' ||
+          m.data.length === 0 ||
+          (m.header?.get('Nats-Marker-Reason') ?? '') !== '';
+        yield { key: m.subject.slice(prefix.length), deleted, msg: m };
       }
     } catch (e) {
       // A page that finds nothing (an empty bucket, or nothing after `seq`) ends with a 404.
@@ -426,7 +434,36 @@ export async function lastValues(
     }
     // A page may end early at the server's byte limit; the last message says what is left
     // (negative: the server did not say, so a full page means there may be more).
-    const more = pending > 0 || (pending < 0 && got === LAST_VALUES_PAGE);
-    if (got === 0 || !more) return out;
+    const more = pending > 0 || (pending < 0 && got === SCAN_PAGE);
+    if (got === 0 || !more) return;
   }
+}
+
+/**
+ * The last value of every key of `bucket` that matches `filter` (KV wildcards), read with
+ * {@link scanBucket} in stream order, so a later message of a key replaces an earlier one. No
+ * consumer is made: `kv.keys()` leaves an ordered consumer behind for minutes, and a read on
+ * every `REQ_INITIAL_DATA` filled the stream's consumer limit (1,000) within minutes. Not one
+ * `multi_last` get either: the server refuses it past 1,024 keys ("too many results"), delete
+ * markers included, and a room's hand keys pass that within minutes of a busy room's hands
+ * (markers stay {@link DELETE_MARKER_TTL_MS}). Deleted keys and values that are not JSON are left out.
+ */
+export async function lastValues(
+  jsm: JetStreamManager,
+  bucket: Bucket,
+  filter: string,
+): Promise<Map<string, unknown>> {
+  const out = new Map<string, unknown>();
+  for await (const { key, deleted, msg } of scanBucket(jsm, bucket, filter)) {
+    if (deleted) {
+      out.delete(key);
+      continue;
+    }
+    try {
+      out.set(key, msg.json());
+    } catch {
+      out.delete(key); // not one of ours
+    }
+  }
+  return out;
 }

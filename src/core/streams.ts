@@ -71,13 +71,20 @@ export function workerStreamConfig(replicas = 1): Partial<StreamConfig> {
   };
 }
 
+/** Devices a user may have in one room, besides its connections that name none. */
+export const MAX_DEVICES_PER_USER = 5;
+/** Consumers one seat may need: one per device and the user's own (connections naming none). */
+export const CONSUMERS_PER_SEAT = MAX_DEVICES_PER_USER + 1;
+
 /**
  * Consumers a room stream allows. nats-server 2.15 caps streams at 1,000 consumers unless the
- * stream says otherwise (and -1 does not opt out), so each room sets its own bound: one durable
- * per participant, twice over for users who left but whose consumer is still retained.
+ * stream says otherwise (and -1 does not opt out), so each room sets its own bound: enough for a
+ * full room whose every user has the most devices. Consumers of users who left are kept for the
+ * retention period on top of those; when they fill the stream, the callout deletes the oldest of
+ * them to admit someone (docs/decisions.md, "A room's consumer limit counts who is there").
  */
 export function roomMaxConsumers(room: CompiledRoomConfig): number {
-  return Math.max(2 * room.maxParticipants, ROOM_MIN_MAX_CONSUMERS);
+  return Math.max(CONSUMERS_PER_SEAT * room.maxParticipants, ROOM_MIN_MAX_CONSUMERS);
 }
 /** Floor of {@link roomMaxConsumers}. */
 export const ROOM_MIN_MAX_CONSUMERS = 64;
@@ -124,10 +131,11 @@ export const JS_STREAM_NOT_FOUND = 10059;
 /** JetStream's error code for "consumer already exists" (with another configuration). */
 export const JS_CONSUMER_EXISTS = 10148;
 
-const hasCode = (e: unknown, code: number): boolean =>
+/** True for a JetStream API answer with the error code `code`. */
+export const isJsError = (e: unknown, code: number): boolean =>
   e instanceof JetStreamApiError && e.apiError().err_code === code;
 
-const isNotFound = (e: unknown): boolean => hasCode(e, JS_STREAM_NOT_FOUND);
+const isNotFound = (e: unknown): boolean => isJsError(e, JS_STREAM_NOT_FOUND);
 
 /** Creates a stream, or updates it when it exists. Returns whether it was created. */
 export async function ensureStream(
@@ -144,6 +152,9 @@ export async function ensureStream(
   await jsm.streams.update(config.name, config);
   return 'updated';
 }
+
+/** JetStream's error code for "maximum consumers limit reached" (the stream's `max_consumers`). */
+export const JS_MAX_CONSUMERS = 10026;
 
 /** JetStream's error code for "consumer not found". */
 export const JS_CONSUMER_NOT_FOUND = 10014;
@@ -178,12 +189,12 @@ export async function ensureConsumer(
     const single = config.num_replicas === 1;
     if (
       single &&
-      (hasCode(e, JS_CONSUMER_OFFLINE) || (isTimeout(e) && (await unserved(jsm, stream, config))))
+      (isJsError(e, JS_CONSUMER_OFFLINE) || (isTimeout(e) && (await unserved(jsm, stream, config))))
     ) {
       await restoreConsumer(jsm, stream, config);
       return 'restored';
     }
-    if (!hasCode(e, JS_CONSUMER_EXISTS)) throw e;
+    if (!isJsError(e, JS_CONSUMER_EXISTS)) throw e;
     await jsm.consumers.update(stream, config.durable_name, config);
   }
   return 'ensured';
@@ -239,7 +250,7 @@ export async function restoreConsumer(
     let refused: Error | undefined;
     jsm.consumers.delete(stream, name).catch((e: unknown) => {
       // Gone already (another replica restores it too), or applied but not answered.
-      if (!hasCode(e, JS_CONSUMER_NOT_FOUND) && !isTimeout(e))
+      if (!isJsError(e, JS_CONSUMER_NOT_FOUND) && !isTimeout(e))
         refused = e instanceof Error ? e : new Error(String(e));
     });
     for (const deadline = Date.now() + RESTORE_DELETE_WAIT_MS; ;) {
@@ -255,7 +266,7 @@ export async function restoreConsumer(
       return;
     } catch (e) {
       // Another replica created it first, with the same configuration or an older Torii's.
-      if (hasCode(e, JS_CONSUMER_EXISTS)) return;
+      if (isJsError(e, JS_CONSUMER_EXISTS)) return;
       // Placed on the dead server again: its create is never answered.
       if (!isTimeout(e) || attempt >= RESTORE_ATTEMPTS) throw e;
     }
@@ -277,8 +288,8 @@ export async function consumerState(
     if ((await within(jsm.consumers.info(stream, name), PROBE_TIMEOUT_MS)) !== TIMED_OUT)
       return 'ok';
   } catch (e) {
-    if (hasCode(e, JS_CONSUMER_OFFLINE)) return 'offline';
-    if (hasCode(e, JS_CONSUMER_NOT_FOUND)) return 'missing';
+    if (isJsError(e, JS_CONSUMER_OFFLINE)) return 'offline';
+    if (isJsError(e, JS_CONSUMER_NOT_FOUND)) return 'missing';
     if (!isTimeout(e)) throw e;
   }
   if ((await within(jsm.streams.info(stream), PROBE_TIMEOUT_MS)) === TIMED_OUT)

@@ -54,6 +54,23 @@ export const ServiceSubject = {
 export type ServiceSubject = (typeof ServiceSubject)[keyof typeof ServiceSubject];
 
 /**
+ * Platform events (DESIGN.md §7): plain JSON on core NATS in the APP account, published once per
+ * action for the platform's services (NestJS `@EventPattern` handlers receive the JSON as their
+ * data). Room clients, in CLIENTS, can neither subscribe to nor publish them.
+ */
+export const PlatformEvent = {
+  ParticipantJoined: 'torii.events.participant.joined',
+  ParticipantLeft: 'torii.events.participant.left',
+  HandRaised: 'torii.events.hand.raised',
+  HandLowered: 'torii.events.hand.lowered',
+  RoomEnded: 'torii.events.room.ended',
+} as const;
+export type PlatformEvent = (typeof PlatformEvent)[keyof typeof PlatformEvent];
+
+/** Every platform event: `torii.events.>`. */
+export const PLATFORM_EVENTS_ALL = 'torii.events.>';
+
+/**
  * `sysJsWorker.{roomId}.{userId}`: a user's events as the room's permission templates name them
  * (DESIGN.md §5). No event travels here: the callout grants {@link roleWorkerSubject} of the
  * connection's role in its place.
@@ -180,6 +197,12 @@ export const userConsumerName = (userId: string): string => userId;
  */
 export const deviceConsumerName = (userId: string, deviceId?: string): string =>
   deviceId === undefined ? userConsumerName(userId) : `${userId}~${deviceId}`;
+
+/** The user a consumer named by {@link deviceConsumerName} belongs to. */
+export const consumerUser = (name: string): string => {
+  const tilde = name.indexOf('~');
+  return tilde < 0 ? name : name.slice(0, tilde);
+};
 
 /** Prefix of a connection name that names a device. */
 export const DEVICE_NAME_PREFIX = 'torii-device:';

@@ -12,6 +12,7 @@ import { isBlockActive, type BlockRecord } from '../core/blocks.js';
 import { dropExpired } from '../core/expiry.js';
 import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../core/kv.js';
 import { isValidId } from '../core/ids.js';
+import type { PlatformMessage } from '../core/platform-events.js';
 import {
   applyPresence,
   occupiesSeat,
@@ -37,6 +38,7 @@ import {
   DEVICE_ID_RULE,
   deviceConsumerName,
   isValidDeviceId,
+  PlatformEvent,
   roomStreamName,
 } from '../core/subjects.js';
 import { consumerState, restoreConsumer, userConsumerConfig } from '../core/streams.js';
@@ -58,6 +60,11 @@ export class HandlerError extends Error {
 export interface HandlerResult {
   data: unknown;
   broadcasts: { event: Broadcast; data: unknown }[];
+  /**
+   * Platform events of a change this handler stored (its compare-and-set won); none for an
+   * event that changed nothing, so a redelivered event is not told twice.
+   */
+  platform?: PlatformMessage[];
 }
 
 /** LiveKit settings; media requests fail with NOT_FOUND without them. */
@@ -354,6 +361,9 @@ export class Handlers {
     let changed = false;
     try {
       await casUpdate(this.d.roomState, handKey(roomId, userId), parseHand, (h) => {
+        // What the last call decides is what was written: a conflict re-reads, and a read that
+        // finds the event applied (by another delivery) changed nothing here.
+        changed = false;
         const current = h ?? { raised: false, appliedSeq: 0 };
         if (current.appliedSeq >= seq) return undefined;
         const next = { ...current };
@@ -397,6 +407,14 @@ export class Handlers {
       broadcasts: raised
         ? [{ event: Broadcast.HandRaised, data: { userId: ctx.userId, raisedAt, note } }]
         : [],
+      platform: raised
+        ? [
+            {
+              event: PlatformEvent.HandRaised,
+              data: { roomId: ctx.roomId, userId: ctx.userId, note, at: raisedAt },
+            },
+          ]
+        : [],
     };
   }
 
@@ -406,6 +424,7 @@ export class Handlers {
       throw new HandlerError(AnswerCode.BadRequest, 'userId: a valid user id');
     if (target !== ctx.userId && !moderator)
       throw new HandlerError(AnswerCode.Forbidden, "only moderators may lower another user's hand");
+    const at = this.d.now().toISOString();
     const lowered = await this.changeHand(ctx.roomId, target, ctx.seq, (h) => {
       if (!h.raised) return false;
       h.raised = false;
@@ -417,6 +436,14 @@ export class Handlers {
       data: {},
       broadcasts: lowered
         ? [{ event: Broadcast.HandLowered, data: { userId: target, by: ctx.userId } }]
+        : [],
+      platform: lowered
+        ? [
+            {
+              event: PlatformEvent.HandLowered,
+              data: { roomId: ctx.roomId, userId: target, by: ctx.userId, at },
+            },
+          ]
         : [],
     };
   }

@@ -22,6 +22,7 @@ import {
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
+import { PlatformEvents } from '../core/platform-events.js';
 import {
   answerEventName,
   AnswerCode,
@@ -104,6 +105,7 @@ export function workerConsumerConfig(s: PoolSettings) {
 
 export class EventPool {
   private readonly js: JetStreamClient;
+  private readonly platform: PlatformEvents;
   private messages: ConsumerMessages | undefined;
   private running = 0;
   private readonly chains = new Map<string, { tail: Promise<void>; queued: number }>();
@@ -130,6 +132,7 @@ export class EventPool {
     private readonly log: Logger,
   ) {
     this.js = jetstream(nc);
+    this.platform = new PlatformEvents(nc, log);
   }
 
   /** Handlers running now. */
@@ -375,6 +378,9 @@ export class EventPool {
         if (e instanceof HandlerError) return await fail(e.code, e.message);
         throw e;
       }
+      // Right after the handler stored the change: a redelivery (this one's answer failing)
+      // finds it applied and tells the platform nothing again.
+      for (const p of result.platform ?? []) this.platform.publish(p);
       await answer(
         { event: answerEventName(request.event), id: request.id, ok: true, data: result.data },
         result.broadcasts.map((b) => broadcast(b.event, b.data, new Date())),

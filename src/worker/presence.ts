@@ -26,6 +26,7 @@ import { isValidId } from '../core/ids.js';
 import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
 import { parseConnz } from './connz.js';
 import type { Logger } from '../core/logger.js';
+import { LeftReason, PlatformEvents } from '../core/platform-events.js';
 import {
   applyPresence,
   parsePresence,
@@ -47,6 +48,7 @@ import {
 import {
   Bucket,
   deviceConsumerName,
+  PlatformEvent,
   QUEUE_GROUP,
   roomEventsSubject,
   roomStreamName,
@@ -194,6 +196,7 @@ class DueQueue {
 export class PresenceTracker {
   private readonly subs: Subscription[] = [];
   private readonly js: JetStreamClient;
+  private readonly platform: PlatformEvents;
   private sweeper: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
   private sweeping = false;
@@ -217,6 +220,7 @@ export class PresenceTracker {
     private readonly log: Logger,
   ) {
     this.js = jetstream(app);
+    this.platform = new PlatformEvents(app, log);
     for (const [key, r] of cache.entries()) this.track(key, r);
     cache.onChange((key, r) => this.track(key, r));
   }
@@ -329,14 +333,33 @@ export class PresenceTracker {
       const next = transition?.next;
       if (!next) return;
       this.track(key, next); // the cache may lag behind our own write
-      if (transition?.joined)
+      // Only the replica whose write stored the transition gets here with it, once: an event
+      // applied again (a retry, another replica's copy) changes nothing and announces nothing.
+      if (transition?.joined) {
+        this.platform.publish({
+          event: PlatformEvent.ParticipantJoined,
+          data: {
+            roomId,
+            userId,
+            name: next.name ?? userId,
+            role: next.role ?? 'unknown',
+            at: next.since,
+          },
+        });
         await this.announce(
           roomId,
           Broadcast.ParticipantJoined,
           { userId, name: next.name, role: next.role, since: next.since },
           `joined-${roomId}-${userId}-${next.since}`,
         );
-      if (transition?.left) await this.left(roomId, userId, next.changedAt);
+      }
+      if (transition?.left)
+        await this.left(
+          roomId,
+          userId,
+          next.changedAt,
+          event.type === 'grace_over' ? LeftReason.Disconnected : LeftReason.Leave,
+        );
     };
     // An event is applied once or not at all, so trying again is safe; and an event dropped on
     // a JetStream hiccup (a bucket electing a leader after a server died) would stay wrong until
@@ -409,8 +432,8 @@ export class PresenceTracker {
    * replica that dies half way leaves a record that brings the next sweep back here.
    *
    * The hand goes without a delete marker: every `REQ_INITIAL_DATA` reads all of a room's hand
-   * keys, markers included, and nothing follows hands, so a marker (kept an hour) would make each
-   * user who left within the hour cost every join. The other records keep their markers: the
+   * keys, markers included, and nothing follows hands, so a marker (kept minutes) would make each
+   * user who left within those minutes cost every join. The other records keep their markers: the
    * callout follows member records and device lists by the messages their deletion publishes.
    */
   private async cleanUp(roomId: string, userId: string, changedAt: string): Promise<void> {
@@ -458,8 +481,17 @@ export class PresenceTracker {
     }
   }
 
-  /** A user left: broadcast it and lower the user's hand. */
-  private async left(roomId: string, userId: string, at: string): Promise<void> {
+  /** A user left: tell the platform, broadcast it and lower the user's hand. */
+  private async left(
+    roomId: string,
+    userId: string,
+    at: string,
+    reason: LeftReason,
+  ): Promise<void> {
+    this.platform.publish({
+      event: PlatformEvent.ParticipantLeft,
+      data: { roomId, userId, reason, at },
+    });
     await this.announce(
       roomId,
       Broadcast.ParticipantLeft,
@@ -469,13 +501,18 @@ export class PresenceTracker {
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
       h?.raised ? { put: { raised: false, appliedSeq: h.appliedSeq } } : undefined,
     );
-    if (lowered.step)
+    if (lowered.step) {
+      this.platform.publish({
+        event: PlatformEvent.HandLowered,
+        data: { roomId, userId, by: 'system', at },
+      });
       await this.announce(
         roomId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
         `lowered-${roomId}-${userId}-${at}`,
       );
+    }
   }
 
   /**

@@ -1,14 +1,17 @@
 /**
  * Platform endpoints (DESIGN.md §7): the NATS micro service `torii` in queue group `torii_queue`,
  * called by other backends (never by room clients, whose permissions exclude `torii.>`). Errors use
- * the micro protocol headers (`Nats-Service-Error-Code`, `Nats-Service-Error`).
+ * the micro protocol headers (`Nats-Service-Error-Code`, `Nats-Service-Error`). Every endpoint
+ * also takes the NestJS transport's request envelope and answers it the way NestJS reads
+ * (`nest-envelope.ts`), errors as `err: {code, message}`.
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError, ValidationError } from '../core/errors.js';
+import { describeError, ErrorCode, ValidationError } from '../core/errors.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../core/kv.js';
 import { parseConnz } from './connz.js';
+import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
 import {
@@ -28,7 +31,7 @@ import {
   type TokenSigner,
 } from '../core/tokens.js';
 
-/** Status codes of endpoint errors. */
+/** Status codes of endpoint errors (the micro protocol's `Nats-Service-Error-Code`). */
 export const ServiceError = {
   BadRequest: 400,
   NotFound: 404,
@@ -36,13 +39,31 @@ export const ServiceError = {
   Internal: 500,
 } as const;
 
+/** The status that goes with each code an endpoint answers. */
+const STATUS_OF: Readonly<Partial<Record<ErrorCode, number>>> = {
+  [ErrorCode.BadRequest]: ServiceError.BadRequest,
+  [ErrorCode.NotFound]: ServiceError.NotFound,
+  [ErrorCode.Unavailable]: ServiceError.Unavailable,
+};
+
 class EndpointError extends Error {
   constructor(
-    readonly status: number,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
   }
+}
+
+/** What a caller is told about a failure: Torii's code, the micro status and the message. */
+function failure(e: unknown): { code: ErrorCode; status: number; message: string } {
+  const code =
+    e instanceof EndpointError
+      ? e.code
+      : e instanceof ValidationError
+        ? ErrorCode.BadRequest
+        : ErrorCode.Internal;
+  return { code, status: STATUS_OF[code] ?? ServiceError.Internal, message: describeError(e) };
 }
 
 export interface ServiceDeps {
@@ -185,16 +206,30 @@ async function putExpiring(kv: KV, key: string, value: string, ttlMs: number): P
   await kv.create(key, value, ttl);
 }
 
-function body(msg: ServiceMsg): Record<string, unknown> {
-  if (msg.data.length === 0) return {};
-  try {
-    const v = msg.json<unknown>();
-    if (typeof v === 'object' && v !== null && !Array.isArray(v))
-      return v as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  throw new EndpointError(ServiceError.BadRequest, 'request body must be a JSON object');
+function body(req: unknown): Record<string, unknown> {
+  if (req === undefined) return {};
+  if (typeof req === 'object' && req !== null && !Array.isArray(req))
+    return req as Record<string, unknown>;
+  throw new EndpointError(ErrorCode.BadRequest, 'request body must be a JSON object');
+}
+
+/** Answers `msg` in its caller's form: NestJS reads its envelope, micro clients the body. */
+function answer(msg: ServiceMsg, caller: Caller, result: unknown): void {
+  msg.respond(caller.kind === 'nest' ? nestResponse(caller.id, result) : JSON.stringify(result));
+}
+
+/**
+ * Refuses `msg`: the micro headers for every caller, and for NestJS also a body it reads as an
+ * error (an empty body is "Empty response" to it).
+ */
+function refuse(msg: ServiceMsg, caller: Caller, f: ReturnType<typeof failure>): void {
+  if (caller.kind === 'nest')
+    msg.respondError(
+      f.status,
+      f.message,
+      nestError(caller.id, { code: f.code, message: f.message }),
+    );
+  else msg.respondError(f.status, f.message);
 }
 
 function summary(r: CompiledRoomConfig, participants: number) {
@@ -231,7 +266,7 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   const room = (req: Record<string, unknown>): CompiledRoomConfig => {
     const roomId = checkRoomId(req.roomId, 'roomId');
     const r = d.rooms.get(roomId);
-    if (!r) throw new EndpointError(ServiceError.NotFound, `room ${roomId} does not exist`);
+    if (!r) throw new EndpointError(ErrorCode.NotFound, `room ${roomId} does not exist`);
     return r;
   };
   const endpoint = (
@@ -247,17 +282,20 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
         if (err) return;
         const started = process.hrtime.bigint();
         void (async () => {
+          let caller: Caller = { kind: 'micro' };
           try {
-            msg.respond(JSON.stringify(await fn(body(msg))));
+            let req;
+            try {
+              req = readRequest(subject, msg.data);
+            } catch {
+              throw new EndpointError(ErrorCode.BadRequest, 'request body must be a JSON object');
+            }
+            caller = req.caller;
+            answer(msg, caller, await fn(body(req.body)));
           } catch (e) {
-            const status =
-              e instanceof EndpointError
-                ? e.status
-                : e instanceof ValidationError
-                  ? ServiceError.BadRequest
-                  : ServiceError.Internal;
-            msg.respondError(status, describeError(e));
-            counted.stats?.countError(new Error(`${status}:${describeError(e)}`));
+            const f = failure(e);
+            refuse(msg, caller, f);
+            counted.stats?.countError(new Error(`${f.status}:${f.message}`));
           } finally {
             const stats = counted.stats;
             if (stats) {
@@ -288,21 +326,18 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   endpoint('rooms_kick', ServiceSubject.RoomsKick, async (req) => {
     if (!d.sys)
       throw new EndpointError(
-        ServiceError.Unavailable,
+        ErrorCode.Unavailable,
         'kicks need the system user (presence) on this worker',
       );
     const roomId = checkRoomId(req.roomId, 'roomId');
     const userId = checkUserId(req.userId, 'userId');
     if (req.reason !== undefined && (typeof req.reason !== 'string' || req.reason.length > 200)) {
-      throw new EndpointError(
-        ServiceError.BadRequest,
-        'reason: a string of at most 200 characters',
-      );
+      throw new EndpointError(ErrorCode.BadRequest, 'reason: a string of at most 200 characters');
     }
     const ttlMs =
       req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
     if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
-      throw new EndpointError(ServiceError.BadRequest, 'durationSeconds: at least 1');
+      throw new EndpointError(ErrorCode.BadRequest, 'durationSeconds: at least 1');
     const now = new Date();
     const block: BlockRecord = {
       roomId,
@@ -334,21 +369,21 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
     if (!d.signer)
       throw new EndpointError(
-        ServiceError.Unavailable,
+        ErrorCode.Unavailable,
         'token signing is not configured on this worker',
       );
     const r = room(req);
     const userId = checkUserId(req.userId, 'userId');
     if (typeof req.role !== 'string' || !Object.hasOwn(r.roles, req.role))
       throw new EndpointError(
-        ServiceError.BadRequest,
+        ErrorCode.BadRequest,
         `role: one of ${Object.keys(r.roles).join(', ')}`,
       );
     if (req.name !== undefined && typeof req.name !== 'string')
-      throw new EndpointError(ServiceError.BadRequest, 'name: a string');
+      throw new EndpointError(ErrorCode.BadRequest, 'name: a string');
     const ttlMs = req.ttlSeconds === undefined ? d.token.ttlMs : Number(req.ttlSeconds) * 1000;
     if (!Number.isInteger(ttlMs) || ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS)
-      throw new EndpointError(ServiceError.BadRequest, 'ttlSeconds: 10 to 604800');
+      throw new EndpointError(ErrorCode.BadRequest, 'ttlSeconds: 10 to 604800');
     const now = new Date();
     const token = await mintRoomToken(
       d.signer,

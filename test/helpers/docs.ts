@@ -64,3 +64,39 @@ export function blockStartingWith(file: string, first: string): DocBlock {
   if (!b) throw new Error(`${file} has no sh block starting with ${first}`);
   return b;
 }
+
+/** A fenced block of any language, with the docs-check marker before it, if any. */
+export interface DocCodeBlock {
+  file: string;
+  /** 1-based line of the opening fence. */
+  line: number;
+  lang: string;
+  marker?: { kind: 'run-by' | 'ci'; arg: string };
+  /** The lines between the fences. */
+  body: string;
+}
+
+/** The fenced blocks of a Markdown file in the given languages (`ts`, `json`, …). */
+export function codeBlocks(file: string, langs: readonly string[]): DocCodeBlock[] {
+  const lines = readFileSync(path.join(PROJECT_ROOT, file), 'utf8').split('\n');
+  const out: DocCodeBlock[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const lang = /^```(\S+)\s*$/.exec(lines[i] ?? '')?.[1];
+    if (lang === undefined) continue;
+    const start = i;
+    const body: string[] = [];
+    for (i++; i < lines.length && !/^```\s*$/.test(lines[i] ?? ''); i++) body.push(lines[i] ?? '');
+    if (!langs.includes(lang)) continue;
+    let back = start - 1;
+    while (back > 0 && (lines[back] ?? '').trim() === '') back--;
+    const m = MARKER.exec((lines[back] ?? '').trim());
+    out.push({
+      file,
+      line: start + 1,
+      lang,
+      ...(m ? { marker: { kind: m[1] as 'run-by' | 'ci', arg: m[2] ?? '' } } : {}),
+      body: body.join('\n') + '\n',
+    });
+  }
+  return out;
+}

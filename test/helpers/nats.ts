@@ -5,7 +5,10 @@
  */
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { openBucket } from '../../src/core/kv.js';
+import { Bucket } from '../../src/core/subjects.js';
 import { generateKeys, loadServerKeys, type ServerKeys } from '../../src/core/keys.js';
 import { NatsServerProcess } from '../../src/core/nats-server.js';
 import { renderNatsConfig, ServiceUser, type NatsConfigOptions } from '../../src/core/natsconf.js';
@@ -210,6 +213,22 @@ export class TestCluster {
           ),
         ),
     );
+  }
+
+  /**
+   * A service connection for a fault test: every node in its server list, reconnecting forever
+   * every 250 ms, with every bucket at three replicas. Its JetStream API calls time out after
+   * 3 s, so polls during a fault come back and try again instead of hanging.
+   */
+  async connectApp(): Promise<{ nc: NatsConnection; jsm: JetStreamManager }> {
+    const nc = await this.node(0).connectService({
+      servers: this.urls,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+    });
+    const jsm = await jetstreamManager(nc, { timeout: 3_000 });
+    for (const b of Object.values(Bucket)) await openBucket(nc, b, this.nodes.length);
+    return { nc, jsm };
   }
 
   node(i: number): TestNats {

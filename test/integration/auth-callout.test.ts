@@ -143,6 +143,7 @@ describe('a student in its room', () => {
     ['read the room config KV', '$KV.torii_rooms.n5'],
     ['kick through the system account', '$SYS.REQ.SERVER.PING'],
     ["call the platform's service endpoints", 'torii.tokens.issue'],
+    ['forge a platform event', 'torii.events.participant.joined'],
     ['impersonate a live cursor', 'room.n5.live.kenji'],
   ])('may not %s (%s)', async (_what, subject) => {
     await expectViolation(nc, 'publish', subject, () => nc.publish(subject, 'x'));
@@ -155,6 +156,7 @@ describe('a student in its room', () => {
     ['the room stream subjects directly', 'room.n5.>'],
     ["another user's answers", 'room.n5.user.kenji'],
     ['everything', '>'],
+    ["the platform's events", 'torii.events.>'],
   ])('may not subscribe to %s (%s)', async (_what, subject) => {
     await expectViolation(nc, 'subscription', subject, () => nc.subscribe(subject));
   });

@@ -203,14 +203,7 @@ async function storedHand(room: string, userId: string): Promise<boolean> {
 
 beforeAll(async () => {
   cluster = await TestCluster.start(3);
-  svc = await cluster.node(0).connectService({
-    servers: cluster.urls,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-  });
-  // Short API timeouts: polls during a fault must come back and try again, not hang.
-  jsm = await jetstreamManager(svc, { timeout: 3_000 });
-  for (const b of Object.values(Bucket)) await openBucket(svc, b, 3);
+  ({ nc: svc, jsm } = await cluster.connectApp());
   roomState = await openBucket(svc, Bucket.RoomState, 3);
   await publishRoom(svc, ROOM, { maxParticipants: 200, history: { replicas: 3 } });
   for (const r of CROWDS)

@@ -4,13 +4,12 @@
  * still get what it missed; a device that connects afterwards must still be admitted. Three
  * nodes, an R3 room stream; every node the consumers were placed on is SIGKILLed.
  */
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { RequestEvent } from '../../src/core/events.js';
-import { openBucket } from '../../src/core/kv.js';
 import { ensureWorkerStream } from '../../src/core/streams.js';
-import { Bucket, deviceConsumerName, roomStreamName } from '../../src/core/subjects.js';
+import { deviceConsumerName, roomStreamName } from '../../src/core/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { TestCluster, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
@@ -27,13 +26,7 @@ let jsm: JetStreamManager;
 
 beforeAll(async () => {
   cluster = await TestCluster.start(3);
-  svc = await cluster.node(0).connectService({
-    servers: cluster.urls,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-  });
-  jsm = await jetstreamManager(svc, { timeout: 3_000 });
-  for (const b of Object.values(Bucket)) await openBucket(svc, b, 3);
+  ({ nc: svc, jsm } = await cluster.connectApp());
   await publishRoom(svc, ROOM, { history: { replicas: 3 } });
   await ensureWorkerStream(jsm, 3);
 }, 90_000);

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { AuthorizationError, headers, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
-import { MAX_DEVICES_PER_USER } from '../../src/auth/devices.js';
+import { MAX_DEVICES_PER_USER } from '../../src/core/streams.js';
 import { RequestEvent } from '../../src/core/events.js';
 import { devicesKey } from '../../src/core/room-state.js';
 import { openBucket } from '../../src/core/kv.js';

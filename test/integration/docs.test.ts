@@ -15,7 +15,7 @@ import { ServiceUser } from '../../src/core/natsconf.js';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
 import { CLI_DOCS, renderCliDocs } from '../helpers/cli-docs.js';
 import { DocsSandbox } from '../helpers/docs-sandbox.js';
-import { shellBlocks, type DocBlock } from '../helpers/docs.js';
+import { codeBlocks, shellBlocks, type DocBlock } from '../helpers/docs.js';
 
 /** Pages run here, in this order, in one sandbox (operations continues the install). */
 const RUN_HERE = ['docs/install.md', 'docs/operations.md'];
@@ -94,6 +94,24 @@ describe('docs', () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  test("docs/platform.md's recipe is run: each of its code blocks names the test that reads it", () => {
+    const page = 'docs/platform.md';
+    const blocks = codeBlocks(page, ['ts', 'json']);
+    expect(blocks.length).toBeGreaterThan(0);
+    for (const b of blocks) {
+      const where = `${b.file}:${b.line}`;
+      expect({ where, kind: b.marker?.kind }).toEqual({ where, kind: 'run-by' });
+      const test = path.join(PROJECT_ROOT, b.marker?.arg ?? '');
+      expect({
+        where,
+        reads: existsSync(test) && readFileSync(test, 'utf8').includes(`'${page}'`),
+      }).toEqual({
+        where,
+        reads: true,
+      });
+    }
   });
 
   describe('install guide, then operations, command by command', () => {

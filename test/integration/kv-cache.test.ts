@@ -1,14 +1,27 @@
 /**
  * KvCache against a real bucket: its snapshot completes from what the bucket's own subjects hold,
- * whatever else the bucket's stream may have stored.
+ * whatever else the bucket's stream may have stored, and a deletion it missed while away is seen
+ * after it reconnects, even once the deletion's marker has expired. Markers live minutes, not an
+ * hour: every departed user leaves some, and they are most of what a bucket holds.
  */
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { KvCache, openBucket } from '../../src/core/kv.js';
+import {
+  casUpdate,
+  DELETE_MARKER_TTL_MS,
+  eraseKey,
+  KvCache,
+  openBucket,
+} from '../../src/core/kv.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { Bucket, kvStreamName } from '../../src/core/subjects.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
+
+/** The longest a delete marker may stay, in milliseconds (issue: buckets flat within 10 %). */
+const MARKER_TTL_BOUND_MS = 5 * 60_000;
+const NANOS_PER_MS = 1_000_000;
 
 let server: TestNats;
 let svc: NatsConnection;
@@ -80,5 +93,77 @@ test('a bucket holding only strays is loaded as empty', async () => {
     expect([...cache.entries()]).toEqual([]);
   } finally {
     cache.stop();
+  }
+});
+
+test('a deletion leaves a marker that expires within minutes, in a new bucket and in one made with the old hour', async () => {
+  const jsm = await jetstreamManager(svc);
+  // A bucket as an older Torii made it: markers kept an hour.
+  await jsm.streams.add({
+    name: kvStreamName(Bucket.Presence),
+    subjects: [`$KV.${Bucket.Presence}.>`],
+    max_msgs_per_subject: 1,
+    allow_rollup_hdrs: true,
+    deny_delete: true,
+    allow_direct: true,
+    allow_msg_ttl: true,
+    subject_delete_marker_ttl: 3_600_000 * NANOS_PER_MS,
+  });
+  for (const bucket of [Bucket.Presence, Bucket.RoomState]) {
+    const kv = await openBucket(svc, bucket);
+    const stored = (await jsm.streams.info(kvStreamName(bucket))).config;
+    expect(stored.subject_delete_marker_ttl).toBe(DELETE_MARKER_TTL_MS * NANOS_PER_MS);
+    await kv.put('gone', JSON.stringify({ v: 1 }));
+    await casUpdate(
+      kv,
+      'gone',
+      (d) => d,
+      () => ({ delete: true }),
+    );
+    const marker = await jsm.streams.getMessage(kvStreamName(bucket), {
+      last_by_subj: `$KV.${bucket}.gone`,
+    });
+    expect(marker?.header.get('KV-Operation')).toBe('PURGE');
+    const ttl = marker?.header.get('Nats-TTL') ?? '';
+    expect(ttl).toMatch(/^\d+s$/);
+    expect(Number(ttl.slice(0, -1)) * 1000).toBe(DELETE_MARKER_TTL_MS);
+  }
+  expect(DELETE_MARKER_TTL_MS).toBeLessThanOrEqual(MARKER_TTL_BOUND_MS);
+});
+
+test('a cache away while a key was deleted and its marker expired drops the key once back', async () => {
+  const kv = await openBucket(svc, Bucket.Blocks);
+  await kv.put('away', JSON.stringify({ v: 1 }));
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
+  const nc = await server.connectService({
+    servers: `127.0.0.1:${proxy.port}`,
+    reconnectTimeWait: 100,
+    maxReconnectAttempts: -1,
+    pingInterval: 500,
+    maxPingOut: 2,
+  });
+  let reconnects = 0;
+  void (async () => {
+    for await (const st of nc.status()) if (st.type === 'reconnect') reconnects++;
+  })();
+  const cache = new KvCache(nc, Bucket.Blocks, (d) => d, silentLogger());
+  try {
+    await cache.start();
+    expect(cache.get('away')).toEqual({ v: 1 });
+    proxy.setMode('stall');
+    // Deleted, and nothing of the deletion left: what an expired marker leaves.
+    const e = await kv.get('away');
+    await eraseKey(await jetstreamManager(svc), Bucket.Blocks, 'away', e?.revision ?? 0);
+    expect(await kv.get('away')).toBeNull();
+    expect(cache.get('away')).toEqual({ v: 1 });
+    proxy.setMode('forward');
+    await waitFor('the cache drops the key', () => cache.get('away') === undefined, {
+      timeoutMs: 15_000,
+    });
+    expect(reconnects).toBeGreaterThanOrEqual(1); // it came back through a new connection
+  } finally {
+    cache.stop();
+    await nc.close();
+    await proxy.close();
   }
 });

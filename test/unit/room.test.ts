@@ -7,6 +7,7 @@ import {
   validateRoomSpec,
 } from '../../src/core/room.js';
 import {
+  MAX_DEVICES_PER_USER,
   roomStreamConfig,
   userConsumerConfig,
   workerStreamConfig,
@@ -102,7 +103,7 @@ describe('Room spec', () => {
 });
 
 describe('JetStream assets (DESIGN.md §5)', () => {
-  test('room stream follows the room history and allows a consumer per participant', () => {
+  test('room stream follows the room history and allows a consumer per device of each participant', () => {
     const s = roomStreamConfig(
       compileRoom('n5', { maxParticipants: 700, history: { maxMessages: 5 } }),
     );
@@ -110,7 +111,7 @@ describe('JetStream assets (DESIGN.md §5)', () => {
       name: 'n5',
       subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.*'],
       max_msgs: 5,
-      max_consumers: 1400,
+      max_consumers: 700 * (MAX_DEVICES_PER_USER + 1),
       num_replicas: 1,
       storage: 'file',
     });
