@@ -7,6 +7,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/core/kv.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../../src/core/room.js';
+import { CONSUMERS_PER_SEAT } from '../../src/core/streams.js';
 import { Bucket, roomEventsSubject } from '../../src/core/subjects.js';
 import { findTool } from '../../src/core/tools.js';
 import { startController, type TestController } from '../helpers/controller.js';
@@ -91,7 +92,7 @@ describe('apply', () => {
       max_age: 2 * 3600 * 1e9,
       max_bytes: 64 * 1024 * 1024,
       num_replicas: 1,
-      max_consumers: 100,
+      max_consumers: 50 * CONSUMERS_PER_SEAT, // maxParticipants 50
     });
     expect(await streamExists('sysJsWorker')).toBe(true);
 
