@@ -40,6 +40,8 @@ import {
 } from '../helpers/nats-chart.js';
 
 const MANIFESTS = path.join(PROJECT_ROOT, 'deploy', 'manifests', 'torii.yaml');
+/** The placeholder image of the plain manifests (Makefile, MANIFESTS_IMAGE). */
+const MANIFESTS_IMAGE = 'registry.invalid/torii';
 
 type Tree = Record<string, unknown>;
 const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -288,7 +290,7 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
 });
 
 describe('deploy/manifests/torii.yaml (plain manifests)', () => {
-  test('is what `make manifests` renders from the chart today', async () => {
+  test('is what `make manifests` renders from the chart today, with an image name to replace', async () => {
     const r = await runAsync(findTool('helm'), [
       'template',
       'torii',
@@ -296,14 +298,20 @@ describe('deploy/manifests/torii.yaml (plain manifests)', () => {
       '--namespace',
       'torii',
       '--include-crds',
+      '--set',
+      `image.repository=${MANIFESTS_IMAGE}`,
     ]);
     expect(r.status).toBe(0);
     const committed = readFileSync(MANIFESTS, 'utf8');
-    const body = committed
-      .split('\n')
-      .filter((l, i) => !(i < 2 && l.startsWith('#')))
-      .join('\n');
-    expect(body).toBe(r.stdout);
+    const header = committed.slice(0, committed.indexOf('---\n'));
+    expect(header).toContain(`The image is ${MANIFESTS_IMAGE} (a name that never resolves)`);
+    expect(committed.slice(header.length)).toBe(r.stdout);
+    // `.invalid` never resolves (RFC 2606): an unedited apply fails on the nodes at once, naming it.
+    const images = [...committed.matchAll(/^\s+image: (\S+)$/gm)].map((m) => m[1]);
+    expect(new Set(images)).toEqual(new Set([`${MANIFESTS_IMAGE}:0.1.0`]));
+    expect(readFileSync(path.join(PROJECT_ROOT, 'Makefile'), 'utf8')).toContain(
+      `MANIFESTS_IMAGE := ${MANIFESTS_IMAGE}`,
+    );
   });
 
   test('is accepted by the API server (server-side dry run, namespace torii)', async () => {
