@@ -3,7 +3,7 @@
 # repo (default ~/.cache/torii/tools) and links them into .tools/bin. Versions: scripts/tools.env.
 #
 #   scripts/install-tools.sh            # everything
-#   scripts/install-tools.sh nats etcd  # only some: nats-server nats-server-chart natscli helm kube etcd chromium
+#   scripts/install-tools.sh nats etcd  # only some: nats-server natscli livekit helm kube etcd chromium
 #
 # A tool that cannot be had stops the script with the exact command that failed.
 set -euo pipefail
@@ -31,30 +31,35 @@ need_go() { command -v go >/dev/null || die "Go is required to build $1 (go not 
 # link NAME PATH: expose a cached binary as .tools/bin/NAME
 link() { ln -sfn "$2" "$bin/$1"; }
 
-go_install() { # name module version dest_dir [link name, default: name]
-  local name=$1 module=$2 version=$3 dest=$4 as=${5:-$1}
-  if [[ -x "$dest/$name" ]]; then link "$as" "$dest/$name"; return; fi
+go_install() { # name module version dest_dir
+  local name=$1 module=$2 version=$3 dest=$4
+  if [[ -x "$dest/$name" ]]; then link "$name" "$dest/$name"; return; fi
   need_go "$name"
   log "building $name $version (go install $module@$version)"
   mkdir -p "$dest.tmp"
   run env GOBIN="$dest.tmp" CGO_ENABLED=0 go install "$module@$version"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
-  link "$as" "$dest/$name"
+  link "$name" "$dest/$name"
 }
 
 install_nats_server() {
   go_install nats-server github.com/nats-io/nats-server/v2 "$NATS_SERVER_VERSION" "$cache/nats-server-$NATS_SERVER_VERSION"
 }
-# The nats-server of the vendored NATS chart's default image (its appVersion), as
-# .tools/bin/nats-server-chart: test/integration/deploy.test.ts checks the chart's config with it.
-install_nats_server_chart() {
-  local v
-  v="v$(sed -n 's/^appVersion: *//p' "$repo/deploy/nats/chart/Chart.yaml")"
-  [[ "$v" != v ]] || die "no appVersion in deploy/nats/chart/Chart.yaml"
-  go_install nats-server github.com/nats-io/nats-server/v2 "$v" "$cache/nats-server-$v" nats-server-chart
-}
 install_natscli() {
   go_install nats github.com/nats-io/natscli/nats "$NATSCLI_VERSION" "$cache/natscli-$NATSCLI_VERSION"
+}
+# The module's command is cmd/server, so `go install` names the binary `server`; it is linked
+# (and found by src/core/tools.ts) as livekit-server.
+install_livekit_server() {
+  local dest="$cache/livekit-server-$LIVEKIT_SERVER_VERSION"
+  if [[ -x "$dest/livekit-server" ]]; then link livekit-server "$dest/livekit-server"; return; fi
+  need_go livekit-server
+  log "building livekit-server $LIVEKIT_SERVER_VERSION (go install, about a minute after the downloads)"
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  run env GOBIN="$dest.tmp" CGO_ENABLED=0 go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION"
+  mv "$dest.tmp/server" "$dest.tmp/livekit-server"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+  link livekit-server "$dest/livekit-server"
 }
 install_helm() {
   go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$cache/helm-$HELM_VERSION"
@@ -134,17 +139,17 @@ install_chromium() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(nats-server nats-server-chart natscli etcd kube helm chromium)
+[[ ${#want[@]} -gt 0 ]] || want=(nats-server natscli livekit-server etcd kube helm chromium)
 for t in "${want[@]}"; do
   case "$t" in
     nats-server|nats) install_nats_server ;;
-    nats-server-chart) install_nats_server_chart ;;
     natscli) install_natscli ;;
+    livekit-server|livekit) install_livekit_server ;;
     helm) install_helm ;;
     kube|kube-apiserver|kubectl) install_kube ;;
     etcd) install_etcd ;;
     chromium) install_chromium ;;
-    *) die "unknown tool '$t' (known: nats-server nats-server-chart natscli etcd kube helm chromium)" ;;
+    *) die "unknown tool '$t' (known: nats-server natscli livekit-server etcd kube helm chromium)" ;;
   esac
 done
 log "tools ready in $bin"

@@ -260,7 +260,7 @@ export class DocsSandbox {
       nats,
       (secret, key) => secrets.get(secret)?.[key],
       this.natsDir,
-      { port, cluster: true },
+      { port, cluster: true, ...(this.nats ? { samePortsAs: this.nats } : {}) },
     );
     this.natsSetup = { namespace, release, port };
   }

@@ -170,18 +170,18 @@ export function podEnv(
 }
 
 /**
- * The nats-server of the version the release's pods run (`nats:<version>-alpine`):
- * .tools/bin/nats-server-chart, built by scripts/install-tools.sh from the chart's appVersion.
- * Throws when the image is another version than that binary.
+ * The nats-server of the version the release's pods run (`nats:<version>-alpine`): the one of
+ * scripts/tools.env, which every test runs. Throws when the image is another version.
  */
 export function chartNatsServer(release: NatsRelease): string {
+  const tools = readFileSync(path.join(PROJECT_ROOT, 'scripts', 'tools.env'), 'utf8');
+  const version = /^NATS_SERVER_VERSION=v(\S+)$/m.exec(tools)?.[1];
   const m = /^(?:.*\/)?nats:(\d+\.\d+\.\d+)(?:-[a-z0-9]+)?$/.exec(release.container.image);
-  const { appVersion } = natsChartVersion();
-  if (m?.[1] !== appVersion)
+  if (!version || m?.[1] !== version)
     throw new Error(
-      `the nats container runs ${release.container.image}; .tools/bin/nats-server-chart is the chart's ${appVersion}`,
+      `the nats container runs ${release.container.image}; the tests run nats-server ${version ?? '?'} (scripts/tools.env)`,
     );
-  return findTool('nats-server-chart');
+  return findTool('nats-server');
 }
 
 /** The nats.conf as a plain object (`$VAR` references become the strings "$VAR"). */
@@ -229,20 +229,22 @@ export interface ChartNats {
   port: number;
   /** The environment each pod got, by pod name. */
   env: Record<string, Record<string, string>>;
+  /** Each pod's local ports, by pod name (a restart with `o.samePortsAs` keeps them). */
+  ports: Record<string, { port: number; http: number; ws: number; route: number }>;
   stop(): Promise<void>;
 }
 
 /**
  * Starts the nats-server(s) of the release: with `cluster`, one per replica of its StatefulSet,
  * routed to each other (clustered JetStream, as R3 KV buckets need); otherwise one, without the
- * cluster block. `o.port` fixes the first server's client port. The servers are the nats-server
- * of the chart's default image ({@link chartNatsServer}) unless `o.binary` says otherwise.
+ * cluster block. `o.port` fixes the first server's client port. The servers are of the version
+ * the pods run ({@link chartNatsServer}) unless `o.binary` says otherwise.
  */
 export async function startChartNats(
   release: NatsRelease,
   secretEntry: SecretEntry,
   dir: string,
-  o: { port?: number; cluster?: boolean; binary?: string } = {},
+  o: { port?: number; cluster?: boolean; binary?: string; samePortsAs?: ChartNats } = {},
 ): Promise<ChartNats> {
   const binary = o.binary ?? chartNatsServer(release);
   const base = release.conf;
@@ -260,12 +262,14 @@ export async function startChartNats(
   }[] = [];
   for (let i = 0; i < replicas; i++) {
     const name = `${release.statefulSet.metadata.name}-${i}`;
+    // A restarted pod keeps its ports: new free ones could be taken by then.
+    const same = o.samePortsAs?.ports[name];
     nodes.push({
       name,
-      port: i === 0 && o.port ? o.port : await freePort(),
-      http: await freePort(),
-      ws: await freePort(),
-      route: await freePort(),
+      port: i === 0 && o.port ? o.port : (same?.port ?? (await freePort())),
+      http: same?.http ?? (await freePort()),
+      ws: same?.ws ?? (await freePort()),
+      route: same?.route ?? (await freePort()),
       dir: path.join(dir, name),
     });
   }
@@ -311,6 +315,9 @@ export async function startChartNats(
     url: `nats://127.0.0.1:${first.port}`,
     port: first.port,
     env,
+    ports: Object.fromEntries(
+      nodes.map((n) => [n.name, { port: n.port, http: n.http, ws: n.ws, route: n.route }]),
+    ),
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()));
     },
