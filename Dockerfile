@@ -1,5 +1,5 @@
 # One image for every role: `torii controller`, `torii auth-callout`, `torii worker`
-# (the chart passes the role as the first argument). Build: docker build -t torii .
+# (the chart passes the role as the first argument). Build and push: docs/install.md, step 2.
 ARG NODE_IMAGE=node:20-bookworm-slim
 
 # ---- build: compile TypeScript with the dev dependencies -------------------------------------

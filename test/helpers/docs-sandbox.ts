@@ -12,7 +12,13 @@ import path from 'node:path';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { CLI } from './cli.js';
 import { startControlPlane, type ControlPlane } from './kube.js';
-import { chartEnv, readNatsChartValues, startChartNats, type ChartNats } from './nats-chart.js';
+import {
+  natsRelease,
+  startChartNats,
+  type ChartNats,
+  type K8sObject,
+  type NatsStatefulSet,
+} from './nats-chart.js';
 import { freePort, runAsync, tempDir, track, waitFor } from './procs.js';
 
 /** What one command printed. */
@@ -76,7 +82,7 @@ interface Deployment {
 
 export class DocsSandbox {
   private nats: ChartNats | undefined;
-  private natsSetup: { namespace: string; valuesFile: string; port: number } | undefined;
+  private natsSetup: { namespace: string; release: string; port: number } | undefined;
   private natsDir: string | undefined;
   private readonly forwards: net.Server[] = [];
   private readonly pods = new Map<string, Pod>();
@@ -137,26 +143,6 @@ export class DocsSandbox {
     let m: RegExpExecArray | null;
     if (/^helm repo (add|update)\b/.test(cmd))
       return { status: 0, stdout: '', stderr: '', standIn: 'skipped: no internet' };
-    if (
-      (m = /^helm install (\S+) nats\/nats\b.*?(?:-n|--namespace)[ =](\S+).*?-f (\S+)/.exec(cmd))
-    ) {
-      await this.startNats(m[2] as string, path.join(this.dir, m[3] as string));
-      return {
-        status: 0,
-        stdout: '',
-        stderr: '',
-        standIn: 'nats-server on the values of the NATS chart',
-      };
-    }
-    if (/^kubectl .*\brollout restart (statefulset\/nats|sts\/nats)\b/.test(cmd)) {
-      await this.startNats(this.natsSetup?.namespace ?? '', this.natsSetup?.valuesFile ?? '');
-      return {
-        status: 0,
-        stdout: '',
-        stderr: '',
-        standIn: 'nats-server restarted with the Secret read again',
-      };
-    }
     if ((m = /^kubectl (?:-n (\S+) )?port-forward svc\/nats (\d+):4222\s*&?$/.exec(cmd))) {
       await this.forward(Number(m[2]));
       return {
@@ -191,6 +177,19 @@ export class DocsSandbox {
       ];
       if (cmd.startsWith('helm install')) await this.startReleasePods();
       return { ...r, standIn: 'release pods started as processes' };
+    }
+    if (
+      (m =
+        /^helm (?:install|upgrade) (\S+) deploy\/nats\/chart\b.*?(?:-n|--namespace)[ =](\S+)/.exec(
+          cmd,
+        ))
+    ) {
+      await this.startNats(m[2] as string, m[1] as string);
+      return { ...r, standIn: "the StatefulSet's pods started as nats-server processes" };
+    }
+    if (/^kubectl .*\brollout restart (statefulset\/nats|sts\/nats)\b/.test(cmd)) {
+      await this.startNats(this.natsSetup?.namespace ?? '', this.natsSetup?.release ?? '');
+      return { ...r, standIn: 'nats-server processes restarted with the Secret read again' };
     }
     if (/^kubectl .*\brollout restart deployment\b/.test(cmd)) {
       await this.startReleasePods();
@@ -229,20 +228,41 @@ export class DocsSandbox {
     );
   }
 
-  private async startNats(namespace: string, valuesFile: string): Promise<void> {
+  /**
+   * The pods of the release's StatefulSet, as a kubelet would run them: the nats.conf of the
+   * ConfigMap and the StatefulSet stored in the API server, the Secret entries read now.
+   */
+  private async startNats(namespace: string, release: string): Promise<void> {
     const port = this.natsSetup?.port ?? (await freePort());
     await this.nats?.stop();
-    const values = readNatsChartValues(valuesFile);
+    const sts = await this.kubectlJson<NatsStatefulSet>([
+      '-n',
+      namespace,
+      'get',
+      'statefulset',
+      release,
+    ]);
+    const configMaps = await this.kubectlJson<K8sList<K8sObject>>([
+      '-n',
+      namespace,
+      'get',
+      'configmaps',
+    ]);
+    const nats = natsRelease([sts, ...configMaps.items], release);
     const secrets = new Map<string, Record<string, string> | undefined>();
-    for (const v of Object.values(values.container.env)) {
-      const s = v.valueFrom.secretKeyRef.name;
-      if (!secrets.has(s)) secrets.set(s, await this.secretData(namespace, s));
+    for (const e of nats.container.env ?? []) {
+      const s = e.valueFrom?.secretKeyRef?.name;
+      if (s && !secrets.has(s)) secrets.set(s, await this.secretData(namespace, s));
     }
-    const env = chartEnv(values, (secret, key) => secrets.get(secret)?.[key]);
     // The same folder again on a restart: JetStream keeps its data, as the PVCs would.
     this.natsDir ??= tempDir('docs-nats');
-    this.nats = await startChartNats(env, this.natsDir, { port, cluster: true });
-    this.natsSetup = { namespace, valuesFile, port };
+    this.nats = await startChartNats(
+      nats,
+      (secret, key) => secrets.get(secret)?.[key],
+      this.natsDir,
+      { port, cluster: true, ...(this.nats ? { samePortsAs: this.nats } : {}) },
+    );
+    this.natsSetup = { namespace, release, port };
   }
 
   private async forward(docPort: number): Promise<void> {

@@ -20,6 +20,9 @@ import { applyRoomCrd, ensureNamespace, Rooms } from '../helpers/rooms-k8s.js';
 
 const CHART = path.join(PROJECT_ROOT, 'charts', 'torii');
 const FULL_VALUES = path.join(CHART, 'ci', 'full-values.yaml');
+/** The one value the chart requires: where the image was pushed (no image is published). */
+const IMAGE_REPOSITORY = 'registry.example.com/classroom/torii';
+const IMAGE = ['--set', `image.repository=${IMAGE_REPOSITORY}`];
 
 interface K8sObject {
   apiVersion: string;
@@ -117,14 +120,14 @@ describe('Helm chart charts/torii', () => {
   });
 
   test('helm lint --strict passes with default values and with every option', async () => {
-    expect(await helm(['lint', '--strict', CHART])).toContain('0 chart(s) failed');
+    expect(await helm(['lint', '--strict', CHART, ...IMAGE])).toContain('0 chart(s) failed');
     expect(await helm(['lint', '--strict', CHART, '-f', FULL_VALUES, ...keyFlags(keys)])).toContain(
       '0 chart(s) failed',
     );
   });
 
   test('default values: three roles, probes, non-root, and each role sees only its keys', async () => {
-    const objs = objects(await helm(['template', 't', CHART, '-n', 'classes']));
+    const objs = objects(await helm(['template', 't', CHART, '-n', 'classes', ...IMAGE]));
     const { appVersion } = parseYaml(readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8')) as {
       appVersion: string;
     };
@@ -137,7 +140,7 @@ describe('Helm chart charts/torii', () => {
       const pod = podOf(find(objs, 'Deployment', name));
       const [c] = pod.containers;
       expect(c?.args).toEqual([role]);
-      expect(c?.image).toBe(`ghcr.io/torii-nihongo/torii:${appVersion}`);
+      expect(c?.image).toBe(`${IMAGE_REPOSITORY}:${appVersion}`);
       expect(c?.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
       expect(c?.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
       expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
@@ -241,6 +244,16 @@ describe('Helm chart charts/torii', () => {
 
   test.each([
     [
+      'no image repository (none is published)',
+      ['--set', 'image.repository='],
+      /image\.repository is required: the registry and path you pushed the Torii image to \(built from the Dockerfile, docs\/install\.md\)/,
+    ],
+    [
+      'an image repository with a tag in it',
+      ['--set', 'image.repository=registry.example.com/torii:0.1.0'],
+      /\/image\/repository.*does not match pattern/,
+    ],
+    [
       'a misspelt key',
       ['--set', 'worker.replica=3'],
       /additional properties 'replica' not allowed/,
@@ -294,7 +307,7 @@ describe('Helm chart charts/torii', () => {
       /keys.issuerSeed is set but keys.existingSecret \(torii-keys\) is used/,
     ],
   ])('refuses %s with a message naming the value', async (_what, flags, message) => {
-    const r = await runAsync(findTool('helm'), ['template', 't', CHART, ...flags]);
+    const r = await runAsync(findTool('helm'), ['template', 't', CHART, ...IMAGE, ...flags]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(message);
   });
@@ -334,6 +347,7 @@ describe('Helm chart charts/torii', () => {
         'template',
         't',
         CHART,
+        ...IMAGE,
         '--set',
         'worker.env.TORII_CONCURRENCY=7',
         '--set',
@@ -382,7 +396,7 @@ describe('Helm chart charts/torii', () => {
     });
 
     test('the chart ships the CRD from crds/', async () => {
-      const withCrds = objects(await helm(['template', 't', CHART, '--include-crds']));
+      const withCrds = objects(await helm(['template', 't', CHART, '--include-crds', ...IMAGE]));
       const crd = find(withCrds, 'CustomResourceDefinition', 'rooms.torii.io');
       expect(crd).toEqual(
         objects(readFileSync(path.join(PROJECT_ROOT, 'crds', 'rooms.torii.io.yaml'), 'utf8'))[0],
@@ -390,48 +404,51 @@ describe('Helm chart charts/torii', () => {
     });
 
     test.each([
-      ['default values', [] as string[]],
-      ['every option', ['-f', FULL_VALUES]],
-    ])('%s: every rendered object is accepted by a server-side dry run', async (_what, flags) => {
-      if (flags.length) {
-        // The Prometheus Operator's CRD, reduced to its name: the dry run checks the rest.
-        const stub = path.join(tempDir('chart'), 'servicemonitor-crd.yaml');
-        writeFileSync(stub, SERVICE_MONITOR_CRD);
-        const r = await kubectl(['apply', '--server-side', '-f', stub]);
+      ['default values', IMAGE, false],
+      ['every option', ['-f', FULL_VALUES], true],
+    ])(
+      '%s: every rendered object is accepted by a server-side dry run',
+      async (_what, flags, full) => {
+        if (full) {
+          // The Prometheus Operator's CRD, reduced to its name: the dry run checks the rest.
+          const stub = path.join(tempDir('chart'), 'servicemonitor-crd.yaml');
+          writeFileSync(stub, SERVICE_MONITOR_CRD);
+          const r = await kubectl(['apply', '--server-side', '-f', stub]);
+          expect(r.stderr).toBe('');
+          await waitFor(
+            'ServiceMonitor CRD served',
+            async () => (await kubectl(['get', 'servicemonitors', '-A'])).status === 0,
+          );
+        }
+        const file = path.join(tempDir('chart'), 'rendered.yaml');
+        const rendered = await helm([
+          'template',
+          'torii',
+          CHART,
+          '-n',
+          ns,
+          ...flags,
+          // the full values have the chart create the keys Secret
+          ...(full ? keyFlags(keys) : []),
+        ]);
+        writeFileSync(file, rendered);
+        const r = await serverDryRun(file);
         expect(r.stderr).toBe('');
-        await waitFor(
-          'ServiceMonitor CRD served',
-          async () => (await kubectl(['get', 'servicemonitors', '-A'])).status === 0,
-        );
-      }
-      const file = path.join(tempDir('chart'), 'rendered.yaml');
-      const rendered = await helm([
-        'template',
-        'torii',
-        CHART,
-        '-n',
-        ns,
-        ...flags,
-        // the full values have the chart create the keys Secret
-        ...(flags.length ? keyFlags(keys) : []),
-      ]);
-      writeFileSync(file, rendered);
-      const r = await serverDryRun(file);
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      const applied = r.stdout.trim().split('\n');
-      expect(applied).toHaveLength(objects(rendered).length);
-      for (const line of applied) expect(line).toMatch(/serverside-applied \(server dry run\)$/);
+        expect(r.status).toBe(0);
+        const applied = r.stdout.trim().split('\n');
+        expect(applied).toHaveLength(objects(rendered).length);
+        for (const line of applied) expect(line).toMatch(/serverside-applied \(server dry run\)$/);
 
-      // The dry run validates: the same manifests with one wrong field are refused.
-      writeFileSync(file, rendered.replace('containerPort: 9', 'containerPorts: 9'));
-      const bad = await serverDryRun(file);
-      expect(bad.status).not.toBe(0);
-      expect(bad.stderr).toMatch(/containerPorts/);
-    });
+        // The dry run validates: the same manifests with one wrong field are refused.
+        writeFileSync(file, rendered.replace('containerPort: 9', 'containerPorts: 9'));
+        const bad = await serverDryRun(file);
+        expect(bad.status).not.toBe(0);
+        expect(bad.stderr).toMatch(/containerPorts/);
+      },
+    );
 
     test("RBAC: the controller does its whole job under the chart's ServiceAccount, calling exactly what the Roles grant", async () => {
-      const objs = objects(await helm(['template', 'torii', CHART, '-n', ns]));
+      const objs = objects(await helm(['template', 'torii', CHART, '-n', ns, ...IMAGE]));
       const sa = 'torii-controller';
       const rbac = objs.filter((o) =>
         ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(

@@ -1,72 +1,183 @@
 /**
  * deploy/: the values for the official NATS chart and the plain manifests.
  *
- * The NATS chart itself cannot be fetched here (no internet; the Go module proxy does not serve
- * it), so the test does what the chart does with our values: it writes `config.merge` into the
- * server config as JSON, with the chart's `<< $VAR >>` turned into unquoted `$VAR` references,
- * sets the container's env from a key set made by `torii keys generate` (as the Secret
- * `torii-keys` holds it), and runs a real nats-server on it. The Torii roles, as processes, and a
- * room client then work against that server; a forged token does not.
+ * The NATS chart is vendored (deploy/nats/chart, 2.14.2), so the test renders it with helm as an
+ * install would and runs what it rendered: the ConfigMap's nats.conf on one real nats-server per
+ * pod of the StatefulSet (routed to each other), each with the environment the kubelet would
+ * give that pod, its Secret entries taken from a key set made by `torii keys generate` as the
+ * Secret `torii-keys` holds them. The Torii roles, as processes, and a room client then work
+ * against those servers; a forged token does not.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { parse as parseYaml } from 'yaml';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
 import { CLIENT_SERVICE_IMPORTS, REPUBLISH_EXPORT } from '../../src/core/subjects.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
-import { spawnRole, torii } from '../helpers/cli.js';
+import { CLI, cleanEnv, spawnRole, torii } from '../helpers/cli.js';
 import { kubectl, serverDryRun } from '../helpers/kube.js';
 import { testKeys, type TestKeys } from '../helpers/nats.js';
 import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
 import {
-  chartEnv,
-  chartMerge,
-  chartNatsConf,
+  CHART_NATS_CONF,
+  NATS_CHART,
+  chartNatsServer,
+  NATS_VALUES,
+  natsChartVersion,
+  natsRelease,
   parseChartNatsConf,
-  readNatsChartValues,
+  podEnv,
+  renderChartNatsConf,
+  renderNatsChart,
   startChartNats,
   type ChartNats,
+  type K8sObject,
+  type NatsRelease,
+  type SecretEntry,
 } from '../helpers/nats-chart.js';
 
-const VALUES = path.join(PROJECT_ROOT, 'deploy', 'nats', 'values.yaml');
 const MANIFESTS = path.join(PROJECT_ROOT, 'deploy', 'manifests', 'torii.yaml');
+/** The placeholder image of the plain manifests (Makefile, MANIFESTS_IMAGE). */
+const MANIFESTS_IMAGE = 'registry.invalid/torii';
 
-describe('deploy/nats/values.yaml (official NATS chart)', () => {
-  const values = readNatsChartValues(VALUES);
+type Tree = Record<string, unknown>;
+const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Keys of `ours` the chart's defaults do not define. Under a default of `{}` (env, merge, …) any
+ * key is the user's own; everywhere else a key the chart does not know is ignored by it.
+ */
+function unknownKeys(ours: Tree, defaults: Tree, at = ''): string[] {
+  return Object.entries(ours).flatMap(([k, v]) => {
+    const where = at ? `${at}.${k}` : k;
+    if (!(k in defaults)) return [where];
+    const d = defaults[k];
+    if (!isTree(v) || !isTree(d) || Object.keys(d).length === 0) return [];
+    return unknownKeys(v, d, where);
+  });
+}
+
+describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart)', () => {
+  const values = parseYaml(readFileSync(NATS_VALUES, 'utf8')) as Tree & {
+    config: { merge: Tree; cluster: { merge: { name: string }; replicas: number } };
+  };
   let keys: TestKeys;
+  let objects: K8sObject[];
+  let release: NatsRelease;
+  let secretEntry: SecretEntry;
   let server: ChartNats;
-  let env: Record<string, string>;
 
   beforeAll(async () => {
     keys = await testKeys();
-    // The Secret torii-keys holds the files of `torii keys generate`.
-    env = chartEnv(values, (secret, key) =>
-      secret === 'torii-keys' ? readFileSync(path.join(keys.dir, key), 'utf8') : undefined,
-    );
+    objects = await renderNatsChart();
+    release = natsRelease(objects);
+    // The Secret torii-keys holds the files of `torii keys generate`, byte for byte.
+    secretEntry = (secret, key) =>
+      secret === 'torii-keys' ? readFileSync(path.join(keys.dir, key), 'utf8') : undefined;
     // The chart's three servers, routed: R3 buckets as in production.
-    server = await startChartNats(env, tempDir('deploy-nats'), { cluster: true });
+    server = await startChartNats(release, secretEntry, tempDir('deploy-nats'), { cluster: true });
   });
 
   afterAll(async () => {
     await server?.stop();
   });
 
-  test("the chart's rendering (fixture) still matches these values", () => {
-    const rendered = parseChartNatsConf();
-    const merge = parseChartNatsConf(chartMerge(values.config.merge));
-    for (const key of Object.keys(merge)) expect([key, rendered[key]]).toEqual([key, merge[key]]);
-    expect(rendered['cluster']).toMatchObject({ name: values.config.cluster.merge?.name });
-    expect((rendered['cluster'] as { routes: string[] }).routes).toHaveLength(
-      values.config.cluster.replicas,
+  test('sets only keys the chart defines (it has no schema to refuse a misspelt one)', () => {
+    const defaults = parseYaml(readFileSync(path.join(NATS_CHART, 'values.yaml'), 'utf8')) as Tree;
+    expect(unknownKeys(values, defaults)).toEqual([]);
+    // the check itself: a misspelt key is found
+    expect(unknownKeys({ config: { jetstream: { fileStorage: {} } } }, defaults)).toEqual([
+      'config.jetstream.fileStorage',
+    ]);
+  });
+
+  test('test/fixtures/nats-chart.conf is what the chart renders from these values today (make nats-conf)', async () => {
+    const fixture = readFileSync(CHART_NATS_CONF, 'utf8');
+    expect(fixture).toBe(await renderChartNatsConf());
+    expect(fixture).toContain(`NATS Helm chart ${natsChartVersion().version}`);
+    expect(natsChartVersion().version).toBe('2.14.2');
+  });
+
+  test('renders a 3-node JetStream cluster with the accounts and the auth callout of the values', () => {
+    const sts = release.statefulSet.spec;
+    expect(sts.replicas).toBe(3);
+    const rendered = parseChartNatsConf(release.conf);
+    const merge = parseChartNatsConf(
+      JSON.stringify(values.config.merge, null, 2).replace(/"<< (.+?) >>"/g, '$1'),
     );
-    expect(rendered['websocket']).toMatchObject({ no_tls: !values.config.websocket.tls.enabled });
-    expect(rendered['jetstream']).toBeDefined();
-    // every $VAR reference (unquoted; "$JS.…" subjects are strings) of the config is set by the container's env (or the chart's SERVER_NAME)
-    const vars = [...chartNatsConf().matchAll(/(?<!")\$([A-Z_]+)/g)].map((m) => m[1] as string);
-    for (const v of vars)
-      expect([v, v === 'SERVER_NAME' || v in values.container.env]).toEqual([v, true]);
+    for (const key of Object.keys(merge)) expect([key, rendered[key]]).toEqual([key, merge[key]]);
+    expect(rendered['cluster']).toEqual({
+      name: values.config.cluster.merge.name,
+      no_advertise: true,
+      port: 6222,
+      routes: [0, 1, 2].map((i) => `nats://nats-${i}.${sts.serviceName}:6222`),
+    });
+    expect(rendered['jetstream']).toMatchObject({ store_dir: '/data', max_memory_store: '1Gi' });
+    expect(rendered['websocket']).toEqual({ no_tls: true, port: 8080 });
+    expect(rendered['authorization']).toMatchObject({
+      auth_callout: {
+        account: 'AUTH',
+        issuer: '$TORII_CALLOUT_ISSUER',
+        xkey: '$TORII_CALLOUT_XKEY',
+      },
+    });
+    // Every $VAR the config references (unquoted; "$JS.…" subjects are strings) is set in the pod.
+    const vars = [...release.conf.matchAll(/(?<!")\$([A-Z_]+)/g)].map((m) => m[1] as string);
+    expect(vars.length).toBeGreaterThan(5);
+    const env = podEnv(release, 'nats-0', secretEntry);
+    for (const v of vars) expect([v, v in env]).toEqual([v, true]);
+    expect(env['SERVER_NAME']).toBe('nats-0');
+  });
+
+  test("nats-server -t accepts the rendered config with each pod's environment, in the pods' version", async () => {
+    const dir = tempDir('deploy-nats-t');
+    const file = path.join(dir, 'nats.conf');
+    writeFileSync(file, release.conf);
+    const binary = chartNatsServer(release);
+    const version = (await runAsync(binary, ['--version'])).stdout.trim();
+    expect(release.container.image).toBe(`nats:${version.replace('nats-server: v', '')}-alpine`);
+    for (const pod of ['nats-0', 'nats-1', 'nats-2']) {
+      const r = await runAsync(binary, ['-t', '-c', file], {
+        env: podEnv(release, pod, secretEntry),
+      });
+      expect([pod, r.status, r.stderr]).toEqual([
+        pod,
+        0,
+        expect.stringMatching(/^nats-server: configuration file .* is valid/),
+      ]);
+    }
+    // and refuses it when the pod lacks an entry of the Secret
+    const missing: SecretEntry = (s, k) =>
+      k === KeyFile.XkeyPublic ? undefined : secretEntry(s, k);
+    expect(() => podEnv(release, 'nats-1', missing)).toThrow(
+      /CreateContainerConfigError: env TORII_CALLOUT_XKEY: Secret torii-keys has no key xkey\.pub/,
+    );
+  });
+
+  test('every object the chart renders is accepted by the API server (server-side dry run)', async () => {
+    await kubectl(['create', 'namespace', 'torii']); // may exist already
+    const file = path.join(tempDir('deploy-nats'), 'nats.yaml');
+    const r0 = await runAsync(findTool('helm'), [
+      'template',
+      'nats',
+      NATS_CHART,
+      '-n',
+      'torii',
+      '-f',
+      NATS_VALUES,
+    ]);
+    expect(r0.status).toBe(0);
+    writeFileSync(file, r0.stdout);
+    const r = await serverDryRun(file);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const applied = r.stdout.trim().split('\n');
+    expect(applied).toHaveLength(objects.length);
+    expect(applied).toContain('statefulset.apps/nats serverside-applied (server dry run)');
+    expect(applied).toContain('configmap/nats-config serverside-applied (server dry run)');
   });
 
   test('isolates room clients as `torii nats-config` does: the same account layout', () => {
@@ -90,18 +201,28 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
   });
 
   test('holds no secret: passwords and keys are env references only', () => {
-    const text = readFileSync(VALUES, 'utf8');
+    const text = readFileSync(NATS_VALUES, 'utf8');
     for (const file of [KeyFile.AuthPassword, KeyFile.ServicePassword, KeyFile.SystemPassword]) {
       const value = readFileSync(path.join(keys.dir, file), 'utf8').trim();
       expect(text).not.toContain(value);
     }
-    expect(chartMerge(values.config.merge)).not.toMatch(/password": "/);
+    expect(release.conf).not.toMatch(/password": "/);
     // the NATS pods never get a seed
-    for (const v of Object.values(values.container.env))
-      expect(v.valueFrom.secretKeyRef.key).not.toMatch(/\.nk$|\.jwk$|token-secret/);
+    const refs = (release.container.env ?? []).flatMap((e) =>
+      e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef.key] : [],
+    );
+    expect(refs.sort()).toEqual(
+      [
+        KeyFile.AuthPassword,
+        KeyFile.ServicePassword,
+        KeyFile.SystemPassword,
+        KeyFile.IssuerPublic,
+        KeyFile.XkeyPublic,
+      ].sort(),
+    );
   });
 
-  test('the Torii roles and a room client work against a server with this configuration', async () => {
+  test("the Torii roles, a room client and `torii client` work against the chart's three servers", async () => {
     const servers = ['--nats-url', server.url, '--keys-dir', keys.dir, '--kv-replicas', '3'];
     const roles = [
       await spawnRole([
@@ -140,6 +261,19 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
       );
       expect(initial.me).toMatchObject({ userId: 'hana', role: 'student' });
       await client.close();
+      // and `torii client`, as the install guide runs it: joins, sees the room, leaves on EOF
+      const cli = await runAsync(
+        process.execPath,
+        [CLI, 'client', '--nats-url', server.url, '--token', token],
+        {
+          env: cleanEnv(),
+          timeoutMs: 60_000,
+        },
+      );
+      expect([cli.status, cli.stdout]).toEqual([
+        0,
+        expect.stringMatching(/^joined .* \(demo\) as hana \(student\)$[\s\S]*^left the room$/m),
+      ]);
       // The callout still decides: a forged token is refused.
       await expect(
         connect({
@@ -152,7 +286,7 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
       const sys = await connect({
         servers: server.url,
         user: 'torii-system',
-        pass: env['TORII_SYSTEM_PASSWORD'],
+        pass: readFileSync(path.join(keys.dir, KeyFile.SystemPassword), 'utf8').trim(),
       });
       await sys.close();
     } finally {
@@ -165,7 +299,7 @@ describe('deploy/nats/values.yaml (official NATS chart)', () => {
 });
 
 describe('deploy/manifests/torii.yaml (plain manifests)', () => {
-  test('is what `make manifests` renders from the chart today', async () => {
+  test('is what `make manifests` renders from the chart today, with an image name to replace', async () => {
     const r = await runAsync(findTool('helm'), [
       'template',
       'torii',
@@ -173,14 +307,20 @@ describe('deploy/manifests/torii.yaml (plain manifests)', () => {
       '--namespace',
       'torii',
       '--include-crds',
+      '--set',
+      `image.repository=${MANIFESTS_IMAGE}`,
     ]);
     expect(r.status).toBe(0);
     const committed = readFileSync(MANIFESTS, 'utf8');
-    const body = committed
-      .split('\n')
-      .filter((l, i) => !(i < 2 && l.startsWith('#')))
-      .join('\n');
-    expect(body).toBe(r.stdout);
+    const header = committed.slice(0, committed.indexOf('---\n'));
+    expect(header).toContain(`The image is ${MANIFESTS_IMAGE} (a name that never resolves)`);
+    expect(committed.slice(header.length)).toBe(r.stdout);
+    // `.invalid` never resolves (RFC 2606): an unedited apply fails on the nodes at once, naming it.
+    const images = [...committed.matchAll(/^\s+image: (\S+)$/gm)].map((m) => m[1]);
+    expect(new Set(images)).toEqual(new Set([`${MANIFESTS_IMAGE}:0.1.0`]));
+    expect(readFileSync(path.join(PROJECT_ROOT, 'Makefile'), 'utf8')).toContain(
+      `MANIFESTS_IMAGE := ${MANIFESTS_IMAGE}`,
+    );
   });
 
   test('is accepted by the API server (server-side dry run, namespace torii)', async () => {

@@ -3,13 +3,17 @@
  * Dockerfile is replayed into a folder — its COPY lines, its `npm ci --omit=dev` and its `ln`,
  * with absolute paths moved under the folder — and the result is run as the image would run it:
  * `torii` from the PATH, NODE_ENV=production, production dependencies only. A runtime import of a
- * dev dependency, a file the image forgets, or a broken entrypoint fails here.
+ * dev dependency, a file the image forgets, or a broken entrypoint fails here. The install guide's
+ * build and push commands (docs/install.md, step 2) cannot run without a container runtime: they
+ * are checked to build this Dockerfile under the tag the chart then pulls.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { parse as parseYaml } from 'yaml';
+import { PROJECT_ROOT, findTool, packageVersion } from '../../src/core/tools.js';
 import { cleanEnv } from '../helpers/cli.js';
+import { blockStartingWith, shellBlocks } from '../helpers/docs.js';
 import { TestNats } from '../helpers/nats.js';
 import { freePort, runAsync, tempDir, track, waitFor } from '../helpers/procs.js';
 
@@ -205,5 +209,40 @@ describe('container image (Dockerfile replayed without Docker)', () => {
       await nats.stop();
     }
     expect(controller.exitCode).toBe(0);
+  });
+});
+
+describe('the install guide builds and pushes this image under the tag the chart pulls', () => {
+  const GUIDE = 'docs/install.md';
+
+  test('docker and buildah: the root Dockerfile, tagged <repository of step 6>:<appVersion>, then pushed', async () => {
+    const { appVersion } = parseYaml(
+      readFileSync(path.join(PROJECT_ROOT, 'charts', 'torii', 'Chart.yaml'), 'utf8'),
+    ) as { appVersion: string };
+    expect(appVersion).toBe(packageVersion());
+    const install = shellBlocks(GUIDE)
+      .flatMap((b) => b.commands)
+      .find((c) => c.text.startsWith('helm install torii charts/torii'));
+    const repository = /--set image\.repository=(\S+)/.exec(install?.text ?? '')?.[1] ?? '';
+    expect(repository).toMatch(/^[a-z0-9.-]+\/[a-z0-9/._-]+$/);
+    const tag = `${repository}:${appVersion}`;
+    // `.` is the root of the clone, and Dockerfile the default file there: the one replayed above.
+    expect(blockStartingWith(GUIDE, 'docker build').commands.map((c) => c.text)).toEqual([
+      `docker build -t ${tag} .`,
+      `docker push ${tag}`,
+    ]);
+    expect(blockStartingWith(GUIDE, 'buildah bud').commands.map((c) => c.text)).toEqual([
+      `buildah bud -t ${tag} .`,
+      `buildah push ${tag}`,
+    ]);
+    // and the chart, installed as step 6 says, runs every role from that very tag
+    const args = (install?.text ?? '').split(/\s+/).slice(1);
+    const r = await runAsync(findTool('helm'), ['template', ...args.slice(1)], {
+      cwd: PROJECT_ROOT,
+    });
+    expect(r.status).toBe(0);
+    const images = [...r.stdout.matchAll(/^\s+image: (\S+)$/gm)].map((m) => m[1]);
+    expect(images).toHaveLength(3);
+    expect(new Set(images)).toEqual(new Set([tag]));
   });
 });

@@ -35,11 +35,14 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 
+{{/* No default repository: no image of Torii is published, and a made-up default only fails
+later, on the nodes, as ImagePullBackOff. */}}
 {{- define "torii.image" -}}
+{{- $repo := required "image.repository is required: the registry and path you pushed the Torii image to (built from the Dockerfile, docs/install.md), e.g. --set image.repository=registry.example.com/torii" .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
