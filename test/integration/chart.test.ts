@@ -318,6 +318,7 @@ describe('Helm chart charts/torii', () => {
         'template',
         't',
         CHART,
+        ...IMAGE,
         '--set',
         'livekit.url=wss://media.example.com',
         '--set',
