@@ -228,29 +228,26 @@ async function bucketContent(
   return out;
 }
 
+/** A stream's size as its info says. */
+async function streamSample(jsm: JetStreamManager, name: string): Promise<StoreSample> {
+  const s = (await jsm.streams.info(name)).state;
+  return {
+    bytes: s.bytes,
+    messages: s.messages,
+    keys: s.num_subjects ?? 0,
+    consumers: s.consumer_count,
+  };
+}
+
 /** Every bucket and stream of the run. */
 async function stores(jsm: JetStreamManager): Promise<Record<string, StoreSample>> {
   const out: Record<string, StoreSample> = {};
   for (const bucket of Object.values(Bucket)) {
     const name = kvStreamName(bucket);
-    const s = (await jsm.streams.info(name)).state;
-    out[name] = {
-      bytes: s.bytes,
-      messages: s.messages,
-      keys: s.num_subjects ?? 0,
-      consumers: s.consumer_count,
-      ...(await bucketContent(jsm, bucket)),
-    };
+    out[name] = { ...(await streamSample(jsm, name)), ...(await bucketContent(jsm, bucket)) };
   }
-  for (const name of [WORKER_STREAM, roomStreamName(ROOM)]) {
-    const s = (await jsm.streams.info(name)).state;
-    out[name] = {
-      bytes: s.bytes,
-      messages: s.messages,
-      keys: s.num_subjects ?? 0,
-      consumers: s.consumer_count,
-    };
-  }
+  for (const name of [WORKER_STREAM, roomStreamName(ROOM)])
+    out[name] = await streamSample(jsm, name);
   return out;
 }
 

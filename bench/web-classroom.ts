@@ -15,8 +15,8 @@ import { gzipSync } from 'node:zlib';
 import { PROJECT_ROOT } from '../src/core/tools.js';
 import { WEB_DIST_DIR } from '../src/core/web-server.js';
 import { launchChromium } from '../test/helpers/browser.js';
-import { toriiSpawn } from '../test/helpers/cli.js';
-import { freePort, processGroupMembers, tempDir, waitFor } from '../test/helpers/procs.js';
+import { devPorts, toriiSpawn, waitForDev } from '../test/helpers/cli.js';
+import { processGroupMembers, tempDir } from '../test/helpers/procs.js';
 import { nowMs, r2, report, summary } from './lib.js';
 
 const { values } = parseArgs({ options: { loads: { type: 'string', default: '10' } } });
@@ -69,28 +69,15 @@ function pageBytes(): {
 
 async function loadToJoined(): Promise<number[]> {
   const state = tempDir('bench-web');
-  const [port, monitor, ws, ops, web] = await Promise.all(
-    Array.from({ length: 5 }, () => freePort()),
-  );
-  const dev = toriiSpawn(
-    ['dev', '--log-level', 'warn', '--state-dir', state, '--port', String(port)],
-    {
-      group: true,
-      env: {
-        TORII_NATS_MONITOR_PORT: String(monitor),
-        TORII_WEBSOCKET_PORT: String(ws),
-        TORII_HTTP_PORT: String(ops),
-        TORII_WEB_PORT: String(web),
-        // the time to a joined page, as before media: LiveKit is not on that path
-        TORII_MEDIA: 'off',
-      },
-    },
-  );
-  let out = '';
-  dev.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  await waitFor('banner', () => out.includes('Torii dev is running'), { timeoutMs: 60_000 });
-  const link = /^ {2}as hana \(student\):\s+(\S+)$/m.exec(out)?.[1];
-  if (!link) throw new Error(`no link for hana in the banner:\n${out}`);
+  const ports = await devPorts();
+  const dev = toriiSpawn(['dev', '--log-level', 'warn', '--state-dir', state], {
+    group: true,
+    // the time to a joined page, as before media: LiveKit is not on that path
+    env: { ...ports.env, TORII_MEDIA: 'off' },
+  });
+  const { stdout } = await waitForDev(dev);
+  const link = /^ {2}as hana \(student\):\s+(\S+)$/m.exec(stdout)?.[1];
+  if (!link) throw new Error(`no link for hana in the banner:\n${stdout}`);
   const browser = await launchChromium();
   const times: number[] = [];
   try {

@@ -3,13 +3,12 @@
  * secret, a config that keeps it on loopback (signalling on `host:port`, WebRTC media on one UDP
  * port of 127.0.0.1, no TCP, no TURN, no STUN lookups), and a wait until it answers.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { ToolError } from './errors.js';
+import { ServerChild } from './server-process.js';
 import { findTool } from './tools.js';
 
 /** Signalling (HTTP and websocket) port of `torii dev`'s LiveKit: LiveKit's own default. */
@@ -100,19 +99,14 @@ export interface StartLiveKitOptions {
 
 /** A livekit-server child process. */
 export class LiveKitServerProcess {
-  private exited: Promise<number | null>;
-  private exitCode: number | null | undefined;
-
   private constructor(
-    readonly child: ChildProcess,
+    private readonly proc: ServerChild,
     readonly configFile: string,
     readonly options: LiveKitConfigOptions,
-  ) {
-    this.exited = new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
-      else child.once('exit', (code) => resolve(code));
-    });
-    void this.exited.then((code) => (this.exitCode = code));
+  ) {}
+
+  get child(): ChildProcess {
+    return this.proc.child;
   }
 
   /** The URL clients connect to, e.g. `ws://127.0.0.1:7880`. */
@@ -130,12 +124,12 @@ export class LiveKitServerProcess {
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.proc.pid;
   }
 
   /** True while the process runs. */
   get running(): boolean {
-    return this.exitCode === undefined;
+    return this.proc.running;
   }
 
   /** Writes the config, starts the server and waits until it answers `OK`. */
@@ -144,40 +138,15 @@ export class LiveKitServerProcess {
     await mkdir(o.dir, { recursive: true, mode: 0o700 });
     const configFile = path.join(o.dir, 'livekit.yaml');
     await writeFile(configFile, renderLiveKitConfig(o.config), { mode: 0o600 });
-    const child = spawn(binary, ['--config', configFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const proc = ServerChild.spawn('livekit-server', binary, ['--config', configFile], {
+      ...(o.onLog ? { onLog: o.onLog } : {}),
     });
-    const logTail: string[] = [];
-    const onData = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (!line) continue;
-        logTail.push(line);
-        if (logTail.length > 30) logTail.shift();
-        o.onLog?.(line);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    const spawnError = new Promise<never>((_, reject) =>
-      child.once('error', (e) =>
-        reject(new ToolError(`cannot start ${binary}: ${e.message}`, { cause: e })),
-      ),
-    );
-    spawnError.catch(() => undefined);
-    const server = new LiveKitServerProcess(child, configFile, o.config);
-    const deadline = Date.now() + (o.startTimeoutMs ?? DEFAULT_LIVEKIT_START_TIMEOUT_MS);
-    const failed = (why: string): ToolError =>
-      new ToolError(`livekit-server ${why}; last log lines:\n${logTail.join('\n')}`);
-    try {
-      while (!(await answers(server.httpUrl))) {
-        if (child.exitCode !== null) throw failed(`exited with code ${child.exitCode}`);
-        if (Date.now() > deadline) throw failed('did not answer in time');
-        await Promise.race([sleep(POLL_MS), spawnError]);
-      }
-    } catch (e) {
-      child.kill('SIGKILL');
-      throw e;
-    }
+    const server = new LiveKitServerProcess(proc, configFile, o.config);
+    await proc.until(async () => ((await answers(server.httpUrl)) ? true : undefined), {
+      deadline: Date.now() + (o.startTimeoutMs ?? DEFAULT_LIVEKIT_START_TIMEOUT_MS),
+      pollMs: POLL_MS,
+      waiting: 'did not answer in time',
+    });
     return server;
   }
 
@@ -186,21 +155,13 @@ export class LiveKitServerProcess {
    * waits for every participant to leave (a drain without end while a page is open); its second
    * stops it at once.
    */
-  async stop(timeoutMs = DEFAULT_LIVEKIT_STOP_TIMEOUT_MS): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const again = setInterval(() => this.child.kill('SIGTERM'), SIGNAL_AGAIN_MS);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    await this.exited;
-    clearInterval(again);
-    clearTimeout(timer);
+  stop(timeoutMs = DEFAULT_LIVEKIT_STOP_TIMEOUT_MS): Promise<void> {
+    return this.proc.stop(timeoutMs, SIGNAL_AGAIN_MS);
   }
 
   /** Kills the server at once. */
-  async kill(): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGKILL');
-    await this.exited;
+  kill(): Promise<void> {
+    return this.proc.kill();
   }
 }
 

@@ -2,11 +2,11 @@
  * Runs a nats-server child process: writes its config, starts it, waits until it is healthy
  * (JetStream included) and stops it. Used by `torii dev` and the test harness.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ToolError } from './errors.js';
+import { ServerChild } from './server-process.js';
 import { findTool } from './tools.js';
 
 /** How long to wait for a started server to report healthy, in milliseconds. */
@@ -43,19 +43,14 @@ export interface StartNatsOptions {
 
 /** A nats-server child process. */
 export class NatsServerProcess {
-  private exited: Promise<number | null>;
-  private exitCode: number | null | undefined;
-
   private constructor(
-    readonly child: ChildProcess,
+    private readonly proc: ServerChild,
     readonly configFile: string,
     readonly ports: NatsPorts,
-  ) {
-    this.exited = new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
-      else child.once('exit', (code) => resolve(code));
-    });
-    void this.exited.then((code) => (this.exitCode = code));
+  ) {}
+
+  get child(): ChildProcess {
+    return this.proc.child;
   }
 
   /** The first client URL, e.g. `nats://127.0.0.1:4222`. */
@@ -71,12 +66,12 @@ export class NatsServerProcess {
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.proc.pid;
   }
 
   /** True while the process runs. */
   get running(): boolean {
-    return this.exitCode === undefined;
+    return this.proc.running;
   }
 
   /** Starts a server and waits until it accepts clients (and JetStream is ready). */
@@ -85,71 +80,38 @@ export class NatsServerProcess {
     await mkdir(o.dir, { recursive: true, mode: 0o700 });
     const configFile = path.join(o.dir, 'nats-server.conf');
     await writeFile(configFile, o.config, { mode: 0o600 });
-    const child = spawn(binary, ['-c', configFile], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const proc = ServerChild.spawn('nats-server', binary, ['-c', configFile], {
       ...(o.env ? { env: o.env } : {}),
+      ...(o.onLog ? { onLog: o.onLog } : {}),
     });
-    const logTail: string[] = [];
-    const onData = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (!line) continue;
-        logTail.push(line);
-        if (logTail.length > 30) logTail.shift();
-        o.onLog?.(line);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    const spawnError = new Promise<never>((_, reject) =>
-      child.once('error', (e) =>
-        reject(new ToolError(`cannot start ${binary}: ${e.message}`, { cause: e })),
-      ),
-    );
-    spawnError.catch(() => undefined);
-
     const deadline = Date.now() + (o.startTimeoutMs ?? DEFAULT_NATS_START_TIMEOUT_MS);
-    const failed = (why: string): ToolError =>
-      new ToolError(`nats-server ${why}; last log lines:\n${logTail.join('\n')}`);
-    let ports: NatsPorts | undefined;
-    try {
-      while (!ports) {
-        if (child.exitCode !== null) throw failed(`exited with code ${child.exitCode}`);
-        if (Date.now() > deadline) throw failed('did not report its ports in time');
-        ports = await readPortsFile(o.dir, child.pid);
-        if (!ports) await Promise.race([sleep(POLL_MS), spawnError]);
-      }
-      const monitoring = ports.monitoring?.[0];
-      if (o.waitHealthy !== false && monitoring) {
-        while (!(await isHealthy(monitoring))) {
-          if (child.exitCode !== null) throw failed(`exited with code ${child.exitCode}`);
-          if (Date.now() > deadline) throw failed('did not become healthy in time');
-          await sleep(POLL_MS);
-        }
-      }
-    } catch (e) {
-      child.kill('SIGKILL');
-      throw e;
+    const ports = await proc.until(() => readPortsFile(o.dir, proc.pid), {
+      deadline,
+      pollMs: POLL_MS,
+      waiting: 'did not report its ports in time',
+    });
+    const monitoring = ports.monitoring?.[0];
+    if (o.waitHealthy !== false && monitoring) {
+      await proc.until(async () => ((await isHealthy(monitoring)) ? true : undefined), {
+        deadline,
+        pollMs: POLL_MS,
+        waiting: 'did not become healthy in time',
+      });
     }
-    return new NatsServerProcess(child, configFile, ports);
+    return new NatsServerProcess(proc, configFile, ports);
   }
 
   /**
    * Stops the server: SIGTERM (lame-duck free, clean JetStream shutdown), then SIGKILL after
    * the timeout. Resolves when the process has exited.
    */
-  async stop(timeoutMs = DEFAULT_NATS_STOP_TIMEOUT_MS): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    await this.exited;
-    clearTimeout(timer);
+  stop(timeoutMs = DEFAULT_NATS_STOP_TIMEOUT_MS): Promise<void> {
+    return this.proc.stop(timeoutMs);
   }
 
   /** Kills the server at once (a crash, for fault tests). */
-  async kill(): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGKILL');
-    await this.exited;
+  kill(): Promise<void> {
+    return this.proc.kill();
   }
 }
 

@@ -77,3 +77,65 @@ export async function spawnRole(
   );
   return { proc, port };
 }
+
+/** What `torii dev` prints once every part of it runs. */
+export const DEV_BANNER = 'Torii dev is running';
+
+/** A free port for every listener of `torii dev`, and the `TORII_*` variables that move it there. */
+export interface DevPorts {
+  nats: number;
+  natsMonitor: number;
+  websocket: number;
+  http: number;
+  web: number;
+  media: number;
+  mediaRtc: number;
+  env: Record<string, string>;
+}
+
+/** Free ports for `torii dev` (see {@link DevPorts}). */
+export async function devPorts(): Promise<DevPorts> {
+  const [nats, natsMonitor, websocket, http, web, media, mediaRtc] = (await Promise.all(
+    Array.from({ length: 7 }, () => freePort()),
+  )) as [number, number, number, number, number, number, number];
+  return {
+    nats,
+    natsMonitor,
+    websocket,
+    http,
+    web,
+    media,
+    mediaRtc,
+    env: {
+      TORII_PORT: String(nats),
+      TORII_NATS_MONITOR_PORT: String(natsMonitor),
+      TORII_WEBSOCKET_PORT: String(websocket),
+      TORII_HTTP_PORT: String(http),
+      TORII_WEB_PORT: String(web),
+      TORII_MEDIA_PORT: String(media),
+      TORII_MEDIA_RTC_PORT: String(mediaRtc),
+    },
+  };
+}
+
+/** Output of a running `torii dev`, as it grows. */
+export interface DevOutput {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Collects what `dev` (a `torii dev`, or a `make dev`) prints and waits for its banner; a start
+ * that never gets there fails with everything it printed.
+ */
+export async function waitForDev(dev: ChildProcess, timeoutMs = 60_000): Promise<DevOutput> {
+  const out = { stdout: '', stderr: '' };
+  dev.stdout?.on('data', (b: Buffer) => (out.stdout += b.toString()));
+  dev.stderr?.on('data', (b: Buffer) => (out.stderr += b.toString()));
+  await waitFor('dev banner', () => out.stdout.includes(DEV_BANNER), { timeoutMs }).catch(
+    (e: Error) => {
+      throw new Error(`${e.message}\nstdout: ${out.stdout}\nstderr: ${out.stderr}`);
+    },
+  );
+  return out;
+}

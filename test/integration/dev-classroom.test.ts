@@ -11,10 +11,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { TokenVerifier } from 'livekit-server-sdk';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
-import { cleanEnv } from '../helpers/cli.js';
+import { cleanEnv, devPorts, waitForDev, type DevOutput } from '../helpers/cli.js';
 import { blockStartingWith } from '../helpers/docs.js';
 import {
-  freePort,
   isAlive,
   processGroupMembers,
   tempDir,
@@ -100,8 +99,7 @@ const chat =
 
 describe('make dev + torii client: a class of four', () => {
   let dev: ChildProcess;
-  let stdout = '';
-  let stderr = '';
+  let out: DevOutput;
   const stateDir = tempDir('dev-classroom');
   const quickStart = blockStartingWith('README.md', 'make dev');
   const gettingStarted = blockStartingWith('README.md', 'node dist/cli.js client');
@@ -117,27 +115,10 @@ describe('make dev + torii client: a class of four', () => {
   });
 
   test('join, chat, raise and lower hands, leave; Ctrl-C stops everything', async () => {
-    const [port, monitorPort, wsPort, opsPort, webPort, mediaPort, mediaRtcPort] = [
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-    ];
+    const ports = await devPorts();
     // `make dev` as the README says; every flag of dev is also an environment variable, which
     // moves it to free ports and a scratch state folder.
-    const devEnv = {
-      TORII_PORT: String(port),
-      TORII_NATS_MONITOR_PORT: String(monitorPort),
-      TORII_WEBSOCKET_PORT: String(wsPort),
-      TORII_HTTP_PORT: String(opsPort),
-      TORII_WEB_PORT: String(webPort),
-      TORII_MEDIA_PORT: String(mediaPort),
-      TORII_MEDIA_RTC_PORT: String(mediaRtcPort),
-      TORII_STATE_DIR: stateDir,
-    };
+    const devEnv = { ...ports.env, TORII_STATE_DIR: stateDir };
     dev = trackGroup(
       spawn('bash', ['-c', `exec ${quickStart.commands[0]?.text ?? ''}`], {
         cwd: PROJECT_ROOT,
@@ -146,28 +127,22 @@ describe('make dev + torii client: a class of four', () => {
         detached: true,
       }),
     );
-    dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
-    dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
-      timeoutMs: 60_000,
-    }).catch((e: Error) => {
-      throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
-    });
+    out = await waitForDev(dev);
     const devPid = dev.pid as number;
     // make, torii dev, nats-server and livekit-server share the terminal's process group.
     await waitFor('the servers in the group', () => processGroupMembers(devPid).length >= 4);
-    const mediaUrl = `ws://127.0.0.1:${mediaPort}`;
-    expect(stdout).toMatch(new RegExp(`^ {2}Media {7}${mediaUrl} \\(LiveKit`, 'm'));
+    const mediaUrl = `ws://127.0.0.1:${ports.media}`;
+    expect(out.stdout).toMatch(new RegExp(`^ {2}Media {7}${mediaUrl} \\(LiveKit`, 'm'));
 
     const token = (role: string, user: string): string => {
-      const t = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(stdout)?.[1];
-      if (!t) throw new Error(`no ${role} token for ${user} in the banner:\n${stdout}`);
+      const t = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(out.stdout)?.[1];
+      if (!t) throw new Error(`no ${role} token for ${user} in the banner:\n${out.stdout}`);
       return t;
     };
-    const url = `nats://127.0.0.1:${port}`;
+    const url = `nats://127.0.0.1:${ports.nats}`;
     // The ready-to-run command the banner prints for the teacher, run as printed.
     const printed = /^ {2}(node dist\/cli\.js client --nats-url (\S+) --token (\S+))$/m.exec(
-      stdout,
+      out.stdout,
     );
     expect(printed?.[2]).toBe(url);
     expect(printed?.[3]).toBe(token('teacher', 'sensei'));
@@ -193,7 +168,7 @@ describe('make dev + torii client: a class of four', () => {
     expect(grants.iss).not.toBe('devkey');
     expect(Date.parse(String(media['expiresAt']))).toBeGreaterThan(Date.now());
     // and LiveKit itself answers there
-    expect(await (await fetch(`http://127.0.0.1:${mediaPort}/`)).text()).toBe('OK');
+    expect(await (await fetch(`http://127.0.0.1:${ports.media}/`)).text()).toBe('OK');
 
     const hana = startClient(
       'hana',
@@ -283,6 +258,6 @@ describe('make dev + torii client: a class of four', () => {
       () => processGroupMembers(devPid).length === 0,
     );
     for (const pid of members) expect(isAlive(pid)).toBe(false);
-    expect(stderr).toContain('shutdown complete');
+    expect(out.stderr).toContain('shutdown complete');
   });
 });

@@ -22,6 +22,7 @@ import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
+import type { MediaServerData } from '../../src/client/classroom.js';
 
 /** The room's LiveKit name differs from its Torii id, to see which one the token names. */
 const ROOM = 'n5-lecture';
@@ -31,15 +32,6 @@ const LIVEKIT_ROOM = 'n5-lecture-media';
  * `Claims.Validate`) allows the library's default leeway of one minute.
  */
 const LIVEKIT_EXP_LEEWAY_MS = 60_000;
-
-interface MediaAnswer {
-  url: string;
-  token: string;
-  room: string;
-  identity: string;
-  expiresAt: string;
-  broadcast: boolean;
-}
 
 let nats: TestNats;
 let livekit: LiveKitServerProcess;
@@ -62,12 +54,12 @@ async function join(user: string, role: string): Promise<RoomClient> {
   return c;
 }
 
-async function mediaOf(user: string, role: string): Promise<MediaAnswer> {
+async function mediaOf(user: string, role: string): Promise<MediaServerData> {
   const c = await join(user, role);
-  return c.request<MediaAnswer>(RequestEvent.MediaServerData);
+  return c.request<MediaServerData>(RequestEvent.MediaServerData);
 }
 
-async function enter(answer: MediaAnswer): Promise<SignalSession> {
+async function enter(answer: MediaServerData): Promise<SignalSession> {
   const s = await signal(answer.url, answer.token);
   sessions.push(s);
   return s;
@@ -99,8 +91,8 @@ afterAll(async () => {
 });
 
 describe('media answers against LiveKit', () => {
-  let teacher: MediaAnswer;
-  let student: MediaAnswer;
+  let teacher: MediaServerData;
+  let student: MediaServerData;
   let teacherSignal: SignalSession;
   let studentSignal: SignalSession;
 

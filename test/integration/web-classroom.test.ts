@@ -18,7 +18,7 @@ import { ServiceUser } from '../../src/core/natsconf.js';
 import { ServiceSubject } from '../../src/core/subjects.js';
 import { PROJECT_ROOT } from '../../src/core/tools.js';
 import { launchChromium, openPage, screenshot } from '../helpers/browser.js';
-import { torii, toriiSpawn } from '../helpers/cli.js';
+import { devPorts, torii, toriiSpawn, waitForDev, type DevOutput } from '../helpers/cli.js';
 import { freePort, processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
 
 /** Long enough for a join over a loaded machine; every wait polls. */
@@ -35,8 +35,9 @@ describe('the classroom page in Chromium against torii dev', () => {
   const stateDir = tempDir('web-classroom');
   const roomsDir = path.join(stateDir, 'rooms');
   let dev: ChildProcess;
-  let stdout = '';
-  let stderr = '';
+  let out: DevOutput;
+  /** The page's URL, from dev's banner. */
+  let classroom = '';
   let browser: Browser | undefined;
   let natsUrl = '';
   const links = new Map<User, string>();
@@ -86,37 +87,22 @@ describe('the classroom page in Chromium against torii dev', () => {
       path.join(PROJECT_ROOT, 'examples', 'rooms', 'demo.yaml'),
       path.join(roomsDir, 'demo.yaml'),
     );
-    const [port, monitor, ws, ops, web] = [
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-    ];
-    natsUrl = `nats://127.0.0.1:${port}`;
+    const ports = await devPorts();
+    natsUrl = `nats://127.0.0.1:${ports.nats}`;
     // every flag as its environment variable, as the README's `make dev` would take them
     dev = toriiSpawn(['dev', '--log-level', 'warn'], {
       group: true,
       env: {
         TORII_STATE_DIR: stateDir,
         TORII_ROOMS_DIR: roomsDir,
-        TORII_PORT: String(port),
-        TORII_NATS_MONITOR_PORT: String(monitor),
-        TORII_WEBSOCKET_PORT: String(ws),
-        TORII_HTTP_PORT: String(ops),
-        TORII_WEB_PORT: String(web),
+        ...ports.env,
         // media in the page has its own test (web-media.test.ts); here it is off
         TORII_MEDIA: 'off',
       },
     });
-    dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
-    dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
-      timeoutMs: 60_000,
-    }).catch((e: Error) => {
-      throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
-    });
-    for (const m of stdout.matchAll(/^ {2}as (\w+) \((\w+)\):\s+(\S+)$/gm))
+    out = await waitForDev(dev);
+    classroom = /^ {2}Classroom {3}(\S+)/m.exec(out.stdout)?.[1] ?? '';
+    for (const m of out.stdout.matchAll(/^ {2}as (\w+) \((\w+)\):\s+(\S+)$/gm))
       links.set(m[1] as User, m[3] as string);
     browser = await launchChromium();
   });
@@ -127,15 +113,14 @@ describe('the classroom page in Chromium against torii dev', () => {
   });
 
   test('the banner prints a ready-to-open link per participant, token in the fragment', () => {
-    const web = /^ {2}Classroom {3}(http:\/\/127\.0\.0\.1:\d+\/)/m.exec(stdout)?.[1];
+    const web = /^http:\/\/127\.0\.0\.1:\d+\/$/.exec(classroom)?.[0];
     expect(web).toBeDefined();
     for (const u of USERS)
       expect(links.get(u)).toMatch(new RegExp(`^${web}#token=[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
   });
 
   test('a link whose token cannot be read says so, and nothing throws', async () => {
-    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
-    const opened = await openPage(browser as Browser, `${web}#token=garbage`);
+    const opened = await openPage(browser as Browser, `${classroom}#token=garbage`);
     try {
       const status = opened.page.locator('[data-testid="status"]');
       await waitFor(
@@ -316,7 +301,6 @@ describe('the classroom page in Chromium against torii dev', () => {
   });
 
   test("a page renews its token with no user action and stays past the first one's expiry", async () => {
-    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
     const t = torii([
       'token',
       '--room',
@@ -332,7 +316,7 @@ describe('the classroom page in Chromium against torii dev', () => {
     ]);
     expect(t.status).toBe(0);
     const token = t.stdout.trim();
-    links.set('aiko', `${web}#token=${token}`);
+    links.set('aiko', `${classroom}#token=${token}`);
     await open('aiko');
     await until(
       'aiko',
@@ -407,7 +391,6 @@ describe('the classroom page in Chromium against torii dev', () => {
   });
 
   test('the page talks only to the websocket of its config.json, whatever the link says', async () => {
-    const web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
     const t = torii([
       'token',
       '--room',
@@ -422,7 +405,7 @@ describe('the classroom page in Chromium against torii dev', () => {
     expect(t.status).toBe(0);
     // A crafted link naming another server: the page must not send its token there.
     const elsewhere = `ws://127.0.0.1:${await freePort()}`;
-    links.set('yui', `${web}#token=${t.stdout.trim()}&nats=${elsewhere}`);
+    links.set('yui', `${classroom}#token=${t.stdout.trim()}&nats=${elsewhere}`);
     await open('yui');
     await until(
       'yui',

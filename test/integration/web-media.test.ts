@@ -11,8 +11,8 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
 import { FAKE_MEDIA_ARGS, launchChromium, openPage, screenshot } from '../helpers/browser.js';
-import { torii, toriiSpawn } from '../helpers/cli.js';
-import { freePort, processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
+import { devPorts, torii, toriiSpawn, waitForDev, type DevOutput } from '../helpers/cli.js';
+import { processGroupMembers, tempDir, waitFor } from '../helpers/procs.js';
 
 /** Long enough for a join and an ICE negotiation over a loaded machine; every wait polls. */
 const UI_TIMEOUT_MS = 30_000;
@@ -45,8 +45,7 @@ describe('video in the classroom page (Chromium, torii dev, LiveKit)', () => {
   const stateDir = tempDir('web-media');
   const roomsDir = path.join(stateDir, 'rooms');
   let dev: ChildProcess;
-  let stdout = '';
-  let stderr = '';
+  let out: DevOutput;
   let browser: Browser | undefined;
   let web = '';
   const pages = new Map<User, Page>();
@@ -91,32 +90,18 @@ describe('video in the classroom page (Chromium, torii dev, LiveKit)', () => {
         '',
       ].join('\n'),
     );
-    const [port, monitor, ws, ops, webPort, media, rtc] = await Promise.all(
-      Array.from({ length: 7 }, () => freePort()),
-    );
+    const ports = await devPorts();
     dev = toriiSpawn(['dev', '--log-level', 'warn'], {
       group: true,
       env: {
         TORII_STATE_DIR: stateDir,
         TORII_ROOMS_DIR: roomsDir,
-        TORII_PORT: String(port),
-        TORII_NATS_MONITOR_PORT: String(monitor),
-        TORII_WEBSOCKET_PORT: String(ws),
-        TORII_HTTP_PORT: String(ops),
-        TORII_WEB_PORT: String(webPort),
-        TORII_MEDIA_PORT: String(media),
-        TORII_MEDIA_RTC_PORT: String(rtc),
+        ...ports.env,
         TORII_MEDIA_TOKEN_TTL: MEDIA_TTL,
       },
     });
-    dev.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
-    dev.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
-    await waitFor('dev banner', () => stdout.includes('Torii dev is running'), {
-      timeoutMs: 60_000,
-    }).catch((e: Error) => {
-      throw new Error(`${e.message}\nstdout: ${stdout}\nstderr: ${stderr}`);
-    });
-    web = /^ {2}Classroom {3}(\S+)/m.exec(stdout)?.[1] ?? '';
+    out = await waitForDev(dev);
+    web = /^ {2}Classroom {3}(\S+)/m.exec(out.stdout)?.[1] ?? '';
     browser = await launchChromium(FAKE_MEDIA_ARGS);
     for (const [user, role, name] of [
       ['sensei', 'teacher', 'Tanaka Sensei'],
