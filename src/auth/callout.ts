@@ -48,6 +48,8 @@ export const DEFAULT_MAX_TTL_MS = 24 * 3_600_000;
 export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 /** Default largest message a client may publish, in bytes. */
 export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
+/** Default cap on one user's connections in one room (placeholder until the cap exists). */
+export const DEFAULT_MAX_CONNECTIONS_PER_USER = 10;
 /** Bound on remembered member records. */
 const MAX_REMEMBERED_MEMBERS = 100_000;
 /**

@@ -17,6 +17,7 @@ import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
 export {
   AuthCallout,
   InboxPolicy,
+  DEFAULT_MAX_CONNECTIONS_PER_USER,
   DEFAULT_MAX_PAYLOAD,
   DEFAULT_MAX_SUBSCRIPTIONS,
   DEFAULT_MAX_TTL_MS,
