@@ -17,12 +17,13 @@ import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
 export {
   AuthCallout,
   InboxPolicy,
-  DEFAULT_MAX_CONNECTIONS_PER_USER,
   DEFAULT_MAX_PAYLOAD,
   DEFAULT_MAX_SUBSCRIPTIONS,
   DEFAULT_MAX_TTL_MS,
 } from './callout.js';
 export type { CalloutSettings } from './callout.js';
+export { DEFAULT_MAX_CONNECTIONS_PER_USER } from './connections.js';
+export { DEFAULT_ADMISSION_TTL_MS } from './seats.js';
 export { TokenVerifier, MAX_CLOCK_SKEW_MS } from './token-verifier.js';
 export { RejectReason } from './rejection.js';
 
