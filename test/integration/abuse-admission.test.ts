@@ -163,7 +163,6 @@ describe('connections per user', () => {
     const conns = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     try {
       const onServer = (await connected('crowd', ['hog'])).get('hog') ?? 0;
-      // eslint-disable-next-line no-console
       console.log(`connections per user: ${onServer} of ${attempts} connected`);
       expect(onServer).toBeGreaterThanOrEqual(DEFAULT_MAX_CONNECTIONS_PER_USER);
       expect(onServer).toBeLessThanOrEqual(REPLICAS * DEFAULT_MAX_CONNECTIONS_PER_USER);
