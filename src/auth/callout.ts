@@ -135,8 +135,12 @@ export class AuthCallout {
       consumers.forget(roomId, consumer),
     );
     this.now = d.now ?? (() => new Date());
-    this.seats = new SeatClaims(d.roomState, d.directory, s.admissionTtlMs, () =>
-      this.now().getTime(),
+    this.seats = new SeatClaims(
+      d.roomState,
+      d.directory,
+      s.admissionTtlMs,
+      () => this.now().getTime(),
+      () => this.metrics.seatLedgerWrites.inc(),
     );
     this.connections = new ConnectionCounter(
       (roomId, userId) => d.directory.presence(roomId, userId),
@@ -433,7 +437,9 @@ export class AuthCallout {
     let result: ClaimResult;
     try {
       result = await this.seats.claim(roomId, userId, maxParticipants);
+      this.metrics.seatClaims.inc({ result });
     } catch (e) {
+      this.metrics.seatClaims.inc({ result: 'error' });
       throw new Rejection(RejectReason.Internal, `cannot claim a seat: ${describeError(e)}`, {
         cause: e,
       });

@@ -127,6 +127,8 @@ export class SeatClaims {
     private readonly view: SeatView,
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
+    /** Called after each ledger write that stored new claims. */
+    private readonly onWrite: () => void = () => undefined,
   ) {}
 
   /** Claims a seat for `userId` unless the room's seats are all held. */
@@ -163,7 +165,7 @@ export class SeatClaims {
 
   private async write(roomId: string, batch: Waiter[]): Promise<ClaimResult[]> {
     let results: ClaimResult[] = [];
-    await casUpdate(this.kv, seatsKey(roomId), parseSeatLedger, (current) => {
+    const { step } = await casUpdate(this.kv, seatsKey(roomId), parseSeatLedger, (current) => {
       const now = this.now();
       const seated = this.view.seated(roomId);
       const live = liveClaims(roomId, current?.claims ?? [], this.view, now);
@@ -185,6 +187,7 @@ export class SeatClaims {
       // Dead claims are dropped when there is something to write anyway.
       return added.length > 0 ? { put: { claims: [...live, ...added] } } : undefined;
     });
+    if (step) this.onWrite();
     return results;
   }
 }

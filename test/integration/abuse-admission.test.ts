@@ -5,6 +5,7 @@
  * cap, while its presence record stays small.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Counter } from 'prom-client';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence, presenceKey, PresenceState } from '../../src/core/presence.js';
 import { seatsKey } from '../../src/core/room-state.js';
@@ -81,6 +82,17 @@ const rejections = async (reason: string): Promise<number> => {
   return n;
 };
 
+/** Sum over the callouts of a counter (with these labels). */
+async function counter(name: string, labels: Record<string, string> = {}): Promise<number> {
+  let n = 0;
+  for (const c of callouts) {
+    const m = c.ops.registry.getSingleMetric(name) as Counter<string> | undefined;
+    for (const v of (await m?.get())?.values ?? [])
+      if (Object.entries(labels).every(([k, x]) => v.labels[k] === x)) n += v.value;
+  }
+  return n;
+}
+
 const connectAs = async (room: string, user: string): Promise<NatsConnection> =>
   connectClient(
     server.url,
@@ -116,7 +128,13 @@ describe('seats', () => {
         { timeoutMs: 20_000 },
       );
     }
+    const claims = await counter('torii_auth_seat_claims_total');
+    const writes = await counter('torii_auth_seat_ledger_writes_total');
+    console.log(
+      `seats: admitted per burst ${admittedPerBurst.join(', ')}; ${claims} seat claims in ${writes} ledger writes`,
+    );
     expect(admittedPerBurst).toEqual(Array.from({ length: BURSTS }, () => SEATS));
+    expect(writes).toBeLessThanOrEqual(BURSTS * SEATS);
     expect(await rejections('room_full')).toBeGreaterThanOrEqual(BURSTS * (BURST - SEATS));
   }, 120_000);
 
