@@ -1,7 +1,8 @@
 /**
  * The auth callout service (DESIGN.md §3–5): receives the server's authorization requests on
  * `$SYS.REQ.USER.AUTH` (queue group `torii_queue`), verifies the room token, checks the room,
- * role, blocks and capacity, ensures the user's consumer, and answers with a NATS user JWT whose
+ * role, blocks, the user's connections (connections.ts) and its seat (claimed atomically across
+ * replicas, seats.ts), ensures the user's consumer, and answers with a NATS user JWT whose
  * permissions cover one room and one user. Every refusal is an authorization response with an
  * error; its reason is logged and counted but never sent to the client.
  */
@@ -431,9 +432,9 @@ export class AuthCallout {
   ): Promise<void> {
     const seats = this.d.directory.seatsTaken(roomId, userId, now);
     if (seats.mine) return;
-    const full = (taken: string): Rejection =>
+    const full = (taken: number): Rejection =>
       new Rejection(RejectReason.RoomFull, `room ${roomId} is full (${taken}/${maxParticipants})`);
-    if (seats.taken >= maxParticipants) throw full(String(seats.taken));
+    if (seats.taken >= maxParticipants) throw full(seats.taken);
     let result: ClaimResult;
     try {
       result = await this.seats.claim(roomId, userId, maxParticipants);
@@ -444,7 +445,7 @@ export class AuthCallout {
         cause: e,
       });
     }
-    if (result === ClaimResult.Full) throw full(String(maxParticipants));
+    if (result === ClaimResult.Full) throw full(maxParticipants);
     if (result === ClaimResult.TooManyClaims)
       throw new Rejection(
         RejectReason.SeatClaimsFull,
