@@ -156,7 +156,7 @@ export class AuthCallout {
       s,
       d,
       new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs, {
-        isPresent: (roomId, userId) => d.directory.seatsTaken(roomId, userId).mine,
+        isPresent: (roomId, userId) => d.directory.holdsSeat(roomId, userId),
         onEvicted: (roomId, count) => {
           d.log.info(
             { roomId, count },
@@ -430,11 +430,11 @@ export class AuthCallout {
     maxParticipants: number,
     now: number,
   ): Promise<void> {
-    const seats = this.d.directory.seatsTaken(roomId, userId, now);
-    if (seats.mine) return;
+    if (this.d.directory.holdsSeat(roomId, userId, now)) return;
     const full = (taken: number): Rejection =>
       new Rejection(RejectReason.RoomFull, `room ${roomId} is full (${taken}/${maxParticipants})`);
-    if (seats.taken >= maxParticipants) throw full(seats.taken);
+    const taken = this.d.directory.seatsTaken(roomId, now);
+    if (taken >= maxParticipants) throw full(taken);
     let result: ClaimResult;
     try {
       result = await this.seats.claim(roomId, userId, maxParticipants);
