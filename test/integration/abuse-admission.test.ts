@@ -183,7 +183,7 @@ describe('connections per user', () => {
     const conns = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     try {
       const onServer = (await connected('crowd', ['hog'])).get('hog') ?? 0;
-      console.log(`connections per user: ${onServer} of ${attempts} connected`);
+
       expect(onServer).toBeGreaterThanOrEqual(DEFAULT_MAX_CONNECTIONS_PER_USER);
       expect(onServer).toBeLessThanOrEqual(REPLICAS * DEFAULT_MAX_CONNECTIONS_PER_USER);
       expect(await rejections('too_many_connections')).toBeGreaterThanOrEqual(
@@ -194,6 +194,9 @@ describe('connections per user', () => {
         const r = await presenceOf('crowd', 'hog');
         return r?.record?.connections.length === onServer ? r : undefined;
       });
+      console.log(
+        `connections per user: ${onServer} of ${attempts} connected; presence record ${p.bytes} bytes`,
+      );
       expect(p.bytes).toBeLessThan(4 * 1024);
       // Once presence shows them, no callout admits one more.
       await expect(connectClient(server.url, 'crowd', 'hog', t)).rejects.toThrow();
