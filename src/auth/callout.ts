@@ -1,7 +1,8 @@
 /**
  * The auth callout service (DESIGN.md §3–5): receives the server's authorization requests on
  * `$SYS.REQ.USER.AUTH` (queue group `torii_queue`), verifies the room token, checks the room,
- * role, blocks and capacity, ensures the user's consumer, and answers with a NATS user JWT whose
+ * role, blocks, the user's connections (connections.ts) and its seat (claimed atomically across
+ * replicas, seats.ts), ensures the user's consumer, and answers with a NATS user JWT whose
  * permissions cover one room and one user. Every refusal is an authorization response with an
  * error; its reason is logged and counted but never sent to the client.
  */
@@ -14,6 +15,7 @@ import type { Logger } from '../core/logger.js';
 import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../core/natsjwt.js';
 import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
 import type { Ops } from '../core/ops.js';
+import type { CompiledRole } from '../core/room.js';
 import {
   Bucket,
   deviceConsumerName,
@@ -24,13 +26,15 @@ import {
 } from '../core/subjects.js';
 import { describeError, ValidationError } from '../core/errors.js';
 import { isConnected } from '../core/nats.js';
+import { ConnectionCounter } from './connections.js';
 import { ConsumerEnsurer } from './consumers.js';
 import { DeviceRegistry } from './devices.js';
 import type { RoomDirectory } from './directory.js';
 import { CalloutMetrics } from './metrics.js';
 import { buildUserClaims } from './user-jwt.js';
 import { RejectReason, Rejection } from './rejection.js';
-import type { TokenVerifier } from './token-verifier.js';
+import { ClaimResult, SeatClaims } from './seats.js';
+import type { RoomToken, TokenVerifier } from './token-verifier.js';
 
 /** Header in which the server sends its curve key when it encrypts requests. */
 export const SERVER_XKEY_HEADER = 'Nats-Server-Xkey';
@@ -73,6 +77,10 @@ export interface CalloutSettings {
   consumerInactiveThresholdMs: number;
   maxSubscriptions: number;
   maxPayload: number;
+  /** Cap on one user's live connections to one room. */
+  maxConnectionsPerUser: number;
+  /** How long a seat claim or a counted admission waits for presence to show it, in ms. */
+  admissionTtlMs: number;
 }
 
 interface AuthRequest {
@@ -104,6 +112,8 @@ export class AuthCallout {
   private readonly metrics: CalloutMetrics;
   private readonly consumers: ConsumerEnsurer;
   private readonly devices: DeviceRegistry;
+  private readonly seats: SeatClaims;
+  private readonly connections: ConnectionCounter;
   private readonly now: () => Date;
   private sub: Subscription | undefined;
   /** Member records last written, by key, with when they stop being trusted (ms). */
@@ -126,6 +136,17 @@ export class AuthCallout {
       consumers.forget(roomId, consumer),
     );
     this.now = d.now ?? (() => new Date());
+    this.seats = new SeatClaims(
+      d.roomState,
+      d.directory,
+      s.admissionTtlMs,
+      () => this.now().getTime(),
+      () => this.metrics.seatLedgerWrites.inc(),
+    );
+    this.connections = new ConnectionCounter(
+      (roomId, userId) => d.directory.presence(roomId, userId),
+      s.admissionTtlMs,
+    );
   }
 
   /** Starts answering authorization requests. */
@@ -135,7 +156,7 @@ export class AuthCallout {
       s,
       d,
       new ConsumerEnsurer(jsm, s.consumerInactiveThresholdMs, {
-        isPresent: (roomId, userId) => d.directory.seatsTaken(roomId, userId).mine,
+        isPresent: (roomId, userId) => d.directory.holdsSeat(roomId, userId),
         onEvicted: (roomId, count) => {
           d.log.info(
             { roomId, count },
@@ -366,20 +387,80 @@ export class AuthCallout {
     const now = this.now();
     if (directory.block(t.roomId, t.userId, now))
       throw new Rejection(RejectReason.Blocked, `${t.userId} is blocked in ${t.roomId}`);
-    const seats = directory.seatsTaken(t.roomId, t.userId);
-    if (!seats.mine && seats.taken >= room.maxParticipants) {
-      throw new Rejection(
-        RejectReason.RoomFull,
-        `room ${t.roomId} is full (${seats.taken}/${room.maxParticipants})`,
-      );
-    }
-
     let device: string | undefined;
     try {
       device = parseDeviceName(req.connect_opts?.name);
     } catch (e) {
       throw new Rejection(RejectReason.InvalidDevice, describeError(e), { cause: e });
     }
+
+    // Counted and recorded with no await in between, so that concurrent admissions of one user
+    // on this replica each see the others.
+    const at = now.getTime();
+    const live = this.connections.count(t.roomId, t.userId, at);
+    if (live >= this.s.maxConnectionsPerUser) {
+      throw new Rejection(
+        RejectReason.TooManyConnections,
+        `${t.userId} already has ${live} connections to ${t.roomId} (--max-connections-per-user ${this.s.maxConnectionsPerUser})`,
+      );
+    }
+    const release = this.connections.add(
+      t.roomId,
+      t.userId,
+      req.server_id.id,
+      req.client_info?.id,
+      at,
+    );
+    try {
+      await this.takeSeat(t.roomId, t.userId, room.maxParticipants, at);
+      return await this.admit(req, t, role, device, now);
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  /**
+   * Makes sure the user holds a seat: from memory when presence or the seat ledger already gives
+   * it one (no JetStream call), else by claiming one in the ledger.
+   */
+  private async takeSeat(
+    roomId: string,
+    userId: string,
+    maxParticipants: number,
+    now: number,
+  ): Promise<void> {
+    if (this.d.directory.holdsSeat(roomId, userId, now)) return;
+    const full = (taken: number): Rejection =>
+      new Rejection(RejectReason.RoomFull, `room ${roomId} is full (${taken}/${maxParticipants})`);
+    const taken = this.d.directory.seatsTaken(roomId, now);
+    if (taken >= maxParticipants) throw full(taken);
+    let result: ClaimResult;
+    try {
+      result = await this.seats.claim(roomId, userId, maxParticipants);
+      this.metrics.seatClaims.inc({ result });
+    } catch (e) {
+      this.metrics.seatClaims.inc({ result: 'error' });
+      throw new Rejection(RejectReason.Internal, `cannot claim a seat: ${describeError(e)}`, {
+        cause: e,
+      });
+    }
+    if (result === ClaimResult.Full) throw full(maxParticipants);
+    if (result === ClaimResult.TooManyClaims)
+      throw new Rejection(
+        RejectReason.SeatClaimsFull,
+        `room ${roomId} has too many admissions that presence has not confirmed yet`,
+      );
+  }
+
+  /** Records the member and its device, ensures its consumer and signs its user JWT. */
+  private async admit(
+    req: AuthRequest,
+    t: RoomToken,
+    role: CompiledRole,
+    device: string | undefined,
+    now: Date,
+  ): Promise<string> {
     const consumer = deviceConsumerName(t.userId, device);
 
     try {

@@ -22,6 +22,8 @@ export {
   DEFAULT_MAX_TTL_MS,
 } from './callout.js';
 export type { CalloutSettings } from './callout.js';
+export { DEFAULT_MAX_CONNECTIONS_PER_USER } from './connections.js';
+export { DEFAULT_ADMISSION_TTL_MS } from './seats.js';
 export { TokenVerifier, MAX_CLOCK_SKEW_MS } from './token-verifier.js';
 export { RejectReason } from './rejection.js';
 

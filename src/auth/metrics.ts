@@ -8,6 +8,8 @@ export class CalloutMetrics {
   readonly duration: Histogram<'result'>;
   readonly consumers: Counter<'result'>;
   readonly evicted: Counter;
+  readonly seatClaims: Counter<'result'>;
+  readonly seatLedgerWrites: Counter;
 
   constructor(registry: Registry) {
     this.requests = new Counter({
@@ -33,6 +35,17 @@ export class CalloutMetrics {
       name: `${METRICS_PREFIX}auth_consumer_ensure_total`,
       help: 'User consumer checks before answering: cached (no JetStream call), created, restored (was offline), error',
       labelNames: ['result'],
+      registers: [registry],
+    });
+    this.seatClaims = new Counter({
+      name: `${METRICS_PREFIX}auth_seat_claims_total`,
+      help: 'Seat claims of users who held no seat, by result: seated (claimed, or found held), full, too_many_claims, error',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.seatLedgerWrites = new Counter({
+      name: `${METRICS_PREFIX}auth_seat_ledger_writes_total`,
+      help: 'Writes of a seat ledger (one per batch of claims into one room)',
       registers: [registry],
     });
     this.evicted = new Counter({

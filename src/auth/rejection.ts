@@ -41,6 +41,10 @@ export const RejectReason = {
   UnknownRole: 'unknown_role',
   Blocked: 'blocked',
   RoomFull: 'room_full',
+  /** The user already has `--max-connections-per-user` live connections to the room. */
+  TooManyConnections: 'too_many_connections',
+  /** The room's seat ledger holds its most claims that presence has not confirmed yet. */
+  SeatClaimsFull: 'seat_claims_full',
   ConnectionType: 'connection_type',
   NotReady: 'not_ready',
   Internal: 'internal',

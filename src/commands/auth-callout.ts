@@ -7,6 +7,8 @@ import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
 import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../core/tokens.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
 import {
+  DEFAULT_ADMISSION_TTL_MS,
+  DEFAULT_MAX_CONNECTIONS_PER_USER,
   DEFAULT_MAX_PAYLOAD,
   DEFAULT_MAX_SUBSCRIPTIONS,
   DEFAULT_MAX_TTL_MS,
@@ -33,6 +35,8 @@ export interface AuthCalloutFlags {
   consumerInactiveThreshold: number;
   maxSubscriptions: number;
   maxPayload: number;
+  maxConnectionsPerUser: number;
+  admissionTtl: number;
   kvReplicas: number;
   httpPort: number;
   logLevel: LogLevel;
@@ -122,6 +126,27 @@ function addAuthCalloutOptions(cmd: Command): Command {
       }),
     )
     .addOption(
+      opt<number>(
+        '--max-connections-per-user <n>',
+        'live connections one user may have to one room (each callout replica also counts its admissions presence has not shown yet)',
+        {
+          default: DEFAULT_MAX_CONNECTIONS_PER_USER,
+          parse: intParser(1, 1_000),
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--admission-ttl <duration>',
+        'how long a seat claim and a counted admission wait for presence to show the connection',
+        {
+          default: DEFAULT_ADMISSION_TTL_MS,
+          defaultDescription: formatDuration(DEFAULT_ADMISSION_TTL_MS),
+          parse: parseDuration,
+        },
+      ),
+    )
+    .addOption(
       opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {
         default: 1,
         parse: intParser(1, 5),
@@ -133,6 +158,8 @@ function addAuthCalloutOptions(cmd: Command): Command {
 export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCalloutConfig> {
   if (f.clockSkew > MAX_CLOCK_SKEW_MS) configError('--clock-skew', 'at most 30s (DESIGN.md §3)');
   if (f.maxTtl < 60_000) configError('--max-ttl', 'at least 1m');
+  if (f.admissionTtl < 1_000 || f.admissionTtl > 600_000)
+    configError('--admission-ttl', 'from 1s to 10m');
   const xkeySeed = await readOptionalKeyFile(f.keysDir, KeyFile.XkeySeed);
   return {
     servers: f.natsUrl,
@@ -146,6 +173,8 @@ export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCallou
     consumerInactiveThresholdMs: f.consumerInactiveThreshold,
     maxSubscriptions: f.maxSubscriptions,
     maxPayload: f.maxPayload,
+    maxConnectionsPerUser: f.maxConnectionsPerUser,
+    admissionTtlMs: f.admissionTtl,
     kvReplicas: f.kvReplicas,
     token: {
       ...(f.tokenJwksUrl !== undefined ? { jwksUrl: f.tokenJwksUrl } : {}),

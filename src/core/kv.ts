@@ -216,6 +216,8 @@ export class KvCache<T> {
     private readonly parse: (data: unknown, key: string) => T | undefined,
     private readonly log: Logger,
     private readonly replicas = 1,
+    /** Keys to follow (KV wildcards): the whole bucket by default. */
+    private readonly filter = '>',
   ) {}
 
   /** The bucket (opened or created by {@link start}). */
@@ -266,8 +268,8 @@ export class KvCache<T> {
     while (!this.stopped) {
       try {
         this.kv = await openBucket(this.nc, this.name, this.replicas);
-        // Every key's last value is delivered, and the last message filed under the bucket's
-        // subjects is one of them: seeing its revision means the snapshot is complete. Not the
+        // Every key's last value is delivered, and the last message filed under the followed
+        // keys' subjects is one of them: seeing its revision means the snapshot is complete. Not the
         // stream's last_seq: a stream stores whatever is published on its subjects under the
         // subject it was delivered with, and a watch never delivers what is filed elsewhere.
         const lastSeq = await this.lastKeySeq();
@@ -279,7 +281,7 @@ export class KvCache<T> {
           this.markReady();
         };
         if (lastSeq === 0) finishSnapshot();
-        this.watcher = await this.kv.watch();
+        this.watcher = await this.kv.watch({ key: this.filter });
         for await (const e of this.watcher) {
           if (snapshot) seen.add(e.key);
           this.apply(e);
@@ -294,11 +296,11 @@ export class KvCache<T> {
     }
   }
 
-  /** Sequence of the last message filed under one of the bucket's keys; 0 when there is none. */
+  /** Sequence of the last message filed under one of the followed keys; 0 when there is none. */
   private async lastKeySeq(): Promise<number> {
     const jsm = await jetstreamManager(this.nc, { checkAPI: false });
     const last = await jsm.streams.getMessage(kvStreamName(this.name), {
-      last_by_subj: kvSubject(this.name, '>'),
+      last_by_subj: kvSubject(this.name, this.filter),
     });
     return last?.seq ?? 0;
   }

@@ -19,6 +19,9 @@ export function parseDevices(data: unknown): string[] {
   return Array.isArray(data) ? data.filter((d): d is string => typeof d === 'string') : [];
 }
 
+/** `seats.{roomId}`: the room's seat claims of admissions presence has not confirmed yet. */
+export const seatsKey = (roomId: string): string => `seats.${roomId}`;
+
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
 

@@ -6,6 +6,8 @@ import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-
 import { RoomClient } from '../../src/client/index.js';
 import type { Counter } from 'prom-client';
 import {
+  DEFAULT_ADMISSION_TTL_MS,
+  DEFAULT_MAX_CONNECTIONS_PER_USER,
   runAuthCallout,
   type AuthCalloutConfig,
   type RunningAuthCallout,
@@ -50,6 +52,8 @@ export async function calloutConfig(
     consumerInactiveThresholdMs: 3_600_000,
     maxSubscriptions: 100,
     maxPayload: 256 * 1024,
+    maxConnectionsPerUser: DEFAULT_MAX_CONNECTIONS_PER_USER,
+    admissionTtlMs: DEFAULT_ADMISSION_TTL_MS,
     kvReplicas: 1,
     token: { keysDir: keys.dir, issuer: 'torii', audience: 'torii-nats', clockSkewMs: 30_000 },
     ...overrides,

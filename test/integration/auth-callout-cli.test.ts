@@ -71,6 +71,8 @@ test.each([
   [['--clock-skew', '2m'], /--clock-skew .*at most 30s/],
   [['--inbox-policy', 'open'], /argument 'open' is invalid\. Allowed choices are private, shared/],
   [['--token-public-key-file', 'a.pem', '--token-secret-file', 'b'], /exclude each other/],
+  [['--max-connections-per-user', '0'], /'0' is not an integer from 1 to 1000/],
+  [['--admission-ttl', '500ms'], /--admission-ttl \(TORII_ADMISSION_TTL\): from 1s to 10m/],
 ])('refuses %j with one line and exit code 2', (args, pattern) => {
   const r = torii(['auth-callout', '--keys-dir', server.keys.dir, '--http-port', '0', ...args], {
     cwd: tempDir('callout-cli'),
