@@ -28,6 +28,45 @@ export const DEFAULT_NATS_WEBSOCKET_PORT = 8080;
 /** Default time the server waits for the callout's answer, in seconds (nats-server's own default). */
 export const DEFAULT_AUTH_TIMEOUT_S = 2;
 
+/**
+ * Default bound on the subscriptions of one room-client connection (account CLIENTS). The SDK
+ * holds fewer than ten (its inbox, the live subjects, the room stream's copies); the bound keeps
+ * one connection from multiplying what the server delivers to it (every subscription that
+ * matches gets its own copy of a message).
+ */
+export const DEFAULT_CLIENT_MAX_SUBSCRIPTIONS = 100;
+/**
+ * Default largest message a room client may publish, in bytes (headers included, as nats-server
+ * counts). 64 KiB: a request is at most 16 KiB (`MAX_REQUEST_BYTES`) and the work queue stores
+ * nothing over 64 KiB (`WORKER_MAX_MSG_SIZE`); chat, whiteboard and live updates are far
+ * smaller, and a live update is copied to every member, so its size is multiplied by the room's
+ * (docs/decisions.md, "Room clients' limits are the CLIENTS account's").
+ */
+export const DEFAULT_CLIENT_MAX_PAYLOAD = 64 * 1024;
+/** Least `max_payload` Torii renders for room clients: a 16 KiB request and its headers fit. */
+export const MIN_CLIENT_MAX_PAYLOAD = 32 * 1024;
+/**
+ * Greatest `max_payload` Torii renders for room clients: nats-server's own default server-wide
+ * bound (1 MiB), which caps the account's anyway.
+ */
+export const MAX_CLIENT_MAX_PAYLOAD = 1024 * 1024;
+/** Greatest subscription bound Torii renders for room clients. */
+export const MAX_CLIENT_MAX_SUBSCRIPTIONS = 100_000;
+
+/** Per-connection limits of every room client, applied by the server to account CLIENTS. */
+export interface ClientLimits {
+  /** Subscriptions one connection may hold; the next is refused (`-ERR`). */
+  maxSubscriptions: number;
+  /** Largest message one connection may publish, in bytes; the server closes a connection that sends more. */
+  maxPayload: number;
+}
+
+/** The limits of {@link DEFAULT_CLIENT_MAX_SUBSCRIPTIONS} and {@link DEFAULT_CLIENT_MAX_PAYLOAD}. */
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxSubscriptions: DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+  maxPayload: DEFAULT_CLIENT_MAX_PAYLOAD,
+};
+
 /** Account names; configurable so that several installations can share a server. */
 export interface AccountNames {
   /** The callout's own user. */
