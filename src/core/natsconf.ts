@@ -88,6 +88,14 @@ export interface NatsConfigOptions {
   httpPort: number;
   /** Websocket port; 0 or undefined disables the listener. */
   websocketPort?: number;
+  /**
+   * Origins (`scheme://host[:port]`) of the pages whose browsers may open the websocket. Empty
+   * or undefined: no page may (`same_origin`, which no page can meet on a listener that serves
+   * none); clients that send no Origin (apps, servers) connect either way.
+   */
+  websocketAllowedOrigins?: readonly string[];
+  /** Per-connection limits of room clients; {@link DEFAULT_CLIENT_LIMITS} when undefined. */
+  clientLimits?: ClientLimits;
   /** JetStream store directory. */
   jetstreamDir: string;
   /** JetStream memory limit in bytes; server default when undefined. */
@@ -144,6 +152,54 @@ export function isolationLines(acc: AccountNames): { app: string[]; clients: str
 const q = (s: string): string => JSON.stringify(s);
 const hostPort = (host: string, port: number): string => q(`${host}:${port}`);
 
+/**
+ * The CLIENTS account's `limits`. nats-server applies a user JWT's limits only when the JWT stays
+ * on the connection, and the auth callout clears it before registering the user
+ * (`server/auth_callout.go`, processReply), so the callout cannot set them: the account's limits
+ * are what `applyAccountLimits` (`server/client.go`) gives every connection placed in it.
+ */
+function clientLimitLines(l: ClientLimits): string[] {
+  return [
+    '    # Per connection (docs/security.md, "Limits"): the next subscription is refused; a',
+    '    # larger message closes the connection.',
+    `    limits: { max_subscriptions: ${l.maxSubscriptions}, max_payload: ${l.maxPayload} }`,
+  ];
+}
+
+/** The websocket's Origin check (`server/websocket.go`, checkOrigin). */
+function originLines(origins: readonly string[]): string[] {
+  if (origins.length === 0)
+    return [
+      '  # No page origin configured: every browser page is refused (no page has this',
+      "  # listener's own origin). Clients that send no Origin, apps and servers, connect.",
+      '  same_origin: true',
+    ];
+  return [
+    '  # Browsers only from these pages; clients that send no Origin (apps, servers) connect too.',
+    `  allowed_origins: [ ${origins.map(q).join(', ')} ]`,
+  ];
+}
+
+/**
+ * Checks a page origin for `allowed_origins`: `http(s)://host[:port]`, nothing after. nats-server
+ * compares scheme, host and port of the upgrade's Origin header with it; a path would never match.
+ * @returns the origin as browsers send it (lower-case host, no default port)
+ * @throws Error saying what is wrong
+ */
+export function checkOrigin(value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new Error(`'${value}' is not an origin (example: https://classroom.example.com)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new Error(`'${value}' is not an http or https origin`);
+  if (u.username || u.password || u.search || u.hash || u.pathname !== '/')
+    throw new Error(`'${value}' is not an origin: scheme://host[:port] only, no path or query`);
+  return u.origin;
+}
+
 /** Renders the server configuration text. */
 export function renderNatsConfig(o: NatsConfigOptions): string {
   const host = o.host ?? '127.0.0.1';
@@ -176,6 +232,7 @@ export function renderNatsConfig(o: NatsConfigOptions): string {
     '  # Room clients only (the callout places them here): no JetStream, no stream, no bucket.',
     `  ${q(acc.clients)}: {`,
     ...iso.clients,
+    ...clientLimitLines(o.clientLimits ?? DEFAULT_CLIENT_LIMITS),
     '  }',
     `  ${q(acc.sys)}: {`,
     `    users: [ { user: ${q(ServiceUser.System)}, password: ${q(o.keys.systemPassword)} } ]`,
@@ -201,6 +258,7 @@ export function renderNatsConfig(o: NatsConfigOptions): string {
       'websocket {',
       `  listen: ${hostPort(host, o.websocketPort)}`,
       '  no_tls: true',
+      ...originLines(o.websocketAllowedOrigins ?? []),
       '}',
     );
   }
