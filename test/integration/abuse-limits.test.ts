@@ -180,7 +180,9 @@ describe('subscriptions per room connection', () => {
     const copies = new Map<string, number>();
     for (let i = 0; i <= DEFAULT_CLIENT_MAX_SUBSCRIPTIONS; i++)
       attacker.subscribe(liveSubject(ROOM, '*'), {
-        callback: (_e, m) => copies.set(m.string(), (copies.get(m.string()) ?? 0) + 1),
+        callback: (_e, m) => {
+          copies.set(m.string(), (copies.get(m.string()) ?? 0) + 1);
+        },
       });
     await attacker.flush(); // the server has handled every SUB (and sent its -ERR) before the PONG
     expect((await connz(attacker))?.subscriptions).toBe(DEFAULT_CLIENT_MAX_SUBSCRIPTIONS);
@@ -238,7 +240,9 @@ describe('payload per room connection', () => {
     const victim = await member(`live-victim-${size}`);
     const got: { from: string; size: number }[] = [];
     victim.subscribe(liveSubject(ROOM, '*'), {
-      callback: (_e, m) => got.push({ from: m.subject, size: m.data.length }),
+      callback: (_e, m) => {
+        got.push({ from: m.subject, size: m.data.length });
+      },
     });
     await victim.flush();
     const user = `live-attacker-${size}`;
