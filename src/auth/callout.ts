@@ -44,10 +44,6 @@ export type InboxPolicy = (typeof InboxPolicy)[keyof typeof InboxPolicy];
 
 /** Default cap on a NATS user JWT's lifetime: 24 hours, in milliseconds. */
 export const DEFAULT_MAX_TTL_MS = 24 * 3_600_000;
-/** Default subscriptions per client connection. */
-export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
-/** Default largest message a client may publish, in bytes. */
-export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
 /** Bound on remembered member records. */
 const MAX_REMEMBERED_MEMBERS = 100_000;
 /**
@@ -71,8 +67,6 @@ export interface CalloutSettings {
   maxTtlMs: number;
   inboxPolicy: InboxPolicy;
   consumerInactiveThresholdMs: number;
-  maxSubscriptions: number;
-  maxPayload: number;
 }
 
 interface AuthRequest {
@@ -418,8 +412,6 @@ export class AuthCallout {
         tokenExp: t.exp,
         maxTtlMs: this.s.maxTtlMs,
         sharedInbox: this.s.inboxPolicy === InboxPolicy.Shared,
-        maxSubscriptions: this.s.maxSubscriptions,
-        maxPayload: this.s.maxPayload,
         now,
       }),
       this.signer,

@@ -7,8 +7,6 @@ import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
 import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../core/tokens.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
 import {
-  DEFAULT_MAX_PAYLOAD,
-  DEFAULT_MAX_SUBSCRIPTIONS,
   DEFAULT_MAX_TTL_MS,
   InboxPolicy,
   MAX_CLOCK_SKEW_MS,
@@ -31,8 +29,6 @@ export interface AuthCalloutFlags {
   maxTtl: number;
   inboxPolicy: InboxPolicy;
   consumerInactiveThreshold: number;
-  maxSubscriptions: number;
-  maxPayload: number;
   kvReplicas: number;
   httpPort: number;
   logLevel: LogLevel;
@@ -110,18 +106,6 @@ function addAuthCalloutOptions(cmd: Command): Command {
       ),
     )
     .addOption(
-      opt<number>('--max-subscriptions <n>', 'subscriptions per client connection', {
-        default: DEFAULT_MAX_SUBSCRIPTIONS,
-        parse: intParser(1, 100_000),
-      }),
-    )
-    .addOption(
-      opt<number>('--max-payload <bytes>', 'largest message a client may publish', {
-        default: DEFAULT_MAX_PAYLOAD,
-        parse: intParser(1_024, 8 * 1024 * 1024),
-      }),
-    )
-    .addOption(
       opt<number>('--kv-replicas <n>', 'replicas of KV buckets this role creates', {
         default: 1,
         parse: intParser(1, 5),
@@ -144,8 +128,6 @@ export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCallou
     maxTtlMs: f.maxTtl,
     inboxPolicy: f.inboxPolicy,
     consumerInactiveThresholdMs: f.consumerInactiveThreshold,
-    maxSubscriptions: f.maxSubscriptions,
-    maxPayload: f.maxPayload,
     kvReplicas: f.kvReplicas,
     token: {
       ...(f.tokenJwksUrl !== undefined ? { jwksUrl: f.tokenJwksUrl } : {}),

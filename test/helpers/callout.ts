@@ -48,8 +48,6 @@ export async function calloutConfig(
     maxTtlMs: 3_600_000,
     inboxPolicy: 'private',
     consumerInactiveThresholdMs: 3_600_000,
-    maxSubscriptions: 100,
-    maxPayload: 256 * 1024,
     kvReplicas: 1,
     token: { keysDir: keys.dir, issuer: 'torii', audience: 'torii-nats', clockSkewMs: 30_000 },
     ...overrides,
