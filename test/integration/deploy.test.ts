@@ -116,7 +116,11 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
       routes: [0, 1, 2].map((i) => `nats://nats-${i}.${sts.serviceName}:6222`),
     });
     expect(rendered['jetstream']).toMatchObject({ store_dir: '/data', max_memory_store: '1Gi' });
-    expect(rendered['websocket']).toEqual({ no_tls: true, port: 8080 });
+    expect(rendered['websocket']).toEqual({
+      no_tls: true,
+      port: 8080,
+      allowed_origins: ['https://classroom.invalid'],
+    });
     expect(rendered['authorization']).toMatchObject({
       auth_callout: {
         account: 'AUTH',
