@@ -77,7 +77,7 @@ interface DevFlags {
   maxSubscriptions: number;
   maxPayload: number;
   /** Undefined: the classroom page's own origins ({@link pageOrigins}). */
-  websocketAllowedOrigins?: string[];
+  websocketOrigins?: string[];
   logLevel: LogLevel;
 }
 
@@ -155,11 +155,9 @@ export function registerDev(program: Command): void {
     )
     .addOption(
       opt<string[]>(
-        '--websocket-allowed-origins <origins>',
-        'comma-separated origins of the pages whose browsers may use the NATS websocket (add your own app here, e.g. http://localhost:5173)',
+        '--websocket-origins <origins>',
+        "comma-separated origins of the pages whose browsers may use the NATS websocket; unset: the classroom page's, http://<host>:<web-port> and http://localhost:<web-port> (add your own app's, e.g. http://localhost:5173)",
         {
-          defaultDescription:
-            "the classroom page's: http://<host>:<web-port> and http://localhost:<web-port>",
           parse: originListParser,
         },
       ),
@@ -236,7 +234,7 @@ export function registerDev(program: Command): void {
       keys: serverKeys,
       portsFileDir: path.resolve(natsDir),
       clientLimits: { maxSubscriptions: f.maxSubscriptions, maxPayload: f.maxPayload },
-      websocketAllowedOrigins: f.websocketAllowedOrigins ?? pageOrigins(f.host, f.webPort),
+      websocketAllowedOrigins: f.websocketOrigins ?? pageOrigins(f.host, f.webPort),
     });
     shutdown.installSignalHandlers(() => process.exit(0));
     // What started before a failure (nats-server, LiveKit) must not outlive dev.

@@ -41,7 +41,7 @@ interface NatsConfigFlags {
   authTimeout: number;
   maxSubscriptions: number;
   maxPayload: number;
-  websocketAllowedOrigins: string[];
+  websocketOrigins: string[];
 }
 
 /** A comma-separated list of page origins (`https://host[:port]`). */
@@ -102,8 +102,8 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     configError('--client-account', 'the AUTH, APP, CLIENTS and SYS account names must differ');
   }
   if (f.routes.length > 0 && !f.clusterName) configError('--routes', 'routes need --cluster-name');
-  if (f.websocketAllowedOrigins.length > 0 && f.websocketPort === 0)
-    configError('--websocket-allowed-origins', 'origins need a websocket (--websocket-port)');
+  if (f.websocketOrigins.length > 0 && f.websocketPort === 0)
+    configError('--websocket-origins', 'origins need a websocket (--websocket-port)');
   const ports = [f.port, f.httpPort, f.websocketPort, f.clusterName ? f.clusterPort : 0].filter(
     (p) => p > 0,
   );
@@ -120,7 +120,7 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     keys: await loadServerKeys(f.keysDir),
     authTimeoutSeconds: f.authTimeout,
     clientLimits: { maxSubscriptions: f.maxSubscriptions, maxPayload: f.maxPayload },
-    websocketAllowedOrigins: f.websocketAllowedOrigins,
+    websocketAllowedOrigins: f.websocketOrigins,
     ...(f.clusterName
       ? { cluster: { name: f.clusterName, port: f.clusterPort, routes: f.routes } }
       : {}),
@@ -164,7 +164,7 @@ export function registerNatsConfig(program: Command): void {
     )
     .addOption(
       opt<string[]>(
-        '--websocket-allowed-origins <origins>',
+        '--websocket-origins <origins>',
         'comma-separated origins of the pages whose browsers may use the websocket, e.g. https://classroom.example.com; none: browsers are refused (apps and servers, which send no Origin, connect)',
         { default: [], defaultDescription: 'none', parse: originListParser },
       ),
@@ -224,7 +224,7 @@ export function registerNatsConfig(program: Command): void {
   });
   examples(cmd, [
     'torii nats-config --keys-dir .torii/keys > nats.conf && nats-server -c nats.conf',
-    'torii nats-config --host 0.0.0.0 --websocket-port 8080 --websocket-allowed-origins https://classroom.example.com --out /etc/nats/nats.conf',
+    'torii nats-config --host 0.0.0.0 --websocket-port 8080 --websocket-origins https://classroom.example.com --out /etc/nats/nats.conf',
     'torii nats-config --server-name n1 --cluster-name torii --routes nats-route://n2:6222,nats-route://n3:6222',
   ]);
 }

@@ -269,6 +269,12 @@ describe('torii nats-config', () => {
       [
         '--websocket-port',
         '8081',
+        '--websocket-origins',
+        'https://classroom.example.com,http://localhost:8090',
+        '--max-subscriptions',
+        '50',
+        '--max-payload',
+        '32768',
         '--server-name',
         'n1',
         '--cluster-name',
@@ -329,6 +335,16 @@ describe('torii nats-config', () => {
     [['--port', '70000'], /--port .*'70000' is not a port/],
     [['--app-account', 'A.B'], /--app-account .*not a valid account name/],
     [['--client-account', 'APP'], /--client-account .*account names must differ/],
+    [
+      ['--websocket-port', '8081', '--websocket-origins', 'https://classroom.example.com/app'],
+      /--websocket-origins .*not an origin: scheme:\/\/host\[:port\] only/,
+    ],
+    [
+      ['--websocket-origins', 'https://classroom.example.com'],
+      /--websocket-origins .*origins need a websocket \(--websocket-port\)/,
+    ],
+    [['--max-payload', '1024'], /--max-payload .*'1024' is not an integer from 32768 to 1048576/],
+    [['--max-subscriptions', '0'], /--max-subscriptions .*'0' is not an integer from 1 to 100000/],
   ])('refuses %j with one clear line and exit code 2', (args, pattern) => {
     const r = torii([
       'nats-config',
