@@ -12,7 +12,6 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { SignJWT, decodeJwt, importJWK, type JWK } from 'jose';
-import WebSocket from 'ws';
 import { RoomClient } from '../../src/client/index.js';
 import { RequestEvent, answerEventName } from '../../src/core/events.js';
 import { openBucket } from '../../src/core/kv.js';
@@ -31,6 +30,7 @@ import {
 } from '../../src/core/subjects.js';
 import { MAX_NAME_LENGTH } from '../../src/core/tokens.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
+import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { startNats, type TestKeys, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
@@ -273,25 +273,6 @@ describe('payload per room connection', () => {
   });
 });
 
-/** Upgrades to the server's websocket with `origin` (none: no Origin header). */
-function upgrade(
-  origin: string | undefined,
-  url: string,
-): Promise<{ status: number; info?: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, origin !== undefined ? { origin } : {});
-    ws.once('unexpected-response', (_req, res) => {
-      resolve({ status: res.statusCode ?? 0 });
-      ws.terminate();
-    });
-    ws.once('message', (data: Buffer) => {
-      resolve({ status: 101, info: data.toString().split(' ')[0] });
-      ws.close();
-    });
-    ws.once('error', reject);
-  });
-}
-
 describe('websocket Origin', () => {
   const wsUrl = (): string => {
     const u = server.process.ports.websocket?.[0];
@@ -303,22 +284,22 @@ describe('websocket Origin', () => {
   test.each(['https://evil.example', 'http://127.0.0.1:8091', 'null'])(
     'an upgrade from the foreign origin %s is refused',
     async (origin) => {
-      expect(await upgrade(origin, wsUrl())).toEqual({ status: 403 });
+      expect(await websocketUpgrade(wsUrl(), origin)).toEqual({ status: 403 });
     },
   );
 
   test("an upgrade from the page's origin, or with no Origin (apps, servers), is accepted", async () => {
-    expect(await upgrade(PAGE_ORIGIN, wsUrl())).toEqual({ status: 101, info: 'INFO' });
-    expect(await upgrade(undefined, wsUrl())).toEqual({ status: 101, info: 'INFO' });
+    expect(await websocketUpgrade(wsUrl(), PAGE_ORIGIN)).toEqual({ status: 101, info: 'INFO' });
+    expect(await websocketUpgrade(wsUrl(), undefined)).toEqual({ status: 101, info: 'INFO' });
   });
 
   test('with no page origin configured, every browser origin is refused', async () => {
     const bare = await startNats({ keys: server.keys, websocket: true });
     closers.push(() => bare.destroy());
     const url = bare.process.ports.websocket?.[0] ?? '';
-    expect(await upgrade('https://evil.example', url)).toEqual({ status: 403 });
-    expect(await upgrade(PAGE_ORIGIN, url)).toEqual({ status: 403 });
-    expect(await upgrade(undefined, url)).toEqual({ status: 101, info: 'INFO' });
+    expect(await websocketUpgrade(url, 'https://evil.example')).toEqual({ status: 403 });
+    expect(await websocketUpgrade(url, PAGE_ORIGIN)).toEqual({ status: 403 });
+    expect(await websocketUpgrade(url, undefined)).toEqual({ status: 101, info: 'INFO' });
   });
 });
 
