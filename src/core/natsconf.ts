@@ -1,7 +1,8 @@
 /**
  * Renders a nats-server configuration for Torii (config mode, no operator): accounts AUTH, APP,
- * CLIENTS and SYS; `auth_callout` delegating every client to the callout service; JetStream;
- * optional websocket listener and cluster routes. `torii nats-config`, `torii dev` and the test
+ * CLIENTS (with every room connection's limits) and SYS; `auth_callout` delegating every client
+ * to the callout service; JetStream; optional websocket listener (with its Origin check) and
+ * cluster routes. `torii nats-config`, `torii dev` and the test
  * harness all render with this one function, so what is tested is what ships.
  */
 import { CLIENT_SERVICE_IMPORTS, DefaultAccount, REPUBLISH_EXPORT } from './subjects.js';
