@@ -48,10 +48,6 @@ export type InboxPolicy = (typeof InboxPolicy)[keyof typeof InboxPolicy];
 
 /** Default cap on a NATS user JWT's lifetime: 24 hours, in milliseconds. */
 export const DEFAULT_MAX_TTL_MS = 24 * 3_600_000;
-/** Default subscriptions per client connection. */
-export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
-/** Default largest message a client may publish, in bytes. */
-export const DEFAULT_MAX_PAYLOAD = 256 * 1024;
 /** Bound on remembered member records. */
 const MAX_REMEMBERED_MEMBERS = 100_000;
 /**
@@ -75,8 +71,6 @@ export interface CalloutSettings {
   maxTtlMs: number;
   inboxPolicy: InboxPolicy;
   consumerInactiveThresholdMs: number;
-  maxSubscriptions: number;
-  maxPayload: number;
   /** Cap on one user's live connections to one room. */
   maxConnectionsPerUser: number;
   /** How long a seat claim or a counted admission waits for presence to show it, in ms. */
@@ -499,8 +493,6 @@ export class AuthCallout {
         tokenExp: t.exp,
         maxTtlMs: this.s.maxTtlMs,
         sharedInbox: this.s.inboxPolicy === InboxPolicy.Shared,
-        maxSubscriptions: this.s.maxSubscriptions,
-        maxPayload: this.s.maxPayload,
         now,
       }),
       this.signer,

@@ -14,13 +14,7 @@ import { AuthCallout, type CalloutSettings } from './callout.js';
 import { RoomDirectory } from './directory.js';
 import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
 
-export {
-  AuthCallout,
-  InboxPolicy,
-  DEFAULT_MAX_PAYLOAD,
-  DEFAULT_MAX_SUBSCRIPTIONS,
-  DEFAULT_MAX_TTL_MS,
-} from './callout.js';
+export { AuthCallout, InboxPolicy, DEFAULT_MAX_TTL_MS } from './callout.js';
 export type { CalloutSettings } from './callout.js';
 export { DEFAULT_MAX_CONNECTIONS_PER_USER } from './connections.js';
 export { DEFAULT_ADMISSION_TTL_MS } from './seats.js';

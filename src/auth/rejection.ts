@@ -28,6 +28,10 @@ export const RejectReason = {
   TokenMalformed: 'token_malformed',
   TokenExpired: 'token_expired',
   TokenNotYetValid: 'token_not_yet_valid',
+  /** `iat` later than now plus the clock-skew leeway: a clock far off, or a token minted ahead. */
+  TokenIssuedInFuture: 'token_issued_in_future',
+  /** A display name (`name`) longer than `MAX_NAME_LENGTH`, which Torii could never renew. */
+  TokenNameTooLong: 'token_name_too_long',
   TokenBadSignature: 'token_bad_signature',
   TokenWrongIssuer: 'token_wrong_issuer',
   TokenWrongAudience: 'token_wrong_audience',

@@ -22,6 +22,7 @@ import {
 import { dropExpired } from '../core/expiry.js';
 import { ConfigError } from '../core/errors.js';
 import { KeyFile } from '../core/keys.js';
+import { displayNameProblem } from '../core/tokens.js';
 import { RejectReason, Rejection } from './rejection.js';
 
 /** Longest accepted token, in bytes: a real token is well under 2 KiB. */
@@ -320,7 +321,7 @@ export class TokenVerifier {
     } catch (e) {
       throw toRejection(e);
     }
-    const { sub, room, role, name, exp } = payload as JWTPayload & {
+    const { sub, room, role, name, exp, iat } = payload as JWTPayload & {
       room?: unknown;
       role?: unknown;
       name?: unknown;
@@ -333,6 +334,16 @@ export class TokenVerifier {
     ) {
       throw new Rejection(RejectReason.TokenMissingClaim, 'sub, room and role must be strings');
     }
+    // jose checks `iat` against the clock only with a maximum token age, which Torii does not
+    // set (`exp` bounds a token): a token "issued" in the future would pass.
+    const nowSec = (this.o.now?.() ?? new Date()).getTime() / 1000;
+    if (typeof iat === 'number' && iat > nowSec + this.o.clockSkewMs / 1000)
+      throw new Rejection(
+        RejectReason.TokenIssuedInFuture,
+        `iat ${iat} is more than ${this.o.clockSkewMs / 1000} s ahead of this clock (${Math.floor(nowSec)})`,
+      );
+    const nameProblem = typeof name === 'string' ? displayNameProblem(name) : undefined;
+    if (nameProblem !== undefined) throw new Rejection(RejectReason.TokenNameTooLong, nameProblem);
     return {
       userId: sub,
       roomId: room,

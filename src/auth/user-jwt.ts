@@ -7,6 +7,9 @@ import { renderPermissions } from '../core/room.js';
 import type { NatsClaims } from '../core/natsjwt.js';
 import { clientUserName, roleWorkerSubject, workerSubject } from '../core/subjects.js';
 
+/** "No limit" in a NATS JWT's limits. */
+const NO_LIMIT = -1;
+
 /** Connection types a room client may use. */
 export const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
 
@@ -37,8 +40,6 @@ export interface UserClaimsInput {
   tokenExp: number;
   maxTtlMs: number;
   sharedInbox: boolean;
-  maxSubscriptions: number;
-  maxPayload: number;
   now: Date;
 }
 
@@ -71,9 +72,11 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
     nats: {
       pub: { allow: publishPermissions(i, consumer) },
       sub: { allow: subscribe },
-      subs: i.maxSubscriptions,
-      data: -1,
-      payload: i.maxPayload,
+      // No limits of the user's own: nats-server ignores a callout user JWT's limits (it clears
+      // the JWT before registering the user); the CLIENTS account's apply (src/core/natsconf.ts).
+      subs: NO_LIMIT,
+      data: NO_LIMIT,
+      payload: NO_LIMIT,
       tags: [`room:${i.roomId}`, `user:${i.userId}`, `role:${i.roleName}`],
       allowed_connection_types: ALLOWED_CONNECTION_TYPES,
       type: 'user',

@@ -9,8 +9,6 @@ import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
 import {
   DEFAULT_ADMISSION_TTL_MS,
   DEFAULT_MAX_CONNECTIONS_PER_USER,
-  DEFAULT_MAX_PAYLOAD,
-  DEFAULT_MAX_SUBSCRIPTIONS,
   DEFAULT_MAX_TTL_MS,
   InboxPolicy,
   MAX_CLOCK_SKEW_MS,
@@ -33,8 +31,6 @@ export interface AuthCalloutFlags {
   maxTtl: number;
   inboxPolicy: InboxPolicy;
   consumerInactiveThreshold: number;
-  maxSubscriptions: number;
-  maxPayload: number;
   maxConnectionsPerUser: number;
   admissionTtl: number;
   kvReplicas: number;
@@ -114,18 +110,6 @@ function addAuthCalloutOptions(cmd: Command): Command {
       ),
     )
     .addOption(
-      opt<number>('--max-subscriptions <n>', 'subscriptions per client connection', {
-        default: DEFAULT_MAX_SUBSCRIPTIONS,
-        parse: intParser(1, 100_000),
-      }),
-    )
-    .addOption(
-      opt<number>('--max-payload <bytes>', 'largest message a client may publish', {
-        default: DEFAULT_MAX_PAYLOAD,
-        parse: intParser(1_024, 8 * 1024 * 1024),
-      }),
-    )
-    .addOption(
       opt<number>(
         '--max-connections-per-user <n>',
         'live connections one user may have to one room (each callout replica also counts its admissions presence has not shown yet)',
@@ -171,8 +155,6 @@ export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCallou
     maxTtlMs: f.maxTtl,
     inboxPolicy: f.inboxPolicy,
     consumerInactiveThresholdMs: f.consumerInactiveThreshold,
-    maxSubscriptions: f.maxSubscriptions,
-    maxPayload: f.maxPayload,
     maxConnectionsPerUser: f.maxConnectionsPerUser,
     admissionTtlMs: f.admissionTtl,
     kvReplicas: f.kvReplicas,

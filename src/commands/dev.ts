@@ -59,6 +59,7 @@ import {
   type WorkerFlags,
 } from './worker.js';
 import { addLogLevel, cliInvocation, DEFAULT_STATE_DIR, defaultFlags, examples } from './common.js';
+import { addClientLimitOptions, originListParser } from './nats-config.js';
 
 interface DevFlags {
   stateDir: string;
@@ -73,7 +74,21 @@ interface DevFlags {
   mediaPort: number;
   mediaRtcPort: number;
   mediaTokenTtl: number;
+  maxSubscriptions: number;
+  maxPayload: number;
+  /** Undefined: the classroom page's own origins ({@link pageOrigins}). */
+  websocketOrigins?: string[];
   logLevel: LogLevel;
+}
+
+/**
+ * The origins a browser sends for the classroom page dev serves: the address it listens on, and
+ * `localhost` for a loopback address (the banner's links name the address; people type either).
+ */
+export function pageOrigins(host: string, webPort: number): string[] {
+  if (webPort === 0) return [];
+  const bracketed = host.includes(':') ? `[${host}]` : host;
+  return [...new Set([`http://${bracketed}:${webPort}`, `http://localhost:${webPort}`])];
 }
 
 /** `--media`: run LiveKit or not. */
@@ -139,6 +154,15 @@ export function registerDev(program: Command): void {
       }),
     )
     .addOption(
+      opt<string[]>(
+        '--websocket-origins <origins>',
+        "comma-separated origins of the pages whose browsers may use the NATS websocket; unset: the classroom page's, http://<host>:<web-port> and http://localhost:<web-port> (add your own app's, e.g. http://localhost:5173)",
+        {
+          parse: originListParser,
+        },
+      ),
+    )
+    .addOption(
       opt<number>('--http-port <port>', 'port of /healthz, /readyz and /metrics; 0 disables', {
         default: DEFAULT_OPS_PORT,
         parse: portParser(true),
@@ -180,6 +204,7 @@ export function registerDev(program: Command): void {
         },
       ),
     );
+  addClientLimitOptions(cmd);
   addLogLevel(cmd).action(async (f: DevFlags) => {
     if (f.host !== '127.0.0.1' && f.host !== 'localhost' && f.host !== '::1') {
       // dev keys live in a plain folder and the websocket has no TLS: never expose them.
@@ -208,6 +233,8 @@ export function registerDev(program: Command): void {
       jetstreamDir: path.resolve(f.stateDir, DevLayout.jetstream),
       keys: serverKeys,
       portsFileDir: path.resolve(natsDir),
+      clientLimits: { maxSubscriptions: f.maxSubscriptions, maxPayload: f.maxPayload },
+      websocketAllowedOrigins: f.websocketOrigins ?? pageOrigins(f.host, f.webPort),
     });
     shutdown.installSignalHandlers(() => process.exit(0));
     // What started before a failure (nats-server, LiveKit) must not outlive dev.

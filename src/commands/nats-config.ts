@@ -2,12 +2,18 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { configError, listParser, opt, portParser } from '../core/config.js';
+import { configError, intParser, listParser, opt, portParser } from '../core/config.js';
 import { isValidId } from '../core/ids.js';
 import { loadServerKeys } from '../core/keys.js';
 import {
+  checkOrigin,
   DEFAULT_ACCOUNTS,
   DEFAULT_AUTH_TIMEOUT_S,
+  DEFAULT_CLIENT_MAX_PAYLOAD,
+  DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+  MAX_CLIENT_MAX_PAYLOAD,
+  MAX_CLIENT_MAX_SUBSCRIPTIONS,
+  MIN_CLIENT_MAX_PAYLOAD,
   DEFAULT_NATS_CLUSTER_PORT,
   DEFAULT_NATS_HTTP_PORT,
   DEFAULT_NATS_PORT,
@@ -33,6 +39,46 @@ interface NatsConfigFlags {
   clientAccount: string;
   sysAccount: string;
   authTimeout: number;
+  maxSubscriptions: number;
+  maxPayload: number;
+  websocketOrigins: string[];
+}
+
+/** A comma-separated list of page origins (`https://host[:port]`). */
+export function originListParser(value: string): string[] {
+  try {
+    return listParser(value).map(checkOrigin);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/**
+ * `--max-subscriptions` and `--max-payload`: what the server allows each room-client connection
+ * (account CLIENTS limits). Shared by `torii nats-config` and `torii dev`.
+ */
+export function addClientLimitOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      opt<number>(
+        '--max-subscriptions <n>',
+        'subscriptions one room-client connection may hold; the server refuses the next',
+        {
+          default: DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+          parse: intParser(1, MAX_CLIENT_MAX_SUBSCRIPTIONS),
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--max-payload <bytes>',
+        'largest message a room client may publish; the server closes a connection that sends more',
+        {
+          default: DEFAULT_CLIENT_MAX_PAYLOAD,
+          parse: intParser(MIN_CLIENT_MAX_PAYLOAD, MAX_CLIENT_MAX_PAYLOAD),
+        },
+      ),
+    );
 }
 
 const accountName = (v: string): string => {
@@ -56,6 +102,8 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     configError('--client-account', 'the AUTH, APP, CLIENTS and SYS account names must differ');
   }
   if (f.routes.length > 0 && !f.clusterName) configError('--routes', 'routes need --cluster-name');
+  if (f.websocketOrigins.length > 0 && f.websocketPort === 0)
+    configError('--websocket-origins', 'origins need a websocket (--websocket-port)');
   const ports = [f.port, f.httpPort, f.websocketPort, f.clusterName ? f.clusterPort : 0].filter(
     (p) => p > 0,
   );
@@ -71,6 +119,8 @@ export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfi
     accounts,
     keys: await loadServerKeys(f.keysDir),
     authTimeoutSeconds: f.authTimeout,
+    clientLimits: { maxSubscriptions: f.maxSubscriptions, maxPayload: f.maxPayload },
+    websocketAllowedOrigins: f.websocketOrigins,
     ...(f.clusterName
       ? { cluster: { name: f.clusterName, port: f.clusterPort, routes: f.routes } }
       : {}),
@@ -111,6 +161,13 @@ export function registerNatsConfig(program: Command): void {
         default: 0,
         parse: portParser(true),
       }),
+    )
+    .addOption(
+      opt<string[]>(
+        '--websocket-origins <origins>',
+        'comma-separated origins of the pages whose browsers may use the websocket, e.g. https://classroom.example.com; none: browsers are refused (apps and servers, which send no Origin, connect)',
+        { default: [], defaultDescription: 'none', parse: originListParser },
+      ),
     )
     .addOption(
       opt<string>('--jetstream-dir <dir>', 'JetStream store directory', { default: './nats-data' }),
@@ -159,6 +216,7 @@ export function registerNatsConfig(program: Command): void {
         parse: (v) => portParser(false)(v),
       }),
     );
+  addClientLimitOptions(cmd);
   addKeysDir(cmd).action(async (f: NatsConfigFlags) => {
     const text = renderNatsConfig(await natsConfigFromFlags(f));
     if (f.out) await writeFile(f.out, text, { mode: 0o600 });
@@ -166,7 +224,7 @@ export function registerNatsConfig(program: Command): void {
   });
   examples(cmd, [
     'torii nats-config --keys-dir .torii/keys > nats.conf && nats-server -c nats.conf',
-    'torii nats-config --host 0.0.0.0 --websocket-port 8080 --out /etc/nats/nats.conf',
+    'torii nats-config --host 0.0.0.0 --websocket-port 8080 --websocket-origins https://classroom.example.com --out /etc/nats/nats.conf',
     'torii nats-config --server-name n1 --cluster-name torii --routes nats-route://n2:6222,nats-route://n3:6222',
   ]);
 }

@@ -1,7 +1,8 @@
 /**
  * Renders a nats-server configuration for Torii (config mode, no operator): accounts AUTH, APP,
- * CLIENTS and SYS; `auth_callout` delegating every client to the callout service; JetStream;
- * optional websocket listener and cluster routes. `torii nats-config`, `torii dev` and the test
+ * CLIENTS (with every room connection's limits) and SYS; `auth_callout` delegating every client
+ * to the callout service; JetStream; optional websocket listener (with its Origin check) and
+ * cluster routes. `torii nats-config`, `torii dev` and the test
  * harness all render with this one function, so what is tested is what ships.
  */
 import { CLIENT_SERVICE_IMPORTS, DefaultAccount, REPUBLISH_EXPORT } from './subjects.js';
@@ -28,6 +29,45 @@ export const DEFAULT_NATS_WEBSOCKET_PORT = 8080;
 /** Default time the server waits for the callout's answer, in seconds (nats-server's own default). */
 export const DEFAULT_AUTH_TIMEOUT_S = 2;
 
+/**
+ * Default bound on the subscriptions of one room-client connection (account CLIENTS). The SDK
+ * holds fewer than ten (its inbox, the live subjects, the room stream's copies); the bound keeps
+ * one connection from multiplying what the server delivers to it (every subscription that
+ * matches gets its own copy of a message).
+ */
+export const DEFAULT_CLIENT_MAX_SUBSCRIPTIONS = 100;
+/**
+ * Default largest message a room client may publish, in bytes (headers included, as nats-server
+ * counts). 64 KiB: a request is at most 16 KiB (`MAX_REQUEST_BYTES`) and the work queue stores
+ * nothing over 64 KiB (`WORKER_MAX_MSG_SIZE`); chat, whiteboard and live updates are far
+ * smaller, and a live update is copied to every member, so its size is multiplied by the room's
+ * (docs/decisions.md, "Room clients' limits are the CLIENTS account's").
+ */
+export const DEFAULT_CLIENT_MAX_PAYLOAD = 64 * 1024;
+/** Least `max_payload` Torii renders for room clients: a 16 KiB request and its headers fit. */
+export const MIN_CLIENT_MAX_PAYLOAD = 32 * 1024;
+/**
+ * Greatest `max_payload` Torii renders for room clients: nats-server's own default server-wide
+ * bound (1 MiB), which caps the account's anyway.
+ */
+export const MAX_CLIENT_MAX_PAYLOAD = 1024 * 1024;
+/** Greatest subscription bound Torii renders for room clients. */
+export const MAX_CLIENT_MAX_SUBSCRIPTIONS = 100_000;
+
+/** Per-connection limits of every room client, applied by the server to account CLIENTS. */
+export interface ClientLimits {
+  /** Subscriptions one connection may hold; the next is refused (`-ERR`). */
+  maxSubscriptions: number;
+  /** Largest message one connection may publish, in bytes; the server closes a connection that sends more. */
+  maxPayload: number;
+}
+
+/** The limits of {@link DEFAULT_CLIENT_MAX_SUBSCRIPTIONS} and {@link DEFAULT_CLIENT_MAX_PAYLOAD}. */
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxSubscriptions: DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+  maxPayload: DEFAULT_CLIENT_MAX_PAYLOAD,
+};
+
 /** Account names; configurable so that several installations can share a server. */
 export interface AccountNames {
   /** The callout's own user. */
@@ -49,6 +89,14 @@ export interface NatsConfigOptions {
   httpPort: number;
   /** Websocket port; 0 or undefined disables the listener. */
   websocketPort?: number;
+  /**
+   * Origins (`scheme://host[:port]`) of the pages whose browsers may open the websocket. Empty
+   * or undefined: no page may (`same_origin`, which no page can meet on a listener that serves
+   * none); clients that send no Origin (apps, servers) connect either way.
+   */
+  websocketAllowedOrigins?: readonly string[];
+  /** Per-connection limits of room clients; {@link DEFAULT_CLIENT_LIMITS} when undefined. */
+  clientLimits?: ClientLimits;
   /** JetStream store directory. */
   jetstreamDir: string;
   /** JetStream memory limit in bytes; server default when undefined. */
@@ -105,6 +153,54 @@ export function isolationLines(acc: AccountNames): { app: string[]; clients: str
 const q = (s: string): string => JSON.stringify(s);
 const hostPort = (host: string, port: number): string => q(`${host}:${port}`);
 
+/**
+ * The CLIENTS account's `limits`. nats-server applies a user JWT's limits only when the JWT stays
+ * on the connection, and the auth callout clears it before registering the user
+ * (`server/auth_callout.go`, processReply), so the callout cannot set them: the account's limits
+ * are what `applyAccountLimits` (`server/client.go`) gives every connection placed in it.
+ */
+function clientLimitLines(l: ClientLimits): string[] {
+  return [
+    '    # Per connection (docs/security.md, "Limits"): the next subscription is refused; a',
+    '    # larger message closes the connection.',
+    `    limits: { max_subscriptions: ${l.maxSubscriptions}, max_payload: ${l.maxPayload} }`,
+  ];
+}
+
+/** The websocket's Origin check (`server/websocket.go`, checkOrigin). */
+function originLines(origins: readonly string[]): string[] {
+  if (origins.length === 0)
+    return [
+      '  # No page origin configured: every browser page is refused (no page has this',
+      "  # listener's own origin). Clients that send no Origin, apps and servers, connect.",
+      '  same_origin: true',
+    ];
+  return [
+    '  # Browsers only from these pages; clients that send no Origin (apps, servers) connect too.',
+    `  allowed_origins: [ ${origins.map(q).join(', ')} ]`,
+  ];
+}
+
+/**
+ * Checks a page origin for `allowed_origins`: `http(s)://host[:port]`, nothing after. nats-server
+ * compares scheme, host and port of the upgrade's Origin header with it; a path would never match.
+ * @returns the origin as browsers send it (lower-case host, no default port)
+ * @throws Error saying what is wrong
+ */
+export function checkOrigin(value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new Error(`'${value}' is not an origin (example: https://classroom.example.com)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new Error(`'${value}' is not an http or https origin`);
+  if (u.username || u.password || u.search || u.hash || u.pathname !== '/')
+    throw new Error(`'${value}' is not an origin: scheme://host[:port] only, no path or query`);
+  return u.origin;
+}
+
 /** Renders the server configuration text. */
 export function renderNatsConfig(o: NatsConfigOptions): string {
   const host = o.host ?? '127.0.0.1';
@@ -137,6 +233,7 @@ export function renderNatsConfig(o: NatsConfigOptions): string {
     '  # Room clients only (the callout places them here): no JetStream, no stream, no bucket.',
     `  ${q(acc.clients)}: {`,
     ...iso.clients,
+    ...clientLimitLines(o.clientLimits ?? DEFAULT_CLIENT_LIMITS),
     '  }',
     `  ${q(acc.sys)}: {`,
     `    users: [ { user: ${q(ServiceUser.System)}, password: ${q(o.keys.systemPassword)} } ]`,
@@ -162,6 +259,7 @@ export function renderNatsConfig(o: NatsConfigOptions): string {
       'websocket {',
       `  listen: ${hostPort(host, o.websocketPort)}`,
       '  no_tls: true',
+      ...originLines(o.websocketAllowedOrigins ?? []),
       '}',
     );
   }

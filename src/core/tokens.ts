@@ -17,8 +17,19 @@ export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
 export const MAX_TOKEN_TTL_MS = 7 * 86_400_000;
 /** Shortest lifetime Torii mints: 10 seconds, in milliseconds. */
 export const MIN_TOKEN_TTL_MS = 10_000;
-/** Longest display name, in characters. */
+/**
+ * Longest display name, in characters (UTF-16 code units, as JavaScript counts them). One bound
+ * for what the callout admits and what the workers mint on renewal: a name admitted but
+ * refused at minting would make the user's token impossible to renew.
+ */
 export const MAX_NAME_LENGTH = 128;
+
+/** The reason a display name cannot be carried, or undefined when it can. */
+export function displayNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string') return 'name: a string';
+  if (name.length > MAX_NAME_LENGTH) return `name: at most ${MAX_NAME_LENGTH} characters`;
+  return undefined;
+}
 
 /** Roles every Room defines unless it overrides them. */
 export const DEFAULT_ROLES = ['teacher', 'student', 'observer'] as const;
@@ -59,9 +70,8 @@ export function checkRoomTokenClaims(c: RoomTokenClaims): RoomTokenClaims {
       },
     );
   }
-  if (c.name !== undefined && (typeof c.name !== 'string' || c.name.length > MAX_NAME_LENGTH)) {
-    throw new ValidationError(`name: at most ${MAX_NAME_LENGTH} characters`, { field: 'name' });
-  }
+  const nameProblem = c.name === undefined ? undefined : displayNameProblem(c.name);
+  if (nameProblem !== undefined) throw new ValidationError(nameProblem, { field: 'name' });
   return c;
 }
 

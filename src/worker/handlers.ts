@@ -42,6 +42,7 @@ import {
   roomStreamName,
 } from '../core/subjects.js';
 import { consumerState, restoreConsumer, userConsumerConfig } from '../core/streams.js';
+import { ValidationError } from '../core/errors.js';
 import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
 import { decodeJwt } from 'jose';
 
@@ -296,6 +297,30 @@ export class Handlers {
         AnswerCode.Forbidden,
         `${me.userId} is blocked in room ${room.roomId}`,
       );
+    // Minted before the rate stamp is written: a stamp followed by a refusal would leave the user
+    // nothing but RATE_LIMITED until the interval passes, and then the same refusal again.
+    let token: string;
+    try {
+      token = await mintRoomToken(
+        this.d.signer,
+        {
+          room: room.roomId,
+          sub: me.userId,
+          role: me.role,
+          ...(me.name !== undefined ? { name: me.name } : {}),
+        },
+        {
+          ttlMs: this.d.token.ttlMs,
+          issuer: this.d.token.issuer,
+          audience: this.d.token.audience,
+          now: this.d.now,
+        },
+      );
+    } catch (e) {
+      if (e instanceof ValidationError)
+        throw new HandlerError(AnswerCode.BadRequest, `cannot renew: ${e.message}`);
+      throw e;
+    }
     // At most one renewal per user per interval, across replicas: compare-and-set on a stamp.
     // A replica that loses the race reads the winner's stamp and refuses; an outage is an error.
     const stamp = (d: unknown): { at: number } | undefined => {
@@ -312,21 +337,6 @@ export class Handlers {
           : { put: { at: now.getTime() } },
     );
     if (!step) throw new HandlerError(AnswerCode.RateLimited, 'renewed too recently');
-    const token = await mintRoomToken(
-      this.d.signer,
-      {
-        room: room.roomId,
-        sub: me.userId,
-        role: me.role,
-        ...(me.name !== undefined ? { name: me.name } : {}),
-      },
-      {
-        ttlMs: this.d.token.ttlMs,
-        issuer: this.d.token.issuer,
-        audience: this.d.token.audience,
-        now: this.d.now,
-      },
-    );
     return { token, expiresAt: new Date(now.getTime() + this.d.token.ttlMs).toISOString() };
   }
 

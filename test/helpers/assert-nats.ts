@@ -1,5 +1,6 @@
 /** Assertions on what a NATS client may and may not do, observed from the client's side. */
 import { PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
+import WebSocket from 'ws';
 
 /**
  * Runs `action` and resolves with the permission violation the server reports for `subject`;
@@ -45,4 +46,27 @@ export async function expectViolation(
     clearTimeout(timer);
     void status.return?.();
   }
+}
+
+/**
+ * Opens a websocket to a NATS websocket listener as a browser page of `origin` would (undefined:
+ * no Origin header, as apps and servers send). Resolves with the HTTP status the server answered
+ * the upgrade with, and on 101 the first word of its first frame (`INFO`).
+ */
+export function websocketUpgrade(
+  url: string,
+  origin: string | undefined,
+): Promise<{ status: number; info?: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, origin !== undefined ? { origin } : {});
+    ws.once('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode ?? 0 });
+      ws.terminate();
+    });
+    ws.once('message', (data: Buffer) => {
+      resolve({ status: 101, info: data.toString().split(' ')[0] });
+      ws.close();
+    });
+    ws.once('error', reject);
+  });
 }

@@ -50,8 +50,6 @@ export async function calloutConfig(
     maxTtlMs: 3_600_000,
     inboxPolicy: 'private',
     consumerInactiveThresholdMs: 3_600_000,
-    maxSubscriptions: 100,
-    maxPayload: 256 * 1024,
     maxConnectionsPerUser: DEFAULT_MAX_CONNECTIONS_PER_USER,
     admissionTtlMs: DEFAULT_ADMISSION_TTL_MS,
     kvReplicas: 1,

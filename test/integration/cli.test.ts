@@ -14,6 +14,7 @@ import { findTool, PROJECT_ROOT } from '../../src/core/tools.js';
 import { KeyFile } from '../../src/core/keys.js';
 import { ServiceUser } from '../../src/core/natsconf.js';
 import { CLI, torii, toriiSpawn } from '../helpers/cli.js';
+import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { RoomClient } from '../../src/client/index.js';
 import { freePort, isAlive, processGroupMembers, run, tempDir, waitFor } from '../helpers/procs.js';
 
@@ -269,6 +270,12 @@ describe('torii nats-config', () => {
       [
         '--websocket-port',
         '8081',
+        '--websocket-origins',
+        'https://classroom.example.com,http://localhost:8090',
+        '--max-subscriptions',
+        '50',
+        '--max-payload',
+        '32768',
         '--server-name',
         'n1',
         '--cluster-name',
@@ -329,6 +336,16 @@ describe('torii nats-config', () => {
     [['--port', '70000'], /--port .*'70000' is not a port/],
     [['--app-account', 'A.B'], /--app-account .*not a valid account name/],
     [['--client-account', 'APP'], /--client-account .*account names must differ/],
+    [
+      ['--websocket-port', '8081', '--websocket-origins', 'https://classroom.example.com/app'],
+      /--websocket-origins .*not an origin: scheme:\/\/host\[:port\] only/,
+    ],
+    [
+      ['--websocket-origins', 'https://classroom.example.com'],
+      /--websocket-origins .*origins need a websocket \(--websocket-port\)/,
+    ],
+    [['--max-payload', '1024'], /--max-payload .*'1024' is not an integer from 32768 to 1048576/],
+    [['--max-subscriptions', '0'], /--max-subscriptions .*'0' is not an integer from 1 to 100000/],
   ])('refuses %j with one clear line and exit code 2', (args, pattern) => {
     const r = torii([
       'nats-config',
@@ -378,7 +395,7 @@ describe('torii dev', () => {
   test('runs nats-server, the controller on examples/rooms and the callout; printed tokens work; Ctrl-C stops everything', async () => {
     const cwd = tempDir('cli-dev');
     const [port, httpPort, wsPort] = [await freePort(), await freePort(), await freePort()];
-    const opsPort = await freePort();
+    const [opsPort, webPort] = [await freePort(), await freePort()];
     const dev = toriiSpawn(
       [
         'dev',
@@ -391,7 +408,7 @@ describe('torii dev', () => {
         '--http-port',
         String(opsPort),
         '--web-port',
-        String(await freePort()),
+        String(webPort),
         // media has its own tests (dev-classroom, web-media); off here, as the flag promises
         '--media',
         'off',
@@ -420,6 +437,13 @@ describe('torii dev', () => {
     expect(isAlive(natsPid)).toBe(true);
     expect(readFileSync(path.join(natsDir, 'nats-server.conf'), 'utf8')).toContain('auth_callout');
     expect((await fetch(`http://127.0.0.1:${opsPort}/readyz`)).status).toBe(200);
+
+    // Browsers reach the websocket only from the classroom page dev serves (and apps, with no Origin).
+    const ws = `ws://127.0.0.1:${wsPort}`;
+    for (const page of [`http://127.0.0.1:${webPort}`, `http://localhost:${webPort}`, undefined])
+      expect(await websocketUpgrade(ws, page)).toEqual({ status: 101, info: 'INFO' });
+    for (const foreign of ['https://evil.example', `http://127.0.0.1:${port}`])
+      expect(await websocketUpgrade(ws, foreign)).toEqual({ status: 403 });
 
     // The printed tokens get in through the callout, into the example room "demo".
     const url = `nats://127.0.0.1:${port}`;

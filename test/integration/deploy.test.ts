@@ -14,10 +14,15 @@ import { connect } from '@nats-io/transport-node';
 import { parse as parseYaml } from 'yaml';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
-import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
-import { CLIENT_SERVICE_IMPORTS, REPUBLISH_EXPORT } from '../../src/core/subjects.js';
+import {
+  DEFAULT_ACCOUNTS,
+  DEFAULT_CLIENT_MAX_PAYLOAD,
+  DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+} from '../../src/core/natsconf.js';
+import { CLIENT_SERVICE_IMPORTS, liveSubject, REPUBLISH_EXPORT } from '../../src/core/subjects.js';
 import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
 import { CLI, cleanEnv, spawnRole, torii } from '../helpers/cli.js';
+import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { kubectl, serverDryRun } from '../helpers/kube.js';
 import { testKeys, type TestKeys } from '../helpers/nats.js';
 import { runAsync, tempDir, waitFor } from '../helpers/procs.js';
@@ -116,7 +121,11 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
       routes: [0, 1, 2].map((i) => `nats://nats-${i}.${sts.serviceName}:6222`),
     });
     expect(rendered['jetstream']).toMatchObject({ store_dir: '/data', max_memory_store: '1Gi' });
-    expect(rendered['websocket']).toEqual({ no_tls: true, port: 8080 });
+    expect(rendered['websocket']).toEqual({
+      no_tls: true,
+      port: 8080,
+      allowed_origins: ['https://classroom.invalid'],
+    });
     expect(rendered['authorization']).toMatchObject({
       auth_callout: {
         account: 'AUTH',
@@ -200,6 +209,17 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
     ]);
   });
 
+  test('limits room connections as `torii nats-config` does by default, in CLIENTS only', () => {
+    const accounts = values.config.merge['accounts'] as Record<string, { limits?: unknown }>;
+    expect(accounts[DEFAULT_ACCOUNTS.clients]?.limits).toEqual({
+      max_subscriptions: DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+      max_payload: DEFAULT_CLIENT_MAX_PAYLOAD,
+    });
+    expect(Object.keys(accounts).filter((a) => accounts[a]?.limits !== undefined)).toEqual([
+      DEFAULT_ACCOUNTS.clients,
+    ]);
+  });
+
   test('holds no secret: passwords and keys are env references only', () => {
     const text = readFileSync(NATS_VALUES, 'utf8');
     for (const file of [KeyFile.AuthPassword, KeyFile.ServicePassword, KeyFile.SystemPassword]) {
@@ -260,6 +280,24 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
         'REQ_INITIAL_DATA',
       );
       expect(initial.me).toMatchObject({ userId: 'hana', role: 'student' });
+      // The CLIENTS account's limits hold on the chart's servers as on what `torii nats-config`
+      // renders: the server announces the payload bound, refuses the subscription past 100, and
+      // refuses a websocket upgrade from a page the values do not list.
+      expect(client.nc.info?.max_payload).toBe(DEFAULT_CLIENT_MAX_PAYLOAD);
+      const errors: string[] = [];
+      void (async () => {
+        for await (const st of client.nc.status())
+          if (st.type === 'error') errors.push(st.error.message);
+      })();
+      for (let i = 0; i < DEFAULT_CLIENT_MAX_SUBSCRIPTIONS; i++)
+        client.nc.subscribe(liveSubject('demo', '*'));
+      await client.nc.flush();
+      await waitFor('the subscription past the bound refused', () =>
+        errors.some((e) => /maximum subscriptions exceeded/i.test(e)),
+      );
+      const ws = `ws://127.0.0.1:${Object.values(server.ports)[0]?.ws}`;
+      expect(await websocketUpgrade(ws, 'https://evil.example')).toEqual({ status: 403 });
+      expect(await websocketUpgrade(ws, undefined)).toEqual({ status: 101, info: 'INFO' });
       await client.close();
       // and `torii client`, as the install guide runs it: joins, sees the room, leaves on EOF
       const cli = await runAsync(

@@ -1,4 +1,11 @@
-import { renderNatsConfig, ServiceUser } from '../../src/core/natsconf.js';
+import {
+  checkOrigin,
+  DEFAULT_CLIENT_MAX_PAYLOAD,
+  DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
+  renderNatsConfig,
+  ServiceUser,
+} from '../../src/core/natsconf.js';
+import { pageOrigins } from '../../src/commands/dev.js';
 import { CLIENT_SERVICE_IMPORTS } from '../../src/core/subjects.js';
 
 const keys = {
@@ -96,5 +103,65 @@ describe('account layout (isolation)', () => {
       '$JS.ACK.*.*.>',
     ]);
     expect(block).toContain('{ stream: { account: "APP", subject: "room.*.rp.>" } }');
+  });
+});
+
+describe('room clients: limits and websocket origins', () => {
+  const render = (o: Partial<Parameters<typeof renderNatsConfig>[0]> = {}): string =>
+    renderNatsConfig({ serverName: 's', port: 4222, httpPort: 0, jetstreamDir: '/js', keys, ...o });
+  const clients = (text: string): string =>
+    /"CLIENTS": \{\n([\s\S]*?)\n {2}\}/.exec(text)?.[1] ?? '';
+
+  test('the CLIENTS account carries the per-connection limits, defaults or given', () => {
+    expect(clients(render())).toContain(
+      `limits: { max_subscriptions: ${DEFAULT_CLIENT_MAX_SUBSCRIPTIONS}, max_payload: ${DEFAULT_CLIENT_MAX_PAYLOAD} }`,
+    );
+    expect(DEFAULT_CLIENT_MAX_PAYLOAD).toBe(64 * 1024);
+    expect(
+      clients(render({ clientLimits: { maxSubscriptions: 20, maxPayload: 40_000 } })),
+    ).toContain('limits: { max_subscriptions: 20, max_payload: 40000 }');
+    // only CLIENTS: the service accounts keep the server's own bounds
+    expect(render().match(/limits:/g)).toHaveLength(1);
+  });
+
+  test('the websocket names the allowed page origins, or refuses every page', () => {
+    const ws = (text: string): string => /websocket \{([\s\S]*?)\n\}/.exec(text)?.[1] ?? '';
+    const listed = ws(
+      render({
+        websocketPort: 8080,
+        websocketAllowedOrigins: ['https://classroom.example.com', 'http://localhost:8090'],
+      }),
+    );
+    expect(listed).toContain(
+      'allowed_origins: [ "https://classroom.example.com", "http://localhost:8090" ]',
+    );
+    expect(listed).not.toContain('same_origin');
+    const none = ws(render({ websocketPort: 8080 }));
+    expect(none).toContain('same_origin: true');
+    expect(none).not.toContain('allowed_origins');
+  });
+
+  test('origins are scheme://host[:port], as browsers send them', () => {
+    expect(checkOrigin('https://Classroom.Example.com')).toBe('https://classroom.example.com');
+    expect(checkOrigin('http://127.0.0.1:8090/')).toBe('http://127.0.0.1:8090');
+    expect(checkOrigin('https://example.com:443')).toBe('https://example.com');
+    for (const bad of [
+      'example.com',
+      'ftp://example.com',
+      'https://example.com/app',
+      'https://a.com?x=1',
+      'null',
+    ])
+      expect(() => checkOrigin(bad)).toThrow(/origin/);
+  });
+
+  test("torii dev allows its classroom page's origins, none without a page", () => {
+    expect(pageOrigins('127.0.0.1', 8090)).toEqual([
+      'http://127.0.0.1:8090',
+      'http://localhost:8090',
+    ]);
+    expect(pageOrigins('localhost', 8090)).toEqual(['http://localhost:8090']);
+    expect(pageOrigins('::1', 8090)).toEqual(['http://[::1]:8090', 'http://localhost:8090']);
+    expect(pageOrigins('127.0.0.1', 0)).toEqual([]);
   });
 });

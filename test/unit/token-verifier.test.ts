@@ -13,7 +13,7 @@ import {
   type JWK,
 } from 'jose';
 import { generateKeys } from '../../src/core/keys.js';
-import { loadTokenSigner, mintRoomToken } from '../../src/core/tokens.js';
+import { loadTokenSigner, MAX_NAME_LENGTH, mintRoomToken } from '../../src/core/tokens.js';
 import {
   TokenVerifier,
   MAX_TOKEN_BYTES,
@@ -39,10 +39,13 @@ function sign(
   key: CryptoKey | Uint8Array,
   alg: string,
   kid?: string,
-  overrides: Partial<{ exp: number; iat: number }> = {},
+  overrides: Partial<{ exp: number; iat: number; name: string }> = {},
 ): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(claims)
+  return new SignJWT({
+    ...claims,
+    ...(overrides.name !== undefined ? { name: overrides.name } : {}),
+  })
     .setProtectedHeader({ alg, ...(kid ? { kid } : {}) })
     .setIssuer('torii')
     .setAudience('torii-nats')
@@ -264,5 +267,33 @@ describe('TokenVerifier checks', () => {
     now = new Date(Date.now() + 120_000);
     expect(await reason(v.verify(token))).toBe('token_expired');
     now = new Date();
+  });
+
+  // Failed before: admitted; the worker could then never renew it (its minting refuses the name).
+  test(`a display name over ${MAX_NAME_LENGTH} characters is refused (token_name_too_long); at the bound it is accepted`, async () => {
+    now = new Date();
+    const at = await sign(key.priv, 'EdDSA', 'k', { name: 'x'.repeat(MAX_NAME_LENGTH) });
+    expect((await v.verify(at)).name).toHaveLength(MAX_NAME_LENGTH);
+    const over = await sign(key.priv, 'EdDSA', 'k', { name: 'x'.repeat(300) });
+    expect(await reason(v.verify(over))).toBe('token_name_too_long');
+    await expect(v.verify(over)).rejects.toThrow(`name: at most ${MAX_NAME_LENGTH} characters`);
+  });
+
+  // Failed before: a token issued a year from now was admitted.
+  test('a token issued in the future beyond the clock-skew leeway is refused (token_issued_in_future)', async () => {
+    const t = Math.floor(Date.now() / 1000);
+    now = new Date();
+    const year = 365 * 86_400;
+    expect(
+      await reason(
+        v.verify(await sign(key.priv, 'EdDSA', 'k', { iat: t + year, exp: t + year + 600 })),
+      ),
+    ).toBe('token_issued_in_future');
+    expect(
+      await reason(v.verify(await sign(key.priv, 'EdDSA', 'k', { iat: t + 40, exp: t + 600 }))),
+    ).toBe('token_issued_in_future');
+    expect(
+      await reason(v.verify(await sign(key.priv, 'EdDSA', 'k', { iat: t + 20, exp: t + 600 }))),
+    ).toBe('accepted');
   });
 });

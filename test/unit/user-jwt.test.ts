@@ -15,8 +15,6 @@ const base = {
   tokenExp: nowSec + 3600,
   maxTtlMs: 24 * 3_600_000,
   sharedInbox: false,
-  maxSubscriptions: 100,
-  maxPayload: 262144,
   now,
 };
 
@@ -35,8 +33,10 @@ describe('user JWT claims (DESIGN.md §4)', () => {
     expect(c.nats).toMatchObject({
       type: 'user',
       version: 2,
-      subs: 100,
-      payload: 262144,
+      // limits are the CLIENTS account's (natsconf.ts): the server ignores a callout JWT's
+      subs: -1,
+      data: -1,
+      payload: -1,
       allowed_connection_types: ['STANDARD', 'WEBSOCKET'],
     });
   });
