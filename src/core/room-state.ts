@@ -4,6 +4,7 @@
  * compare-and-set), and token-renewal stamps (rate limit across replicas).
  */
 import { isValidId } from './ids.js';
+import type { RateBudget } from './rate.js';
 
 /** `members.{roomId}.{userId}` */
 export const memberKey = (roomId: string, userId: string): string => `members.${roomId}.${userId}`;
@@ -54,6 +55,11 @@ export interface HandRecord {
    * so an older event (a redelivery, or one overtaken by a later event of another user) is a no-op.
    */
   appliedSeq: number;
+  /**
+   * The owner's bucket of hand changes (see `DEFAULT_HAND_CHANGES`): kept in the hand's own
+   * record, so every worker replica draws from it under the same compare-and-set.
+   */
+  budget?: RateBudget;
 }
 
 export function parseHand(data: unknown): HandRecord | undefined {

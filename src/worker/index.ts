@@ -18,7 +18,13 @@ import type { Shutdown } from '../core/shutdown.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../core/streams.js';
 import { Bucket, roomStreamName } from '../core/subjects.js';
 import type { TokenSigner } from '../core/tokens.js';
-import { Handlers, type LiveKitSettings } from './handlers.js';
+import {
+  DEFAULT_HAND_CHANGES,
+  DEFAULT_HAND_WINDOW_MS,
+  Handlers,
+  type LiveKitSettings,
+} from './handlers.js';
+import { perWindow } from '../core/rate.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
@@ -30,6 +36,7 @@ export {
   DEFAULT_PRESENCE_GRACE_MS,
   DEFAULT_PRESENCE_RESYNC_MS,
 } from './presence.js';
+export { DEFAULT_HAND_CHANGES, DEFAULT_HAND_WINDOW_MS } from './handlers.js';
 export type { LiveKitSettings } from './handlers.js';
 export type { PresenceSettings } from './presence.js';
 
@@ -37,6 +44,13 @@ export type { PresenceSettings } from './presence.js';
 export const DEFAULT_RENEW_TTL_MS = 3_600_000;
 /** At most one renewal per user per this many milliseconds (DESIGN.md §6). */
 export const RENEW_INTERVAL_MS = 10_000;
+/**
+ * Default leave window, in milliseconds (`--leave-window`): a `REQ_LEAVE` makes the departure
+ * immediate at most once per window; within it a departure takes the grace period, so a
+ * connect-and-leave loop announces at most one left and one joined per window, plus one pair per
+ * grace period.
+ */
+export const DEFAULT_LEAVE_WINDOW_MS = 60_000;
 /** Default time a kicked user stays out: 1 hour. */
 export const DEFAULT_BLOCK_TTL_MS = 3_600_000;
 
@@ -54,6 +68,12 @@ export interface WorkerConfig {
   presence: PresenceSettings;
   /** How long a kick keeps the user out, in milliseconds. */
   blockTtlMs: number;
+  /** Hand changes a user may make per {@link handWindowMs}; default {@link DEFAULT_HAND_CHANGES}. */
+  handChanges?: number;
+  /** Window of {@link handChanges}, in milliseconds; default {@link DEFAULT_HAND_WINDOW_MS}. */
+  handWindowMs?: number;
+  /** Default {@link DEFAULT_LEAVE_WINDOW_MS}. */
+  leaveWindowMs?: number;
   /**
    * Inactive threshold of a user consumer the worker restores, in milliseconds; default
    * {@link DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS}, as the callout's.
@@ -124,6 +144,11 @@ export async function runWorker(
     token: c.token,
     livekit: c.livekit,
     renewIntervalMs: RENEW_INTERVAL_MS,
+    handLimit: perWindow(
+      c.handChanges ?? DEFAULT_HAND_CHANGES,
+      c.handWindowMs ?? DEFAULT_HAND_WINDOW_MS,
+    ),
+    leaveWindowMs: c.leaveWindowMs ?? DEFAULT_LEAVE_WINDOW_MS,
     consumerInactiveThresholdMs:
       c.consumerInactiveThresholdMs ?? DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
     roomLastSeq: async (roomId) => (await jsm.streams.info(roomStreamName(roomId))).state.last_seq,

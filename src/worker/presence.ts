@@ -499,7 +499,16 @@ export class PresenceTracker {
       `left-${roomId}-${userId}-${at}`,
     );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
-      h?.raised ? { put: { raised: false, appliedSeq: h.appliedSeq } } : undefined,
+      // The budget stays: leaving and coming back must not refill the user's hand changes.
+      h?.raised
+        ? {
+            put: {
+              raised: false,
+              appliedSeq: h.appliedSeq,
+              ...(h.budget !== undefined ? { budget: h.budget } : {}),
+            },
+          }
+        : undefined,
     );
     if (lowered.step) {
       this.platform.publish({
