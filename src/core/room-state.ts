@@ -23,6 +23,28 @@ export function parseDevices(data: unknown): string[] {
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
 
+/**
+ * `strikes.{roomId}.{userId}`: the user's connections lately closed for publishing above the
+ * connection bound (the flood guard's repeat-offender record).
+ */
+export const strikesKey = (roomId: string, userId: string): string => `strikes.${roomId}.${userId}`;
+
+/** Connections (`{server}/{cid}`) closed for flooding, with when (epoch milliseconds). */
+export interface StrikeRecord {
+  strikes: { conn: string; at: number }[];
+}
+
+export function parseStrikes(data: unknown): StrikeRecord | undefined {
+  const s = data as Partial<StrikeRecord> | null;
+  if (!s || !Array.isArray(s.strikes)) return undefined;
+  return {
+    strikes: s.strikes.filter(
+      (x): x is { conn: string; at: number } =>
+        typeof x?.conn === 'string' && typeof x.at === 'number',
+    ),
+  };
+}
+
 /** A member of a room as admitted by the callout. */
 export interface MemberRecord {
   roomId: string;

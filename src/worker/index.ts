@@ -29,6 +29,14 @@ import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
 import { kickAll, roomConnections, startService } from './service.js';
+import {
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  DEFAULT_FLOOD_COOL_OFF_MS,
+  DEFAULT_FLOOD_POLL_MS,
+  FloodGuard,
+  type FloodSettings,
+} from './flood-guard.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
 export {
@@ -38,6 +46,13 @@ export {
 } from './presence.js';
 export { DEFAULT_HAND_CHANGES, DEFAULT_HAND_WINDOW_MS } from './handlers.js';
 export type { LiveKitSettings } from './handlers.js';
+export {
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  DEFAULT_FLOOD_COOL_OFF_MS,
+  DEFAULT_FLOOD_POLL_MS,
+} from './flood-guard.js';
+export type { FloodSettings } from './flood-guard.js';
 export type { PresenceSettings } from './presence.js';
 
 /** Default lifetime of renewed and issued room tokens: 1 hour. */
@@ -74,6 +89,8 @@ export interface WorkerConfig {
   handWindowMs?: number;
   /** Default {@link DEFAULT_LEAVE_WINDOW_MS}. */
   leaveWindowMs?: number;
+  /** The connection publish bound (needs the system user); defaults from flood-guard.ts. */
+  flood?: Partial<FloodSettings>;
   /**
    * Inactive threshold of a user consumer the worker restores, in milliseconds; default
    * {@link DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS}, as the callout's.
@@ -86,6 +103,7 @@ export interface RunningWorker {
   pool: EventPool;
   service: Service;
   tracker: PresenceTracker | undefined;
+  flood: FloodGuard | undefined;
 }
 
 /**
@@ -159,6 +177,7 @@ export async function runWorker(
 
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
+  let flood: FloodGuard | undefined;
   if (c.systemPassword) {
     sys = await connectNats({
       servers: c.servers,
@@ -177,8 +196,26 @@ export async function runWorker(
       c.clientAccount,
       c.presence,
       log,
+      (answer) => flood?.observe(answer),
+    );
+    flood = new FloodGuard(
+      sys,
+      c.clientAccount,
+      roomState,
+      blocks,
+      {
+        msgsPerSec: c.flood?.msgsPerSec ?? DEFAULT_CONN_MSGS_PER_SEC,
+        bytesPerSec: c.flood?.bytesPerSec ?? DEFAULT_CONN_BYTES_PER_SEC,
+        pollMs: c.flood?.pollMs ?? DEFAULT_FLOOD_POLL_MS,
+        coolOffMs: c.flood?.coolOffMs ?? DEFAULT_FLOOD_COOL_OFF_MS,
+      },
+      metrics,
+      log,
     );
     await tracker.start();
+    flood.start();
+    const f = flood;
+    shutdown.add('flood-guard', () => f.stop());
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
@@ -215,5 +252,5 @@ export async function runWorker(
     },
     'worker ready',
   );
-  return { pool, service, tracker };
+  return { pool, service, tracker, flood };
 }

@@ -6,20 +6,38 @@
  */
 import { jetstream } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { RoomRequestError, type RoomClient } from '../../src/client/index.js';
+import { spawn } from 'node:child_process';
+import {
+  DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+  DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
+  LIVE_SENDER_BURST_SECONDS,
+  RoomRequestError,
+  type RoomClient,
+} from '../../src/client/index.js';
+import { encodeLive } from '../../src/client/live.js';
+import { blockKey, parseBlock } from '../../src/core/blocks.js';
 import { openBucket } from '../../src/core/kv.js';
 import { parsePresence } from '../../src/core/presence.js';
 import {
   Bucket,
+  liveSubject,
   PlatformEvent,
   roomEventsSubject,
   roomStreamName,
+  Sys,
+  userInboxPrefix,
 } from '../../src/core/subjects.js';
+import {
+  CONN_BURST_SECONDS,
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_FLOOD_COOL_OFF_MS,
+  DEFAULT_FLOOD_POLL_MS,
+} from '../../src/worker/flood-guard.js';
 import { DEFAULT_HAND_CHANGES, DEFAULT_HAND_WINDOW_MS } from '../../src/worker/handlers.js';
 import { DEFAULT_LEAVE_WINDOW_MS } from '../../src/worker/index.js';
-import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
+import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
-import { waitFor } from '../helpers/procs.js';
+import { track, waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
@@ -197,5 +215,162 @@ describe('join/leave churn', () => {
     // Within the window, REQ_LEAVE says its departure is not immediate.
     const again = await join('churner');
     expect(await again.request('REQ_LEAVE')).toEqual({ immediate: false });
+  });
+});
+
+describe('live flood', () => {
+  /**
+   * Time from a poll seeing a connection over the bound to the server closing it, at most, in
+   * milliseconds: the poll's wait for every server's answer (1 s at most) and the kick's round
+   * trip.
+   */
+  const ACT_MS = 1_500;
+  const PAYLOAD = encodeLive('x'.repeat(8_000));
+  const FLOODER = `
+    import { connect } from '@nats-io/transport-node';
+    const e = process.env;
+    const nc = await connect({
+      servers: e.URL, token: e.TOKEN, inboxPrefix: e.INBOX, reconnect: false,
+    });
+    const startedAt = Date.now();
+    let sent = 0;
+    let result;
+    // Taken when the socket closes, not when the loop next looks.
+    void nc.closed().then(() => (result ??= { sent, ms: Date.now() - startedAt, closed: true }));
+    while (!result && Date.now() - startedAt < 10_000) {
+      for (let i = 0; i < 64 && !nc.isClosed(); i++) {
+        nc.publish(e.SUBJECT, e.PAYLOAD);
+        sent += e.PAYLOAD.length;
+      }
+      // A server too busy to answer the ping must not stop the loop's clock.
+      await Promise.race([nc.flush().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    }
+    if (!result) {
+      result = { sent, ms: Date.now() - startedAt, closed: false };
+      await nc.close().catch(() => undefined);
+    }
+    process.stdout.write(JSON.stringify(result));
+    process.exit(0);
+  `;
+
+  /**
+   * A raw nats.js client of `user`, in a process of its own (an attacker elsewhere, not one
+   * sharing the workers' event loop), publishing live updates as fast as it can until the server
+   * closes it (10 s at most). Rejects when it cannot connect.
+   */
+  async function flood(user: string): Promise<{ sent: number; ms: number; closed: boolean }> {
+    const child = track(
+      spawn(process.execPath, ['--input-type=module', '-e', FLOODER], {
+        cwd: process.cwd(),
+        env: {
+          ...process.env,
+          URL: server.url,
+          TOKEN: await token(server.keys, { room: ROOM, sub: user, role: 'student' }),
+          INBOX: userInboxPrefix(ROOM, user),
+          SUBJECT: liveSubject(ROOM, user),
+          PAYLOAD: PAYLOAD,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    if (code !== 0) throw new Error(`flooder could not run (${code}): ${err.trim()}`);
+    return JSON.parse(out) as { sent: number; ms: number; closed: boolean };
+  }
+
+  const metric = async (name: string): Promise<number> => {
+    let sum = 0;
+    for (const w of workers)
+      sum += (await w.ops.registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+    return sum;
+  };
+
+  test('a flooder is kicked within the bound, then blocked; a page at a normal rate is never cut', async () => {
+    const watcher = await join('watcher');
+    const painter = await join('painter');
+    const sys = await server.connectSystem();
+    const disconnects: { user: string; reason: string }[] = [];
+    sys.subscribe(Sys.disconnect('CLIENTS'), {
+      callback: (_e, m) => {
+        const ev = m.json<{ client?: { user?: string }; reason?: string }>();
+        disconnects.push({ user: ev.client?.user ?? '', reason: ev.reason ?? '' });
+      },
+    });
+    await sys.flush();
+    // What the watcher's socket receives from the flooder, and what its SDK hands to the app.
+    let wireBytes = 0;
+    watcher.nc.subscribe(liveSubject(ROOM, 'flooder'), {
+      callback: (_e, m) => {
+        wireBytes += m.data.length;
+      },
+    });
+    await watcher.nc.flush();
+    const app = new Map<string, { msgs: number; bytes: number }>();
+    watcher.onLive((m) => {
+      const got = app.get(m.from) ?? { msgs: 0, bytes: 0 };
+      got.msgs++;
+      got.bytes += JSON.stringify({ live: m.data }).length;
+      app.set(m.from, got);
+    });
+    // A page: 20 cursor updates a second and a presence beat every 2 s, all along.
+    let painted = 0;
+    const painting = setInterval(() => {
+      if (painter.nc.isClosed() || painter.nc.isDraining()) return; // cut: asserted below
+      painter.live({ cursor: [painted, painted] });
+      painted++;
+      if (painted % 40 === 0) {
+        painter.live({ state: 'present' });
+        painted++;
+      }
+    }, 50);
+    const startedAt = Date.now();
+    try {
+      const first = await flood('flooder');
+      expect(first.closed).toBe(true);
+      // The bucket's burst, then the flooder's own rate for a poll interval and the time to act.
+      const rate = first.sent / first.ms; // bytes per millisecond
+      const bound =
+        DEFAULT_CONN_BYTES_PER_SEC * CONN_BURST_SECONDS + rate * (DEFAULT_FLOOD_POLL_MS + ACT_MS);
+      await waitFor('the kick reported', () =>
+        disconnects.some((d) => d.user === `${ROOM}/flooder` && d.reason === 'Kicked'),
+      );
+      expect(wireBytes).toBeLessThanOrEqual(bound);
+      expect(first.ms).toBeLessThan(DEFAULT_FLOOD_POLL_MS + ACT_MS + 1_000);
+
+      // Again: kicked a second time, and now blocked for the cool-off.
+      const second = await flood('flooder');
+      expect(second.closed).toBe(true);
+      const block = await waitFor('flooder blocked', async () => {
+        const e = await (await openBucket(svc, Bucket.Blocks)).get(blockKey(ROOM, 'flooder'));
+        return e?.operation === 'PUT' ? parseBlock(e.json()) : undefined;
+      });
+      expect(block.by).toBe('torii.flood-guard');
+      const blockedFor = Date.parse(block.until ?? '') - Date.parse(block.createdAt);
+      expect(blockedFor).toBe(DEFAULT_FLOOD_COOL_OFF_MS);
+      await expect(flood('flooder')).rejects.toThrow();
+      expect(await metric('torii_worker_flood_kicks_total')).toBeGreaterThanOrEqual(2);
+      expect(await metric('torii_worker_flood_blocks_total')).toBe(1);
+    } finally {
+      clearInterval(painting);
+      await sys.close();
+    }
+    const elapsedS = (Date.now() - startedAt) / 1000;
+    // The painter was never cut, and every update of it reached the watcher's app.
+    expect(disconnects.filter((d) => d.user === `${ROOM}/painter`)).toEqual([]);
+    expect(painter.nc.isClosed()).toBe(false);
+    await waitFor('every page update delivered', () => app.get('painter')?.msgs === painted);
+    // The SDK handed the app at most its per-sender rate of the flood.
+    const fromFlooder = app.get('flooder') ?? { msgs: 0, bytes: 0 };
+    expect(fromFlooder.msgs).toBeLessThanOrEqual(
+      DEFAULT_LIVE_SENDER_MSGS_PER_SEC * (LIVE_SENDER_BURST_SECONDS + elapsedS),
+    );
+    expect(fromFlooder.bytes).toBeLessThanOrEqual(
+      DEFAULT_LIVE_SENDER_BYTES_PER_SEC * (LIVE_SENDER_BURST_SECONDS + elapsedS),
+    );
+    expect(watcher.liveDropped).toBeGreaterThan(0);
   });
 });
