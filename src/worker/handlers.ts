@@ -100,7 +100,10 @@ export interface HandlerDeps {
    * (`--hand-changes` per `--hand-window`). A moderator lowering another's hand draws nothing.
    */
   handLimit: RateLimit;
-  /** Whether an immediate departure (`REQ_LEAVE`) is honoured now; see `applyPresence`. */
+  /**
+   * How long after a departure `REQ_LEAVE` made immediate another is not honoured, in
+   * milliseconds (`--leave-window`; see `applyPresence`).
+   */
   leaveWindowMs: number;
   /** Last sequence of a room's stream (for `snapshotSeq`). */
   roomLastSeq: (roomId: string) => Promise<number>;
