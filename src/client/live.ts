@@ -68,6 +68,9 @@ export const DEFAULT_LIVE_SENDER_BYTES_PER_SEC = 32 * 1024;
 /** A sender's bucket holds this many seconds of its rate. */
 export const LIVE_SENDER_BURST_SECONDS = 2;
 
+/** Senders whose buckets the SDK remembers at once (more than a room holds). */
+const MAX_LIVE_SENDERS = 10_000;
+
 /** A per-sender bound on live updates. */
 export interface LiveRate {
   msgsPerSec: number;
@@ -86,7 +89,10 @@ export class LiveFilter {
 
   constructor(rate: LiveRate) {
     const gate = (perSec: number) =>
-      new RateGate({ burst: perSec * LIVE_SENDER_BURST_SECONDS, refillMs: 1000 / perSec }, 1_000);
+      new RateGate(
+        { burst: perSec * LIVE_SENDER_BURST_SECONDS, refillMs: 1000 / perSec },
+        MAX_LIVE_SENDERS,
+      );
     this.msgs = gate(rate.msgsPerSec);
     this.bytes = gate(rate.bytesPerSec);
   }
