@@ -17,7 +17,16 @@ import {
   type NatsConnection,
 } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
-import { encodeLive, newRequestIdPrefix, parseLive, type LiveMessage } from './live.js';
+import {
+  DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+  DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
+  encodeLive,
+  LiveFilter,
+  newRequestIdPrefix,
+  parseLive,
+  type LiveMessage,
+  type LiveRate,
+} from './live.js';
 import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
 import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
@@ -125,6 +134,12 @@ export interface RoomClientOptions {
   connect: (opts: ConnectionOptions) => Promise<NatsConnection>;
   /** Renew the token automatically; default true. */
   autoRenew?: boolean;
+  /**
+   * Live updates each sender may hand to the app, at most; beyond it they are dropped (counted in
+   * `liveDropped`). Default {@link DEFAULT_LIVE_SENDER_MSGS_PER_SEC} messages and
+   * {@link DEFAULT_LIVE_SENDER_BYTES_PER_SEC} bytes a second.
+   */
+  liveRate?: Partial<LiveRate>;
   /** Called with each renewed token (an app keeps it, to reconnect after a reload). */
   onTokenRenewed?: (token: string) => void;
   renewBeforeMs?: number;
@@ -150,7 +165,12 @@ export interface RoomClientOptions {
   listener?: (m: RoomMessage) => void;
 }
 
-export type { LiveMessage } from './live.js';
+export type { LiveMessage, LiveRate } from './live.js';
+export {
+  DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+  DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
+  LIVE_SENDER_BURST_SECONDS,
+} from './live.js';
 export * from './classroom.js';
 
 /**
@@ -190,6 +210,7 @@ export class RoomClient {
   private counter = 0;
   private readonly prefix = newRequestIdPrefix();
   private readonly liveListeners = new Set<(m: LiveMessage) => void>();
+  private liveFilter: LiveFilter | undefined;
   private closed = false;
   /** What arrived before the first listener (at most {@link MAX_BACKLOG}). */
   private backlog: RoomMessage[] | undefined = [];
@@ -573,13 +594,24 @@ export class RoomClient {
     return () => this.liveListeners.delete(listener);
   }
 
+  /** Live updates dropped for coming faster than their sender's bound (`liveRate`). */
+  get liveDropped(): number {
+    return this.liveFilter?.dropped ?? 0;
+  }
+
   private subscribeLive(): void {
     const { roomId, userId } = this.o;
+    const filter = new LiveFilter({
+      msgsPerSec: this.o.liveRate?.msgsPerSec ?? DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
+      bytesPerSec: this.o.liveRate?.bytesPerSec ?? DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+    });
+    this.liveFilter = filter;
     this.nc.subscribe(liveSubject(roomId, '*'), {
       callback: (err, m) => {
         if (err) return;
         const live = parseLive(roomId, received(m));
         if (!live || live.from === userId) return;
+        if (!filter.admit(live.from, m.data.length)) return;
         for (const l of this.liveListeners) l(live);
       },
     });

@@ -11,6 +11,7 @@
  * message is exactly `{"live": <data>}`, published with no reply and no header, so the SDK drops
  * everything else (docs/security.md).
  */
+import { RateGate } from '../core/rate.js';
 import { parseRoomSubject, RoomSubjectKind } from '../core/subjects.js';
 
 /** A live update from a member of the room. */
@@ -55,6 +56,53 @@ export function parseLive(roomId: string, m: ReceivedMessage): LiveMessage | und
   const keys = Object.keys(body);
   if (keys.length !== 1 || keys[0] !== LIVE_KEY) return undefined;
   return { from: s.userId, data: (body as Record<string, unknown>)[LIVE_KEY] };
+}
+
+/**
+ * Default live updates one sender may hand to the app a second (`liveRate.msgsPerSec`): half
+ * again a busy page (20 cursor updates a second and a presence beat every 2 s).
+ */
+export const DEFAULT_LIVE_SENDER_MSGS_PER_SEC = 30;
+/** Default live bytes (message bodies) one sender may hand to the app a second: 32 KiB. */
+export const DEFAULT_LIVE_SENDER_BYTES_PER_SEC = 32 * 1024;
+/** A sender's bucket holds this many seconds of its rate. */
+export const LIVE_SENDER_BURST_SECONDS = 2;
+
+/** Senders whose buckets the SDK remembers at once (more than a room holds). */
+const MAX_LIVE_SENDERS = 10_000;
+
+/** A per-sender bound on live updates. */
+export interface LiveRate {
+  msgsPerSec: number;
+  bytesPerSec: number;
+}
+
+/**
+ * Drops live updates beyond a per-sender rate before they reach the app: a member flooding the
+ * room (until the workers close its connection) costs the others' sockets, not their pages.
+ */
+export class LiveFilter {
+  private readonly msgs: RateGate;
+  private readonly bytes: RateGate;
+  /** Updates dropped so far. */
+  dropped = 0;
+
+  constructor(rate: LiveRate) {
+    const gate = (perSec: number) =>
+      new RateGate(
+        { burst: perSec * LIVE_SENDER_BURST_SECONDS, refillMs: 1000 / perSec },
+        MAX_LIVE_SENDERS,
+      );
+    this.msgs = gate(rate.msgsPerSec);
+    this.bytes = gate(rate.bytesPerSec);
+  }
+
+  /** Whether an update of `size` bytes from `from` may go to the app now. */
+  admit(from: string, size: number, now = Date.now()): boolean {
+    const ok = this.bytes.take(from, now, size) && this.msgs.take(from, now);
+    if (!ok) this.dropped++;
+    return ok;
+  }
 }
 
 /** Bits of randomness in a client's request id prefix. */

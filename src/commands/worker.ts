@@ -25,6 +25,13 @@ import {
   DEFAULT_CONSUMER_RETENTION_MS,
   DEFAULT_PRESENCE_GRACE_MS,
   DEFAULT_PRESENCE_RESYNC_MS,
+  DEFAULT_HAND_CHANGES,
+  DEFAULT_HAND_WINDOW_MS,
+  DEFAULT_LEAVE_WINDOW_MS,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_FLOOD_POLL_MS,
+  DEFAULT_FLOOD_COOL_OFF_MS,
   type LiveKitSettings,
   type WorkerConfig,
 } from '../worker/index.js';
@@ -51,6 +58,13 @@ export interface WorkerFlags {
   consumerRetention: number;
   consumerInactiveThreshold: number;
   blockTtl: number;
+  handChanges: number;
+  handWindow: number;
+  leaveWindow: number;
+  connMsgsRate: number;
+  connBytesRate: number;
+  floodPoll: number;
+  floodCoolOff: number;
   httpPort: number;
   logLevel: LogLevel;
 }
@@ -127,6 +141,9 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
   if (f.ackWait < 1_000) configError('--ack-wait', 'at least 1s');
   if (f.tokenTtl < MIN_TOKEN_TTL_MS || f.tokenTtl > MAX_TOKEN_TTL_MS)
     configError('--token-ttl', '10s to 7d');
+  if (f.handWindow < 1_000) configError('--hand-window', 'at least 1s');
+  if (f.floodPoll < 100 || f.floodPoll > 60_000) configError('--flood-poll', '100ms to 60s');
+  if (f.floodCoolOff < 1_000) configError('--flood-cool-off', 'at least 1s');
   const livekit = await liveKitSettings(f);
   const hasSigner =
     (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSigningJwk)) !== undefined ||
@@ -150,6 +167,15 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
       consumerRetentionMs: f.consumerRetention,
     },
     blockTtlMs: f.blockTtl,
+    handChanges: f.handChanges,
+    handWindowMs: f.handWindow,
+    leaveWindowMs: f.leaveWindow,
+    flood: {
+      msgsPerSec: f.connMsgsRate,
+      bytesPerSec: f.connBytesRate,
+      pollMs: f.floodPoll,
+      coolOffMs: f.floodCoolOff,
+    },
     consumerInactiveThresholdMs: f.consumerInactiveThreshold,
     version: packageVersion(),
   };
@@ -254,6 +280,74 @@ export function registerWorker(program: Command): void {
         defaultDescription: '1h',
         parse: parseDuration,
       }),
+    )
+    .addOption(
+      opt<number>(
+        '--hand-changes <n>',
+        'changes a user may make to its own hand per --hand-window',
+        {
+          default: DEFAULT_HAND_CHANGES,
+          parse: intParser(1, 1_000),
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--hand-window <duration>',
+        'window of --hand-changes (a bucket refilled over it)',
+        {
+          default: DEFAULT_HAND_WINDOW_MS,
+          defaultDescription: formatDuration(DEFAULT_HAND_WINDOW_MS),
+          parse: parseDuration,
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--leave-window <duration>',
+        'REQ_LEAVE makes a departure immediate at most once per this window; else the grace period applies',
+        {
+          default: DEFAULT_LEAVE_WINDOW_MS,
+          defaultDescription: formatDuration(DEFAULT_LEAVE_WINDOW_MS),
+          parse: parseDuration,
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--conn-msgs-rate <n>',
+        'messages a second a room client connection may publish; above it the connection is kicked',
+        { default: DEFAULT_CONN_MSGS_PER_SEC, parse: intParser(1, 1_000_000) },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--conn-bytes-rate <n>',
+        'bytes a second a room client connection may publish; above it the connection is kicked',
+        { default: DEFAULT_CONN_BYTES_PER_SEC, parse: intParser(1_024, 1_073_741_824) },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--flood-poll <duration>',
+        "interval of the look at each server's top publishers (the connection bound's detection delay)",
+        {
+          default: DEFAULT_FLOOD_POLL_MS,
+          defaultDescription: formatDuration(DEFAULT_FLOOD_POLL_MS),
+          parse: parseDuration,
+        },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--flood-cool-off <duration>',
+        'a user kicked twice for flooding within 10 minutes is blocked this long',
+        {
+          default: DEFAULT_FLOOD_COOL_OFF_MS,
+          defaultDescription: formatDuration(DEFAULT_FLOOD_COOL_OFF_MS),
+          parse: parseDuration,
+        },
+      ),
     )
     .addOption(opt<boolean>('--no-presence', 'do not track presence (another deployment does)'))
     .addOption(

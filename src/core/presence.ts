@@ -31,6 +31,12 @@ export interface PresenceRecord {
   awayAt?: string;
   /** The user said it is leaving (`REQ_LEAVE`): its last connection closing means left, not away. */
   leaving?: boolean;
+  /**
+   * When a `REQ_LEAVE` last made the user leave at once (ISO-8601). Within the leave window after
+   * it, another `REQ_LEAVE` is not honoured: the departure takes the grace period, and a rejoin
+   * within it announces nothing. This bounds the joined/left broadcasts of a connect-and-leave loop.
+   */
+  leftAt?: string;
   /** Connections that closed lately (see {@link MAX_CLOSED_REMEMBERED}). */
   closed?: ConnectionRef[];
   /** Written by earlier versions once the consumer was deleted; no longer written. */
@@ -79,8 +85,11 @@ export type PresenceEvent =
   | { type: 'disconnect'; conn: ConnectionRef; at: string }
   /** Connections found gone without their own event: a server shut down or died, or CONNZ. */
   | { type: 'gone'; conns: ConnectionRef[]; at: string }
-  /** `REQ_LEAVE`: the last connection closing means left, not away. */
-  | { type: 'leave_requested' }
+  /**
+   * `REQ_LEAVE`: the last connection closing means left, not away; not honoured within
+   * `windowMs` of the last departure it made immediate ({@link PresenceRecord.leftAt}).
+   */
+  | { type: 'leave_requested'; at: string; windowMs: number }
   /** The grace period that began at `awayAt` is over. */
   | { type: 'grace_over'; awayAt: string; at: string };
 
@@ -119,6 +128,8 @@ export function applyPresence(
   switch (ev.type) {
     case 'leave_requested':
       if (!prev || prev.leaving || prev.state === PresenceState.Left) return NO_CHANGE;
+      if (prev.leftAt !== undefined && Date.parse(ev.at) - Date.parse(prev.leftAt) < ev.windowMs)
+        return NO_CHANGE;
       return { next: { ...prev, leaving: true }, joined: false, left: false };
     case 'grace_over': {
       if (prev?.state !== PresenceState.Away || prev.awayAt !== ev.awayAt) return NO_CHANGE;
@@ -192,6 +203,7 @@ function withConnections(
     delete next.leaving;
     if (leaving) {
       next.state = PresenceState.Left;
+      next.leftAt = ev.at;
       delete next.awayAt;
     } else {
       next.state = PresenceState.Away;

@@ -4,6 +4,7 @@
  * compare-and-set), and token-renewal stamps (rate limit across replicas).
  */
 import { isValidId } from './ids.js';
+import type { RateBudget } from './rate.js';
 
 /** `members.{roomId}.{userId}` */
 export const memberKey = (roomId: string, userId: string): string => `members.${roomId}.${userId}`;
@@ -24,6 +25,28 @@ export const seatsKey = (roomId: string): string => `seats.${roomId}`;
 
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
+
+/**
+ * `strikes.{roomId}.{userId}`: the user's connections lately closed for publishing above the
+ * connection bound (the flood guard's repeat-offender record).
+ */
+export const strikesKey = (roomId: string, userId: string): string => `strikes.${roomId}.${userId}`;
+
+/** Connections (`{server}/{cid}`) closed for flooding, with when (epoch milliseconds). */
+export interface StrikeRecord {
+  strikes: { conn: string; at: number }[];
+}
+
+export function parseStrikes(data: unknown): StrikeRecord | undefined {
+  const s = data as Partial<StrikeRecord> | null;
+  if (!s || !Array.isArray(s.strikes)) return undefined;
+  return {
+    strikes: s.strikes.filter(
+      (x): x is { conn: string; at: number } =>
+        typeof x?.conn === 'string' && typeof x.at === 'number',
+    ),
+  };
+}
 
 /** A member of a room as admitted by the callout. */
 export interface MemberRecord {
@@ -57,6 +80,11 @@ export interface HandRecord {
    * so an older event (a redelivery, or one overtaken by a later event of another user) is a no-op.
    */
   appliedSeq: number;
+  /**
+   * The owner's bucket of hand changes (see `DEFAULT_HAND_CHANGES`): kept in the hand's own
+   * record, so every worker replica draws from it under the same compare-and-set.
+   */
+  budget?: RateBudget;
 }
 
 export function parseHand(data: unknown): HandRecord | undefined {

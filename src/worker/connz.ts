@@ -5,17 +5,39 @@
  */
 import type { Msg } from '@nats-io/transport-node';
 
+/** One connection of a CONNZ answer. */
+export interface ConnzConnection {
+  cid: number;
+  user: string;
+  /** Messages and bytes the connection published since it connected (`in_msgs`, `in_bytes`). */
+  inMsgs?: number;
+  inBytes?: number;
+  /** When it connected, epoch milliseconds (server clock). */
+  start?: number;
+}
+
 /** A server's connections, by cid, with the user each authenticated as. */
 export interface ConnzAnswer {
   server: string;
-  connections: { cid: number; user: string }[];
+  /** The server's clock when it answered, epoch milliseconds (absent when unreadable). */
+  now?: number;
+  connections: ConnzConnection[];
 }
 
 /** The answer a message carries; undefined for anything that is not a CONNZ answer. */
 export function parseConnz(m: Msg): ConnzAnswer | undefined {
   let r: {
     server?: { id?: unknown };
-    data?: { connections?: { cid?: unknown; authorized_user?: unknown }[] };
+    data?: {
+      now?: unknown;
+      connections?: {
+        cid?: unknown;
+        authorized_user?: unknown;
+        in_msgs?: unknown;
+        in_bytes?: unknown;
+        start?: unknown;
+      }[];
+    };
   };
   try {
     r = m.json();
@@ -26,7 +48,16 @@ export function parseConnz(m: Msg): ConnzAnswer | undefined {
   if (typeof server !== 'string' || server === '' || !r.data) return undefined;
   const connections: ConnzAnswer['connections'] = [];
   for (const c of r.data.connections ?? [])
-    if (typeof c.cid === 'number' && typeof c.authorized_user === 'string' && c.authorized_user)
-      connections.push({ cid: c.cid, user: c.authorized_user });
-  return { server, connections };
+    if (typeof c.cid === 'number' && typeof c.authorized_user === 'string' && c.authorized_user) {
+      const start = typeof c.start === 'string' ? Date.parse(c.start) : NaN;
+      connections.push({
+        cid: c.cid,
+        user: c.authorized_user,
+        ...(typeof c.in_msgs === 'number' ? { inMsgs: c.in_msgs } : {}),
+        ...(typeof c.in_bytes === 'number' ? { inBytes: c.in_bytes } : {}),
+        ...(Number.isFinite(start) ? { start } : {}),
+      });
+    }
+  const now = typeof r.data.now === 'string' ? Date.parse(r.data.now) : NaN;
+  return { server, ...(Number.isFinite(now) ? { now } : {}), connections };
 }

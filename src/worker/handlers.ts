@@ -44,6 +44,7 @@ import {
 import { consumerState, restoreConsumer, userConsumerConfig } from '../core/streams.js';
 import { ValidationError } from '../core/errors.js';
 import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
+import { parseBudget, takeTokens, type RateLimit } from '../core/rate.js';
 import { decodeJwt } from 'jose';
 
 /** A refusal with an answer code. */
@@ -95,6 +96,16 @@ export interface HandlerDeps {
    * `--consumer-inactive-threshold` (the callout sets it again at the user's next admission).
    */
   consumerInactiveThresholdMs: number;
+  /**
+   * Changes a user may make to its own hand: a bucket of `burst`, one more every `refillMs`
+   * (`--hand-changes` per `--hand-window`). A moderator lowering another's hand draws nothing.
+   */
+  handLimit: RateLimit;
+  /**
+   * How long after a departure `REQ_LEAVE` made immediate another is not honoured, in
+   * milliseconds (`--leave-window`; see `applyPresence`).
+   */
+  leaveWindowMs: number;
   /** Last sequence of a room's stream (for `snapshotSeq`). */
   roomLastSeq: (roomId: string) => Promise<number>;
   now: () => Date;
@@ -115,6 +126,14 @@ export interface EventContext {
   /** Stream sequence of the message in `sysJsWorker`. */
   seq: number;
 }
+
+/** Default hand changes per {@link DEFAULT_HAND_WINDOW_MS} of one user (`--hand-changes`). */
+export const DEFAULT_HAND_CHANGES = 5;
+/**
+ * Default window of {@link DEFAULT_HAND_CHANGES}, in milliseconds (`--hand-window`): five changes
+ * at once (raise, lower, raise, lower, raise), then one every 12 s.
+ */
+export const DEFAULT_HAND_WINDOW_MS = 60_000;
 
 /** Largest hand-raise note, in characters. */
 export const MAX_NOTE_LENGTH = 200;
@@ -161,8 +180,7 @@ export class Handlers {
       case RequestEvent.LowerHand:
         return this.lowerHand(ctx, role.moderator);
       case RequestEvent.Leave:
-        await this.markLeaving(ctx.roomId, ctx.userId);
-        return { data: {}, broadcasts: [] };
+        return { data: await this.markLeaving(ctx.roomId, ctx.userId), broadcasts: [] };
       case RequestEvent.RestoreConsumer:
         return { data: await this.restoreConsumer(ctx), broadcasts: [] };
       default:
@@ -360,25 +378,44 @@ export class Handlers {
 
   /**
    * Applies `change` to one user's hand with compare-and-set keyed by the event's stream sequence;
-   * returns whether the hand changed (false for no-ops and already-applied events).
+   * returns whether the hand changed (false for no-ops and already-applied events). A change the
+   * hand's owner makes draws a token from the owner's bucket, stored in the same record, so the
+   * bound holds across replicas; without one it fails with RATE_LIMITED and writes nothing.
    */
   private async changeHand(
     roomId: string,
     userId: string,
     seq: number,
+    byOwner: boolean,
     change: (h: HandRecord) => boolean,
   ): Promise<boolean> {
     let changed = false;
+    let retryInMs = 0;
     try {
       await casUpdate(this.d.roomState, handKey(roomId, userId), parseHand, (h) => {
         // What the last call decides is what was written: a conflict re-reads, and a read that
         // finds the event applied (by another delivery) changed nothing here.
         changed = false;
+        retryInMs = 0;
         const current = h ?? { raised: false, appliedSeq: 0 };
         if (current.appliedSeq >= seq) return undefined;
         const next = { ...current };
         changed = change(next);
         next.appliedSeq = seq;
+        // A no-op costs nothing: it broadcasts nothing.
+        if (changed && byOwner) {
+          const t = takeTokens(
+            parseBudget(current.budget),
+            this.d.now().getTime(),
+            this.d.handLimit,
+          );
+          if (!t.ok) {
+            changed = false;
+            retryInMs = t.retryInMs;
+            return undefined;
+          }
+          next.budget = t.next;
+        }
         return { put: next };
       });
     } catch (e) {
@@ -386,15 +423,34 @@ export class Handlers {
         throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
       throw e;
     }
+    if (retryInMs > 0) {
+      const { burst, refillMs } = this.d.handLimit;
+      throw new HandlerError(
+        AnswerCode.RateLimited,
+        `hand changed too often: at most ${burst} changes, then one every ${Math.ceil(refillMs / 1000)} s; try again in ${Math.ceil(retryInMs / 1000)} s`,
+      );
+    }
     return changed;
   }
 
-  /** Flags the presence record so that the user's last connection closing means left at once. */
-  private async markLeaving(roomId: string, userId: string): Promise<void> {
+  /**
+   * Flags the presence record so that the user's last connection closing means left at once;
+   * `immediate` is false when the user left at once within the leave window, and its departure
+   * takes the grace period instead (so a rejoin within it announces nothing).
+   */
+  private async markLeaving(roomId: string, userId: string): Promise<{ immediate: boolean }> {
+    const at = this.d.now().toISOString();
+    let immediate = false;
     await casUpdate(this.d.presence.bucket, presenceKey(roomId, userId), parsePresence, (r) => {
-      const next = applyPresence(r, roomId, userId, { type: 'leave_requested' }).next;
+      const next = applyPresence(r, roomId, userId, {
+        type: 'leave_requested',
+        at,
+        windowMs: this.d.leaveWindowMs,
+      }).next;
+      immediate = next?.leaving === true || r?.leaving === true;
       return next ? { put: next } : undefined;
     });
+    return { immediate };
   }
 
   private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {
@@ -407,7 +463,7 @@ export class Handlers {
         `note: a string of at most ${MAX_NOTE_LENGTH} characters`,
       );
     const raisedAt = this.d.now().toISOString();
-    const raised = await this.changeHand(ctx.roomId, ctx.userId, ctx.seq, (h) => {
+    const raised = await this.changeHand(ctx.roomId, ctx.userId, ctx.seq, true, (h) => {
       if (h.raised) return false;
       Object.assign(h, { raised: true, raisedAt, note });
       return true;
@@ -435,13 +491,19 @@ export class Handlers {
     if (target !== ctx.userId && !moderator)
       throw new HandlerError(AnswerCode.Forbidden, "only moderators may lower another user's hand");
     const at = this.d.now().toISOString();
-    const lowered = await this.changeHand(ctx.roomId, target, ctx.seq, (h) => {
-      if (!h.raised) return false;
-      h.raised = false;
-      delete h.raisedAt;
-      delete h.note;
-      return true;
-    });
+    const lowered = await this.changeHand(
+      ctx.roomId,
+      target,
+      ctx.seq,
+      target === ctx.userId,
+      (h) => {
+        if (!h.raised) return false;
+        h.raised = false;
+        delete h.raisedAt;
+        delete h.note;
+        return true;
+      },
+    );
     return {
       data: {},
       broadcasts: lowered

@@ -18,11 +18,25 @@ import type { Shutdown } from '../core/shutdown.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../core/streams.js';
 import { Bucket, roomStreamName } from '../core/subjects.js';
 import type { TokenSigner } from '../core/tokens.js';
-import { Handlers, type LiveKitSettings } from './handlers.js';
+import {
+  DEFAULT_HAND_CHANGES,
+  DEFAULT_HAND_WINDOW_MS,
+  Handlers,
+  type LiveKitSettings,
+} from './handlers.js';
+import { perWindow } from '../core/rate.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
 import { kickAll, roomConnections, startService } from './service.js';
+import {
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  DEFAULT_FLOOD_COOL_OFF_MS,
+  DEFAULT_FLOOD_POLL_MS,
+  FloodGuard,
+  type FloodSettings,
+} from './flood-guard.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
 export {
@@ -30,13 +44,28 @@ export {
   DEFAULT_PRESENCE_GRACE_MS,
   DEFAULT_PRESENCE_RESYNC_MS,
 } from './presence.js';
+export { DEFAULT_HAND_CHANGES, DEFAULT_HAND_WINDOW_MS } from './handlers.js';
 export type { LiveKitSettings } from './handlers.js';
+export {
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  DEFAULT_FLOOD_COOL_OFF_MS,
+  DEFAULT_FLOOD_POLL_MS,
+} from './flood-guard.js';
+export type { FloodSettings } from './flood-guard.js';
 export type { PresenceSettings } from './presence.js';
 
 /** Default lifetime of renewed and issued room tokens: 1 hour. */
 export const DEFAULT_RENEW_TTL_MS = 3_600_000;
 /** At most one renewal per user per this many milliseconds (DESIGN.md §6). */
 export const RENEW_INTERVAL_MS = 10_000;
+/**
+ * Default leave window, in milliseconds (`--leave-window`): a `REQ_LEAVE` makes the departure
+ * immediate at most once per window; within it a departure takes the grace period, so a
+ * connect-and-leave loop announces at most one left and one joined per window, plus one pair per
+ * grace period.
+ */
+export const DEFAULT_LEAVE_WINDOW_MS = 60_000;
 /** Default time a kicked user stays out: 1 hour. */
 export const DEFAULT_BLOCK_TTL_MS = 3_600_000;
 
@@ -54,6 +83,14 @@ export interface WorkerConfig {
   presence: PresenceSettings;
   /** How long a kick keeps the user out, in milliseconds. */
   blockTtlMs: number;
+  /** Hand changes a user may make per {@link handWindowMs}; default {@link DEFAULT_HAND_CHANGES}. */
+  handChanges?: number;
+  /** Window of {@link handChanges}, in milliseconds; default {@link DEFAULT_HAND_WINDOW_MS}. */
+  handWindowMs?: number;
+  /** Default {@link DEFAULT_LEAVE_WINDOW_MS}. */
+  leaveWindowMs?: number;
+  /** The connection publish bound (needs the system user); defaults from flood-guard.ts. */
+  flood?: Partial<FloodSettings>;
   /**
    * Inactive threshold of a user consumer the worker restores, in milliseconds; default
    * {@link DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS}, as the callout's.
@@ -66,6 +103,7 @@ export interface RunningWorker {
   pool: EventPool;
   service: Service;
   tracker: PresenceTracker | undefined;
+  flood: FloodGuard | undefined;
 }
 
 /**
@@ -124,6 +162,11 @@ export async function runWorker(
     token: c.token,
     livekit: c.livekit,
     renewIntervalMs: RENEW_INTERVAL_MS,
+    handLimit: perWindow(
+      c.handChanges ?? DEFAULT_HAND_CHANGES,
+      c.handWindowMs ?? DEFAULT_HAND_WINDOW_MS,
+    ),
+    leaveWindowMs: c.leaveWindowMs ?? DEFAULT_LEAVE_WINDOW_MS,
     consumerInactiveThresholdMs:
       c.consumerInactiveThresholdMs ?? DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
     roomLastSeq: async (roomId) => (await jsm.streams.info(roomStreamName(roomId))).state.last_seq,
@@ -134,6 +177,7 @@ export async function runWorker(
 
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
+  let flood: FloodGuard | undefined;
   if (c.systemPassword) {
     sys = await connectNats({
       servers: c.servers,
@@ -152,8 +196,26 @@ export async function runWorker(
       c.clientAccount,
       c.presence,
       log,
+      (answer) => flood?.observe(answer),
+    );
+    flood = new FloodGuard(
+      sys,
+      c.clientAccount,
+      roomState,
+      blocks,
+      {
+        msgsPerSec: c.flood?.msgsPerSec ?? DEFAULT_CONN_MSGS_PER_SEC,
+        bytesPerSec: c.flood?.bytesPerSec ?? DEFAULT_CONN_BYTES_PER_SEC,
+        pollMs: c.flood?.pollMs ?? DEFAULT_FLOOD_POLL_MS,
+        coolOffMs: c.flood?.coolOffMs ?? DEFAULT_FLOOD_COOL_OFF_MS,
+      },
+      metrics,
+      log,
     );
     await tracker.start();
+    flood.start();
+    const f = flood;
+    shutdown.add('flood-guard', () => f.stop());
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
@@ -190,5 +252,5 @@ export async function runWorker(
     },
     'worker ready',
   );
-  return { pool, service, tracker };
+  return { pool, service, tracker, flood };
 }

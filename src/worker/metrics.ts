@@ -8,6 +8,8 @@ export class WorkerMetrics {
   readonly inflight: Gauge;
   readonly redeliveries: Counter;
   readonly exhausted: Counter;
+  readonly floodKicks: Counter;
+  readonly floodBlocks: Counter;
 
   constructor(registry: Registry, inflight: () => number) {
     this.events = new Counter({
@@ -39,6 +41,16 @@ export class WorkerMetrics {
     this.exhausted = new Counter({
       name: `${METRICS_PREFIX}worker_max_deliveries_total`,
       help: 'Events that reached max_deliver; they stay in sysJsWorker for inspection',
+      registers: [registry],
+    });
+    this.floodKicks = new Counter({
+      name: `${METRICS_PREFIX}worker_flood_kicks_total`,
+      help: 'Room client connections this replica closed for publishing above the connection bound',
+      registers: [registry],
+    });
+    this.floodBlocks = new Counter({
+      name: `${METRICS_PREFIX}worker_flood_blocks_total`,
+      help: 'Users this replica blocked for the cool-off after a repeated flood',
       registers: [registry],
     });
   }

@@ -24,7 +24,7 @@ import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
 import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
-import { parseConnz } from './connz.js';
+import { parseConnz, type ConnzAnswer } from './connz.js';
 import type { Logger } from '../core/logger.js';
 import { LeftReason, PlatformEvents } from '../core/platform-events.js';
 import {
@@ -44,6 +44,7 @@ import {
   parseHand,
   parseMember,
   renewKey,
+  strikesKey,
 } from '../core/room-state.js';
 import {
   Bucket,
@@ -218,6 +219,8 @@ export class PresenceTracker {
     private readonly account: string,
     private readonly s: PresenceSettings,
     private readonly log: Logger,
+    /** Sees every CONNZ answer of the reconcile (the flood guard reads its counters). */
+    private readonly onConnz: (answer: ConnzAnswer) => void = () => undefined,
   ) {
     this.js = jetstream(app);
     this.platform = new PlatformEvents(app, log);
@@ -457,6 +460,7 @@ export class PresenceTracker {
       devicesKey(roomId, userId),
       memberKey(roomId, userId),
       renewKey(roomId, userId),
+      strikesKey(roomId, userId),
     ])
       await casUpdate(
         this.roomState,
@@ -499,7 +503,16 @@ export class PresenceTracker {
       `left-${roomId}-${userId}-${at}`,
     );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
-      h?.raised ? { put: { raised: false, appliedSeq: h.appliedSeq } } : undefined,
+      // The budget stays: leaving and coming back must not refill the user's hand changes.
+      h?.raised
+        ? {
+            put: {
+              raised: false,
+              appliedSeq: h.appliedSeq,
+              ...(h.budget !== undefined ? { budget: h.budget } : {}),
+            },
+          }
+        : undefined,
     );
     if (lowered.step) {
       this.platform.publish({
@@ -586,7 +599,9 @@ export class PresenceTracker {
 
   private readConnz(m: Msg, live: Map<string, Map<number, string>>): void {
     const answer = parseConnz(m);
-    if (answer) live.set(answer.server, new Map(answer.connections.map((c) => [c.cid, c.user])));
+    if (!answer) return;
+    live.set(answer.server, new Map(answer.connections.map((c) => [c.cid, c.user])));
+    this.onConnz(answer);
   }
 
   private async announce(

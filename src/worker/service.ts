@@ -198,7 +198,12 @@ function endpointStats(srv: Service, name: string): EndpointStatsInternals | und
 }
 
 /** Writes `key` so that it expires after `ttlMs` (rounded up to whole seconds). */
-async function putExpiring(kv: KV, key: string, value: string, ttlMs: number): Promise<void> {
+export async function putExpiring(
+  kv: KV,
+  key: string,
+  value: string,
+  ttlMs: number,
+): Promise<void> {
   const ttl = `${Math.ceil(ttlMs / 1000)}s`;
   // A TTL can only come with a create: remove what is there first (its marker expires too).
   const e = await kv.get(key);

@@ -1,10 +1,21 @@
 import { jest } from '@jest/globals';
 import {
+  DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+  DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
   encodeLive,
+  LIVE_SENDER_BURST_SECONDS,
+  LiveFilter,
   newRequestIdPrefix,
   parseLive,
   REQUEST_ID_RANDOM_BITS,
 } from '../../src/client/live.js';
+import { perWindow, RateGate, takeTokens } from '../../src/core/rate.js';
+import {
+  CONN_BURST_SECONDS,
+  DEFAULT_CONN_BYTES_PER_SEC,
+  DEFAULT_CONN_MSGS_PER_SEC,
+  overBound,
+} from '../../src/worker/flood-guard.js';
 import { isValidId } from '../../src/core/ids.js';
 import {
   deviceConnectionName,
@@ -92,5 +103,113 @@ describe('device names', () => {
     expect(deviceConsumerName('hana', 'x')).toBe('hana~x');
     // `~` is in no user id, so `hana~x` is never a user's own consumer.
     expect(isValidId('hana~x')).toBe(false);
+  });
+});
+
+describe('LiveFilter: a per-sender bound on what reaches the app', () => {
+  test('a burst, then the rate; each sender has its own bucket', () => {
+    const f = new LiveFilter({ msgsPerSec: 10, bytesPerSec: 1_000_000 });
+    const burst = 10 * LIVE_SENDER_BURST_SECONDS;
+    let passed = 0;
+    for (let i = 0; i < 100; i++) if (f.admit('flooder', 10, 0)) passed++;
+    expect(passed).toBe(burst);
+    expect(f.dropped).toBe(100 - burst);
+    expect(f.admit('hana', 10, 0)).toBe(true);
+    // One second later: ten more.
+    passed = 0;
+    for (let i = 0; i < 100; i++) if (f.admit('flooder', 10, 1_000)) passed++;
+    expect(passed).toBe(10);
+  });
+
+  test('bytes count: large updates are held to the bytes rate', () => {
+    const f = new LiveFilter({ msgsPerSec: 1_000, bytesPerSec: 1_000 });
+    let passed = 0;
+    for (let i = 0; i < 10; i++) if (f.admit('flooder', 500, 0)) passed++;
+    expect(passed).toBe((1_000 * LIVE_SENDER_BURST_SECONDS) / 500);
+  });
+
+  test('the defaults let a busy page through (20 cursor updates a second, a beat every 2 s)', () => {
+    const f = new LiveFilter({
+      msgsPerSec: DEFAULT_LIVE_SENDER_MSGS_PER_SEC,
+      bytesPerSec: DEFAULT_LIVE_SENDER_BYTES_PER_SEC,
+    });
+    for (let ms = 0; ms < 60_000; ms += 50) {
+      expect(f.admit('painter', 120, ms)).toBe(true);
+      if (ms % 2_000 === 0) expect(f.admit('painter', 200, ms)).toBe(true);
+    }
+    expect(f.dropped).toBe(0);
+  });
+});
+
+describe('takeTokens and RateGate', () => {
+  test('a missing bucket is full; a refused take changes nothing and says when to retry', () => {
+    const limit = perWindow(5, 60_000);
+    let b = takeTokens(undefined, 0, limit);
+    for (let i = 0; i < 4; i++) b = takeTokens(b.next, 0, limit);
+    expect(b.ok).toBe(true);
+    const refused = takeTokens(b.next, 1_000, limit);
+    expect(refused).toMatchObject({ ok: false, retryInMs: 11_000 });
+    expect(refused.next).toEqual(b.next);
+    expect(takeTokens(b.next, 12_000, limit).ok).toBe(true);
+    // A clock that went back refills nothing.
+    expect(takeTokens(b.next, -60_000, limit).ok).toBe(false);
+  });
+
+  test('a gate remembers at most its key limit', () => {
+    const g = new RateGate({ burst: 1, refillMs: 1_000 }, 3);
+    for (const k of ['a', 'b', 'c', 'd']) expect(g.take(k, 0)).toBe(true);
+    expect(g.take('d', 0)).toBe(false);
+  });
+});
+
+describe('overBound: the connection bound the flood guard applies to server counters', () => {
+  const s = { msgsPerSec: DEFAULT_CONN_MSGS_PER_SEC, bytesPerSec: DEFAULT_CONN_BYTES_PER_SEC };
+  const burstBytes = DEFAULT_CONN_BYTES_PER_SEC * CONN_BURST_SECONDS;
+
+  test('since it connected: the burst plus the rate for its age', () => {
+    const start = 0;
+    expect(overBound(s, 1_000, { inMsgs: 1, inBytes: burstBytes, start }, undefined)).toBe(
+      undefined,
+    );
+    expect(
+      overBound(
+        s,
+        1_000,
+        { inMsgs: 1, inBytes: burstBytes + DEFAULT_CONN_BYTES_PER_SEC + 1, start },
+        undefined,
+      ),
+    ).toMatch(/bytes in 1.0 s \(since it connected\)/);
+    expect(
+      overBound(
+        s,
+        1_000,
+        { inMsgs: DEFAULT_CONN_MSGS_PER_SEC * (CONN_BURST_SECONDS + 1) + 1, inBytes: 0, start },
+        undefined,
+      ),
+    ).toMatch(/messages in 1.0 s/);
+  });
+
+  test('since the last look: a long-lived connection that starts flooding is caught', () => {
+    const day = 86_400_000;
+    const prev = { msgs: 1_000, bytes: 1_000_000, at: day };
+    // Its average since it connected is tiny, but the last second was not.
+    expect(
+      overBound(
+        s,
+        day + 1_000,
+        { inMsgs: 1_100, inBytes: 1_000_000 + burstBytes * 2, start: 0 },
+        prev,
+      ),
+    ).toMatch(/since the last look/);
+    expect(
+      overBound(s, day + 1_000, { inMsgs: 1_100, inBytes: 1_000_000 + 50_000, start: 0 }, prev),
+    ).toBe(undefined);
+  });
+
+  test('a busy page stays far below: 20 cursor updates of 120 bytes a second for an hour', () => {
+    const hour = 3_600_000;
+    expect(
+      overBound(s, hour, { inMsgs: 20 * 3_600, inBytes: 120 * 20 * 3_600, start: 0 }, undefined),
+    ).toBe(undefined);
   });
 });

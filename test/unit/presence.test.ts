@@ -10,6 +10,13 @@ const a = { server: 'S1', cid: 1 };
 const b = { server: 'S1', cid: 2 };
 const c = { server: 'S2', cid: 1 };
 const t = (s: number): string => new Date(Date.UTC(2026, 11, 1, 9, 0, s)).toISOString();
+const WINDOW_MS = 60_000;
+/** `REQ_LEAVE` at second `s`, with a 60 s leave window. */
+const leave = (s: number): PresenceEvent => ({
+  type: 'leave_requested',
+  at: t(s),
+  windowMs: WINDOW_MS,
+});
 
 /** Applies events in order; returns the final record and every announcement. */
 function run(events: PresenceEvent[], start?: PresenceRecord) {
@@ -72,7 +79,7 @@ describe('applyPresence', () => {
   test('a leave request makes the last close a departure at once', () => {
     const { r, said } = run([
       { type: 'connect', conn: a, at: t(0) },
-      { type: 'leave_requested' },
+      leave(1),
       { type: 'disconnect', conn: a, at: t(1) },
     ]);
     expect(said).toEqual(['joined', 'left']);
@@ -84,7 +91,7 @@ describe('applyPresence', () => {
     const { r } = run([
       { type: 'connect', conn: a, at: t(0) },
       { type: 'connect', conn: b, at: t(1) },
-      { type: 'leave_requested' },
+      leave(2),
       { type: 'disconnect', conn: a, at: t(2) },
       { type: 'disconnect', conn: b, at: t(3) },
     ]);
@@ -127,12 +134,30 @@ describe('applyPresence', () => {
   test('coming back after leaving: joined again, a new session', () => {
     const { r, said } = run([
       { type: 'connect', conn: a, at: t(0) },
-      { type: 'leave_requested' },
+      leave(1),
       { type: 'disconnect', conn: a, at: t(1) },
       { type: 'connect', conn: b, at: t(5), role: 'teacher' },
     ]);
     expect(said).toEqual(['joined', 'left', 'joined']);
     expect(r).toMatchObject({ state: 'online', since: t(5), role: 'teacher' });
+  });
+
+  test('a second REQ_LEAVE within the window takes the grace period: a rejoin announces nothing', () => {
+    const { r, said } = run([
+      { type: 'connect', conn: a, at: t(0) },
+      leave(1),
+      { type: 'disconnect', conn: a, at: t(1) },
+      { type: 'connect', conn: b, at: t(2) },
+      leave(3),
+      { type: 'disconnect', conn: b, at: t(3) },
+      { type: 'connect', conn: c, at: t(4) },
+    ]);
+    expect(said).toEqual(['joined', 'left', 'joined']);
+    expect(r).toMatchObject({ state: 'online', leftAt: t(1) });
+    // Once the window is over, a leave is immediate again.
+    const later = run([leave(62), { type: 'disconnect', conn: c, at: t(62) }], r);
+    expect(later.said).toEqual(['left']);
+    expect(later.r).toMatchObject({ state: 'left', leftAt: t(62) });
   });
 
   test(`closed connections remembered: at most ${MAX_CLOSED_REMEMBERED}, the latest`, () => {
@@ -152,9 +177,7 @@ describe('applyPresence', () => {
     expect(
       applyPresence(r, 'n5', 'hana', { type: 'connect', conn: a, at: t(0) }).next,
     ).toBeUndefined();
-    expect(
-      applyPresence(undefined, 'n5', 'hana', { type: 'leave_requested' }).next,
-    ).toBeUndefined();
+    expect(applyPresence(undefined, 'n5', 'hana', leave(0)).next).toBeUndefined();
     const left: PresenceRecord = {
       ...(r as PresenceRecord),
       state: PresenceState.Left,
