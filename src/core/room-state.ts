@@ -19,6 +19,12 @@ export function parseDevices(data: unknown): string[] {
   return Array.isArray(data) ? data.filter((d): d is string => typeof d === 'string') : [];
 }
 
+/**
+ * `rights.{roomId}`: the rights of the room's last config whose narrowing was applied to open
+ * connections, so that of several workers seeing one change only one closes connections.
+ */
+export const rightsKey = (roomId: string): string => `rights.${roomId}`;
+
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
 

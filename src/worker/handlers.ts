@@ -255,9 +255,23 @@ export class Handlers {
     };
   }
 
+  /**
+   * Refuses a blocked user: its connections are being closed, but an event it sent before (or a
+   * connection the kick has not reached yet) must not get it a fresh token.
+   */
+  private refuseBlocked(room: CompiledRoomConfig, me: MemberRecord, now: Date): void {
+    const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
+    if (block && isBlockActive(block, now))
+      throw new HandlerError(
+        AnswerCode.Forbidden,
+        `${me.userId} is blocked in room ${room.roomId}`,
+      );
+  }
+
   private async media(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
     const lk = this.d.livekit;
     if (!lk) throw new HandlerError(AnswerCode.NotFound, 'no media server is configured');
+    this.refuseBlocked(room, me, this.d.now());
     const grants = room.roles[me.role]?.media;
     // Grants follow the role: in a broadcast room only presenters have canPublish (the compiled
     // roles say who), and `broadcast` goes to the client as the layout to show (docs/decisions.md).
@@ -290,12 +304,7 @@ export class Handlers {
     if (!this.d.signer)
       throw new HandlerError(AnswerCode.NotFound, 'token renewal is not configured on this worker');
     const now = this.d.now();
-    const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
-    if (block && isBlockActive(block, now))
-      throw new HandlerError(
-        AnswerCode.Forbidden,
-        `${me.userId} is blocked in room ${room.roomId}`,
-      );
+    this.refuseBlocked(room, me, now);
     // At most one renewal per user per interval, across replicas: compare-and-set on a stamp.
     // A replica that loses the race reads the winner's stamp and refuses; an outage is an error.
     const stamp = (d: unknown): { at: number } | undefined => {

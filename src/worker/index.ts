@@ -22,6 +22,8 @@ import { Handlers, type LiveKitSettings } from './handlers.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
+import { MediaRemover } from './media.js';
+import { closeOnNarrowing } from './room-changes.js';
 import { kickAll, roomConnections, startService } from './service.js';
 
 export { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_DELIVER, DEFAULT_WORKER_CONCURRENCY } from './pool.js';
@@ -157,15 +159,19 @@ export async function runWorker(
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
+    closeOnNarrowing(rooms, roomState, sys, c.clientAccount, log);
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }
+  const media = c.livekit ? new MediaRemover(c.livekit, ops.registry, log) : undefined;
+  if (media) shutdown.add('media-guards', () => media.stop());
   const service = await startService(nc, {
     rooms,
     presence,
     clientAccount: c.clientAccount,
     blocks: blocks.bucket,
     sys,
+    media,
     blockTtlMs: c.blockTtlMs,
     signer: c.signer,
     token: c.token,

@@ -1,0 +1,141 @@
+/**
+ * Ends a kicked user's media. LiveKit cannot revoke a token: it takes one until its `exp` (plus
+ * a minute's leeway), and while a participant is connected it hands out fresh ones itself. So a
+ * kick removes the identity from the LiveKit room at once (`RoomService.RemoveParticipant`), and
+ * keeps removing it while a token the user held before the kick may still open the room: a
+ * modified client that joins again is removed within {@link MEDIA_GUARD_INTERVAL_MS}. LiveKit
+ * being down never fails a kick: the NATS side is done first, and the guard's later tries are the
+ * bounded retry.
+ */
+import { RoomServiceClient, ServerError } from 'livekit-server-sdk';
+import { Counter, type Registry } from 'prom-client';
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { METRICS_PREFIX } from '../core/ops.js';
+import type { LiveKitSettings } from './handlers.js';
+
+/** What a removal from LiveKit came to. */
+export const MediaOutcome = {
+  /** The identity was in the room and LiveKit removed it. */
+  Removed: 'removed',
+  /** The identity (or the room) was not there. */
+  Absent: 'absent',
+  /** LiveKit did not answer or refused: the guard tries again. */
+  Failed: 'failed',
+  /** No media server is configured on this worker. */
+  Off: 'off',
+} as const;
+export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
+
+/** Longest wait for one LiveKit API call, in seconds: a kick answers within it when LiveKit hangs. */
+export const MEDIA_REQUEST_TIMEOUT_S = 2;
+/**
+ * Time between two removals of a kicked identity while its old tokens may still be valid, in
+ * milliseconds: how long a modified client that rejoins LiveKit keeps media at most.
+ */
+export const MEDIA_GUARD_INTERVAL_MS = 3_000;
+/** How long past `exp` LiveKit still takes a token (go-jose's default leeway), in milliseconds. */
+export const LIVEKIT_EXP_LEEWAY_MS = 60_000;
+/**
+ * Lifetime of the tokens LiveKit itself sends a connected participant (livekit-server's
+ * `tokenDefaultTTL`), in milliseconds: a kicked client may hold one this young.
+ */
+export const LIVEKIT_REFRESH_TOKEN_TTL_MS = 600_000;
+/** Kicked identities guarded at once, at most; past it the oldest guard ends early. */
+export const MAX_MEDIA_GUARDS = 10_000;
+
+/** Removes kicked identities from LiveKit rooms, and keeps them out while their tokens live. */
+export class MediaRemover {
+  private readonly client: RoomServiceClient;
+  private readonly guards = new Map<string, ReturnType<typeof setInterval>>();
+  private readonly removals: Counter<'result'>;
+
+  constructor(
+    private readonly settings: LiveKitSettings,
+    registry: Registry,
+    private readonly log: Logger,
+    private readonly intervalMs = MEDIA_GUARD_INTERVAL_MS,
+  ) {
+    this.client = new RoomServiceClient(settings.url, settings.apiKey, settings.apiSecret, {
+      requestTimeout: MEDIA_REQUEST_TIMEOUT_S,
+      failover: false,
+    });
+    this.removals = new Counter({
+      name: `${METRICS_PREFIX}worker_media_removals_total`,
+      help: 'Removals of kicked users from LiveKit, by result (removed, absent, failed)',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+  }
+
+  /**
+   * How long after a kick a token issued before it may still open the LiveKit room, in
+   * milliseconds: the longer of ours and LiveKit's own, plus its leeway.
+   */
+  get tokenWindowMs(): number {
+    return (
+      Math.max(this.settings.ttlSeconds * 1000, LIVEKIT_REFRESH_TOKEN_TTL_MS) +
+      LIVEKIT_EXP_LEEWAY_MS
+    );
+  }
+
+  /** Removes `identity` from the LiveKit room once. Never throws. */
+  async remove(room: string, identity: string): Promise<MediaOutcome> {
+    let outcome: MediaOutcome;
+    try {
+      await this.client.removeParticipant(room, identity);
+      outcome = MediaOutcome.Removed;
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) outcome = MediaOutcome.Absent;
+      else {
+        outcome = MediaOutcome.Failed;
+        this.log.debug({ room, identity, err: describeError(e) }, 'LiveKit removal failed');
+      }
+    }
+    this.removals.inc({ result: outcome });
+    return outcome;
+  }
+
+  /**
+   * Removes `identity` now, then every {@link MEDIA_GUARD_INTERVAL_MS} until `untilMs` (the end
+   * of the block or of the token window, whichever is first). A second kick replaces the guard.
+   */
+  async kick(room: string, identity: string, blockedUntilMs: number): Promise<MediaOutcome> {
+    const key = `${room}\u0000${identity}`;
+    this.clear(key);
+    const outcome = await this.remove(room, identity);
+    if (outcome === MediaOutcome.Failed)
+      this.log.warn({ room, identity }, 'LiveKit unreachable at a kick; retrying while tokens live');
+    const until = Math.min(blockedUntilMs, Date.now() + this.tokenWindowMs);
+    if (until <= Date.now()) return outcome;
+    if (this.guards.size >= MAX_MEDIA_GUARDS) {
+      const oldest = this.guards.keys().next().value;
+      if (oldest !== undefined) this.clear(oldest);
+    }
+    let busy = false;
+    const timer = setInterval(() => {
+      if (Date.now() >= until) return this.clear(key);
+      if (busy) return;
+      busy = true;
+      void this.remove(room, identity)
+        .then((o) => {
+          if (o === MediaOutcome.Removed)
+            this.log.info({ room, identity }, 'kicked user rejoined LiveKit; removed again');
+        })
+        .finally(() => (busy = false));
+    }, this.intervalMs);
+    timer.unref?.();
+    this.guards.set(key, timer);
+    return outcome;
+  }
+
+  private clear(key: string): void {
+    const t = this.guards.get(key);
+    if (t !== undefined) clearInterval(t);
+    this.guards.delete(key);
+  }
+
+  stop(): void {
+    for (const key of [...this.guards.keys()]) this.clear(key);
+  }
+}

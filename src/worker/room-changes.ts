@@ -1,0 +1,95 @@
+/**
+ * A Room change reaching connections already open. The callout writes a connection's rights into
+ * its NATS user JWT at admission, and the server keeps them until that JWT expires (hours): a
+ * change that takes a right away would not reach those connections. So when the compiled room
+ * changes, the connections of every role that lost a right are closed through the system account
+ * (the kick's mechanism); clients reconnect, and the callout admits them with the new rights.
+ * Roles that only gained keep their connections: the SDK reconnects by itself for those (it sees
+ * `EVT_ROOM_UPDATED`), and nothing is at risk meanwhile.
+ */
+import { createHash } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeError } from '../core/errors.js';
+import { casUpdate, type KvCache } from '../core/kv.js';
+import type { Logger } from '../core/logger.js';
+import { rightsKey } from '../core/room-state.js';
+import type { CompiledRole, CompiledRoomConfig } from '../core/room.js';
+import { kickAll, roomConnections } from './service.js';
+
+/** True when `after` allows less than `before`: any permission, flag or media grant gone. */
+function roleLostRight(before: CompiledRole, after: CompiledRole): boolean {
+  const lost = (a: readonly string[], b: readonly string[]): boolean => {
+    const kept = new Set(b);
+    return a.some((x) => !kept.has(x));
+  };
+  return (
+    lost(before.permissions.publish, after.permissions.publish) ||
+    lost(before.permissions.subscribe, after.permissions.subscribe) ||
+    (before.moderator && !after.moderator) ||
+    (before.chat && !after.chat) ||
+    (before.whiteboard && !after.whiteboard) ||
+    (before.live && !after.live) ||
+    (before.media.canPublish && !after.media.canPublish) ||
+    (before.media.canSubscribe && !after.media.canSubscribe) ||
+    (before.media.canPublishData && !after.media.canPublishData)
+  );
+}
+
+/**
+ * The roles whose open connections must close after the room changed from `before` to `after`:
+ * those removed, and those that lost a right. Pure.
+ */
+export function rolesLosingRights(before: CompiledRoomConfig, after: CompiledRoomConfig): string[] {
+  return Object.keys(before.roles).filter((name) => {
+    const b = before.roles[name] as CompiledRole;
+    const a = Object.hasOwn(after.roles, name) ? after.roles[name] : undefined;
+    return a === undefined || roleLostRight(b, a);
+  });
+}
+
+/** A digest of what a room's connections may do: equal digests, equal rights. */
+export function rightsDigest(room: CompiledRoomConfig): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ roles: room.roles, features: room.features }))
+    .digest('base64url');
+}
+
+const parseRights = (d: unknown): { digest: string } | undefined => {
+  const digest = (d as { digest?: unknown } | null)?.digest;
+  return typeof digest === 'string' ? { digest } : undefined;
+};
+
+/**
+ * Applies each narrowing change of a room to its open connections. Every worker sees the change;
+ * a compare-and-set on `rights.{roomId}` lets one of them act, so connections that reconnected
+ * with the new rights are not closed a second time by a slower worker.
+ */
+export function closeOnNarrowing(
+  rooms: KvCache<CompiledRoomConfig>,
+  roomState: KV,
+  sys: NatsConnection,
+  clientAccount: string,
+  log: Logger,
+): void {
+  rooms.onChange((roomId, value, previous) => {
+    if (value === undefined || previous === undefined) return;
+    const digest = rightsDigest(value);
+    if (digest === rightsDigest(previous)) return;
+    const roles = rolesLosingRights(previous, value);
+    void (async () => {
+      // Every change of rights is recorded, widening ones too: a room narrowed, widened and
+      // narrowed again the same way is a new change each time.
+      const { step } = await casUpdate(roomState, rightsKey(roomId), parseRights, (cur) =>
+        cur?.digest === digest ? undefined : { put: { digest } },
+      );
+      if (!step || roles.length === 0) return; // another worker took it, or nothing was lost
+      const n = await kickAll(sys, [
+        roomConnections(sys, clientAccount, roomId, undefined, new Set(roles)),
+      ]);
+      log.info({ roomId, roles, closed: n }, 'room rights narrowed; affected connections closed');
+    })().catch((e: unknown) =>
+      log.warn({ roomId, err: describeError(e) }, 'closing connections after a room change failed'),
+    );
+  });
+}
