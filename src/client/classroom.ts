@@ -142,7 +142,11 @@ export const REFUSALS_FOR_KICK = 2;
 
 /** True when both allow exactly the same. */
 export function samePermissions(a: Permissions, b: Permissions): boolean {
-  const m = (p: Permissions) => [p.media?.canPublish, p.media?.canSubscribe, p.media?.canPublishData];
+  const m = (p: Permissions) => [
+    p.media?.canPublish,
+    p.media?.canSubscribe,
+    p.media?.canPublishData,
+  ];
   return (
     a.chat === b.chat &&
     a.whiteboard === b.whiteboard &&

@@ -8,18 +8,14 @@ import type { Msg } from '@nats-io/transport-node';
 /** A server's connections, by cid, with the user each authenticated as. */
 export interface ConnzAnswer {
   server: string;
-  /** `role` is the callout's `role:` tag in the user JWT (asked with `auth: true`). */
-  connections: { cid: number; user: string; role?: string }[];
+  connections: { cid: number; user: string }[];
 }
-
-/** The tag the callout puts the connection's role in (`role:{name}`). */
-const ROLE_TAG = 'role:';
 
 /** The answer a message carries; undefined for anything that is not a CONNZ answer. */
 export function parseConnz(m: Msg): ConnzAnswer | undefined {
   let r: {
     server?: { id?: unknown };
-    data?: { connections?: { cid?: unknown; authorized_user?: unknown; tags?: unknown }[] };
+    data?: { connections?: { cid?: unknown; authorized_user?: unknown }[] };
   };
   try {
     r = m.json();
@@ -30,15 +26,7 @@ export function parseConnz(m: Msg): ConnzAnswer | undefined {
   if (typeof server !== 'string' || server === '' || !r.data) return undefined;
   const connections: ConnzAnswer['connections'] = [];
   for (const c of r.data.connections ?? [])
-    if (typeof c.cid === 'number' && typeof c.authorized_user === 'string' && c.authorized_user) {
-      const tag = Array.isArray(c.tags)
-        ? c.tags.find((t): t is string => typeof t === 'string' && t.startsWith(ROLE_TAG))
-        : undefined;
-      connections.push({
-        cid: c.cid,
-        user: c.authorized_user,
-        ...(tag !== undefined ? { role: tag.slice(ROLE_TAG.length) } : {}),
-      });
-    }
+    if (typeof c.cid === 'number' && typeof c.authorized_user === 'string' && c.authorized_user)
+      connections.push({ cid: c.cid, user: c.authorized_user });
   return { server, connections };
 }

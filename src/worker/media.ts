@@ -105,7 +105,10 @@ export class MediaRemover {
     this.clear(key);
     const outcome = await this.remove(room, identity);
     if (outcome === MediaOutcome.Failed)
-      this.log.warn({ room, identity }, 'LiveKit unreachable at a kick; retrying while tokens live');
+      this.log.warn(
+        { room, identity },
+        'LiveKit unreachable at a kick; retrying while tokens live',
+      );
     const until = Math.min(blockedUntilMs, Date.now() + this.tokenWindowMs);
     if (until <= Date.now()) return outcome;
     if (this.guards.size >= MAX_MEDIA_GUARDS) {

@@ -13,7 +13,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
 import { casUpdate, type KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
-import { rightsKey } from '../core/room-state.js';
+import { memberKey, parseMember, rightsKey } from '../core/room-state.js';
 import type { CompiledRole, CompiledRoomConfig } from '../core/room.js';
 import { kickAll, roomConnections } from './service.js';
 
@@ -84,9 +84,30 @@ export function closeOnNarrowing(
         cur?.digest === digest ? undefined : { put: { digest } },
       );
       if (!step || roles.length === 0) return; // another worker took it, or nothing was lost
-      const n = await kickAll(sys, [
-        roomConnections(sys, clientAccount, roomId, undefined, new Set(roles)),
-      ]);
+      const lost = new Set(roles);
+      const open = await roomConnections(sys, clientAccount, roomId);
+      // A NATS connection does not tell its role; the callout's member record of the user does
+      // (its last admission). A user without one is closed: reconnecting costs it little.
+      const users = [...new Set(open.map((c) => c.userId))];
+      const roleOf = new Map(
+        await Promise.all(
+          users.map(async (u): Promise<[string, string | undefined]> => {
+            const e = await roomState.get(memberKey(roomId, u));
+            let role: string | undefined;
+            try {
+              role = e?.operation === 'PUT' ? parseMember(e.json())?.role : undefined;
+            } catch {
+              role = undefined; // malformed: closed, as unknown
+            }
+            return [u, role];
+          }),
+        ),
+      );
+      const affected = open.filter((c) => {
+        const role = roleOf.get(c.userId);
+        return role === undefined || lost.has(role);
+      });
+      const n = await kickAll(sys, [Promise.resolve(affected)]);
       log.info({ roomId, roles, closed: n }, 'room rights narrowed; affected connections closed');
     })().catch((e: unknown) =>
       log.warn({ roomId, err: describeError(e) }, 'closing connections after a room change failed'),

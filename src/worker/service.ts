@@ -114,15 +114,14 @@ export interface ServerConnection {
  * Every connection the servers hold for a user of a room, or for every user of the room without
  * `userId`, asked of each server (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, by the JWT name
  * `{roomId}/{userId}`): also those admitted so recently, or whose connect events went so astray,
- * that presence has not recorded them. With `roles`, only connections admitted with one of them.
+ * that presence has not recorded them. Each names its user.
  */
 export async function roomConnections(
   sys: NatsConnection,
   account: string,
   roomId: string,
   userId?: string,
-  roles?: ReadonlySet<string>,
-): Promise<ServerConnection[]> {
+): Promise<(ServerConnection & { userId: string })[]> {
   // The server filters by one user name; a whole room is filtered here by its names' prefix.
   const user = userId !== undefined ? clientUserName(roomId, userId) : undefined;
   const prefix = clientUserName(roomId, '');
@@ -134,18 +133,17 @@ export async function roomConnections(
     }),
     { strategy: 'stall', stall: CONNZ_STALL_MS, maxWait: CONNZ_MAX_WAIT_MS },
   );
-  const found: ServerConnection[] = [];
+  const found: (ServerConnection & { userId: string })[] = [];
   for await (const m of replies) {
     const answer = parseConnz(m);
     if (!answer) continue;
     for (const c of answer.connections)
       if (
-        (user !== undefined
+        user !== undefined
           ? c.user === user
-          : c.user.startsWith(prefix) && !c.user.includes('/', prefix.length)) &&
-        (roles === undefined || (c.role !== undefined && roles.has(c.role)))
+          : c.user.startsWith(prefix) && !c.user.includes('/', prefix.length)
       )
-        found.push({ server: answer.server, cid: c.cid });
+        found.push({ server: answer.server, cid: c.cid, userId: c.user.slice(prefix.length) });
   }
   return found;
 }
