@@ -14,12 +14,21 @@ import { Classroom, RoomClient, RoomRequestError } from '../../src/client/index.
 import type { MediaServerData, Permissions } from '../../src/client/classroom.js';
 import { RequestEvent } from '../../src/core/events.js';
 import type { LiveKitServerProcess } from '../../src/core/livekit-server.js';
-import { DEFAULT_ROLE_SPECS } from '../../src/core/room.js';
-import { chatSubject, roomStreamName, ServiceSubject } from '../../src/core/subjects.js';
+import {
+  DEFAULT_ROLE_SPECS,
+  ROOM_API_GROUP,
+  ROOM_API_VERSION,
+  ROOM_KIND,
+} from '../../src/core/room.js';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { openBucket } from '../../src/core/kv.js';
+import { Bucket, chatSubject, roomStreamName, ServiceSubject } from '../../src/core/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { signal, startLiveKit, type SignalSession } from '../helpers/livekit.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
-import { freePort, waitFor } from '../helpers/procs.js';
+import { startController, type TestController } from '../helpers/controller.js';
+import { freePort, tempDir, waitFor } from '../helpers/procs.js';
 import { publishRoom, putBlock } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
@@ -33,6 +42,25 @@ let callout: TestCallout;
 let worker: TestWorker;
 let svc: NatsConnection;
 let jsm: JetStreamManager;
+let ctl: TestController;
+const roomsDir = tempDir('moderation-rooms');
+
+/** Writes the chat room's Room file, as an operator would; the controller publishes it. */
+function writeChatRoom(studentChat: boolean): void {
+  const room = {
+    apiVersion: `${ROOM_API_GROUP}/${ROOM_API_VERSION}`,
+    kind: ROOM_KIND,
+    metadata: { name: CHAT_ROOM },
+    spec: {
+      roles: {
+        ...DEFAULT_ROLE_SPECS,
+        student: { ...DEFAULT_ROLE_SPECS.student, chat: studentChat },
+      },
+    },
+  };
+  // JSON is YAML.
+  writeFileSync(path.join(roomsDir, `${CHAT_ROOM}.yaml`), JSON.stringify(room));
+}
 let lk: RoomServiceClient;
 const clients: RoomClient[] = [];
 const classrooms: Classroom[] = [];
@@ -51,7 +79,12 @@ beforeAll(async () => {
   svc = await nats.connectService();
   jsm = await jetstreamManager(svc);
   await publishRoom(svc, ROOM, { media: { livekitRoom: LIVEKIT_ROOM } });
-  await publishRoom(svc, CHAT_ROOM);
+  writeChatRoom(true);
+  ctl = await startController(nats.keys, [nats.url], { roomsDir });
+  const published = await openBucket(svc, Bucket.Rooms);
+  await waitFor('the controller published the chat room', async () =>
+    (await published.get(CHAT_ROOM))?.operation === 'PUT' ? true : undefined,
+  );
   callout = await startCallout(nats.keys, [nats.url]);
   worker = await startWorker(nats.keys, [nats.url], { livekit: workerLiveKit(livekit.url) });
   lk = new RoomServiceClient(livekit.httpUrl, livekit.keys.apiKey, livekit.keys.apiSecret);
@@ -62,6 +95,7 @@ afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
   await Promise.all(raws.map((c) => c.close().catch(() => undefined)));
   await worker?.stop();
+  await ctl?.stop();
   await callout?.stop();
   await svc?.close();
   await nats?.destroy();
@@ -168,6 +202,10 @@ describe('a Room change reaches connections already open', () => {
       token: await token(nats.keys, { room: CHAT_ROOM, sub: 'hana', role: 'student' }),
     });
     classrooms.push(student);
+    const teacherStates: string[] = [];
+    teacher.on((e) => {
+      if (e.type === 'connection') teacherStates.push(e.state);
+    });
     const changes: Permissions[] = [];
     student.on((e) => {
       if (e.type === 'permissions-changed') changes.push(e.permissions);
@@ -192,9 +230,7 @@ describe('a Room change reaches connections already open', () => {
     expect(await rawChat('before, raw')).toBe(true);
     expect(await stored('hana')).toBe(2);
 
-    await publishRoom(svc, CHAT_ROOM, {
-      roles: { ...DEFAULT_ROLE_SPECS, student: { ...DEFAULT_ROLE_SPECS.student, chat: false } },
-    });
+    writeChatRoom(false);
     await waitFor('the raw connection refused chat', async () => !(await rawChat('during')), {
       timeoutMs: 5_000,
       intervalMs: 250,
@@ -212,6 +248,22 @@ describe('a Room change reaches connections already open', () => {
     expect(told).toMatchObject({ chat: false, moderator: false });
     expect(student.permissions.chat).toBe(false);
     expect(teacher.permissions.chat).toBe(true);
+    // Only the roles that lost a right were closed.
+    expect(teacherStates).toEqual([]);
+
+    // Given back: the SDK sees EVT_ROOM_UPDATED, tells it, and reconnects to be admitted with it.
+    writeChatRoom(true);
+    const back = await waitFor('the SDK tells chat is back', () => changes[1], {
+      timeoutMs: 10_000,
+    });
+    expect(back).toMatchObject({ chat: true });
+    await waitFor('the student chats again', () =>
+      student.chat('back').then(
+        () => true,
+        () => false,
+      ),
+    );
+    expect(await stored('hana')).toBe(at + 1);
   }, 60_000);
 });
 
