@@ -182,6 +182,29 @@ describe('a kick ends media', () => {
 });
 
 describe('a Room change reaches connections already open', () => {
+  test("a media grant taken away reaches LiveKit's participant at once", async () => {
+    // sensei joined LiveKit in the first test and is still there, publishing allowed.
+    const grant = async (identity: string) =>
+      (await lk.listParticipants(LIVEKIT_ROOM)).find((p) => p.identity === identity)?.permission;
+    expect(await grant('sensei')).toMatchObject({ canPublish: true });
+    await publishRoom(svc, ROOM, {
+      media: { livekitRoom: LIVEKIT_ROOM },
+      roles: {
+        ...DEFAULT_ROLE_SPECS,
+        teacher: {
+          ...DEFAULT_ROLE_SPECS.teacher,
+          media: { canPublish: false, canSubscribe: true, canPublishData: true },
+        },
+      },
+    });
+    await waitFor(
+      "LiveKit holds the teacher's narrower grant",
+      async () => ((await grant('sensei'))?.canPublish === false ? true : undefined),
+      { timeoutMs: 5_000 },
+    );
+    expect(await grant('sensei')).toMatchObject({ canSubscribe: true, canPublishData: true });
+  });
+
   test("turning the students' chat off refuses their chat within seconds; the teacher's still works", async () => {
     const stream = roomStreamName(CHAT_ROOM);
     const stored = async (user: string): Promise<number> => {
