@@ -134,6 +134,8 @@ export async function runWorker(
   const metrics = new WorkerMetrics(ops.registry, () => pool.inflight);
   const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log);
 
+  const media = c.livekit ? new MediaRemover(c.livekit, ops.registry, log) : undefined;
+  if (media) shutdown.add('media-guards', () => media.stop());
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
   if (c.systemPassword) {
@@ -159,12 +161,10 @@ export async function runWorker(
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
-    closeOnNarrowing(rooms, roomState, sys, c.clientAccount, log);
+    closeOnNarrowing(rooms, roomState, sys, c.clientAccount, media, log);
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }
-  const media = c.livekit ? new MediaRemover(c.livekit, ops.registry, log) : undefined;
-  if (media) shutdown.add('media-guards', () => media.stop());
   const service = await startService(nc, {
     rooms,
     presence,

@@ -97,6 +97,23 @@ export class MediaRemover {
   }
 
   /**
+   * Sets the LiveKit grants of a participant to `grants` (a Room change narrowed its role's): a
+   * connected participant otherwise keeps those of the token it joined with. Never throws.
+   */
+  async restrict(
+    room: string,
+    identity: string,
+    grants: { canPublish: boolean; canSubscribe: boolean; canPublishData: boolean },
+  ): Promise<void> {
+    try {
+      await this.client.updateParticipant(room, identity, { permission: grants });
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) return; // not in LiveKit
+      this.log.warn({ room, identity, err: describeError(e) }, 'LiveKit grant update failed');
+    }
+  }
+
+  /**
    * Removes `identity` now, then every {@link MEDIA_GUARD_INTERVAL_MS} until `untilMs` (the end
    * of the block or of the token window, whichever is first). A second kick replaces the guard.
    */

@@ -15,7 +15,18 @@ import { casUpdate, type KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { memberKey, parseMember, rightsKey } from '../core/room-state.js';
 import type { CompiledRole, CompiledRoomConfig } from '../core/room.js';
+import type { MediaRemover } from './media.js';
 import { kickAll, roomConnections } from './service.js';
+
+/** True when a media grant of the role went from allowed to refused. */
+function mediaLost(before: CompiledRole, after: CompiledRole | undefined): boolean {
+  if (!after) return true;
+  return (
+    (before.media.canPublish && !after.media.canPublish) ||
+    (before.media.canSubscribe && !after.media.canSubscribe) ||
+    (before.media.canPublishData && !after.media.canPublishData)
+  );
+}
 
 /** True when `after` allows less than `before`: any permission, flag or media grant gone. */
 function roleLostRight(before: CompiledRole, after: CompiledRole): boolean {
@@ -30,9 +41,7 @@ function roleLostRight(before: CompiledRole, after: CompiledRole): boolean {
     (before.chat && !after.chat) ||
     (before.whiteboard && !after.whiteboard) ||
     (before.live && !after.live) ||
-    (before.media.canPublish && !after.media.canPublish) ||
-    (before.media.canSubscribe && !after.media.canSubscribe) ||
-    (before.media.canPublishData && !after.media.canPublishData)
+    mediaLost(before, after)
   );
 }
 
@@ -70,6 +79,7 @@ export function closeOnNarrowing(
   roomState: KV,
   sys: NatsConnection,
   clientAccount: string,
+  media: MediaRemover | undefined,
   log: Logger,
 ): void {
   rooms.onChange((roomId, value, previous) => {
@@ -109,6 +119,28 @@ export function closeOnNarrowing(
       });
       const n = await kickAll(sys, [Promise.resolve(affected)]);
       log.info({ roomId, roles, closed: n }, 'room rights narrowed; affected connections closed');
+      // LiveKit keeps a participant's grants from its join: narrow them there too. A role that is
+      // gone loses media altogether (its users may not join again).
+      if (!media) return;
+      const after = (role: string) =>
+        Object.hasOwn(value.roles, role) ? value.roles[role] : undefined;
+      const narrowed = users.filter((u) => {
+        const role = roleOf.get(u);
+        return (
+          role !== undefined &&
+          lost.has(role) &&
+          mediaLost(previous.roles[role] as CompiledRole, after(role))
+        );
+      });
+      await Promise.all(
+        narrowed.map((u) => {
+          const role = roleOf.get(u);
+          const grants = role !== undefined ? after(role)?.media : undefined;
+          return grants
+            ? media.restrict(value.media.livekitRoom, u, grants)
+            : media.remove(value.media.livekitRoom, u);
+        }),
+      );
     })().catch((e: unknown) =>
       log.warn({ roomId, err: describeError(e) }, 'closing connections after a room change failed'),
     );
