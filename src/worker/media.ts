@@ -5,7 +5,9 @@
  * keeps removing it while a token the user held before the kick may still open the room: a
  * modified client that joins again is removed within {@link MEDIA_GUARD_INTERVAL_MS}. LiveKit
  * being down never fails a kick: the NATS side is done first, and the guard's later tries are the
- * bounded retry.
+ * bounded retry. A Room change that narrows a role's media grants narrows them on the connected
+ * participants too (`RoomService.UpdateParticipant`), which otherwise keep their join's grants.
+ * The API is reached at `--livekit-url` (ws:// and wss:// are taken as http:// and https://).
  */
 import { RoomServiceClient, ServerError } from 'livekit-server-sdk';
 import { Counter, type Registry } from 'prom-client';
@@ -44,7 +46,10 @@ export const LIVEKIT_REFRESH_TOKEN_TTL_MS = 600_000;
 /** Kicked identities guarded at once, at most; past it the oldest guard ends early. */
 export const MAX_MEDIA_GUARDS = 10_000;
 
-/** Removes kicked identities from LiveKit rooms, and keeps them out while their tokens live. */
+/**
+ * Removes kicked identities from LiveKit rooms and keeps them out while their tokens live;
+ * narrows participants' grants.
+ */
 export class MediaRemover {
   private readonly client: RoomServiceClient;
   private readonly guards = new Map<string, ReturnType<typeof setInterval>>();
