@@ -32,8 +32,8 @@ export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
 /** Longest wait for one LiveKit API call, in seconds: a kick answers within it when LiveKit hangs. */
 export const MEDIA_REQUEST_TIMEOUT_S = 2;
 /**
- * Time between two removals of a kicked identity while its old tokens may still be valid, in
- * milliseconds: how long a modified client that rejoins LiveKit keeps media at most.
+ * Time between two looks at a room with kicked identities while their old tokens may still be
+ * valid, in milliseconds: how long a modified client that rejoins LiveKit keeps media at most.
  */
 export const MEDIA_GUARD_INTERVAL_MS = 3_000;
 /** How long past `exp` LiveKit still takes a token (go-jose's default leeway), in milliseconds. */
@@ -52,7 +52,11 @@ export const MAX_MEDIA_GUARDS = 10_000;
  */
 export class MediaRemover {
   private readonly client: RoomServiceClient;
-  private readonly guards = new Map<string, ReturnType<typeof setInterval>>();
+  /** Kicked identities by LiveKit room, each with when its guard ends (ms since the epoch). */
+  private readonly guards = new Map<
+    string,
+    { identities: Map<string, number>; timer: ReturnType<typeof setInterval>; busy: boolean }
+  >();
   private readonly removals: Counter<'result'>;
 
   constructor(
@@ -119,12 +123,10 @@ export class MediaRemover {
   }
 
   /**
-   * Removes `identity` now, then every {@link MEDIA_GUARD_INTERVAL_MS} until `untilMs` (the end
-   * of the block or of the token window, whichever is first). A second kick replaces the guard.
+   * Removes `identity` now, then keeps it out of the room until `blockedUntilMs` or the end of the
+   * token window, whichever is first. A second kick of the same user sets a new end.
    */
   async kick(room: string, identity: string, blockedUntilMs: number): Promise<MediaOutcome> {
-    const key = `${room}\u0000${identity}`;
-    this.clear(key);
     const outcome = await this.remove(room, identity);
     if (outcome === MediaOutcome.Failed)
       this.log.warn(
@@ -132,35 +134,75 @@ export class MediaRemover {
         'LiveKit unreachable at a kick; retrying while tokens live',
       );
     const until = Math.min(blockedUntilMs, Date.now() + this.tokenWindowMs);
-    if (until <= Date.now()) return outcome;
-    if (this.guards.size >= MAX_MEDIA_GUARDS) {
-      const oldest = this.guards.keys().next().value;
-      if (oldest !== undefined) this.clear(oldest);
-    }
-    let busy = false;
-    const timer = setInterval(() => {
-      if (Date.now() >= until) return this.clear(key);
-      if (busy) return;
-      busy = true;
-      void this.remove(room, identity)
-        .then((o) => {
-          if (o === MediaOutcome.Removed)
-            this.log.info({ room, identity }, 'kicked user rejoined LiveKit; removed again');
-        })
-        .finally(() => (busy = false));
-    }, this.intervalMs);
-    timer.unref?.();
-    this.guards.set(key, timer);
+    if (until > Date.now()) this.guard(room, identity, until);
     return outcome;
   }
 
-  private clear(key: string): void {
-    const t = this.guards.get(key);
-    if (t !== undefined) clearInterval(t);
-    this.guards.delete(key);
+  private guard(room: string, identity: string, until: number): void {
+    let g = this.guards.get(room);
+    if (!g) {
+      const timer = setInterval(() => void this.sweep(room), this.intervalMs);
+      timer.unref?.();
+      g = { identities: new Map(), timer, busy: false };
+      this.guards.set(room, g);
+    }
+    if (!g.identities.has(identity) && this.guarded() >= MAX_MEDIA_GUARDS) this.dropOldest();
+    g.identities.delete(identity);
+    g.identities.set(identity, until);
+  }
+
+  private guarded(): number {
+    let n = 0;
+    for (const g of this.guards.values()) n += g.identities.size;
+    return n;
+  }
+
+  private dropOldest(): void {
+    for (const [room, g] of this.guards) {
+      const first = g.identities.keys().next().value;
+      if (first === undefined) continue;
+      g.identities.delete(first);
+      if (g.identities.size === 0) this.end(room);
+      return;
+    }
+  }
+
+  /**
+   * One look at a guarded room: whoever of its kicked identities is back is removed again. One
+   * listing per room and interval, however many users were kicked from it.
+   */
+  private async sweep(room: string): Promise<void> {
+    const g = this.guards.get(room);
+    if (!g || g.busy) return;
+    const now = Date.now();
+    for (const [identity, until] of g.identities) if (until <= now) g.identities.delete(identity);
+    if (g.identities.size === 0) return this.end(room);
+    g.busy = true;
+    try {
+      const back = (await this.client.listParticipants(room)).filter((p) =>
+        g.identities.has(p.identity),
+      );
+      for (const p of back)
+        if ((await this.remove(room, p.identity)) === MediaOutcome.Removed)
+          this.log.info({ room, identity: p.identity }, 'kicked user rejoined LiveKit; removed');
+    } catch (e) {
+      // A room LiveKit does not have holds no one; anything else is tried again next time.
+      if (!(e instanceof ServerError && e.status === 404)) {
+        this.removals.inc({ result: MediaOutcome.Failed });
+        this.log.debug({ room, err: describeError(e) }, 'LiveKit listing failed');
+      }
+    } finally {
+      g.busy = false;
+    }
+  }
+
+  private end(room: string): void {
+    const g = this.guards.get(room);
+    if (g) clearInterval(g.timer);
+    this.guards.delete(room);
   }
 
   stop(): void {
-    for (const key of [...this.guards.keys()]) this.clear(key);
+    for (const room of [...this.guards.keys()]) this.end(room);
   }
 }
