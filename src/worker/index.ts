@@ -161,7 +161,7 @@ export async function runWorker(
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
-    closeOnNarrowing(rooms, roomState, sys, c.clientAccount, media, log);
+    closeOnNarrowing(rooms, roomState, jsm, sys, c.clientAccount, media, log);
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }

@@ -11,12 +11,17 @@ import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../core/errors.js';
-import { casUpdate, type KvCache } from '../core/kv.js';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { casUpdate, lastValues, type KvCache } from '../core/kv.js';
+import { Bucket } from '../core/subjects.js';
 import type { Logger } from '../core/logger.js';
 import { memberKey, parseMember, rightsKey } from '../core/room-state.js';
 import type { CompiledRole, CompiledRoomConfig } from '../core/room.js';
 import type { MediaRemover } from './media.js';
 import { kickAll, roomConnections } from './service.js';
+
+/** LiveKit grant updates in flight at once after a Room change, at most (a room may be large). */
+export const LIVEKIT_UPDATE_CONCURRENCY = 16;
 
 /** True when a media grant of the role went from allowed to refused. */
 function mediaLost(before: CompiledRole, after: CompiledRole | undefined): boolean {
@@ -77,6 +82,7 @@ const parseRights = (d: unknown): { digest: string } | undefined => {
 export function closeOnNarrowing(
   rooms: KvCache<CompiledRoomConfig>,
   roomState: KV,
+  jsm: JetStreamManager,
   sys: NatsConnection,
   clientAccount: string,
   media: MediaRemover | undefined,
@@ -99,20 +105,12 @@ export function closeOnNarrowing(
       // A NATS connection does not tell its role; the callout's member record of the user does
       // (its last admission). A user without one is closed: reconnecting costs it little.
       const users = [...new Set(open.map((c) => c.userId))];
-      const roleOf = new Map(
-        await Promise.all(
-          users.map(async (u): Promise<[string, string | undefined]> => {
-            const e = await roomState.get(memberKey(roomId, u));
-            let role: string | undefined;
-            try {
-              role = e?.operation === 'PUT' ? parseMember(e.json())?.role : undefined;
-            } catch {
-              role = undefined; // malformed: closed, as unknown
-            }
-            return [u, role];
-          }),
-        ),
-      );
+      // One scan of the room's member records, not a read per user: a room may hold thousands.
+      const roleOf = new Map<string, string>();
+      for (const [, v] of await lastValues(jsm, Bucket.RoomState, memberKey(roomId, '*'))) {
+        const m = parseMember(v);
+        if (m?.roomId === roomId) roleOf.set(m.userId, m.role);
+      }
       const affected = open.filter((c) => {
         const role = roleOf.get(c.userId);
         return role === undefined || lost.has(role);
@@ -132,15 +130,16 @@ export function closeOnNarrowing(
           mediaLost(previous.roles[role] as CompiledRole, after(role))
         );
       });
-      await Promise.all(
-        narrowed.map((u) => {
-          const role = roleOf.get(u);
-          const grants = role !== undefined ? after(role)?.media : undefined;
-          return grants
-            ? media.restrict(value.media.livekitRoom, u, grants)
-            : media.remove(value.media.livekitRoom, u);
-        }),
-      );
+      for (let i = 0; i < narrowed.length; i += LIVEKIT_UPDATE_CONCURRENCY)
+        await Promise.all(
+          narrowed.slice(i, i + LIVEKIT_UPDATE_CONCURRENCY).map((u) => {
+            const role = roleOf.get(u);
+            const grants = role !== undefined ? after(role)?.media : undefined;
+            return grants
+              ? media.restrict(value.media.livekitRoom, u, grants)
+              : media.remove(value.media.livekitRoom, u);
+          }),
+        );
     })().catch((e: unknown) =>
       log.warn({ roomId, err: describeError(e) }, 'closing connections after a room change failed'),
     );
