@@ -181,6 +181,23 @@ describe('a kick ends media', () => {
   });
 });
 
+describe('a deleted Room', () => {
+  test('ends its LiveKit room: no participant stays', async () => {
+    await publishRoom(svc, 'mod-doomed', { media: { livekitRoom: 'mod-doomed-lk' } });
+    await enterMedia(await join('mod-doomed', 'ann', 'student'));
+    await waitFor('ann in LiveKit', async () =>
+      (await identities('mod-doomed-lk')).join() === 'ann' ? true : undefined,
+    );
+    await (await openBucket(svc, Bucket.Rooms)).delete('mod-doomed');
+    await waitFor(
+      'the LiveKit room gone',
+      async () =>
+        (await lk.listRooms()).some((r) => r.name === 'mod-doomed-lk') ? undefined : true,
+      { timeoutMs: 5_000 },
+    );
+  });
+});
+
 describe('a Room change reaches connections already open', () => {
   test("a media grant taken away reaches LiveKit's participant at once", async () => {
     // sensei joined LiveKit in the first test and is still there, publishing allowed.
