@@ -123,6 +123,25 @@ export class MediaRemover {
   }
 
   /**
+   * Ends a LiveKit room (its Room was deleted) and keeps everyone who was in it out while their
+   * tokens live: LiveKit creates a room again for anyone who joins with a valid token.
+   */
+  async endRoom(room: string): Promise<MediaOutcome> {
+    let present: string[];
+    try {
+      present = (await this.client.listParticipants(room)).map((p) => p.identity);
+      await this.client.deleteRoom(room);
+    } catch (e) {
+      if (e instanceof ServerError && e.status === 404) return MediaOutcome.Absent;
+      this.log.warn({ room, err: describeError(e) }, 'LiveKit room could not be ended');
+      return MediaOutcome.Failed;
+    }
+    const until = Date.now() + this.tokenWindowMs;
+    for (const identity of present) this.guard(room, identity, until);
+    return MediaOutcome.Removed;
+  }
+
+  /**
    * Removes `identity` now, then keeps it out of the room until `blockedUntilMs` or the end of the
    * token window, whichever is first. A second kick of the same user sets a new end.
    */

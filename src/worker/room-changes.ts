@@ -69,13 +69,17 @@ export function rightsDigest(room: CompiledRoomConfig): string {
     .digest('base64url');
 }
 
+/** The digest recorded for a deleted room (no digest of a room's rights looks like it). */
+const DELETED = 'deleted';
+
 const parseRights = (d: unknown): { digest: string } | undefined => {
   const digest = (d as { digest?: unknown } | null)?.digest;
   return typeof digest === 'string' ? { digest } : undefined;
 };
 
 /**
- * Applies each narrowing change of a room to its open connections. Every worker sees the change;
+ * Applies each narrowing change of a room to its open connections, and ends a deleted room's
+ * media. Every worker sees the change;
  * a compare-and-set on `rights.{roomId}` lets one of them act, so connections that reconnected
  * with the new rights are not closed a second time by a slower worker.
  */
@@ -88,7 +92,25 @@ export function closeOnNarrowing(
   media: MediaRemover | undefined,
   log: Logger,
 ): void {
+  // A deleted Room's connections are kicked elsewhere (kickOnRoomDeletion); its media ends here,
+  // by the one worker that records the deletion.
+  const endMedia = (roomId: string, livekitRoom: string): void => {
+    void (async () => {
+      const { step } = await casUpdate(roomState, rightsKey(roomId), parseRights, (cur) =>
+        cur?.digest === DELETED ? undefined : { put: { digest: DELETED } },
+      );
+      if (!step || !media) return;
+      const outcome = await media.endRoom(livekitRoom);
+      log.info({ roomId, livekitRoom, outcome }, 'room deleted; its LiveKit room ended');
+    })().catch((e: unknown) =>
+      log.warn({ roomId, err: describeError(e) }, 'ending media of a deleted room failed'),
+    );
+  };
   rooms.onChange((roomId, value, previous) => {
+    if (value === undefined && previous !== undefined && media) {
+      endMedia(roomId, previous.media.livekitRoom);
+      return;
+    }
     if (value === undefined || previous === undefined) return;
     const digest = rightsDigest(value);
     if (digest === rightsDigest(previous)) return;

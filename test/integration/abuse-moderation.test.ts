@@ -182,9 +182,9 @@ describe('a kick ends media', () => {
 });
 
 describe('a deleted Room', () => {
-  test('ends its LiveKit room: no participant stays', async () => {
+  test('ends its LiveKit room, and keeps out who was in it', async () => {
     await publishRoom(svc, 'mod-doomed', { media: { livekitRoom: 'mod-doomed-lk' } });
-    await enterMedia(await join('mod-doomed', 'ann', 'student'));
+    const { answer } = await enterMedia(await join('mod-doomed', 'ann', 'student'));
     await waitFor('ann in LiveKit', async () =>
       (await identities('mod-doomed-lk')).join() === 'ann' ? true : undefined,
     );
@@ -194,6 +194,17 @@ describe('a deleted Room', () => {
       async () =>
         (await lk.listRooms()).some((r) => r.name === 'mod-doomed-lk') ? undefined : true,
       { timeoutMs: 5_000 },
+    );
+    // LiveKit makes the room again for a token it still takes; the one who was there is removed.
+    const again = await signal(answer.url, answer.token);
+    sessions.push(again);
+    expect(again.received.find((m) => m.message.case === 'join')?.message.value).toMatchObject({
+      participant: { identity: 'ann' },
+    });
+    await waitFor(
+      'the returning participant removed',
+      async () => ((await identities('mod-doomed-lk')).length === 0 ? true : undefined),
+      { timeoutMs: 10_000 },
     );
   });
 });
