@@ -124,6 +124,11 @@ export type ClassroomEvent =
   | { type: 'whiteboard'; stroke: WhiteboardStroke }
   | { type: 'live'; from: string; data: unknown }
   | { type: 'room-updated'; data: unknown }
+  /**
+   * What the user may do changed (a Room change, seen after `EVT_ROOM_UPDATED` or a reconnect):
+   * `permissions` is now in force, `previous` was.
+   */
+  | { type: 'permissions-changed'; permissions: Permissions; previous: Permissions }
   | { type: 'session-ended'; data: unknown }
   | { type: 'connection'; state: ConnectionState }
   /** The token was renewed (reconnects present it); keep it to join again after a reload. */
@@ -134,6 +139,22 @@ export type ClassroomEvent =
  * that did not answer in time (a replica restarting), which the next try survives.
  */
 export const REFUSALS_FOR_KICK = 2;
+
+/** True when both allow exactly the same. */
+export function samePermissions(a: Permissions, b: Permissions): boolean {
+  const m = (p: Permissions) => [
+    p.media?.canPublish,
+    p.media?.canSubscribe,
+    p.media?.canPublishData,
+  ];
+  return (
+    a.chat === b.chat &&
+    a.whiteboard === b.whiteboard &&
+    a.moderator === b.moderator &&
+    a.raiseHand === b.raiseHand &&
+    m(a).every((x, i) => x === m(b)[i])
+  );
+}
 
 /** Most points a stroke may carry (a whiteboard message stays far below the payload limit). */
 export const MAX_STROKE_POINTS = 500;
@@ -186,6 +207,9 @@ export class Classroom {
   private readonly room: RoomState;
   private readonly listeners = new Set<(e: ClassroomEvent) => void>();
   private stateNow: ConnectionState = ConnectionState.Connected;
+  private perms: Permissions;
+  private refreshing = false;
+  private refreshAgain = false;
 
   private constructor(
     readonly client: RoomClient,
@@ -195,6 +219,7 @@ export class Classroom {
     this.roomId = ids.roomId;
     this.userId = ids.userId;
     this.initial = initial;
+    this.perms = initial.me.permissions;
     this.room = new RoomState(initial);
   }
 
@@ -257,8 +282,9 @@ export class Classroom {
     return this.room.history;
   }
 
+  /** What the user may do now: the initial data's, then each `permissions-changed`'s. */
   get permissions(): Permissions {
-    return this.initial.me.permissions;
+    return this.perms;
   }
 
   get state(): ConnectionState {
@@ -314,7 +340,38 @@ export class Classroom {
     for (const e of this.room.receive(m)) {
       this.emit(e);
       if (e.type === 'session-ended') this.setState(ConnectionState.Ended);
+      if (e.type === 'room-updated') this.refreshPermissions();
     }
+  }
+
+  /**
+   * Asks the workers again what this user may do (after a Room change or a reconnect) and tells
+   * listeners when it changed. The servers enforce rights whatever this says: a right taken away
+   * closes the connection (the reconnect is admitted with the new rights); a right gained needs a
+   * new admission too, so the classroom reconnects for it.
+   */
+  private refreshPermissions(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = true;
+    void (async () => {
+      do {
+        this.refreshAgain = false;
+        const next = await this.client
+          .request<InitialData>(RequestEvent.InitialData)
+          .then((d) => d.me.permissions)
+          .catch(() => undefined);
+        if (next === undefined || isFinalState(this.stateNow)) return;
+        const previous = this.perms;
+        if (samePermissions(previous, next)) continue;
+        this.perms = next;
+        this.emit({ type: 'permissions-changed', permissions: next, previous });
+        if ((next.chat && !previous.chat) || (next.whiteboard && !previous.whiteboard))
+          void this.client.nc.reconnect().catch(() => undefined);
+      } while (this.refreshAgain);
+    })().finally(() => (this.refreshing = false));
   }
 
   private emit(e: ClassroomEvent): void {
@@ -348,6 +405,8 @@ export class Classroom {
       else if (s.type === 'reconnect') {
         refusals = 0;
         this.setState(ConnectionState.Connected);
+        // A Room change that took a right away closed the connection: see what is left.
+        this.refreshPermissions();
       } else if (s.type === 'error' && s.error instanceof UserAuthenticationExpiredError) {
         if (expired()) this.setState(ConnectionState.Expired);
       } else if (s.type === 'error' && s.error instanceof AuthorizationError) {

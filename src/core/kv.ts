@@ -201,7 +201,11 @@ const REWATCH_DELAY_MS = 1_000;
  */
 export class KvCache<T> {
   private readonly map = new Map<string, T>();
-  private readonly listeners: ((key: string, value: T | undefined) => void)[] = [];
+  private readonly listeners: ((
+    key: string,
+    value: T | undefined,
+    previous: T | undefined,
+  ) => void)[] = [];
   private watcher: QueuedIterator<KvWatchEntry> | undefined;
   private stopped = false;
   private resolveReady!: () => void;
@@ -239,8 +243,8 @@ export class KvCache<T> {
     return this.map.entries();
   }
 
-  /** Called after every change, with `undefined` for deletions. */
-  onChange(fn: (key: string, value: T | undefined) => void): void {
+  /** Called after every change, with `undefined` for deletions, and the value it replaced. */
+  onChange(fn: (key: string, value: T | undefined, previous: T | undefined) => void): void {
     this.listeners.push(fn);
   }
 
@@ -320,12 +324,13 @@ export class KvCache<T> {
   }
 
   private set(key: string, value: T | undefined): void {
+    const previous = this.map.get(key);
     if (value === undefined) {
       if (!this.map.delete(key)) return;
     } else {
       this.map.set(key, value);
     }
-    for (const fn of this.listeners) fn(key, value);
+    for (const fn of this.listeners) fn(key, value, previous);
   }
 
   stop(): void {
@@ -349,7 +354,10 @@ export class RoomIndex<T> {
    *   seat, so ten thousand users who left cost a room's readers nothing.
    */
   constructor(
-    cache: Pick<KvCache<T>, 'entries' | 'onChange'>,
+    cache: {
+      entries: KvCache<T>['entries'];
+      onChange(fn: (key: string, value: T | undefined) => void): void;
+    },
     private readonly keep: (value: T) => boolean = () => true,
   ) {
     for (const [key, value] of cache.entries()) this.set(key, value);

@@ -22,6 +22,11 @@ export function parseDevices(data: unknown): string[] {
 
 /** `seats.{roomId}`: the room's seat claims of admissions presence has not confirmed yet. */
 export const seatsKey = (roomId: string): string => `seats.${roomId}`;
+/**
+ * `rights.{roomId}`: the rights of the room's last config whose narrowing was applied to open
+ * connections, so that of several workers seeing one change only one closes connections.
+ */
+export const rightsKey = (roomId: string): string => `rights.${roomId}`;
 
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;

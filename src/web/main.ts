@@ -18,6 +18,7 @@ import {
   type ClassroomEvent,
   type MediaServerData,
   type Participant,
+  type Permissions,
   type Stroke,
   type WhiteboardStroke,
 } from '../client/index.js';
@@ -198,11 +199,7 @@ class ClassroomPage {
     document.body.dataset['userId'] = me.userId;
     document.body.dataset['role'] = me.role;
     showState(ConnectionState.Connected, ` as ${me.userId} (${me.role})`);
-    const p = room.permissions;
-    ui.raise.disabled = ui.lower.disabled = !p.raiseHand;
-    ui.chatInput.disabled = ui.chatSend.disabled = !p.chat;
-    ui.board.dataset['readonly'] = String(!p.whiteboard);
-    ui.boardMode.textContent = p.whiteboard ? '' : '(read-only)';
+    this.applyPermissions(room.permissions);
     const now = Date.now();
     for (const x of room.participants) this.lastSeen.set(x.userId, now);
     for (const item of room.received) {
@@ -222,6 +219,32 @@ class ClassroomPage {
     new ResizeObserver(() => this.redraw()).observe(ui.board);
     window.addEventListener('pagehide', () => void room.leave());
     void this.startMedia();
+  }
+
+  /** Shows the controls the user's permissions allow (the servers refuse the rest anyway). */
+  private applyPermissions(p: Permissions): void {
+    if (isFinalState(this.room.state)) return;
+    ui.raise.disabled = ui.lower.disabled = !p.raiseHand;
+    ui.chatInput.disabled = ui.chatSend.disabled = !p.chat;
+    ui.chatInput.placeholder = p.chat ? '' : 'Chat is off for you';
+    ui.board.dataset['readonly'] = String(!p.whiteboard);
+    ui.boardMode.textContent = p.whiteboard ? '' : '(read-only)';
+    document.body.dataset['moderator'] = String(p.moderator);
+  }
+
+  /** Tells the user what a Room change gave or took, and redraws the controls. */
+  private permissionsChanged(p: Permissions, was: Permissions): void {
+    this.applyPermissions(p);
+    this.renderHands();
+    const said = (name: string, now: boolean, before: boolean): string[] =>
+      now === before ? [] : [`${name} ${now ? 'on' : 'off'}`];
+    const changes = [
+      ...said('chat', p.chat, was.chat),
+      ...said('whiteboard', p.whiteboard, was.whiteboard),
+      ...said('raising hands', p.raiseHand, was.raiseHand),
+      ...said('moderation', p.moderator, was.moderator),
+    ];
+    if (changes.length > 0) notify(`The teacher changed this class: ${changes.join(', ')}`);
   }
 
   /**
@@ -286,6 +309,9 @@ class ClassroomPage {
       case 'token-renewed':
         keepToken(e.token);
         return;
+      case 'permissions-changed':
+        this.permissionsChanged(e.permissions, e.previous);
+        return;
       case 'room-updated':
       case 'session-ended': // the connection event that follows tells it
         return;
@@ -330,8 +356,9 @@ class ClassroomPage {
         this.paint({ color: STROKE_COLOR, width: STROKE_WIDTH, points: this.drawing.slice(-2) });
       }
     });
-    if (!room.permissions.whiteboard) return;
+    // Listened to whatever the permissions: a Room change may grant drawing later.
     ui.board.addEventListener('pointerdown', (ev) => {
+      if (!room.permissions.whiteboard) return;
       ui.board.setPointerCapture(ev.pointerId);
       this.drawing = [point(ev)];
     });
@@ -421,14 +448,13 @@ class ClassroomPage {
       const li = document.createElement('li');
       li.dataset['userId'] = h.userId;
       li.textContent = `${this.nameOf(h.userId)}${h.note ? `: ${h.note}` : ''}`;
-      // Every page offers it; the workers decide (a student's try on another's hand is refused).
-      if (h.userId !== this.room.userId) {
+      // Moderators only; the workers refuse anyone else's try whatever a page shows.
+      if (h.userId !== this.room.userId && this.room.permissions.moderator) {
         const b = document.createElement('button');
         b.className = 'hand-lower';
         b.dataset['testid'] = `lower-hand-${h.userId}`;
         b.dataset['lower'] = h.userId;
         b.textContent = 'Lower';
-        if (!this.room.permissions.moderator) b.title = 'Only a moderator may lower it';
         li.append(b);
       }
       return li;

@@ -274,9 +274,23 @@ export class Handlers {
     };
   }
 
+  /**
+   * Refuses a blocked user: its connections are being closed, but an event it sent before (or a
+   * connection the kick has not reached yet) must not get it a fresh token.
+   */
+  private refuseBlocked(room: CompiledRoomConfig, me: MemberRecord, now: Date): void {
+    const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
+    if (block && isBlockActive(block, now))
+      throw new HandlerError(
+        AnswerCode.Forbidden,
+        `${me.userId} is blocked in room ${room.roomId}`,
+      );
+  }
+
   private async media(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
     const lk = this.d.livekit;
     if (!lk) throw new HandlerError(AnswerCode.NotFound, 'no media server is configured');
+    this.refuseBlocked(room, me, this.d.now());
     const grants = room.roles[me.role]?.media;
     // Grants follow the role: in a broadcast room only presenters have canPublish (the compiled
     // roles say who), and `broadcast` goes to the client as the layout to show (docs/decisions.md).
@@ -309,12 +323,7 @@ export class Handlers {
     if (!this.d.signer)
       throw new HandlerError(AnswerCode.NotFound, 'token renewal is not configured on this worker');
     const now = this.d.now();
-    const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
-    if (block && isBlockActive(block, now))
-      throw new HandlerError(
-        AnswerCode.Forbidden,
-        `${me.userId} is blocked in room ${room.roomId}`,
-      );
+    this.refuseBlocked(room, me, now);
     // Minted before the rate stamp is written: a stamp followed by a refusal would leave the user
     // nothing but RATE_LIMITED until the interval passes, and then the same refusal again.
     let token: string;

@@ -28,6 +28,8 @@ import { perWindow } from '../core/rate.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';
+import { MediaRemover } from './media.js';
+import { closeOnNarrowing } from './room-changes.js';
 import { kickAll, roomConnections, startService } from './service.js';
 import {
   DEFAULT_CONN_BYTES_PER_SEC,
@@ -175,6 +177,8 @@ export async function runWorker(
   const metrics = new WorkerMetrics(ops.registry, () => pool.inflight);
   const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log);
 
+  const media = c.livekit ? new MediaRemover(c.livekit, ops.registry, log) : undefined;
+  if (media) shutdown.add('media-guards', () => media.stop());
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
   let flood: FloodGuard | undefined;
@@ -219,6 +223,7 @@ export async function runWorker(
     const t = tracker;
     shutdown.add('presence', () => t.stop());
     kickOnRoomDeletion(rooms, presence, sys, c.clientAccount, log);
+    closeOnNarrowing(rooms, roomState, jsm, sys, c.clientAccount, media, log);
   } else {
     log.warn('no system user password: presence tracking and kicks are off');
   }
@@ -228,6 +233,7 @@ export async function runWorker(
     clientAccount: c.clientAccount,
     blocks: blocks.bucket,
     sys,
+    media,
     blockTtlMs: c.blockTtlMs,
     signer: c.signer,
     token: c.token,

@@ -11,6 +11,7 @@ import { describeError, ErrorCode, ValidationError } from '../core/errors.js';
 import { checkRoomId, checkUserId } from '../core/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../core/kv.js';
 import { parseConnz } from './connz.js';
+import { MediaOutcome, type MediaRemover } from './media.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
 import type { CompiledRoomConfig } from '../core/room.js';
@@ -75,6 +76,8 @@ export interface ServiceDeps {
   blocks: KV;
   /** System-account connection for kicks; kicks are refused without it. */
   sys: NatsConnection | undefined;
+  /** Removes kicked users from LiveKit; undefined without a media server. */
+  media: MediaRemover | undefined;
   blockTtlMs: number;
   signer: TokenSigner | undefined;
   token: { issuer: string; audience: string; ttlMs: number };
@@ -111,14 +114,14 @@ export interface ServerConnection {
  * Every connection the servers hold for a user of a room, or for every user of the room without
  * `userId`, asked of each server (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, by the JWT name
  * `{roomId}/{userId}`): also those admitted so recently, or whose connect events went so astray,
- * that presence has not recorded them.
+ * that presence has not recorded them. Each names its user.
  */
 export async function roomConnections(
   sys: NatsConnection,
   account: string,
   roomId: string,
   userId?: string,
-): Promise<ServerConnection[]> {
+): Promise<(ServerConnection & { userId: string })[]> {
   // The server filters by one user name; a whole room is filtered here by its names' prefix.
   const user = userId !== undefined ? clientUserName(roomId, userId) : undefined;
   const prefix = clientUserName(roomId, '');
@@ -130,7 +133,7 @@ export async function roomConnections(
     }),
     { strategy: 'stall', stall: CONNZ_STALL_MS, maxWait: CONNZ_MAX_WAIT_MS },
   );
-  const found: ServerConnection[] = [];
+  const found: (ServerConnection & { userId: string })[] = [];
   for await (const m of replies) {
     const answer = parseConnz(m);
     if (!answer) continue;
@@ -140,7 +143,7 @@ export async function roomConnections(
           ? c.user === user
           : c.user.startsWith(prefix) && !c.user.includes('/', prefix.length)
       )
-        found.push({ server: answer.server, cid: c.cid });
+        found.push({ server: answer.server, cid: c.cid, userId: c.user.slice(prefix.length) });
   }
   return found;
 }
@@ -364,11 +367,19 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       Promise.resolve(d.presence.get(presenceKey(roomId, userId))?.connections ?? []),
       roomConnections(sys, d.clientAccount, roomId, userId),
     ]);
+    // Media last: LiveKit being slow or down must not delay closing the NATS side.
+    const livekitRoom = d.rooms.get(roomId)?.media.livekitRoom;
+    const media = !d.media
+      ? MediaOutcome.Off
+      : livekitRoom === undefined
+        ? MediaOutcome.Absent
+        : await d.media.kick(livekitRoom, userId, now.getTime() + ttlMs);
     return {
       roomId,
       userId,
       kicked,
       blockedUntil: block.until,
+      media,
     };
   });
   endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {

@@ -1,13 +1,15 @@
 /**
  * The classroom page in real Chromium against a real `torii dev`: a teacher and two students,
  * each on the link the banner prints. They see each other join, chat, raise hands in order, the
- * teacher lowers one and a student's try on another's is refused and shown; a stroke drawn on
+ * teacher lowers one (only a moderator's page offers it; a student's try from the SDK is
+ * refused); a stroke drawn on
  * the teacher's page reaches the others and survives a reload; a student reloaded mid-class gets
- * the history; a kicked student's page says so and cannot rejoin; deleting the Room file ends
+ * the history; a kicked student's page says so and cannot rejoin; turning the students' chat off
+ * in the Room file disables it on their open pages and tells them; deleting the Room file ends
  * the session on every page. Screenshots of the three pages stay in test-results/screenshots.
  */
 import { connect } from '@nats-io/transport-node';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
@@ -208,13 +210,42 @@ describe('the classroom page in Chromium against torii dev', () => {
     for (const u of USERS) await until(u, 'queue kenji', `${ids('hands')} === 'kenji'`);
   });
 
-  test("a student's lowering of another's hand is refused and shown", async () => {
-    await byTestId('hana', 'lower-hand-kenji').click();
+  test("only a moderator's page offers to lower another's hand; a student's try is refused", async () => {
     await until(
-      'hana',
-      'refusal shown',
-      `/FORBIDDEN/.test(document.querySelector('[data-testid=notice]').textContent)`,
+      'sensei',
+      "the teacher's page offers it",
+      `!!document.querySelector('[data-testid="lower-hand-kenji"]')`,
     );
+    for (const u of ['hana', 'kenji'] as const)
+      expect(await byTestId(u, 'lower-hand-kenji').count()).toBe(0);
+    // A modified client tries anyway, as hana, from the SDK: the workers refuse it.
+    const t = torii([
+      'token',
+      '--room',
+      'demo',
+      '--user',
+      'hana',
+      '--role',
+      'student',
+      '--keys-dir',
+      path.join(stateDir, 'keys'),
+    ]);
+    expect(t.status).toBe(0);
+    const hana = await RoomClient.connect({
+      connect,
+      servers: natsUrl,
+      token: t.stdout.trim(),
+      roomId: 'demo',
+      userId: 'hana',
+      autoRenew: false,
+    });
+    try {
+      await expect(hana.request(RequestEvent.LowerHand, { userId: 'kenji' })).rejects.toMatchObject(
+        { code: 'FORBIDDEN' },
+      );
+    } finally {
+      await hana.close({ leave: false });
+    }
     // nothing changed anywhere
     for (const u of USERS) expect(await page(u).evaluate(ids('hands'))).toBe('kenji');
     await byTestId('kenji', 'lower-hand').click();
@@ -471,6 +502,55 @@ describe('the classroom page in Chromium against torii dev', () => {
     } finally {
       await mallory.close();
     }
+  });
+
+  test("turning the students' chat off in the Room file disables it on their open pages and says so", async () => {
+    const roles = {
+      teacher: `{ chat: true, whiteboard: true, moderator: true, media: { canPublish: true, canSubscribe: true, canPublishData: true } }`,
+      student: `{ chat: false, whiteboard: false, media: { canPublish: false, canSubscribe: true, canPublishData: true } }`,
+      observer: `{ chat: false, whiteboard: false, live: false, media: { canPublish: false, canSubscribe: true, canPublishData: false } }`,
+    };
+    writeFileSync(
+      path.join(roomsDir, 'demo.yaml'),
+      [
+        'apiVersion: torii.io/v1alpha1',
+        'kind: Room',
+        'metadata:',
+        '  name: demo',
+        'spec:',
+        "  title: 'Demo classroom'",
+        '  maxParticipants: 30',
+        '  roles:',
+        ...Object.entries(roles).map(([r, v]) => `    ${r}: ${v}`),
+        '',
+      ].join('\n'),
+    );
+    for (const u of ['hana', 'aiko'] as const) {
+      await until(
+        u,
+        'chat input disabled',
+        `document.querySelector('[data-testid=chat-input]').disabled && document.querySelector('[data-testid=chat-send]').disabled`,
+      );
+      await until(
+        u,
+        'told',
+        `/chat off/.test(document.querySelector('[data-testid=notice]').textContent)`,
+      );
+      await until(
+        u,
+        'connected again',
+        `document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+      );
+    }
+    await screenshot(page('hana'), 'web-classroom-hana-chat-off');
+    expect(await byTestId('sensei', 'chat-input').isDisabled()).toBe(false);
+    await byTestId('sensei', 'chat-input').fill('chat is for teachers now');
+    await byTestId('sensei', 'chat-send').click();
+    await until(
+      'hana',
+      'the teacher still chats',
+      `[...document.querySelectorAll('[data-testid=chat-log] li[data-from=sensei]')].some(e => e.textContent.includes('chat is for teachers now'))`,
+    );
   });
 
   test('deleting the Room file ends the session on every page', async () => {
