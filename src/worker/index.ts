@@ -9,6 +9,7 @@ import { parseBlock } from '../core/blocks.js';
 import { describeError } from '../core/errors.js';
 import { KvCache, openBucket } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
+import { SystemMsgIds } from '../core/msg-ids.js';
 import { connectNats, isConnected } from '../core/nats.js';
 import { ServiceUser } from '../core/natsconf.js';
 import type { Ops } from '../core/ops.js';
@@ -130,7 +131,8 @@ export async function runWorker(
     now: () => new Date(),
   });
   const metrics = new WorkerMetrics(ops.registry, () => pool.inflight);
-  const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log);
+  const msgIds = new SystemMsgIds(c.servicePassword);
+  const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log, msgIds);
 
   let sys: NatsConnection | undefined;
   let tracker: PresenceTracker | undefined;
@@ -152,6 +154,7 @@ export async function runWorker(
       c.clientAccount,
       c.presence,
       log,
+      msgIds,
     );
     await tracker.start();
     const t = tracker;

@@ -26,6 +26,7 @@ import { isValidId } from '../core/ids.js';
 import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
 import { parseConnz } from './connz.js';
 import type { Logger } from '../core/logger.js';
+import type { SystemMsgIds } from '../core/msg-ids.js';
 import { LeftReason, PlatformEvents } from '../core/platform-events.js';
 import {
   applyPresence,
@@ -218,6 +219,7 @@ export class PresenceTracker {
     private readonly account: string,
     private readonly s: PresenceSettings,
     private readonly log: Logger,
+    private readonly msgIds: SystemMsgIds,
   ) {
     this.js = jetstream(app);
     this.platform = new PlatformEvents(app, log);
@@ -350,7 +352,7 @@ export class PresenceTracker {
           roomId,
           Broadcast.ParticipantJoined,
           { userId, name: next.name, role: next.role, since: next.since },
-          `joined-${roomId}-${userId}-${next.since}`,
+          this.msgIds.of('joined', roomId, userId, next.since),
         );
       }
       if (transition?.left)
@@ -496,7 +498,7 @@ export class PresenceTracker {
       roomId,
       Broadcast.ParticipantLeft,
       { userId },
-      `left-${roomId}-${userId}-${at}`,
+      this.msgIds.of('left', roomId, userId, at),
     );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
       h?.raised ? { put: { raised: false, appliedSeq: h.appliedSeq } } : undefined,
@@ -510,7 +512,7 @@ export class PresenceTracker {
         roomId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
-        `lowered-${roomId}-${userId}-${at}`,
+        this.msgIds.of('lowered', roomId, userId, at),
       );
     }
   }

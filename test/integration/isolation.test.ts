@@ -139,7 +139,7 @@ async function listener(room: string, user: string): Promise<Listener> {
       },
     });
   // the request inbox nats.js creates (`_INBOX.{room}.{user}.{nuid}.*`), as the SDK has one
-  await nc.request(JsApi.streamInfo(room), '', { timeout: 2_000 });
+  await nc.request(JsApi.consumerInfo(room, user), '', { timeout: 2_000 });
   let base = nc.stats().inMsgs;
   return {
     nc,
@@ -294,7 +294,6 @@ describe('an attacker naming reply subjects', () => {
     ownWrites.chat++;
     await js.publish(roleWorkerSubject(ROOM, ATTACKER, 'teacher'), 'not json');
     ownWrites.events++;
-    await attacker.request(JsApi.streamInfo(ROOM), '', { timeout: 5_000 });
     await attacker.request(JsApi.consumerInfo(ROOM, ATTACKER), '', { timeout: 5_000 });
     const [m] = await pull(attacker, 1);
     if (m?.reply) await attacker.request(m.reply, '+ACK', { timeout: 5_000 });
