@@ -17,7 +17,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { RoomClient, type RoomMessage } from '../../src/client/index.js';
+import { RoomClient, RoomRequestError, type RoomMessage } from '../../src/client/index.js';
 import { Broadcast, RequestEvent } from '../../src/core/events.js';
 import { openBucket } from '../../src/core/kv.js';
 import {
@@ -35,6 +35,7 @@ import { connectClient, startCallout, token, type TestCallout } from '../helpers
 import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { tempDir, waitFor } from '../helpers/procs.js';
+import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
 const ROOM = 'hist';
@@ -433,5 +434,36 @@ describe('what STREAM.INFO tells a member', () => {
     expect(listed.filter((s) => s.includes('shy-owl'))).toEqual([]);
     expect(listed.filter((s) => s.startsWith(`room.${ROOM}.user.`))).toEqual([]);
     expect(nc.isClosed()).toBe(false);
+  }, 30_000);
+});
+
+describe('an answer larger than the room stream takes', () => {
+  test('is refused at once with INTERNAL instead of being retried, and the next request is answered', async () => {
+    // 200 katakana make a 600-byte title: the initial data no longer fits 1 KiB.
+    await publishRoom(svc, 'tiny', {
+      maxParticipants: 2,
+      title: 'タ'.repeat(200),
+      history: { maxMessageSize: '1Ki' },
+    });
+    expect((await jsm.streams.info('tiny')).config.max_msg_size).toBe(1024);
+    const c = await RoomClient.connect({
+      connect,
+      servers: server.url,
+      roomId: 'tiny',
+      userId: 'mini',
+      token: await token(server.keys, { room: 'tiny', sub: 'mini', role: 'student' }),
+      autoRenew: false,
+    });
+    closers.push(() => c.close({ leave: false }));
+    const t0 = Date.now();
+    const e: unknown = await c.request(RequestEvent.InitialData).catch((x: unknown) => x);
+    const took = Date.now() - t0;
+    console.log(`abuse-history: an initial data answer over max_msg_size refused in ${took} ms`);
+    expect(e).toBeInstanceOf(RoomRequestError);
+    expect((e as RoomRequestError).code).toBe('INTERNAL');
+    expect((e as RoomRequestError).message).toMatch(/maxMessageSize/);
+    // The first redelivery would have come a second later.
+    expect(took).toBeLessThan(1_000);
+    await expect(c.request(RequestEvent.RaiseHand, { note: 'ok' })).resolves.toEqual({});
   }, 30_000);
 });
