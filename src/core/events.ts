@@ -24,6 +24,13 @@ export interface BroadcastMessage<T = unknown> {
   at: string;
 }
 
+/**
+ * Largest broadcast, in bytes, as the room stream's budget counts it: the largest is
+ * `EVT_HAND_RAISED` with a note of 200 characters (at most 1,200 bytes of JSON) or
+ * `EVT_PARTICIPANT_JOINED` with a name of 128 (at most 768), each with ids, times and keys.
+ */
+export const MAX_BROADCAST_BYTES = 2 * 1024;
+
 /** Builds the JSON of a broadcast. */
 export function broadcast<T>(event: Broadcast, data: T, at: Date = new Date()): string {
   const msg: BroadcastMessage<T> = { event, data, at: at.toISOString() };

@@ -3,6 +3,7 @@
  * and compilation into the room config that the controller publishes to KV `torii_rooms` and
  * that the callout and workers read. Types for the CRD live here, in one place.
  */
+import { MAX_BROADCAST_BYTES } from './events.js';
 import { checkRoomId, ID_PATTERN } from './ids.js';
 import {
   JsApi,
@@ -155,8 +156,11 @@ export const INITIAL_DATA_BYTES_PER_SEAT = 256;
  * (500 points in the unit square as JSON, about 20 KB) and any chat a person types.
  */
 export const DEFAULT_MIN_MAX_MESSAGE_SIZE = 32 * 1024;
-/** Smallest `history.maxMessageSize` a Room may set, in bytes. */
-export const MIN_MAX_MESSAGE_SIZE = 1024;
+/**
+ * Smallest `history.maxMessageSize` a Room may set, in bytes: room for the largest broadcast
+ * ({@link MAX_BROADCAST_BYTES}) with a margin.
+ */
+export const MIN_MAX_MESSAGE_SIZE = 4 * 1024;
 /** Largest `history.maxMessageSize`, in bytes: nats-server's default `max_payload`. */
 export const MAX_MAX_MESSAGE_SIZE = 1024 * 1024;
 /** Largest default `history.maxMessagesPerUser`: rooms with a larger budget keep this many. */
@@ -377,9 +381,12 @@ export function memberSubjects(spec: RoomSpec): number {
 export interface HistoryLimits {
   maxMessagesPerUser: number;
   maxMessageSize: number;
-  /** Subjects one member can fill ({@link memberSubjects}). */
+  /** Subjects one member can fill ({@link memberSubjects}), its broadcasts' subject aside. */
   memberSubjects: number;
-  /** Most bytes one member can hold in the stream: subjects × messages × largest message. */
+  /**
+   * Most bytes one member can hold in the stream: messages × (subjects × largest message + the
+   * largest broadcast).
+   */
   memberShareBytes: number;
   /** Most messages one member can hold in the stream. */
   memberShareMessages: number;
@@ -391,7 +398,8 @@ const KiB = (n: number): string => (n % 1024 === 0 ? `${n / 1024}Ki` : `${n} byt
 
 /**
  * The room stream's per-subject bounds, defaulted or checked so that one member's full share
- * (every subject it can fill at `maxMessagesPerUser` messages of `maxMessageSize` bytes) is at
+ * (every subject it can fill at `maxMessagesPerUser` messages of `maxMessageSize` bytes, and as
+ * many broadcasts about it on its own broadcast subject) is at
  * most {@link MEMBER_SHARE_OF_HISTORY} of `maxBytes` and of `maxMessages`: no member alone can
  * push the rest of the room out of the stream (docs/decisions.md, "A history no member can
  * evict alone"). `maxBytes` and `maxMessages` must already be valid.
@@ -423,10 +431,13 @@ export function roomHistoryLimits(
   }
   const subjects = memberSubjects(spec);
   const share = MEMBER_SHARE_OF_HISTORY;
+  // Per message on each subject: the member's own (at most `size` each) and one broadcast about it.
+  const bytesPerRound = subjects * size + MAX_BROADCAST_BYTES;
+  const messagesPerRound = subjects + 1;
   const fits = Math.floor(
     Math.min(
-      (budget.maxBytes * share) / (subjects * size),
-      (budget.maxMessages * share) / subjects,
+      (budget.maxBytes * share) / bytesPerRound,
+      (budget.maxMessages * share) / messagesPerRound,
     ),
   );
   let perUser = Math.max(1, Math.min(fits, DEFAULT_MAX_MESSAGES_PER_USER));
@@ -436,7 +447,7 @@ export function roomHistoryLimits(
       problems.push('spec.history.maxMessagesPerUser: must be a positive integer');
     } else if (n > fits) {
       problems.push(
-        `spec.history.maxMessagesPerUser: ${n} lets one member hold ${subjects} subjects × ${n} messages of up to ${size} bytes (${subjects * n * size} bytes, ${subjects * n} messages), more than half of maxBytes (${budget.maxBytes}) or maxMessages (${budget.maxMessages}): that member alone could push everyone else's history out. Use at most ${Math.max(fits, 0)}, or raise maxBytes to at least ${Math.ceil((subjects * n * size) / share)} and maxMessages to at least ${Math.ceil((subjects * n) / share)}`,
+        `spec.history.maxMessagesPerUser: ${n} lets one member hold ${n} messages on each of its ${subjects} subjects (up to ${size} bytes each) and ${n} broadcasts about it (up to ${MAX_BROADCAST_BYTES} bytes each): ${n * bytesPerRound} bytes and ${n * messagesPerRound} messages, more than half of maxBytes (${budget.maxBytes}) or maxMessages (${budget.maxMessages}), so that member alone could push everyone else's history out. Use at most ${Math.max(fits, 0)}, or raise maxBytes to at least ${Math.ceil((n * bytesPerRound) / share)} and maxMessages to at least ${Math.ceil((n * messagesPerRound) / share)}`,
       );
     } else perUser = n;
   }
@@ -444,8 +455,8 @@ export function roomHistoryLimits(
     maxMessagesPerUser: perUser,
     maxMessageSize: size,
     memberSubjects: subjects,
-    memberShareBytes: subjects * perUser * size,
-    memberShareMessages: subjects * perUser,
+    memberShareBytes: perUser * bytesPerRound,
+    memberShareMessages: perUser * messagesPerRound,
     problems,
   };
 }

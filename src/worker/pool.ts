@@ -40,8 +40,8 @@ import type { Logger } from '../core/logger.js';
 import type { SystemMsgIds } from '../core/msg-ids.js';
 import { ensureConsumer, isJsError, JS_MESSAGE_TOO_LARGE, nanos } from '../core/streams.js';
 import {
+  broadcastSubject,
   parseWorkerSubject,
-  roomEventsSubject,
   userAnswerSubject,
   WORKER_CONSUMER,
   WORKER_STREAM,
@@ -303,7 +303,10 @@ export class EventPool {
     if (m.info.deliveryCount > 1) this.metrics.redeliveries.inc();
     let request: { event?: unknown; id?: unknown; data?: unknown } | undefined;
     let event = 'unparsed';
-    const answer = async (a: Answer, broadcasts: string[] = []): Promise<void> => {
+    const answer = async (
+      a: Answer,
+      broadcasts: { subject: string; payload: string }[] = [],
+    ): Promise<void> => {
       if (!who) return;
       // The same for every delivery of this stored event, and only for it: sequences start again
       // at 1 when sysJsWorker is created again, and the room stream would drop a new event's
@@ -313,9 +316,7 @@ export class EventPool {
       // Broadcasts first: an answer means everything the event caused is visible.
       await Promise.all(
         broadcasts.map((b, i) =>
-          this.js.publish(roomEventsSubject(who.roomId), b, {
-            msgID: this.msgIds.of('evt', eventId, i),
-          }),
+          this.js.publish(b.subject, b.payload, { msgID: this.msgIds.of('evt', eventId, i) }),
         ),
       );
       await this.js.publish(userAnswerSubject(who.roomId, who.userId), JSON.stringify(a), {
@@ -388,7 +389,11 @@ export class EventPool {
       for (const p of result.platform ?? []) this.platform.publish(p);
       await answer(
         { event: answerEventName(request.event), id, ok: true, data: result.data },
-        result.broadcasts.map((b) => broadcast(b.event, b.data, new Date())),
+        result.broadcasts.map((b) => ({
+          // About the user its data names (every broadcast a handler makes names one).
+          subject: broadcastSubject(who.roomId, (b.data as { userId?: unknown } | null)?.userId),
+          payload: broadcast(b.event, b.data, new Date()),
+        })),
       );
       m.ack();
       this.metrics.events.inc({ event, outcome: 'ok' });

@@ -51,7 +51,7 @@ import {
   deviceConsumerName,
   PlatformEvent,
   QUEUE_GROUP,
-  roomEventsSubject,
+  userEventsSubject,
   roomStreamName,
   Sys,
   userConsumerName,
@@ -350,6 +350,7 @@ export class PresenceTracker {
         });
         await this.announce(
           roomId,
+          userId,
           Broadcast.ParticipantJoined,
           { userId, name: next.name, role: next.role, since: next.since },
           this.msgIds.of('joined', roomId, userId, next.since),
@@ -496,6 +497,7 @@ export class PresenceTracker {
     });
     await this.announce(
       roomId,
+      userId,
       Broadcast.ParticipantLeft,
       { userId },
       this.msgIds.of('left', roomId, userId, at),
@@ -510,6 +512,7 @@ export class PresenceTracker {
       });
       await this.announce(
         roomId,
+        userId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
         this.msgIds.of('lowered', roomId, userId, at),
@@ -591,14 +594,16 @@ export class PresenceTracker {
     if (answer) live.set(answer.server, new Map(answer.connections.map((c) => [c.cid, c.user])));
   }
 
+  /** Broadcasts a change of one user's presence on that user's broadcast subject. */
   private async announce(
     roomId: string,
+    userId: string,
     event: Broadcast,
     data: unknown,
     msgId: string,
   ): Promise<void> {
     await this.js
-      .publish(roomEventsSubject(roomId), broadcast(event, data), { msgID: msgId })
+      .publish(userEventsSubject(roomId, userId), broadcast(event, data), { msgID: msgId })
       .catch((e: unknown) => {
         this.log.warn({ roomId, event, err: describeError(e) }, 'cannot broadcast presence event');
       });

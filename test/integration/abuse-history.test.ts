@@ -28,6 +28,7 @@ import {
   roleWorkerSubject,
   roomEventsSubject,
   userAnswerSubject,
+  userEventsSubject,
   WORKER_CONSUMER,
   WORKER_STREAM,
 } from '../../src/core/subjects.js';
@@ -111,9 +112,13 @@ async function lastOn(subject: string): Promise<StoredMsg> {
   return m;
 }
 
-/** Broadcasts the room stream holds, with their sequences. */
+/** Broadcasts the room stream holds (about the room and about each user), in stream order. */
 async function storedBroadcasts(): Promise<{ seq: number; event: string; data: unknown }[]> {
-  return (await stored(roomEventsSubject(ROOM))).map((m) => {
+  const all = [
+    ...(await stored(roomEventsSubject(ROOM))),
+    ...(await stored(userEventsSubject(ROOM, '*'))),
+  ].sort((a, b) => a.seq - b.seq);
+  return all.map((m) => {
     const b = m.json<{ event: string; data: unknown }>();
     return { seq: m.seq, event: b.event, data: b.data };
   });
@@ -264,7 +269,7 @@ describe('a history no member can evict alone', () => {
     const stillKept = await jsm.streams.getMessage(ROOM, { seq: kept.seq }).catch(() => null);
     expect(stillKept?.subject).toBe(chatSubject(ROOM, 'sensei'));
     const stillRaised = await jsm.streams.getMessage(ROOM, { seq: raised.seq }).catch(() => null);
-    expect(stillRaised?.subject).toBe(roomEventsSubject(ROOM));
+    expect(stillRaised?.subject).toBe(userEventsSubject(ROOM, 'hana'));
 
     // Each attacker's footprint is bounded by the room's share of one subject, and is at most
     // half of the stream's budget: the rest of the room keeps the other half.
@@ -294,6 +299,33 @@ describe('a history no member can evict alone', () => {
       body: { event: Broadcast.HandRaised },
     });
   }, 180_000);
+
+  test('a member raising and lowering its hand past the per-subject share pushes out only broadcasts about itself', async () => {
+    const kumi = await sdk('kumi', 'student');
+    await kumi.request(RequestEvent.RaiseHand, { note: 'before the yo-yo' });
+    const before = await waitFor('the hand-raise broadcast stored', async () => {
+      const m = await jsm.direct
+        .getMessage(ROOM, { last_by_subj: userEventsSubject(ROOM, 'kumi') })
+        .catch(() => null);
+      return m?.json<{ event: string }>().event === Broadcast.HandRaised ? m : undefined;
+    });
+    const perSubject = (await roomConfig()).max_msgs_per_subject ?? -1;
+    expect(perSubject).toBeGreaterThan(0);
+    const yoyo = await sdk('yoyo', 'student');
+    const t0 = Date.now();
+    let refused = 0;
+    for (let i = 0; i < Math.ceil(perSubject / 2) + 10; i++) {
+      for (const e of [RequestEvent.RaiseHand, RequestEvent.LowerHand])
+        await yoyo.request(e, {}).catch(() => refused++);
+    }
+    const own = await footprint(userEventsSubject(ROOM, 'yoyo'));
+    console.log(
+      `abuse-history: a hand raised and lowered ${Math.ceil(perSubject / 2) + 10} times in ${Date.now() - t0} ms (${refused} refused): ${own.messages} broadcasts about it kept`,
+    );
+    expect(own.messages).toBeLessThanOrEqual(perSubject);
+    const kept = await jsm.streams.getMessage(ROOM, { seq: before.seq }).catch(() => null);
+    expect(kept?.subject).toBe(userEventsSubject(ROOM, 'kumi'));
+  }, 60_000);
 
   test('a request with a malformed id gets no answer, and a request with a well-formed id gets one that names it', async () => {
     const nc = await raw('quill', 'observer');
@@ -439,24 +471,32 @@ describe('what STREAM.INFO tells a member', () => {
 
 describe('an answer larger than the room stream takes', () => {
   test('is refused at once with INTERNAL instead of being retried, and the next request is answered', async () => {
-    // 200 katakana make a 600-byte title: the initial data no longer fits 1 KiB.
+    // A control character is six bytes of JSON: a 200-character title and three raised hands
+    // with 200-character notes make an initial data answer of about 5.5 KB.
+    const wide = '\u0001'.repeat(200);
     await publishRoom(svc, 'tiny', {
-      maxParticipants: 2,
-      title: 'タ'.repeat(200),
-      history: { maxMessageSize: '1Ki' },
+      maxParticipants: 3,
+      title: wide,
+      history: { maxMessageSize: '4Ki' },
     });
-    expect((await jsm.streams.info('tiny')).config.max_msg_size).toBe(1024);
-    const c = await RoomClient.connect({
-      connect,
-      servers: server.url,
-      roomId: 'tiny',
-      userId: 'mini',
-      token: await token(server.keys, { room: 'tiny', sub: 'mini', role: 'student' }),
-      autoRenew: false,
-    });
-    closers.push(() => c.close({ leave: false }));
+    expect((await jsm.streams.info('tiny')).config.max_msg_size).toBe(4096);
+    const join = async (user: string): Promise<RoomClient> => {
+      const c = await RoomClient.connect({
+        connect,
+        servers: server.url,
+        roomId: 'tiny',
+        userId: user,
+        token: await token(server.keys, { room: 'tiny', sub: user, role: 'student' }),
+        autoRenew: false,
+      });
+      closers.push(() => c.close({ leave: false }));
+      return c;
+    };
+    const [c, ...others] = await Promise.all(['mini', 'mini2', 'mini3'].map(join));
+    for (const m of [c, ...others])
+      await expect(m?.request(RequestEvent.RaiseHand, { note: wide })).resolves.toEqual({});
     const t0 = Date.now();
-    const e: unknown = await c.request(RequestEvent.InitialData).catch((x: unknown) => x);
+    const e: unknown = await c?.request(RequestEvent.InitialData).catch((x: unknown) => x);
     const took = Date.now() - t0;
     console.log(`abuse-history: an initial data answer over max_msg_size refused in ${took} ms`);
     expect(e).toBeInstanceOf(RoomRequestError);
@@ -464,6 +504,6 @@ describe('an answer larger than the room stream takes', () => {
     expect((e as RoomRequestError).message).toMatch(/maxMessageSize/);
     // The first redelivery would have come a second later.
     expect(took).toBeLessThan(1_000);
-    await expect(c.request(RequestEvent.RaiseHand, { note: 'ok' })).resolves.toEqual({});
+    await expect(c?.request(RequestEvent.LowerHand)).resolves.toEqual({});
   }, 30_000);
 });

@@ -29,8 +29,9 @@ describe('Room spec', () => {
         maxBytes: 33_554_432,
         storage: 'file',
         replicas: 1,
-        // one member (a teacher: chat, whiteboard, answers) holds at most half of 32 MiB
-        maxMessagesPerUser: 170,
+        // one member (a teacher: chat, whiteboard, answers, and its broadcasts) holds at most half
+        // of 32 MiB: 167 × (3 × 32 KiB + 2 KiB)
+        maxMessagesPerUser: 167,
         maxMessageSize: 32 * 1024,
       },
     });
@@ -64,8 +65,8 @@ describe('Room spec', () => {
       maxBytes: 1024 ** 3,
       storage: 'memory',
       replicas: 3,
-      // 10 messages: half of them, for the host's chat and answers
-      maxMessagesPerUser: 2,
+      // 10 messages: half of them, for the host's chat, answers and broadcasts
+      maxMessagesPerUser: 1,
       maxMessageSize: 32 * 1024,
     });
   });
@@ -84,10 +85,10 @@ describe('Room spec', () => {
     [
       'ok',
       { history: { maxMessagesPerUser: 1_000 } },
-      /maxMessagesPerUser: 1000 lets one member hold 3 subjects × 1000 messages of up to 32768 bytes .*Use at most 170, or raise maxBytes to at least 196608000/,
+      /maxMessagesPerUser: 1000 lets one member hold 1000 messages on each of its 3 subjects \(up to 32768 bytes each\) and 1000 broadcasts .*Use at most 167, or raise maxBytes to at least 200704000/,
     ],
     ['ok', { history: { maxMessageSize: '2Mi' } }, /spec\.history\.maxMessageSize: "2Mi" is not/],
-    ['ok', { history: { maxMessageSize: 100 } }, /spec\.history\.maxMessageSize: 100 is not/],
+    ['ok', { history: { maxMessageSize: '2Ki' } }, /spec\.history\.maxMessageSize: "2Ki" is not/],
     [
       'ok',
       { maxParticipants: 1_000, history: { maxMessageSize: '64Ki' } },
@@ -105,7 +106,7 @@ describe('Room spec', () => {
     const noBoard = compileRoom('n5', {
       roles: { teacher: { chat: true, moderator: true }, student: { chat: true } },
     });
-    expect(noBoard.history.maxMessagesPerUser).toBe(256);
+    expect(noBoard.history.maxMessagesPerUser).toBe(248);
     // A larger budget allows more, up to the default's cap.
     expect(compileRoom('n5', { history: { maxBytes: '1Gi' } }).history.maxMessagesPerUser).toBe(
       1_000,
@@ -113,14 +114,14 @@ describe('Room spec', () => {
     // Large rooms store a larger initial data answer: 256 bytes a seat.
     const big = compileRoom('lecture', { maxParticipants: 1_000, history: { maxBytes: '1Gi' } });
     expect(big.history.maxMessageSize).toBe(256_000);
-    expect(3 * big.history.maxMessagesPerUser * big.history.maxMessageSize).toBeLessThanOrEqual(
-      0.5 * 1024 ** 3,
-    );
+    expect(
+      big.history.maxMessagesPerUser * (3 * big.history.maxMessageSize + 2048),
+    ).toBeLessThanOrEqual(0.5 * 1024 ** 3);
     // The most a room may set is accepted, one more is not.
     expect(
-      compileRoom('n5', { history: { maxMessagesPerUser: 170, maxMessageSize: '32Ki' } }).history,
-    ).toMatchObject({ maxMessagesPerUser: 170, maxMessageSize: 32_768 });
-    expect(validateRoomSpec('n5', { history: { maxMessagesPerUser: 171 } })).toHaveLength(1);
+      compileRoom('n5', { history: { maxMessagesPerUser: 167, maxMessageSize: '32Ki' } }).history,
+    ).toMatchObject({ maxMessagesPerUser: 167, maxMessageSize: 32_768 });
+    expect(validateRoomSpec('n5', { history: { maxMessagesPerUser: 168 } })).toHaveLength(1);
     // Whatever the room, the default is at least one message.
     expect(compileRoom('n5', { history: { maxMessages: 3 } }).history.maxMessagesPerUser).toBe(1);
   });
@@ -155,7 +156,13 @@ describe('JetStream assets (DESIGN.md §5)', () => {
     );
     expect(s).toMatchObject({
       name: 'n5',
-      subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.*'],
+      subjects: [
+        'room.n5.chat.*',
+        'room.n5.wb.*',
+        'room.n5.evt',
+        'room.n5.evt.*',
+        'room.n5.user.*',
+      ],
       max_msgs: 5,
       max_msgs_per_subject: 1,
       max_msg_size: 700 * 256,
@@ -179,7 +186,13 @@ describe('JetStream assets (DESIGN.md §5)', () => {
   test('user consumer: R1, memory, explicit ack, non-overlapping filters', () => {
     expect(userConsumerConfig('n5', 'hana', 60_000)).toEqual({
       durable_name: 'hana',
-      filter_subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.hana'],
+      filter_subjects: [
+        'room.n5.chat.*',
+        'room.n5.wb.*',
+        'room.n5.evt',
+        'room.n5.evt.*',
+        'room.n5.user.hana',
+      ],
       ack_policy: 'explicit',
       deliver_policy: 'all',
       max_ack_pending: 1000,

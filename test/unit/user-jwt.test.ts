@@ -61,6 +61,7 @@ describe('user JWT claims (DESIGN.md §4)', () => {
       'room.n5.rp.chat.*',
       'room.n5.rp.wb.*',
       'room.n5.rp.evt',
+      'room.n5.rp.evt.*',
       'room.n5.rp.user.hana',
     ]);
     expect(JSON.stringify(c)).not.toContain('{roomId}');
