@@ -95,6 +95,7 @@ describe('a student in its room', () => {
       'room.n5.chat.*',
       'room.n5.wb.*',
       'room.n5.evt',
+      'room.n5.evt.*',
       'room.n5.user.hana',
     ]);
     expect(info.config.mem_storage).toBe(true);
@@ -132,6 +133,7 @@ describe('a student in its room', () => {
     ['chat as another user', 'room.n5.chat.kenji'],
     ['draw on the whiteboard (students may not)', 'room.n5.wb.hana'],
     ['broadcast room events', 'room.n5.evt'],
+    ['broadcast about a user', 'room.n5.evt.kenji'],
     ['answer as the worker', 'room.n5.user.hana'],
     ["read another user's consumer", '$JS.API.CONSUMER.INFO.n5.kenji'],
     ["pull from another user's consumer", '$JS.API.CONSUMER.MSG.NEXT.n5.kenji'],
