@@ -64,8 +64,8 @@ export interface RoomSpec {
     replicas?: number;
     /**
      * Messages each subject of the stream keeps (`max_msgs_per_subject`): a member's chat, its
-     * whiteboard and its answers each, and the room's broadcasts. A member's flood pushes out
-     * only its own older messages. Defaults to the most that keeps one member's full share within
+     * whiteboard, its answers and the broadcasts about it each, and the room's own broadcasts. A
+     * member's flood pushes out only its own older messages. Defaults to the most that keeps one member's full share within
      * half of `maxBytes` and `maxMessages` ({@link roomHistoryLimits}).
      */
     maxMessagesPerUser?: number;
