@@ -12,7 +12,7 @@ import { parseDuration } from '../src/core/config.js';
 import { openBucket } from '../src/core/kv.js';
 import { parsePresence } from '../src/core/presence.js';
 import { Broadcast } from '../src/core/events.js';
-import { Bucket, roomEventsSubject } from '../src/core/subjects.js';
+import { Bucket, userEventsSubject } from '../src/core/subjects.js';
 import { connectClient, startCallout, token } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
@@ -53,7 +53,8 @@ async function main(): Promise<void> {
   );
   const joinedAt = new Map<string, number>();
   const leftAt = new Map<string, number>();
-  const events = svc.subscribe(roomEventsSubject('*'), {
+  // Joins and leaves are broadcast about each user, on its own subject.
+  const events = svc.subscribe(userEventsSubject('*', '*'), {
     callback: (_e, m) => {
       const ev = m.json<{ event: string; data: { userId: string } }>();
       if (ev.event === Broadcast.ParticipantJoined) joinedAt.set(ev.data.userId, nowMs());

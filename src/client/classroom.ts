@@ -71,6 +71,11 @@ export interface InitialData {
   hands: Hand[];
   /** Broadcasts at or below this room stream sequence are already in the snapshot. */
   snapshotSeq: number;
+  /**
+   * True when the hands' notes were left out (empty) to keep the answer within the room's
+   * largest stored message; each note is in its `EVT_HAND_RAISED`.
+   */
+  notesOmitted?: boolean;
 }
 
 /** A chat message. */

@@ -388,23 +388,24 @@ export class RoomClient {
 
   /**
    * The device's consumer as JetStream serves it: `unserved` when JetStream counts its server as
-   * gone, or does not answer for it while it answers for its stream.
+   * gone, or does not answer for it at all. A worker checks again before it restores anything
+   * (with the stream's info, which clients may not read), so a consumer that was only slow to
+   * answer costs one `REQ_RESTORE_CONSUMER` that changes nothing.
    */
   private async consumerState(): Promise<'ok' | 'unserved' | 'missing' | 'unknown'> {
-    const ask = async (subject: string): Promise<number | 'ok' | 'timeout' | 'failed'> => {
-      try {
-        const r = await this.nc.request(subject, '', { timeout: PROBE_TIMEOUT_MS });
-        return r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 'ok';
-      } catch (e) {
-        return e instanceof Error && e.name === 'TimeoutError' ? 'timeout' : 'failed';
-      }
-    };
-    const consumer = await ask(JsApi.consumerInfo(this.o.roomId, this.consumerName));
-    if (consumer === 'ok') return 'ok';
-    if (consumer === JS_CONSUMER_OFFLINE) return 'unserved';
-    if (consumer === JS_CONSUMER_NOT_FOUND) return 'missing';
-    if (consumer !== 'timeout') return 'unknown';
-    return (await ask(JsApi.streamInfo(this.o.roomId))) === 'ok' ? 'unserved' : 'unknown';
+    let code: number | 'ok';
+    try {
+      const r = await this.nc.request(JsApi.consumerInfo(this.o.roomId, this.consumerName), '', {
+        timeout: PROBE_TIMEOUT_MS,
+      });
+      code = r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 'ok';
+    } catch (e) {
+      return e instanceof Error && e.name === 'TimeoutError' ? 'unserved' : 'unknown';
+    }
+    if (code === 'ok') return 'ok';
+    if (code === JS_CONSUMER_OFFLINE) return 'unserved';
+    if (code === JS_CONSUMER_NOT_FOUND) return 'missing';
+    return 'unknown';
   }
 
   private async pullMissed(): Promise<void> {

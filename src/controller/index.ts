@@ -13,6 +13,7 @@ import { KvCache, RoomIndex } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { connectNats, isConnected } from '../core/nats.js';
 import { ServiceUser } from '../core/natsconf.js';
+import { SystemMsgIds } from '../core/msg-ids.js';
 import type { Ops } from '../core/ops.js';
 import { occupiesSeat, parsePresence } from '../core/presence.js';
 import { parseRoomConfig } from '../core/room.js';
@@ -131,7 +132,14 @@ export async function runController(
     : new DirRoomSource(c.roomsDir as string, log);
   const reconciler = new RoomReconciler(
     source,
-    { nc, jsm, rooms, participants, kvReplicas: c.kvReplicas },
+    {
+      nc,
+      jsm,
+      rooms,
+      participants,
+      kvReplicas: c.kvReplicas,
+      msgIds: new SystemMsgIds(c.servicePassword),
+    },
     metrics,
     log,
   );

@@ -17,6 +17,7 @@ import { Broadcast, broadcast } from '../core/events.js';
 import { casUpdate, type KvCache } from '../core/kv.js';
 import { PlatformEvents } from '../core/platform-events.js';
 import type { Logger } from '../core/logger.js';
+import type { SystemMsgIds } from '../core/msg-ids.js';
 import {
   compileRoom,
   parseRoomConfig,
@@ -60,6 +61,8 @@ const UPDATABLE_FIELDS = [
   'max_age',
   'max_msgs',
   'max_bytes',
+  'max_msgs_per_subject',
+  'max_msg_size',
   'num_replicas',
   'max_consumers',
   'discard',
@@ -76,6 +79,8 @@ export interface NatsDeps {
   /** Users holding a seat in a room. */
   participants: (roomId: string) => number;
   kvReplicas: number;
+  /** Ids of the broadcasts it stores (`EVT_ROOM_UPDATED`), the same in every replica. */
+  msgIds: SystemMsgIds;
 }
 
 /** Result of one reconcile. */
@@ -382,7 +387,7 @@ export class RoomReconciler {
       await jetstream(this.nats.nc).publish(
         roomEventsSubject(room.roomId),
         broadcast(Broadcast.RoomUpdated, data, this.now()),
-        { msgID: `room-updated-${room.roomId}-${revision}` },
+        { msgID: this.nats.msgIds.of('room-updated', room.roomId, revision) },
       );
       this.metrics.writes.inc({ target: 'jetstream' });
     }

@@ -24,6 +24,13 @@ export interface BroadcastMessage<T = unknown> {
   at: string;
 }
 
+/**
+ * Largest broadcast, in bytes, as the room stream's budget counts it: the largest is
+ * `EVT_HAND_RAISED` with a note of 200 characters (at most 1,200 bytes of JSON) or
+ * `EVT_PARTICIPANT_JOINED` with a name of 128 (at most 768), each with ids, times and keys.
+ */
+export const MAX_BROADCAST_BYTES = 2 * 1024;
+
 /** Builds the JSON of a broadcast. */
 export function broadcast<T>(event: Broadcast, data: T, at: Date = new Date()): string {
   const msg: BroadcastMessage<T> = { event, data, at: at.toISOString() };
@@ -71,14 +78,33 @@ export type Answer<T = unknown> =
   | { event: string; id: string | null; ok: true; data: T }
   | { event: string; id: string | null; ok: false; error: { code: AnswerCode; message: string } };
 
+/** What a request's event name may be: bounded, so that an answer never echoes more. */
+const REQUEST_EVENT_PATTERN = /^REQ_[A-Z_]{1,48}$/;
+/** What a request's event name may be, for messages. */
+export const REQUEST_EVENT_RULE = "'REQ_' followed by 1 to 48 of A-Z and '_'";
+
+/** True for an event name of the request shape (known or not). */
+export const isRequestEventName = (event: unknown): event is string =>
+  typeof event === 'string' && REQUEST_EVENT_PATTERN.test(event);
+
 /** `REQ_RAISE_HAND` → `RES_RAISE_HAND`; anything else → `RES_ERROR`. */
 export function answerEventName(request: string | undefined): string {
-  return typeof request === 'string' && /^REQ_[A-Z_]{1,48}$/.test(request)
-    ? `RES_${request.slice(4)}`
-    : 'RES_ERROR';
+  return isRequestEventName(request) ? `RES_${request.slice(4)}` : 'RES_ERROR';
 }
 
-/** Longest request id a client may use. */
+/** Longest request id a client may use, in characters. */
 export const MAX_REQUEST_ID_LENGTH = 64;
+/**
+ * What a request id may be: it names the request's answer, which is stored in the room stream,
+ * and doubles as the request's `Nats-Msg-Id`; the SDK's ids (a 22-character random prefix, `-`,
+ * a counter) fit.
+ */
+const REQUEST_ID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
+/** What a request id may be, for messages. */
+export const REQUEST_ID_RULE = `1 to ${MAX_REQUEST_ID_LENGTH} of letters, digits, '_' and '-'`;
+
+/** True for a well-formed request id. */
+export const isValidRequestId = (id: unknown): id is string =>
+  typeof id === 'string' && REQUEST_ID_PATTERN.test(id);
 /** Largest request payload a worker accepts, in bytes. */
 export const MAX_REQUEST_BYTES = 16 * 1024;

@@ -3,6 +3,7 @@
  * and compilation into the room config that the controller publishes to KV `torii_rooms` and
  * that the callout and workers read. Types for the CRD live here, in one place.
  */
+import { MAX_BROADCAST_BYTES } from './events.js';
 import { checkRoomId, ID_PATTERN } from './ids.js';
 import {
   JsApi,
@@ -61,6 +62,15 @@ export interface RoomSpec {
     maxBytes?: string | number;
     storage?: StorageType;
     replicas?: number;
+    /**
+     * Messages each subject of the stream keeps (`max_msgs_per_subject`): a member's chat, its
+     * whiteboard, its answers and the broadcasts about it each, and the room's own broadcasts. A
+     * member's flood pushes out only its own older messages. Defaults to the most that keeps one member's full share within
+     * half of `maxBytes` and `maxMessages` ({@link roomHistoryLimits}).
+     */
+    maxMessagesPerUser?: number;
+    /** Largest message the stream stores (`max_msg_size`): quantity like `32Ki`, or bytes. */
+    maxMessageSize?: string | number;
   };
   deletionPolicy?: DeletionPolicy;
 }
@@ -134,6 +144,33 @@ export const ROOM_DEFAULTS = {
   replicas: 1,
 } as const;
 
+/**
+ * Bytes of a room's initial data per seat that the default {@link RoomSpec} `history.maxMessageSize`
+ * leaves room for: a participant entry (id, display name, role, since) and a raised hand, as
+ * typical names and notes make them (about 110 and 100 bytes). The `REQ_INITIAL_DATA` answer is
+ * stored in the room stream like every answer, so the stream's largest message must hold it.
+ */
+export const INITIAL_DATA_BYTES_PER_SEAT = 256;
+/**
+ * Least default `history.maxMessageSize`, in bytes: a whiteboard stroke of the SDK's most points
+ * (500 points in the unit square as JSON, about 20 KB) and any chat a person types.
+ */
+export const DEFAULT_MIN_MAX_MESSAGE_SIZE = 32 * 1024;
+/**
+ * Smallest `history.maxMessageSize` a Room may set, in bytes: room for the largest broadcast
+ * ({@link MAX_BROADCAST_BYTES}) with a margin.
+ */
+export const MIN_MAX_MESSAGE_SIZE = 4 * 1024;
+/** Largest `history.maxMessageSize`, in bytes: nats-server's default `max_payload`. */
+export const MAX_MAX_MESSAGE_SIZE = 1024 * 1024;
+/** Largest default `history.maxMessagesPerUser`: rooms with a larger budget keep this many. */
+export const DEFAULT_MAX_MESSAGES_PER_USER = 1_000;
+/**
+ * The part of a room stream's budget (`maxBytes` and `maxMessages`) that one member's full share
+ * may take at most: whatever one member sends, the rest of the room keeps the other half.
+ */
+export const MEMBER_SHARE_OF_HISTORY = 0.5;
+
 /** Largest room Torii accepts. */
 export const MAX_PARTICIPANTS_LIMIT = 10_000;
 
@@ -193,6 +230,10 @@ export interface CompiledRoomConfig {
     maxBytes: number;
     storage: StorageType;
     replicas: number;
+    /** `max_msgs_per_subject` of the room stream. */
+    maxMessagesPerUser: number;
+    /** `max_msg_size` of the room stream, in bytes. */
+    maxMessageSize: number;
   };
   /** Where it came from, e.g. `classes/n5-evening` or a file path. */
   source?: string;
@@ -311,6 +352,10 @@ export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
   }
   if (h.replicas !== undefined && ![1, 3, 5].includes(h.replicas))
     problems.push('spec.history.replicas: must be 1, 3 or 5');
+  const maxBytes = parseQuantity(h.maxBytes ?? ROOM_DEFAULTS.maxBytes);
+  const maxMessages = h.maxMessages ?? ROOM_DEFAULTS.maxMessages;
+  if (maxBytes !== undefined && Number.isInteger(maxMessages) && maxMessages >= 1)
+    problems.push(...roomHistoryLimits(spec, { maxBytes, maxMessages }).problems);
   if (
     spec.media?.livekitRoom !== undefined &&
     !/^[A-Za-z0-9_.:-]{1,128}$/.test(spec.media.livekitRoom)
@@ -318,6 +363,102 @@ export function validateRoomSpec(name: string, spec: RoomSpec): string[] {
     problems.push('spec.media.livekitRoom: use letters, digits and _ . : - (at most 128)');
   }
   return problems;
+}
+
+/**
+ * Subjects of the room stream that one member can fill: its answers, and its chat and whiteboard
+ * when some role of the room may use them (the stream cannot tell roles apart).
+ */
+export function memberSubjects(spec: RoomSpec): number {
+  const roles = Object.values(spec.roles ?? DEFAULT_ROLE_SPECS);
+  const chat = (spec.features?.chat ?? true) && roles.some((r) => r?.chat === true);
+  const whiteboard =
+    (spec.features?.whiteboard ?? true) && roles.some((r) => r?.whiteboard === true);
+  return 1 + (chat ? 1 : 0) + (whiteboard ? 1 : 0);
+}
+
+/** A room stream's per-member bounds and what they guarantee. */
+export interface HistoryLimits {
+  maxMessagesPerUser: number;
+  maxMessageSize: number;
+  /** Subjects one member can fill ({@link memberSubjects}), its broadcasts' subject aside. */
+  memberSubjects: number;
+  /**
+   * Most bytes one member can hold in the stream: messages × (subjects × largest message + the
+   * largest broadcast).
+   */
+  memberShareBytes: number;
+  /** Most messages one member can hold in the stream. */
+  memberShareMessages: number;
+  /** Problems of explicit settings (empty for defaults, which always fit). */
+  problems: string[];
+}
+
+const KiB = (n: number): string => (n % 1024 === 0 ? `${n / 1024}Ki` : `${n} bytes`);
+
+/**
+ * The room stream's per-subject bounds, defaulted or checked so that one member's full share
+ * (every subject it can fill at `maxMessagesPerUser` messages of `maxMessageSize` bytes, and as
+ * many broadcasts about it on its own broadcast subject) is at
+ * most {@link MEMBER_SHARE_OF_HISTORY} of `maxBytes` and of `maxMessages`: no member alone can
+ * push the rest of the room out of the stream (docs/decisions.md, "A history no member can
+ * evict alone"). `maxBytes` and `maxMessages` must already be valid.
+ */
+export function roomHistoryLimits(
+  spec: RoomSpec,
+  budget: { maxBytes: number; maxMessages: number },
+): HistoryLimits {
+  const h = spec.history ?? {};
+  const problems: string[] = [];
+  const seats = spec.maxParticipants ?? ROOM_DEFAULTS.maxParticipants;
+  const initialData = INITIAL_DATA_BYTES_PER_SEAT * seats;
+  let size = Math.min(Math.max(DEFAULT_MIN_MAX_MESSAGE_SIZE, initialData), MAX_MAX_MESSAGE_SIZE);
+  if (h.maxMessageSize !== undefined) {
+    const explicit = parseQuantity(h.maxMessageSize);
+    if (
+      explicit === undefined ||
+      explicit < MIN_MAX_MESSAGE_SIZE ||
+      explicit > MAX_MAX_MESSAGE_SIZE
+    ) {
+      problems.push(
+        `spec.history.maxMessageSize: ${JSON.stringify(h.maxMessageSize)} is not a quantity from ${KiB(MIN_MAX_MESSAGE_SIZE)} to ${KiB(MAX_MAX_MESSAGE_SIZE)}`,
+      );
+    } else if (explicit < Math.min(initialData, MAX_MAX_MESSAGE_SIZE)) {
+      problems.push(
+        `spec.history.maxMessageSize: ${KiB(explicit)} cannot hold the initial data of ${seats} participants (${INITIAL_DATA_BYTES_PER_SEAT} bytes each): at least ${initialData} bytes`,
+      );
+    } else size = explicit;
+  }
+  const subjects = memberSubjects(spec);
+  const share = MEMBER_SHARE_OF_HISTORY;
+  // Per message on each subject: the member's own (at most `size` each) and one broadcast about it.
+  const bytesPerRound = subjects * size + MAX_BROADCAST_BYTES;
+  const messagesPerRound = subjects + 1;
+  const fits = Math.floor(
+    Math.min(
+      (budget.maxBytes * share) / bytesPerRound,
+      (budget.maxMessages * share) / messagesPerRound,
+    ),
+  );
+  let perUser = Math.max(1, Math.min(fits, DEFAULT_MAX_MESSAGES_PER_USER));
+  const n = h.maxMessagesPerUser;
+  if (n !== undefined) {
+    if (!Number.isInteger(n) || n < 1) {
+      problems.push('spec.history.maxMessagesPerUser: must be a positive integer');
+    } else if (n > fits) {
+      problems.push(
+        `spec.history.maxMessagesPerUser: ${n} lets one member hold ${n} messages on each of its ${subjects} subjects (up to ${size} bytes each) and ${n} broadcasts about it (up to ${MAX_BROADCAST_BYTES} bytes each): ${n * bytesPerRound} bytes and ${n * messagesPerRound} messages, more than half of maxBytes (${budget.maxBytes}) or maxMessages (${budget.maxMessages}), so that member alone could push everyone else's history out. Use at most ${Math.max(fits, 0)}, or raise maxBytes to at least ${Math.ceil((n * bytesPerRound) / share)} and maxMessages to at least ${Math.ceil((n * messagesPerRound) / share)}`,
+      );
+    } else perUser = n;
+  }
+  return {
+    maxMessagesPerUser: perUser,
+    maxMessageSize: size,
+    memberSubjects: subjects,
+    memberShareBytes: perUser * bytesPerRound,
+    memberShareMessages: perUser * messagesPerRound,
+    problems,
+  };
 }
 
 function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): CompiledRole {
@@ -329,7 +470,8 @@ function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): 
   const live = role.live !== false;
   const publish = [
     workerSubject(r, u),
-    JsApi.streamInfo(r),
+    // No STREAM.INFO: with `subjects_filter` its answer lists every subject of the stream, so
+    // every user who ever got an answer; the SDK's consumer probe does without it.
     JsApi.consumerInfo(r, c),
     JsApi.consumerNext(r, c),
     JsApi.consumerReset(r, c),
@@ -375,6 +517,9 @@ export function compileRoom(name: string, spec: RoomSpec, source?: string): Comp
   for (const [roleName, role] of Object.entries(roleSpecs))
     roles[roleName] = compileRole(role, features);
   const h = spec.history ?? {};
+  const maxMessages = h.maxMessages ?? ROOM_DEFAULTS.maxMessages;
+  const maxBytes = parseQuantity(h.maxBytes ?? ROOM_DEFAULTS.maxBytes) as number;
+  const limits = roomHistoryLimits(spec, { maxBytes, maxMessages });
   return {
     version: 1,
     roomId,
@@ -388,10 +533,12 @@ export function compileRoom(name: string, spec: RoomSpec, source?: string): Comp
     roles,
     history: {
       maxAgeMs: parseRoomDuration(h.maxAge ?? ROOM_DEFAULTS.maxAge) as number,
-      maxMessages: h.maxMessages ?? ROOM_DEFAULTS.maxMessages,
-      maxBytes: parseQuantity(h.maxBytes ?? ROOM_DEFAULTS.maxBytes) as number,
+      maxMessages,
+      maxBytes,
       storage: h.storage ?? ROOM_DEFAULTS.storage,
       replicas: h.replicas ?? ROOM_DEFAULTS.replicas,
+      maxMessagesPerUser: limits.maxMessagesPerUser,
+      maxMessageSize: limits.maxMessageSize,
     },
     ...(source !== undefined ? { source } : {}),
   };

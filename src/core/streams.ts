@@ -100,6 +100,10 @@ export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig
     max_age: nanos(room.history.maxAgeMs),
     max_msgs: room.history.maxMessages,
     max_bytes: room.history.maxBytes,
+    // Per subject, so per member: a flood pushes out its sender's own older messages, and the
+    // room's budget holds every other member's history besides one full share (room.ts).
+    max_msgs_per_subject: room.history.maxMessagesPerUser,
+    max_msg_size: room.history.maxMessageSize,
     discard: DiscardPolicy.Old,
     max_consumers: roomMaxConsumers(room),
     allow_direct: true,
@@ -152,6 +156,9 @@ export async function ensureStream(
   await jsm.streams.update(config.name, config);
   return 'updated';
 }
+
+/** JetStream's error code for "message size exceeds maximum allowed" (the stream's `max_msg_size`). */
+export const JS_MESSAGE_TOO_LARGE = 10054;
 
 /** JetStream's error code for "maximum consumers limit reached" (the stream's `max_consumers`). */
 export const JS_MAX_CONSUMERS = 10026;

@@ -104,13 +104,15 @@ export function parseWorkerSubject(
 export const roomStreamName = (roomId: string): string => roomId;
 
 /**
- * The room stream's subjects: chat, whiteboard, broadcasts and answers, but not `live` (core NATS,
- * not stored, DESIGN.md §5: cursors and typing must not push history out of the stream's limits).
+ * The room stream's subjects: chat, whiteboard, broadcasts (the room's, and those about each
+ * user) and answers, but not `live` (core NATS, not stored, DESIGN.md §5: cursors and typing must
+ * not push history out of the stream's limits).
  */
 export const roomStreamSubjects = (roomId: string): string[] => [
   `room.${roomId}.chat.*`,
   `room.${roomId}.wb.*`,
   `room.${roomId}.evt`,
+  `room.${roomId}.evt.*`,
   `room.${roomId}.user.*`,
 ];
 
@@ -120,8 +122,19 @@ export const chatSubject = (roomId: string, userId: string): string =>
 /** `room.{roomId}.wb.{userId}` */
 export const whiteboardSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.wb.${userId}`;
-/** `room.{roomId}.evt`: broadcasts from the workers. */
+/** `room.{roomId}.evt`: broadcasts about the room itself (updated, ended). */
 export const roomEventsSubject = (roomId: string): string => `room.${roomId}.evt`;
+/**
+ * `room.{roomId}.evt.{userId}`: broadcasts about one user (joined, left, hand raised or lowered).
+ * A subject per user, so that the room stream's per-subject limit gives each user a share of the
+ * broadcasts: one member causing many (its hand up and down, reconnects) pushes out only older
+ * broadcasts about itself (docs/decisions.md, "A history no member can evict alone").
+ */
+export const userEventsSubject = (roomId: string, userId: string): string =>
+  `room.${roomId}.evt.${userId}`;
+/** Where a broadcast goes: about a user (a valid id), or about the room. */
+export const broadcastSubject = (roomId: string, aboutUser?: unknown): string =>
+  isValidId(aboutUser) ? userEventsSubject(roomId, aboutUser) : roomEventsSubject(roomId);
 /** `room.{roomId}.user.{userId}`: answers to one user. */
 export const userAnswerSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.user.${userId}`;
@@ -143,7 +156,8 @@ const ROOM_SUBJECT_KINDS: ReadonlySet<string> = new Set(Object.values(RoomSubjec
 
 /**
  * Parses `room.{roomId}.{kind}[.{userId}]` (the sender for chat, whiteboard and live; the
- * recipient for answers); undefined for anything else.
+ * recipient for answers; whom a broadcast is about, for broadcasts about a user); undefined for
+ * anything else.
  */
 export function parseRoomSubject(
   subject: string,
@@ -152,7 +166,7 @@ export function parseRoomSubject(
   if (parts[0] !== 'room' || parts.length < 3 || parts.length > 4) return undefined;
   const [, roomId, kind, userId] = parts as [string, string, string, string | undefined];
   if (!ROOM_SUBJECT_KINDS.has(kind)) return undefined;
-  if ((kind === RoomSubjectKind.Events) !== (userId === undefined)) return undefined;
+  if (kind !== RoomSubjectKind.Events && userId === undefined) return undefined;
   return { roomId, kind: kind as RoomSubjectKind, ...(userId !== undefined ? { userId } : {}) };
 }
 
@@ -235,6 +249,7 @@ export const userConsumerFilters = (roomId: string, userId: string): string[] =>
   `room.${roomId}.chat.*`,
   `room.${roomId}.wb.*`,
   roomEventsSubject(roomId),
+  userEventsSubject(roomId, '*'),
   userAnswerSubject(roomId, userId),
 ];
 

@@ -134,6 +134,11 @@ export const DEFAULT_HAND_CHANGES = 5;
  * at once (raise, lower, raise, lower, raise), then one every 12 s.
  */
 export const DEFAULT_HAND_WINDOW_MS = 60_000;
+/**
+ * Bytes an answer adds around its data (`{"event":…,"id":…,"ok":true,"data":…}`, an id of 64
+ * characters and the longest event name), with a margin.
+ */
+const ANSWER_ENVELOPE_BYTES = 512;
 
 /** Largest hand-raise note, in characters. */
 export const MAX_NOTE_LENGTH = 200;
@@ -255,7 +260,7 @@ export class Handlers {
     }
     participants.sort((a, b) => a.since.localeCompare(b.since) || a.userId.localeCompare(b.userId));
     const hands = await this.readHands(room.roomId);
-    return {
+    const data = {
       room: { id: room.roomId, title: room.title, features: room.features },
       me: {
         userId: me.userId,
@@ -272,6 +277,18 @@ export class Handlers {
       hands,
       snapshotSeq,
     };
+    // Notes are the one part members write, and the answer is stored in the room stream, whose
+    // largest message is the room's `history.maxMessageSize`: members raising hands with long
+    // notes must not make the initial data too large for everyone. Without the notes the answer
+    // is what the size was chosen for (room.ts); the notes stay in the hand-raise broadcasts.
+    const limit = room.history.maxMessageSize;
+    if (
+      typeof limit === 'number' &&
+      Buffer.byteLength(JSON.stringify(data)) > limit - ANSWER_ENVELOPE_BYTES
+    ) {
+      return { ...data, hands: hands.map((h) => ({ ...h, note: '' })), notesOmitted: true };
+    }
+    return data;
   }
 
   /**

@@ -9,6 +9,7 @@ import { parseBlock } from '../core/blocks.js';
 import { describeError } from '../core/errors.js';
 import { KvCache, openBucket } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
+import { SystemMsgIds } from '../core/msg-ids.js';
 import { connectNats, isConnected } from '../core/nats.js';
 import { ServiceUser } from '../core/natsconf.js';
 import type { Ops } from '../core/ops.js';
@@ -175,7 +176,8 @@ export async function runWorker(
     now: () => new Date(),
   });
   const metrics = new WorkerMetrics(ops.registry, () => pool.inflight);
-  const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log);
+  const msgIds = new SystemMsgIds(c.servicePassword);
+  const pool: EventPool = new EventPool(nc, handlers, c.pool, metrics, log, msgIds);
 
   const media = c.livekit ? new MediaRemover(c.livekit, ops.registry, log) : undefined;
   if (media) shutdown.add('media-guards', () => media.stop());
@@ -200,6 +202,7 @@ export async function runWorker(
       c.clientAccount,
       c.presence,
       log,
+      msgIds,
       (answer) => flood?.observe(answer),
     );
     flood = new FloodGuard(

@@ -5,8 +5,8 @@
  * only after the answer and broadcasts are stored. Every event pulled and not yet settled reports
  * progress (`working()`) twice per `ack_wait`, so a slow handler or a long queue is not
  * redelivered while it is in hand. Answers and broadcasts carry `Nats-Msg-Id`s derived from the
- * event's stream sequence, so a redelivery after a crash cannot answer twice: the room stream
- * drops the duplicate.
+ * event's stream sequence and time through {@link SystemMsgIds}, so a redelivery after a crash
+ * cannot answer twice (the room stream drops the duplicate), and no member can compute them.
  */
 import {
   AckPolicy,
@@ -27,17 +27,21 @@ import {
   answerEventName,
   AnswerCode,
   broadcast,
+  isRequestEventName,
+  isValidRequestId,
   MAX_REQUEST_BYTES,
-  MAX_REQUEST_ID_LENGTH,
+  REQUEST_EVENT_RULE,
+  REQUEST_ID_RULE,
   RequestEvent,
   type Answer,
 } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
-import { ensureConsumer, nanos } from '../core/streams.js';
+import type { SystemMsgIds } from '../core/msg-ids.js';
+import { ensureConsumer, isJsError, JS_MESSAGE_TOO_LARGE, nanos } from '../core/streams.js';
 import {
+  broadcastSubject,
   parseWorkerSubject,
-  roomEventsSubject,
   userAnswerSubject,
   WORKER_CONSUMER,
   WORKER_STREAM,
@@ -130,6 +134,7 @@ export class EventPool {
     private readonly s: PoolSettings,
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
+    private readonly msgIds: SystemMsgIds,
   ) {
     this.js = jetstream(nc);
     this.platform = new PlatformEvents(nc, log);
@@ -298,7 +303,10 @@ export class EventPool {
     if (m.info.deliveryCount > 1) this.metrics.redeliveries.inc();
     let request: { event?: unknown; id?: unknown; data?: unknown } | undefined;
     let event = 'unparsed';
-    const answer = async (a: Answer, broadcasts: string[] = []): Promise<void> => {
+    const answer = async (
+      a: Answer,
+      broadcasts: { subject: string; payload: string }[] = [],
+    ): Promise<void> => {
       if (!who) return;
       // The same for every delivery of this stored event, and only for it: sequences start again
       // at 1 when sysJsWorker is created again, and the room stream would drop a new event's
@@ -308,25 +316,28 @@ export class EventPool {
       // Broadcasts first: an answer means everything the event caused is visible.
       await Promise.all(
         broadcasts.map((b, i) =>
-          this.js.publish(roomEventsSubject(who.roomId), b, { msgID: `evt-${eventId}-${i}` }),
+          this.js.publish(b.subject, b.payload, { msgID: this.msgIds.of('evt', eventId, i) }),
         ),
       );
       await this.js.publish(userAnswerSubject(who.roomId, who.userId), JSON.stringify(a), {
-        msgID: `ans-${eventId}`,
+        msgID: this.msgIds.of('ans', eventId),
       });
     };
+    /** The request's id once checked: only then is there an answer, and it names the id. */
+    let id: string | undefined;
+    /** Refuses the event; answers it when its id is known (an answer costs room history). */
     const fail = async (
       code: AnswerCode,
       message: string,
       settle: 'term' | 'keep' = 'term',
     ): Promise<void> => {
-      const id = typeof request?.id === 'string' ? request.id : null;
-      await answer({
-        event: answerEventName(typeof request?.event === 'string' ? request.event : undefined),
-        id,
-        ok: false,
-        error: { code, message },
-      });
+      if (id !== undefined)
+        await answer({
+          event: answerEventName(typeof request?.event === 'string' ? request.event : undefined),
+          id,
+          ok: false,
+          error: { code, message },
+        });
       this.metrics.events.inc({ event, outcome: code });
       // A refused event is done (term). One that exhausted its deliveries is left unacked: the
       // server stops offering it and it stays in sysJsWorker for inspection.
@@ -338,6 +349,8 @@ export class EventPool {
         m.term('not a user subject');
         return;
       }
+      // Without a well-formed id no client can match an answer, and answers are stored in the
+      // room stream: such requests are dropped unanswered, so a flood of them stores nothing.
       if (m.data.length > MAX_REQUEST_BYTES)
         return await fail(AnswerCode.BadRequest, `payload larger than ${MAX_REQUEST_BYTES} bytes`);
       try {
@@ -347,20 +360,13 @@ export class EventPool {
       }
       if (typeof request !== 'object' || request === null || Array.isArray(request))
         return await fail(AnswerCode.BadRequest, 'payload must be a JSON object');
-      if (typeof request.event !== 'string')
-        return await fail(AnswerCode.BadRequest, 'event: a string');
+      if (!isValidRequestId(request.id))
+        return await fail(AnswerCode.BadRequest, `id: ${REQUEST_ID_RULE}`);
+      id = request.id;
+      if (typeof request.event !== 'string' || !isRequestEventName(request.event))
+        return await fail(AnswerCode.BadRequest, `event: ${REQUEST_EVENT_RULE}`);
       // A metric label: only known names, or any client could mint new time series.
       event = KNOWN_EVENTS.has(request.event) ? request.event : 'unknown';
-      if (
-        typeof request.id !== 'string' ||
-        request.id.length === 0 ||
-        request.id.length > MAX_REQUEST_ID_LENGTH
-      ) {
-        return await fail(
-          AnswerCode.BadRequest,
-          `id: a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`,
-        );
-      }
       const data = request.data ?? {};
       if (typeof data !== 'object' || data === null || Array.isArray(data))
         return await fail(AnswerCode.BadRequest, 'data: an object');
@@ -382,12 +388,25 @@ export class EventPool {
       // finds it applied and tells the platform nothing again.
       for (const p of result.platform ?? []) this.platform.publish(p);
       await answer(
-        { event: answerEventName(request.event), id: request.id, ok: true, data: result.data },
-        result.broadcasts.map((b) => broadcast(b.event, b.data, new Date())),
+        { event: answerEventName(request.event), id, ok: true, data: result.data },
+        result.broadcasts.map((b) => ({
+          // About the user its data names (every broadcast a handler makes names one).
+          subject: broadcastSubject(who.roomId, (b.data as { userId?: unknown } | null)?.userId),
+          payload: broadcast(b.event, b.data, new Date()),
+        })),
       );
       m.ack();
       this.metrics.events.inc({ event, outcome: 'ok' });
     } catch (e) {
+      // An answer larger than the room stream's max_msg_size fails the same way on every
+      // delivery: refused at once with a short answer, which the stream takes.
+      if (isJsError(e, JS_MESSAGE_TOO_LARGE) && id !== undefined) {
+        await fail(
+          AnswerCode.Internal,
+          "the answer is larger than the room's history.maxMessageSize",
+        ).catch(() => undefined);
+        return;
+      }
       // Transient (NATS, KV): try again later; the last attempt tells the client.
       if (m.info.deliveryCount >= this.s.maxDeliver) {
         this.metrics.exhausted.inc();

@@ -26,6 +26,7 @@ import { isValidId } from '../core/ids.js';
 import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
 import { parseConnz, type ConnzAnswer } from './connz.js';
 import type { Logger } from '../core/logger.js';
+import type { SystemMsgIds } from '../core/msg-ids.js';
 import { LeftReason, PlatformEvents } from '../core/platform-events.js';
 import {
   applyPresence,
@@ -51,7 +52,7 @@ import {
   deviceConsumerName,
   PlatformEvent,
   QUEUE_GROUP,
-  roomEventsSubject,
+  userEventsSubject,
   roomStreamName,
   Sys,
   userConsumerName,
@@ -219,6 +220,7 @@ export class PresenceTracker {
     private readonly account: string,
     private readonly s: PresenceSettings,
     private readonly log: Logger,
+    private readonly msgIds: SystemMsgIds,
     /** Sees every CONNZ answer of the reconcile (the flood guard reads its counters). */
     private readonly onConnz: (answer: ConnzAnswer) => void = () => undefined,
   ) {
@@ -351,9 +353,10 @@ export class PresenceTracker {
         });
         await this.announce(
           roomId,
+          userId,
           Broadcast.ParticipantJoined,
           { userId, name: next.name, role: next.role, since: next.since },
-          `joined-${roomId}-${userId}-${next.since}`,
+          this.msgIds.of('joined', roomId, userId, next.since),
         );
       }
       if (transition?.left)
@@ -498,9 +501,10 @@ export class PresenceTracker {
     });
     await this.announce(
       roomId,
+      userId,
       Broadcast.ParticipantLeft,
       { userId },
-      `left-${roomId}-${userId}-${at}`,
+      this.msgIds.of('left', roomId, userId, at),
     );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
       // The budget stays: leaving and coming back must not refill the user's hand changes.
@@ -521,9 +525,10 @@ export class PresenceTracker {
       });
       await this.announce(
         roomId,
+        userId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
-        `lowered-${roomId}-${userId}-${at}`,
+        this.msgIds.of('lowered', roomId, userId, at),
       );
     }
   }
@@ -604,14 +609,16 @@ export class PresenceTracker {
     this.onConnz(answer);
   }
 
+  /** Broadcasts a change of one user's presence on that user's broadcast subject. */
   private async announce(
     roomId: string,
+    userId: string,
     event: Broadcast,
     data: unknown,
     msgId: string,
   ): Promise<void> {
     await this.js
-      .publish(roomEventsSubject(roomId), broadcast(event, data), { msgID: msgId })
+      .publish(userEventsSubject(roomId, userId), broadcast(event, data), { msgID: msgId })
       .catch((e: unknown) => {
         this.log.warn({ roomId, event, err: describeError(e) }, 'cannot broadcast presence event');
       });

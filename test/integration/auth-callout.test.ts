@@ -95,6 +95,7 @@ describe('a student in its room', () => {
       'room.n5.chat.*',
       'room.n5.wb.*',
       'room.n5.evt',
+      'room.n5.evt.*',
       'room.n5.user.hana',
     ]);
     expect(info.config.mem_storage).toBe(true);
@@ -106,9 +107,12 @@ describe('a student in its room', () => {
     expect(none).toBeNull(); // the other user's answer is not in hana's consumer
   });
 
-  test('gets $JS.API.STREAM.INFO of its room', async () => {
-    const r = await nc.request('$JS.API.STREAM.INFO.n5', '', { timeout: 2_000 });
-    expect(r.json<{ config: { name: string } }>().config.name).toBe('n5');
+  test('gets $JS.API.CONSUMER.INFO of its own consumer', async () => {
+    const r = await nc.request('$JS.API.CONSUMER.INFO.n5.hana', '', { timeout: 2_000 });
+    expect(r.json<{ stream_name: string; name: string }>()).toMatchObject({
+      stream_name: 'n5',
+      name: 'hana',
+    });
   });
 
   test('chats as itself and reads live cursors of the room', async () => {
@@ -129,6 +133,7 @@ describe('a student in its room', () => {
     ['chat as another user', 'room.n5.chat.kenji'],
     ['draw on the whiteboard (students may not)', 'room.n5.wb.hana'],
     ['broadcast room events', 'room.n5.evt'],
+    ['broadcast about a user', 'room.n5.evt.kenji'],
     ['answer as the worker', 'room.n5.user.hana'],
     ["read another user's consumer", '$JS.API.CONSUMER.INFO.n5.kenji'],
     ["pull from another user's consumer", '$JS.API.CONSUMER.MSG.NEXT.n5.kenji'],
@@ -140,6 +145,7 @@ describe('a student in its room', () => {
     ['delete the room stream', '$JS.API.STREAM.DELETE.n5'],
     ['purge the room stream', '$JS.API.STREAM.PURGE.n5'],
     ['read another room', '$JS.API.STREAM.INFO.other'],
+    ["read its room stream's info (its subjects name who got answers)", '$JS.API.STREAM.INFO.n5'],
     ['read the room config KV', '$KV.torii_rooms.n5'],
     ['kick through the system account', '$SYS.REQ.SERVER.PING'],
     ["call the platform's service endpoints", 'torii.tokens.issue'],
@@ -163,8 +169,8 @@ describe('a student in its room', () => {
 
   test('the connection survives the denials', async () => {
     expect(nc.isClosed()).toBe(false);
-    const r = await nc.request('$JS.API.STREAM.INFO.n5', '', { timeout: 2_000 });
-    expect(r.json<{ config: { name: string } }>().config.name).toBe('n5');
+    const r = await nc.request('$JS.API.CONSUMER.INFO.n5.hana', '', { timeout: 2_000 });
+    expect(r.json<{ name: string }>().name).toBe('hana');
   });
 });
 
@@ -476,8 +482,8 @@ describe('the nats CLI as a second, independent client', () => {
 
   test('token auth: allowed and denied subjects', async () => {
     const t = await token(server.keys, { room: 'n5', sub: 'cli', role: 'student' });
-    const info = await nats(['req', '$JS.API.STREAM.INFO.n5', ''], t, 'cli');
-    expect(info.stderr + info.stdout).toMatch(/"name":\s*"n5"/);
+    const info = await nats(['req', '$JS.API.CONSUMER.INFO.n5.cli', ''], t, 'cli');
+    expect(info.stderr + info.stdout).toMatch(/"stream_name":\s*"n5"/);
     expect(info.status).toBe(0);
 
     const denied = await nats(['req', '$JS.API.STREAM.INFO.other', ''], t, 'cli');
@@ -487,7 +493,7 @@ describe('the nats CLI as a second, independent client', () => {
       /Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.other"/,
     );
 
-    const badToken = await nats(['req', '$JS.API.STREAM.INFO.n5', ''], 'garbage', 'cli');
+    const badToken = await nats(['req', '$JS.API.CONSUMER.INFO.n5.cli', ''], 'garbage', 'cli');
     expect(badToken.status).not.toBe(0);
     expect(badToken.stderr + badToken.stdout).toMatch(/Authorization Violation/);
   });

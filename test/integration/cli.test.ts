@@ -453,8 +453,8 @@ describe('torii dev', () => {
     ] as const) {
       const token = new RegExp(`${role} ${user}:\\s+(\\S+)`).exec(stdout)?.[1] ?? '';
       const nc = await connect({ servers: url, token, inboxPrefix: `_INBOX.demo.${user}` });
-      const info = await nc.request('$JS.API.STREAM.INFO.demo', '', { timeout: 2_000 });
-      expect(info.json<{ config: { name: string } }>().config.name).toBe('demo');
+      const info = await nc.request(`$JS.API.CONSUMER.INFO.demo.${user}`, '', { timeout: 2_000 });
+      expect(info.json<{ stream_name: string }>().stream_name).toBe('demo');
       await nc.close();
       // and the workers answer room events
       const client = await RoomClient.connect({

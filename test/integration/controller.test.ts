@@ -86,6 +86,7 @@ describe('apply', () => {
         'room.n5-evening.chat.*',
         'room.n5-evening.wb.*',
         'room.n5-evening.evt',
+        'room.n5-evening.evt.*',
         'room.n5-evening.user.*',
       ],
       max_msgs: 5000,

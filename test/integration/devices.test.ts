@@ -98,6 +98,7 @@ test('two devices of one user each receive all of 50 messages, in stream order',
       `room.${ROOM}.chat.*`,
       `room.${ROOM}.wb.*`,
       `room.${ROOM}.evt`,
+      `room.${ROOM}.evt.*`,
       `room.${ROOM}.user.hana`,
     ]);
     expect(info.config.mem_storage).toBe(true);

@@ -24,6 +24,7 @@ import {
   ServiceSubject,
   Sys,
   userAnswerSubject,
+  userEventsSubject,
   republishedSubject,
   userConsumerFilters,
   userInboxPrefix,
@@ -78,10 +79,15 @@ const TARGETS: [string, string][] = [
   ['chat as another user', chatSubject(ROOM, VICTIM)],
   ['whiteboard as another user', whiteboardSubject(ROOM, VICTIM)],
   ["the own room's events", roomEventsSubject(ROOM)],
+  ["the own room's broadcasts about another user", userEventsSubject(ROOM, VICTIM)],
   ['a live subject of another user', liveSubject(ROOM, VICTIM)],
   ["another user's republished answers", republishedSubject(userAnswerSubject(ROOM, VICTIM))],
   ['republished chat as another user', republishedSubject(chatSubject(ROOM, VICTIM))],
   ["another room's republished events", republishedSubject(roomEventsSubject(OTHER))],
+  [
+    'republished broadcasts about another user',
+    republishedSubject(userEventsSubject(ROOM, VICTIM)),
+  ],
   ["another user's pull requests", JsApi.consumerNext(ROOM, VICTIM)],
   ['stream deletion', `$JS.API.STREAM.DELETE.${OTHER}`],
   ['stream purge', `$JS.API.STREAM.PURGE.${ROOM}`],
@@ -139,7 +145,7 @@ async function listener(room: string, user: string): Promise<Listener> {
       },
     });
   // the request inbox nats.js creates (`_INBOX.{room}.{user}.{nuid}.*`), as the SDK has one
-  await nc.request(JsApi.streamInfo(room), '', { timeout: 2_000 });
+  await nc.request(JsApi.consumerInfo(room, user), '', { timeout: 2_000 });
   let base = nc.stats().inMsgs;
   return {
     nc,
@@ -294,7 +300,6 @@ describe('an attacker naming reply subjects', () => {
     ownWrites.chat++;
     await js.publish(roleWorkerSubject(ROOM, ATTACKER, 'teacher'), 'not json');
     ownWrites.events++;
-    await attacker.request(JsApi.streamInfo(ROOM), '', { timeout: 5_000 });
     await attacker.request(JsApi.consumerInfo(ROOM, ATTACKER), '', { timeout: 5_000 });
     const [m] = await pull(attacker, 1);
     if (m?.reply) await attacker.request(m.reply, '+ACK', { timeout: 5_000 });

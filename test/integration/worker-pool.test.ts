@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import type { RoomClient } from '../../src/client/index.js';
 import { silentLogger } from '../../src/core/logger.js';
+import { SystemMsgIds } from '../../src/core/msg-ids.js';
 import { ensureWorkerStream, nanos } from '../../src/core/streams.js';
 import { roleWorkerSubject, WORKER_CONSUMER, WORKER_STREAM } from '../../src/core/subjects.js';
 import type { HandlerResult, Handlers } from '../../src/worker/handlers.js';
@@ -42,6 +43,7 @@ function pool(handlers: Pick<Handlers, 'handle'>, ackWaitMs: number): EventPool 
     { concurrency: 50, ackWaitMs, maxDeliver: 5 },
     new WorkerMetrics(new Registry(), () => 0),
     silentLogger(),
+    new SystemMsgIds(server.keys.server.servicePassword),
   );
 }
 

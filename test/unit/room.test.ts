@@ -29,6 +29,10 @@ describe('Room spec', () => {
         maxBytes: 33_554_432,
         storage: 'file',
         replicas: 1,
+        // one member (a teacher: chat, whiteboard, answers, and its broadcasts) holds at most half
+        // of 32 MiB: 167 × (3 × 32 KiB + 2 KiB)
+        maxMessagesPerUser: 167,
+        maxMessageSize: 32 * 1024,
       },
     });
     expect(Object.keys(r.roles)).toEqual(['teacher', 'student', 'observer']);
@@ -61,6 +65,9 @@ describe('Room spec', () => {
       maxBytes: 1024 ** 3,
       storage: 'memory',
       replicas: 3,
+      // 10 messages: half of them, for the host's chat, answers and broadcasts
+      maxMessagesPerUser: 1,
+      maxMessageSize: 32 * 1024,
     });
   });
 
@@ -73,10 +80,50 @@ describe('Room spec', () => {
     ['ok', { history: { maxAge: 'forever' } }, /spec\.history\.maxAge/],
     ['ok', { history: { maxBytes: '12Zi' } }, /spec\.history\.maxBytes/],
     ['ok', { history: { replicas: 2 } }, /spec\.history\.replicas: must be 1, 3 or 5/],
+    ['ok', { history: { maxMessagesPerUser: 0 } }, /spec\.history\.maxMessagesPerUser: must be/],
+    ['ok', { history: { maxMessagesPerUser: 1.5 } }, /spec\.history\.maxMessagesPerUser: must be/],
+    [
+      'ok',
+      { history: { maxMessagesPerUser: 1_000 } },
+      /maxMessagesPerUser: 1000 lets one member hold 1000 messages on each of its 3 subjects \(up to 32768 bytes each\) and 1000 broadcasts .*Use at most 167, or raise maxBytes to at least 200704000/,
+    ],
+    ['ok', { history: { maxMessageSize: '2Mi' } }, /spec\.history\.maxMessageSize: "2Mi" is not/],
+    ['ok', { history: { maxMessageSize: '2Ki' } }, /spec\.history\.maxMessageSize: "2Ki" is not/],
+    [
+      'ok',
+      { maxParticipants: 1_000, history: { maxMessageSize: '64Ki' } },
+      /maxMessageSize: 64Ki cannot hold the initial data of 1000 participants/,
+    ],
   ])('validate(%s, %j) reports the field', (name, spec, problem) => {
     const problems = validateRoomSpec(name, spec);
     expect(problems.join('\n')).toMatch(problem);
     expect(() => compileRoom(name, spec)).toThrow(problem);
+  });
+
+  test('history limits: defaults keep one member within half the budget; explicit ones are checked', () => {
+    // Students only chat, observers neither: a room whose roles draw nothing has two subjects a
+    // member can fill.
+    const noBoard = compileRoom('n5', {
+      roles: { teacher: { chat: true, moderator: true }, student: { chat: true } },
+    });
+    expect(noBoard.history.maxMessagesPerUser).toBe(248);
+    // A larger budget allows more, up to the default's cap.
+    expect(compileRoom('n5', { history: { maxBytes: '1Gi' } }).history.maxMessagesPerUser).toBe(
+      1_000,
+    );
+    // Large rooms store a larger initial data answer: 256 bytes a seat.
+    const big = compileRoom('lecture', { maxParticipants: 1_000, history: { maxBytes: '1Gi' } });
+    expect(big.history.maxMessageSize).toBe(256_000);
+    expect(
+      big.history.maxMessagesPerUser * (3 * big.history.maxMessageSize + 2048),
+    ).toBeLessThanOrEqual(0.5 * 1024 ** 3);
+    // The most a room may set is accepted, one more is not.
+    expect(
+      compileRoom('n5', { history: { maxMessagesPerUser: 167, maxMessageSize: '32Ki' } }).history,
+    ).toMatchObject({ maxMessagesPerUser: 167, maxMessageSize: 32_768 });
+    expect(validateRoomSpec('n5', { history: { maxMessagesPerUser: 168 } })).toHaveLength(1);
+    // Whatever the room, the default is at least one message.
+    expect(compileRoom('n5', { history: { maxMessages: 3 } }).history.maxMessagesPerUser).toBe(1);
   });
 
   test('quantities and durations', () => {
@@ -109,8 +156,17 @@ describe('JetStream assets (DESIGN.md §5)', () => {
     );
     expect(s).toMatchObject({
       name: 'n5',
-      subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.*'],
+      subjects: [
+        'room.n5.chat.*',
+        'room.n5.wb.*',
+        'room.n5.evt',
+        'room.n5.evt.*',
+        'room.n5.user.*',
+      ],
       max_msgs: 5,
+      max_msgs_per_subject: 1,
+      max_msg_size: 700 * 256,
+      discard: 'old',
       max_consumers: 700 * (MAX_DEVICES_PER_USER + 1),
       num_replicas: 1,
       storage: 'file',
@@ -130,7 +186,13 @@ describe('JetStream assets (DESIGN.md §5)', () => {
   test('user consumer: R1, memory, explicit ack, non-overlapping filters', () => {
     expect(userConsumerConfig('n5', 'hana', 60_000)).toEqual({
       durable_name: 'hana',
-      filter_subjects: ['room.n5.chat.*', 'room.n5.wb.*', 'room.n5.evt', 'room.n5.user.hana'],
+      filter_subjects: [
+        'room.n5.chat.*',
+        'room.n5.wb.*',
+        'room.n5.evt',
+        'room.n5.evt.*',
+        'room.n5.user.hana',
+      ],
       ack_policy: 'explicit',
       deliver_policy: 'all',
       max_ack_pending: 1000,

@@ -7,6 +7,10 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.chatSubject('r1', 'u1')).toBe('room.r1.chat.u1');
     expect(S.whiteboardSubject('r1', 'u1')).toBe('room.r1.wb.u1');
     expect(S.roomEventsSubject('r1')).toBe('room.r1.evt');
+    expect(S.userEventsSubject('r1', 'u1')).toBe('room.r1.evt.u1');
+    expect(S.broadcastSubject('r1', 'u1')).toBe('room.r1.evt.u1');
+    expect(S.broadcastSubject('r1', undefined)).toBe('room.r1.evt');
+    expect(S.broadcastSubject('r1', 'a.b')).toBe('room.r1.evt');
     expect(S.userAnswerSubject('r1', 'u1')).toBe('room.r1.user.u1');
     expect(S.liveSubject('r1', 'u1')).toBe('room.r1.live.u1');
     expect(S.userInboxPrefix('r1', 'u1')).toBe('_INBOX.r1.u1');
@@ -15,6 +19,7 @@ describe('subjects (DESIGN.md §5)', () => {
       'room.r1.chat.*',
       'room.r1.wb.*',
       'room.r1.evt',
+      'room.r1.evt.*',
       'room.r1.user.*',
     ]);
     expect(S.WORKER_STREAM_SUBJECTS).toEqual(['sysJsWorker.*.*.*']);
@@ -22,7 +27,13 @@ describe('subjects (DESIGN.md §5)', () => {
 
   test('user consumer filters do not overlap and cover chat, wb, evt and own answers', () => {
     const f = S.userConsumerFilters('r1', 'u1');
-    expect(f).toEqual(['room.r1.chat.*', 'room.r1.wb.*', 'room.r1.evt', 'room.r1.user.u1']);
+    expect(f).toEqual([
+      'room.r1.chat.*',
+      'room.r1.wb.*',
+      'room.r1.evt',
+      'room.r1.evt.*',
+      'room.r1.user.u1',
+    ]);
     expect(new Set(f).size).toBe(f.length);
     expect(S.userConsumerName('u1')).toBe('u1');
   });
@@ -85,9 +96,14 @@ describe('subjects (DESIGN.md §5)', () => {
     expect(S.parseRoomSubject(S.userAnswerSubject('r1', 'u1'))?.kind).toBe('user');
     expect(S.parseRoomSubject(S.liveSubject('r1', 'u1'))?.kind).toBe('live');
     expect(S.parseRoomSubject(S.roomEventsSubject('r1'))).toEqual({ roomId: 'r1', kind: 'evt' });
+    expect(S.parseRoomSubject(S.userEventsSubject('r1', 'u1'))).toEqual({
+      roomId: 'r1',
+      kind: 'evt',
+      userId: 'u1',
+    });
     for (const bad of [
       'room.r1',
-      'room.r1.evt.u1',
+      'room.r1.evt.u1.x',
       'room.r1.chat',
       'room.r1.x.u1',
       'rooms.r1.chat.u1',

@@ -46,7 +46,7 @@ describe('user JWT claims (DESIGN.md §4)', () => {
     expect(c.nats.pub.allow).toEqual([
       'sysJsWorker.n5.hana.teacher', // events only on the connection's own role
 
-      '$JS.API.STREAM.INFO.n5',
+      // no STREAM.INFO: its subjects_filter answer would name every user who got an answer
       '$JS.API.CONSUMER.INFO.n5.hana',
       '$JS.API.CONSUMER.MSG.NEXT.n5.hana',
       '$JS.API.CONSUMER.RESET.n5.hana',
@@ -61,6 +61,7 @@ describe('user JWT claims (DESIGN.md §4)', () => {
       'room.n5.rp.chat.*',
       'room.n5.rp.wb.*',
       'room.n5.rp.evt',
+      'room.n5.rp.evt.*',
       'room.n5.rp.user.hana',
     ]);
     expect(JSON.stringify(c)).not.toContain('{roomId}');
