@@ -284,15 +284,30 @@ describe('payload per room connection', () => {
     await attacker.closed;
   });
 
-  test('a chat at the bound is stored', async () => {
-    const nc = await member('chat-at-bound');
+  test("a live update at the bound reaches another member; a chat within the room stream's own bound is stored", async () => {
+    const victim = await member('live-at-bound-victim');
+    const sizes: number[] = [];
+    victim.subscribe(liveSubject(ROOM, 'live-at-bound'), {
+      callback: (_e, m) => {
+        sizes.push(m.data.length);
+      },
+    });
+    await victim.flush();
+    const nc = await member('live-at-bound');
+    const live = JSON.stringify({ live: 'x'.repeat(DEFAULT_CLIENT_MAX_PAYLOAD - 64) });
+    nc.publish(liveSubject(ROOM, 'live-at-bound'), live);
+    await waitFor('the live update at the bound', () => sizes.length === 1);
+    expect(sizes).toEqual([Buffer.byteLength(live)]);
+
+    // Chat is stored, so the room stream's max_msg_size (below the account's) bounds it.
+    const { config } = await jsm.streams.info(ROOM);
+    expect(config.max_msg_size).toBeLessThan(DEFAULT_CLIENT_MAX_PAYLOAD);
     const before = await lastSeq();
-    const subject = chatSubject(ROOM, 'chat-at-bound');
-    // headers of a JetStream publish count towards the bound: leave room for them
-    await jetstream(nc).publish(subject, 'x'.repeat(DEFAULT_CLIENT_MAX_PAYLOAD - 512));
-    expect(await stored(subject, before)).toEqual([
-      { seq: expect.any(Number) as number, size: DEFAULT_CLIENT_MAX_PAYLOAD - 512 },
-    ]);
+    const subject = chatSubject(ROOM, 'live-at-bound');
+    // the stream counts headers too: leave room for them
+    const size = (config.max_msg_size ?? 0) - 512;
+    await jetstream(nc).publish(subject, 'x'.repeat(size));
+    expect(await stored(subject, before)).toEqual([{ seq: expect.any(Number) as number, size }]);
   });
 });
 

@@ -23,6 +23,7 @@ import {
   liveSubject,
   PlatformEvent,
   roomEventsSubject,
+  userEventsSubject,
   roomStreamName,
   Sys,
   userInboxPrefix,
@@ -65,7 +66,7 @@ interface Stored {
 async function storedBroadcasts(): Promise<Stored[]> {
   const js = jetstream(svc, { timeout: 3_000 });
   const consumer = await js.consumers.get(roomStreamName(ROOM), {
-    filter_subjects: [roomEventsSubject(ROOM)],
+    filter_subjects: [roomEventsSubject(ROOM), userEventsSubject(ROOM, '*')],
   });
   const out: Stored[] = [];
   let pending = (await consumer.info()).num_pending;

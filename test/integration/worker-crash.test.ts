@@ -25,6 +25,9 @@ const startWorkerProcess = (): Promise<{ proc: ChildProcess; port: number }> =>
     server.keys.dir,
     '--ack-wait',
     '2s',
+    // 100 hand changes a user, far past the default bucket: this suite is about crashes, not rates
+    '--hand-changes',
+    '1000',
   ]);
 
 beforeAll(async () => {
