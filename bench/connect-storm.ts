@@ -4,6 +4,11 @@
  * (plain token auth), in one run. Prints one JSON line.
  *
  *   npx tsx bench/connect-storm.ts [--clients 2000] [--concurrency 50] [--paced-rate 200]
+ *                                  [--worker]
+ *
+ * `--worker` also runs a `torii worker` (presence), as every deployment does: the callout's seat
+ * claims are then confirmed by presence and its room ledger stays small. Without it no claim is
+ * ever confirmed, the ledger of the one room grows to every user (presence down: the worst case).
  *
  * Phases: raw (no callout); callout-cold (new users: each needs its consumer created);
  * callout-warm (the same users reconnecting: consumers known); paced (a steady rate, latency).
@@ -27,6 +32,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '50' },
     'paced-rate': { type: 'string', default: '200' },
     'paced-seconds': { type: 'string', default: '5' },
+    worker: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.clients);
@@ -81,6 +87,26 @@ async function main(): Promise<void> {
       },
     ),
   );
+  const worker = values.worker
+    ? track(
+        spawn(
+          process.execPath,
+          [
+            path.join(PROJECT_ROOT, 'dist', 'cli.js'),
+            'worker',
+            '--nats-url',
+            server.url,
+            '--keys-dir',
+            keys.dir,
+            '--http-port',
+            '0',
+            '--log-level',
+            'warn',
+          ],
+          { stdio: ['ignore', 'ignore', 'inherit'] },
+        ),
+      )
+    : undefined;
   const tokens = await Promise.all(
     Array.from({ length: Math.max(N, PACED_N) }, (_, i) =>
       token(keys, { room: 'bench', sub: `u${i}`, role: 'student' }),
@@ -97,7 +123,12 @@ async function main(): Promise<void> {
 
   const conns: NatsConnection[] = [];
   const rawPids = { clients: undefined, server: raw.pid };
-  const pids = { clients: undefined, server: server.process.pid, callout: callout.pid };
+  const pids = {
+    clients: undefined,
+    server: server.process.pid,
+    callout: callout.pid,
+    ...(worker ? { worker: worker.pid } : {}),
+  };
   const { result: rawRun, cpu: rawCpu } = await withCpu(rawPids, () =>
     pool(N, C, async (i) => {
       conns.push(
@@ -137,6 +168,7 @@ async function main(): Promise<void> {
     bench: 'connect-storm',
     clients: N,
     concurrency: C,
+    worker: values.worker,
     raw: {
       connectionsPerSec: rate(rawRun),
       latencyMs: summary(rawRun.latencies),
