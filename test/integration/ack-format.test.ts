@@ -1,0 +1,175 @@
+/**
+ * nats-server ≥ 2.14 knows a second `$JS.ACK` format,
+ * `$JS.ACK.{domain}.{account hash}.{stream}.{consumer}.{delivered}.{sseq}.{cseq}.{ts}.{pending}`,
+ * which its `js_ack_fc_v2` feature flag turns on (and a later release makes the default). With it
+ * on, every delivery's reply is in that form: a room client must still ack its own consumer, and
+ * still only its own, in either form.
+ */
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { RoomClient, RoomMessage } from '../../src/client/index.js';
+import { RequestEvent } from '../../src/core/events.js';
+import { openBucket } from '../../src/core/kv.js';
+import { Bucket, chatSubject, roomStreamName } from '../../src/core/subjects.js';
+import { expectViolation } from '../helpers/assert-nats.js';
+import {
+  connectClient,
+  joinRoom,
+  startCallout,
+  token,
+  type TestCallout,
+} from '../helpers/callout.js';
+import { startNats, type TestNats } from '../helpers/nats.js';
+import { waitFor } from '../helpers/procs.js';
+import { publishRoom } from '../helpers/room.js';
+import { startWorker, type TestWorker } from '../helpers/worker.js';
+
+/** The server's opt-in to the v2 ack format (`server/feature_flags.go`). */
+const ACK_V2_ON = 'feature_flags: { js_ack_fc_v2: true }';
+const ROOM = 'acks';
+/** The victim's room in the attacks. */
+const OTHER = 'other';
+
+let server: TestNats;
+let svc: NatsConnection;
+let jsm: JetStreamManager;
+let callout: TestCallout;
+let worker: TestWorker;
+const raw: NatsConnection[] = [];
+
+beforeAll(async () => {
+  server = await startNats({ config: { extra: ACK_V2_ON } });
+  svc = await server.connectService();
+  jsm = await jetstreamManager(svc);
+  for (const b of Object.values(Bucket)) await openBucket(svc, b);
+  await publishRoom(svc, ROOM, { maxParticipants: 20 });
+  await publishRoom(svc, OTHER, { maxParticipants: 20 });
+  callout = await startCallout(server.keys, [server.url]);
+  worker = await startWorker(server.keys, [server.url]);
+}, 60_000);
+afterAll(async () => {
+  for (const nc of raw) await nc.close();
+  await worker?.stop();
+  await callout?.stop();
+  await svc?.close();
+  await server?.destroy();
+});
+
+async function rawClient(room: string, user: string): Promise<NatsConnection> {
+  const t = await token(server.keys, { room, sub: user, role: 'student' });
+  const nc = await connectClient(server.url, room, user, t);
+  raw.push(nc);
+  return nc;
+}
+
+const text = (m: RoomMessage): unknown => (m.body as { text?: unknown } | null)?.text;
+
+/** What the server says about a consumer's acks. */
+async function ackState(stream: string, consumer: string) {
+  const i = await jsm.consumers.info(stream, consumer);
+  return {
+    delivered: i.delivered.stream_seq,
+    ackFloor: i.ack_floor.stream_seq,
+    ackPending: i.num_ack_pending,
+    redelivered: i.num_redelivered,
+  };
+}
+
+test('with the v2 format on, a client catches up, its acks are accepted, chat and answers flow', async () => {
+  const teacher = await joinRoom(server.url, server.keys, ROOM, 'sensei', { role: 'teacher' });
+  let student: RoomClient | undefined;
+  try {
+    for (let i = 0; i < 3; i++) await teacher.chat(`before ${i}`);
+    student = await joinRoom(server.url, server.keys, ROOM, 'hana');
+    const seen: RoomMessage[] = [];
+    student.on((m) => seen.push(m));
+    // Catch-up: the history arrives and every delivery is acked (one by one, explicit acks).
+    await waitFor('the history reaches the student', () =>
+      [0, 1, 2].every((i) => seen.some((m) => m.kind === 'chat' && text(m) === `before ${i}`)),
+    );
+    const last = Math.max(
+      ...seen.filter((m) => m.kind === 'chat' && m.from === 'sensei').map((m) => m.seq),
+    );
+    await waitFor('the server counts every catch-up delivery acked', async () => {
+      const s = await ackState(roomStreamName(ROOM), 'hana');
+      if (s.delivered >= last && s.ackFloor === s.delivered && s.ackPending === 0) return s;
+      throw new Error(`the server reports ${JSON.stringify(s)}, last chat at ${last}`);
+    });
+
+    // Chat both ways and an answer from the worker.
+    const heard: RoomMessage[] = [];
+    teacher.on((m) => heard.push(m));
+    await student.chat('after');
+    await waitFor('the teacher hears the student', () =>
+      heard.some((m) => m.kind === 'chat' && m.from === 'hana' && text(m) === 'after'),
+    );
+    await teacher.chat('reply');
+    await waitFor('the student hears the teacher', () =>
+      seen.some((m) => m.kind === 'chat' && m.from === 'sensei' && text(m) === 'reply'),
+    );
+    await expect(student.request(RequestEvent.InitialData)).resolves.toBeDefined();
+    // Live messages arrive as the stream's republished copies; whatever the consumer delivered
+    // meanwhile is acked, none waits for redelivery.
+    const after = await waitFor('nothing the consumer delivered waits for an ack', async () => {
+      const s = await ackState(roomStreamName(ROOM), 'hana');
+      return s.ackFloor === s.delivered && s.ackPending === 0 && s;
+    });
+    expect(after.redelivered).toBe(0);
+  } finally {
+    await student?.close({ leave: true });
+    await teacher.close({ leave: true });
+  }
+}, 60_000);
+
+test("a client cannot ack another user's consumer in either format, nor through a numeric name", async () => {
+  // The victim pulls one message and leaves it unacked: its reply is the server's own v2 form.
+  const victim = await rawClient(OTHER, 'kenji');
+  const consumer = await jetstream(victim).consumers.get(roomStreamName(OTHER), 'kenji');
+  await jetstream(svc).publish(chatSubject(OTHER, 'sensei'), JSON.stringify({ text: 'hi' }));
+  const m = await consumer.next({ expires: 5_000 });
+  if (!m?.reply) throw new Error('the victim got no delivery');
+  const v2 = m.reply;
+  const t = v2.split('.');
+  expect(t.length).toBe(11);
+  expect(t.slice(0, 3)).toEqual(['$JS', 'ACK', '_']); // no JetStream domain: `_`
+  expect(t.slice(4, 6)).toEqual([roomStreamName(OTHER), 'kenji']);
+  const v1 = ['$JS', 'ACK', ...t.slice(4)].join('.');
+  const sseq = t[7] ?? '';
+  const before = await ackState(roomStreamName(OTHER), 'kenji');
+  expect(before.ackPending).toBe(1);
+
+  // Attackers: one in the victim's room, one in another room whose user id is the victim's
+  // pending stream sequence. For the second, a 9-token subject with its own room and consumer in
+  // tokens 5 and 6 is the victim's v1 ack of that sequence: a permission that wildcards v2's
+  // domain and hash tokens and ends in `>` would let it through.
+  const sameRoom = await rawClient(OTHER, 'mallory');
+  const otherRoom = await rawClient(ROOM, sseq);
+  const numeric = ['$JS', 'ACK', roomStreamName(OTHER), 'kenji', roomStreamName(ROOM), sseq]
+    .concat(t.slice(8, 11))
+    .join('.');
+  const attacks: [NatsConnection, string, string][] = [
+    [sameRoom, v2, ''],
+    [sameRoom, v1, ''],
+    [sameRoom, v2, '+TERM'],
+    [sameRoom, v1, '+ACK'],
+    [otherRoom, v2, ''],
+    [otherRoom, v1, ''],
+    [otherRoom, numeric, ''],
+    [otherRoom, numeric, '+TERM'],
+  ];
+  for (const [nc, subject, body] of attacks) {
+    await expectViolation(nc, 'publish', subject, () => nc.publish(subject, body));
+  }
+  // Each attacker's connection is still up (a denial, not a disconnect): a flush round-trips.
+  await sameRoom.flush();
+  await otherRoom.flush();
+  expect(await ackState(roomStreamName(OTHER), 'kenji')).toEqual(before);
+
+  // The crafted subject is an ack of the victim's consumer where nothing narrows it (the
+  // service user in APP): only the permission stands between it and the attacker.
+  svc.publish(numeric, '');
+  await waitFor('the crafted v1 subject acks the victim when permitted', async () => {
+    const s = await ackState(roomStreamName(OTHER), 'kenji');
+    return s.ackPending === 0 && s.ackFloor === Number(sseq);
+  });
+}, 60_000);
