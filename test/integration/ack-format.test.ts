@@ -6,11 +6,17 @@
  * still only its own, in either form.
  */
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
 import { RequestEvent } from '../../src/core/events.js';
 import { openBucket } from '../../src/core/kv.js';
-import { Bucket, chatSubject, roomStreamName } from '../../src/core/subjects.js';
+import {
+  Bucket,
+  chatSubject,
+  JsApi,
+  roomStreamName,
+  userInboxPrefix,
+} from '../../src/core/subjects.js';
 import { expectViolation } from '../helpers/assert-nats.js';
 import {
   connectClient,
@@ -124,10 +130,18 @@ test('with the v2 format on, a client catches up, its acks are accepted, chat an
 test("a client cannot ack another user's consumer in either format, nor through a numeric name", async () => {
   // The victim pulls one message and leaves it unacked: its reply is the server's own v2 form.
   const victim = await rawClient(OTHER, 'kenji');
-  const consumer = await jetstream(victim).consumers.get(roomStreamName(OTHER), 'kenji');
   await jetstream(svc).publish(chatSubject(OTHER, 'sensei'), JSON.stringify({ text: 'hi' }));
-  const m = await consumer.next({ expires: 5_000 });
-  if (!m?.reply) throw new Error('the victim got no delivery');
+  // A raw pull, as any client may make of its own consumer: the delivery carries the ack reply.
+  const inbox = `${userInboxPrefix(OTHER, 'kenji')}.pull`;
+  const deliveries = victim.subscribe(inbox, { max: 1, timeout: 6_000 });
+  victim.publish(
+    JsApi.consumerNext(roomStreamName(OTHER), 'kenji'),
+    JSON.stringify({ batch: 1, expires: 5_000_000_000 }),
+    { reply: inbox },
+  );
+  let m: Msg | undefined;
+  for await (const d of deliveries) m = d;
+  if (!m?.reply) throw new Error(`the victim got no delivery (${m?.subject ?? 'none'})`);
   const v2 = m.reply;
   const t = v2.split('.');
   expect(t.length).toBe(11);
