@@ -35,6 +35,11 @@ const ACK_V2_ON = 'feature_flags: { js_ack_fc_v2: true }';
 const ROOM = 'acks';
 /** The victim's room in the attacks. */
 const OTHER = 'other';
+/**
+ * `_` is a valid room id, and the domain token of every v2 ack on a server without a JetStream
+ * domain.
+ */
+const UNDERSCORE = '_';
 
 let server: TestNats;
 let svc: NatsConnection;
@@ -50,6 +55,7 @@ beforeAll(async () => {
   for (const b of Object.values(Bucket)) await openBucket(svc, b);
   await publishRoom(svc, ROOM, { maxParticipants: 20 });
   await publishRoom(svc, OTHER, { maxParticipants: 20 });
+  await publishRoom(svc, UNDERSCORE, { maxParticipants: 20 });
   callout = await startCallout(server.keys, [server.url]);
   worker = await startWorker(server.keys, [server.url]);
 }, 60_000);
@@ -127,7 +133,7 @@ test('with the v2 format on, a client catches up, its acks are accepted, chat an
   }
 }, 60_000);
 
-test("a client cannot ack another user's consumer in either format, nor through a numeric name", async () => {
+test("a client cannot ack another user's consumer in either format, nor through a numeric name or room `_`", async () => {
   // The victim pulls one message and leaves it unacked: its reply is the server's own v2 form.
   const victim = await rawClient(OTHER, 'kenji');
   await jetstream(svc).publish(chatSubject(OTHER, 'sensei'), JSON.stringify({ text: 'hi' }));
@@ -158,6 +164,9 @@ test("a client cannot ack another user's consumer in either format, nor through 
   // domain and hash tokens and ends in `>` would let it through.
   const sameRoom = await rawClient(OTHER, 'mallory');
   const otherRoom = await rawClient(ROOM, sseq);
+  // Room `_`, user named like APP's account hash (8 letters and digits, a valid id): the v1
+  // permission `$JS.ACK.{room}.{consumer}.>` would be every v2 ack of every consumer in APP.
+  const hashRoom = await rawClient(UNDERSCORE, t[3] ?? '');
   const numeric = ['$JS', 'ACK', roomStreamName(OTHER), 'kenji', roomStreamName(ROOM), sseq]
     .concat(t.slice(8, 11))
     .join('.');
@@ -170,6 +179,8 @@ test("a client cannot ack another user's consumer in either format, nor through 
     [otherRoom, v1, ''],
     [otherRoom, numeric, ''],
     [otherRoom, numeric, '+TERM'],
+    [hashRoom, v2, ''],
+    [hashRoom, v2, '+TERM'],
   ];
   for (const [nc, subject, body] of attacks) {
     await expectViolation(nc, 'publish', subject, () => nc.publish(subject, body));
@@ -177,6 +188,7 @@ test("a client cannot ack another user's consumer in either format, nor through 
   // Each attacker's connection is still up (a denial, not a disconnect): a flush round-trips.
   await sameRoom.flush();
   await otherRoom.flush();
+  await hashRoom.flush();
   expect(await ackState(roomStreamName(OTHER), 'kenji')).toEqual(before);
 
   // The crafted subject is an ack of the victim's consumer where nothing narrows it (the
