@@ -475,7 +475,7 @@ function compileRole(role: RoleSpec, features: CompiledRoomConfig['features']): 
     JsApi.consumerInfo(r, c),
     JsApi.consumerNext(r, c),
     JsApi.consumerReset(r, c),
-    JsApi.acks(r, c),
+    ...JsApi.acks(r, c),
     ...(chat ? [chatSubject(r, u)] : []),
     ...(whiteboard ? [whiteboardSubject(r, u)] : []),
     ...(live ? [liveSubject(r, u)] : []),

@@ -266,8 +266,26 @@ export const JsApi = {
     `$JS.API.CONSUMER.INFO.${stream}.${consumer}`,
   consumerNext: (stream: string, consumer: string): string =>
     `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
-  /** Acks of one consumer: `$JS.ACK.{stream}.{consumer}.>` */
-  acks: (stream: string, consumer: string): string => `$JS.ACK.${stream}.${consumer}.>`,
+  /**
+   * The acks of one consumer, in both formats nats-server ≥ 2.14 subscribes every consumer to
+   * (`server/consumer.go`) and the only ones it does: v1
+   * `$JS.ACK.{stream}.{consumer}.{delivered}.{sseq}.{cseq}.{ts}.{pending}` (9 tokens), and v2
+   * `$JS.ACK.{domain}.{account hash}.{stream}.{consumer}.…` (11 tokens or more), the reply of
+   * every delivery once the server's `js_ack_fc_v2` feature flag is on (planned to become the
+   * default). v2's domain (`_` without one) and account hash are wildcards: they name the
+   * exporting account, which the import already fixes. The token counts keep the two patterns
+   * disjoint from each other's form, so neither reaches another stream's or consumer's acks
+   * (docs/decisions.md, "Both ack formats").
+   */
+  acks: (stream: string, consumer: string): readonly [v1: string, v2: string] => [
+    `$JS.ACK.${stream}.${consumer}.*.*.*.*.*`,
+    `$JS.ACK.*.*.${stream}.${consumer}.*.*.*.*.>`,
+  ],
+  /**
+   * Every consumer's acks in both formats (5 tokens or more after `$JS.ACK`): the one import of
+   * `CLIENTS`; each client's permissions narrow it to {@link JsApi.acks} of its own consumer.
+   */
+  ALL_ACKS: '$JS.ACK.*.*.>',
   /** Moves a consumer's next delivery to a stream sequence (catch-up after a reconnect). */
   consumerReset: (stream: string, consumer: string): string =>
     `$JS.API.CONSUMER.RESET.${stream}.${consumer}`,
@@ -316,7 +334,7 @@ export const CLIENT_SERVICE_IMPORTS: readonly string[] = [
   JsApi.consumerInfo('*', '*'),
   JsApi.consumerNext('*', '*'),
   JsApi.consumerReset('*', '*'),
-  JsApi.acks('*', '*'),
+  JsApi.ALL_ACKS,
 ];
 
 /**

@@ -50,7 +50,8 @@ describe('user JWT claims (DESIGN.md §4)', () => {
       '$JS.API.CONSUMER.INFO.n5.hana',
       '$JS.API.CONSUMER.MSG.NEXT.n5.hana',
       '$JS.API.CONSUMER.RESET.n5.hana',
-      '$JS.ACK.n5.hana.>',
+      '$JS.ACK.n5.hana.*.*.*.*.*', // acks of its consumer, v1 and v2 formats
+      '$JS.ACK.*.*.n5.hana.*.*.*.*.>',
       'room.n5.chat.hana',
       'room.n5.live.hana',
     ]); // no whiteboard: the room disables the feature even for teachers
