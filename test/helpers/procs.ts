@@ -111,11 +111,49 @@ process.once('exit', () => {
 
 /** A TCP port that was free a moment ago. */
 export async function freePort(): Promise<number> {
+  // A port the kernel hands out for `listen(0)` comes from the ephemeral range, which every
+  // outgoing connection draws from too: between this check and the server's own bind, a client
+  // of another test could take it ("bind: address already in use", seen with cluster routes). So
+  // a port below that range is picked at random and checked; the kernel's pick is the fallback.
+  const [low] = ephemeralRange();
+  const floor = Math.max(1_024, low - PORT_SPAN);
+  for (let i = 0; i < 50; i++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    if (await canListen(port)) return port;
+  }
+  return listenOnce(0);
+}
+
+/** How many ports below the ephemeral range {@link freePort} picks from. */
+const PORT_SPAN = 12_000;
+
+/** The kernel's ephemeral port range (Linux), or its usual default elsewhere. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [a, b] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (a !== undefined && b !== undefined && a > 1_024 && b >= a) return [a, b];
+  } catch {
+    // not Linux
+  }
+  return [32_768, 60_999];
+}
+
+const canListen = (port: number): Promise<boolean> =>
+  listenOnce(port).then(
+    () => true,
+    () => false,
+  );
+
+/** Listens on `port` (0: any) of 127.0.0.1, closes, and resolves with the port listened on. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
       srv.close(() =>
         typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port')),
