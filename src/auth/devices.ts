@@ -1,5 +1,5 @@
 /**
- * A user's devices (DESIGN.md §5: every device of a user gets everything meant for it). A client
+ * A user's devices (docs/protocol.md, "Devices": every device of a user gets everything meant for it). A client
  * names its device in its connection name (`deviceConnectionName`); each device has a consumer
  * of its own (`{userId}~{deviceId}`), so two devices catching up after a reconnect never move each
  * other's position. A user keeps at most {@link MAX_DEVICES_PER_USER} devices: the list lives in
