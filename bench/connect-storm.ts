@@ -66,47 +66,32 @@ async function main(): Promise<void> {
   const server = await startNats({ keys });
   const svc = await server.connectService();
   await publishRoom(svc, 'bench', { maxParticipants: 10_000 });
-  const callout = track(
-    spawn(
-      process.execPath,
-      [
-        ...(process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean),
-        path.join(PROJECT_ROOT, 'dist', 'cli.js'),
-        'auth-callout',
-        '--nats-url',
-        server.url,
-        '--keys-dir',
-        keys.dir,
-        '--http-port',
-        '0',
-        '--log-level',
-        'warn',
-      ],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    ),
+  /** A Torii role as its own process, as deployed, against the bench's server. */
+  const role = (name: string, nodeArgs: string[] = []) =>
+    track(
+      spawn(
+        process.execPath,
+        [
+          ...nodeArgs,
+          path.join(PROJECT_ROOT, 'dist', 'cli.js'),
+          name,
+          '--nats-url',
+          server.url,
+          '--keys-dir',
+          keys.dir,
+          '--http-port',
+          '0',
+          '--log-level',
+          'warn',
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      ),
+    );
+  const callout = role(
+    'auth-callout',
+    (process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean),
   );
-  const worker = values.worker
-    ? track(
-        spawn(
-          process.execPath,
-          [
-            path.join(PROJECT_ROOT, 'dist', 'cli.js'),
-            'worker',
-            '--nats-url',
-            server.url,
-            '--keys-dir',
-            keys.dir,
-            '--http-port',
-            '0',
-            '--log-level',
-            'warn',
-          ],
-          { stdio: ['ignore', 'ignore', 'inherit'] },
-        ),
-      )
-    : undefined;
+  const worker = values.worker ? role('worker') : undefined;
   const tokens = await Promise.all(
     Array.from({ length: Math.max(N, PACED_N) }, (_, i) =>
       token(keys, { room: 'bench', sub: `u${i}`, role: 'student' }),
