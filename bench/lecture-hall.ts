@@ -111,6 +111,7 @@ async function child(): Promise<void> {
               await client.request('REQ_INITIAL_DATA', {}, 60_000);
               latencies.push(nowMs() - t0);
             } catch (e) {
+              counts.delete(u.userId); // a member that never joined receives nothing
               errors.push(e instanceof Error ? e.message : String(e));
             }
           }),

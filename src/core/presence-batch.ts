@@ -26,7 +26,7 @@ export const PRESENCE_BATCH_MAX_LISTED = 200;
  * Largest batch, in bytes of its listed entries: below the smallest `history.maxMessageSize` of a
  * room that can hold more than {@link DEFAULT_LARGE_ROOM_THRESHOLD} members (32 KiB).
  */
-export const PRESENCE_BATCH_MAX_BYTES = 16 * 1024;
+export const PRESENCE_BATCH_MAX_BYTES = 24 * 1024;
 /** Most recently joined participants the initial data of a large room lists. */
 export const INITIAL_DATA_RECENT = 50;
 /** Participants per `REQ_PARTICIPANTS` page when the request names no limit. */
