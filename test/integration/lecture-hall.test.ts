@@ -86,7 +86,7 @@ afterAll(async () => {
   await server?.destroy();
 });
 
-test('40 joins and 10 departures reach a member as at most one batch per interval, and its list converges to the server’s', async () => {
+test("40 joins and 10 departures reach a member as at most one batch per interval, and its list converges to the server's", async () => {
   const teacher = await classroom('sensei', 'teacher');
   await teacher.loadAllParticipants();
   const received: { event: string; at: number }[] = [];
@@ -116,7 +116,7 @@ test('40 joins and 10 departures reach a member as at most one batch per interva
       JSON.stringify(server) === JSON.stringify(mine) && teacher.participantCount === server.length
     );
   };
-  await waitFor('the teacher’s list is the server’s', converged, { timeoutMs: 20_000 });
+  await waitFor('the teacher list is the server list', converged, { timeoutMs: 20_000 });
   const elapsed = Date.now() - start;
   expect(teacher.participantCount).toBe(THRESHOLD + 1 + 1 + 30);
   // Not one message per join: no per-user presence broadcast at all, and batches at most one
@@ -130,7 +130,7 @@ test('40 joins and 10 departures reach a member as at most one batch per interva
   expect((await batchesStored()) - storedBefore).toBe(batches);
 });
 
-test('a late joiner’s initial data carries the count and the relevant participants, not everyone', async () => {
+test("a late joiner's initial data carries the count and the relevant participants, not everyone", async () => {
   const present = await serverPresent();
   expect(present.length).toBeGreaterThan(THRESHOLD);
   const late = await classroom('late');

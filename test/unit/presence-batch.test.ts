@@ -17,7 +17,7 @@ import {
   type ParticipantEntry,
   type PendingChange,
 } from '../../src/core/presence-batch.js';
-import type { PresenceState} from '../../src/core/presence.js';
+import type { PresenceState } from '../../src/core/presence.js';
 import { type PresenceRecord } from '../../src/core/presence.js';
 import { RoomState } from '../../src/client/classroom.js';
 
@@ -129,7 +129,7 @@ test('pruning drops what a mark covered, keeps what is newer', () => {
   expect(prunePending(pending, 8)).toBe(false);
 });
 
-test('a large room’s initial data lists moderators, raised hands and the latest joiners', () => {
+test("a large room's initial data lists moderators, raised hands and the latest joiners", () => {
   const all = Array.from({ length: 300 }, (_, i) => entry(i));
   all[7] = { ...entry(7), role: 'teacher' };
   const list = relevantParticipants(all, {
