@@ -59,7 +59,7 @@ type ToChild =
   | { type: 'leave'; userIds: string[] }
   | { type: 'report' };
 type FromChild =
-  | { type: 'joined'; latencies: number[]; errors: string[] }
+  | { type: 'joined'; latencies: number[]; errors: string[]; answerBytes: number[] }
   | { type: 'left'; errors: number }
   | { type: 'quietFor'; ms: number }
   | { type: 'counts'; msgs: number[]; bytes: number[] };
@@ -80,6 +80,7 @@ async function child(): Promise<void> {
       if (msg.type === 'join') {
         const latencies: number[] = [];
         const errors: string[] = [];
+        const answerBytes: number[] = [];
         const origin = Date.now();
         await Promise.all(
           msg.users.map(async (u) => {
@@ -108,15 +109,16 @@ async function child(): Promise<void> {
                 },
               });
               clients.set(u.userId, client);
-              await client.request('REQ_INITIAL_DATA', {}, 60_000);
+              const initial = await client.request('REQ_INITIAL_DATA', {}, 60_000);
               latencies.push(nowMs() - t0);
+              answerBytes.push(JSON.stringify(initial).length);
             } catch (e) {
               counts.delete(u.userId); // a member that never joined receives nothing
               errors.push(e instanceof Error ? e.message : String(e));
             }
           }),
         );
-        send({ type: 'joined', latencies, errors });
+        send({ type: 'joined', latencies, errors, answerBytes });
       } else if (msg.type === 'leave') {
         let errors = 0;
         await Promise.all(
@@ -281,6 +283,7 @@ async function main(): Promise<void> {
     joinErrors: errors.length,
     firstErrors: errors.slice(0, 3),
     connectToInitialDataMs: summary(latencies),
+    initialDataBytes: summary(joined.flatMap((j) => j.answerBytes)),
     left: kids.reduce((a, _, p) => a + leaves(p).length, 0),
     leaveErrors: left.reduce((a, l) => a + l.errors, 0),
     membersCounted: msgs.length,
