@@ -246,6 +246,11 @@ export class PresenceTracker {
   private readonly pending = new Map<string, Map<string, PendingChange>>();
   private batcher: NodeJS.Timeout | undefined;
   private batching = false;
+  /**
+   * When each room last had a batch, as this replica read its mark, for rooms batched within the
+   * interval: their mark is not read again before it is due.
+   */
+  private readonly lastBatchAt = new Map<string, number>();
   private readonly threshold: number;
   private readonly batchIntervalMs: number;
 
@@ -302,9 +307,13 @@ export class PresenceTracker {
   private async emitBatches(): Promise<void> {
     if (this.batching) return;
     this.batching = true;
+    const now = Date.now();
+    for (const [roomId, at] of this.lastBatchAt)
+      if (now - at >= this.batchIntervalMs) this.lastBatchAt.delete(roomId);
     try {
       await Promise.all(
         [...this.pending].map(async ([roomId, changes]) => {
+          if (this.lastBatchAt.has(roomId)) return;
           let high = 0;
           for (const c of changes.values()) high = Math.max(high, c.rev);
           let mark: BatchMark | undefined;
@@ -318,10 +327,12 @@ export class PresenceTracker {
             },
           );
           if (!step || !mark) {
+            if (previous) this.lastBatchAt.set(roomId, previous.at);
             if (previous && !prunePending(changes, previous.throughRev))
               this.pending.delete(roomId);
             return;
           }
+          this.lastBatchAt.set(roomId, mark.at);
           const data = buildBatch(changes.values(), previous?.throughRev ?? 0, mark.throughRev, {
             n: mark.n,
             present: this.present.room(roomId).size,
