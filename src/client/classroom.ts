@@ -68,6 +68,13 @@ export interface InitialData {
   };
   me: { userId: string; role: string; permissions: Permissions };
   participants: Participant[];
+  /** Members present (workers before 2026-12 left it out: the list's length). */
+  participantCount?: number;
+  /**
+   * True in a large room: `participants` lists only moderators, raised hands and the latest to
+   * join; page the rest with {@link Classroom.loadParticipants}.
+   */
+  participantsPartial?: boolean;
   hands: Hand[];
   /** Broadcasts at or below this room stream sequence are already in the snapshot. */
   snapshotSeq: number;
@@ -77,6 +84,20 @@ export interface InitialData {
    */
   notesOmitted?: boolean;
 }
+
+/** The answer to `REQ_PARTICIPANTS` (docs/protocol.md, "Large rooms"). */
+export interface ParticipantsPage {
+  participants: Participant[];
+  /** The cursor of the next page; null after the last. */
+  next: string | null;
+  /** Members present in all. */
+  total: number;
+  /** The room stream sequence the page was read at: changes broadcast above it are newer. */
+  snapshotSeq: number;
+}
+
+/** Participants per page when {@link Classroom.loadAllParticipants} walks the list. */
+export const LOAD_ALL_PAGE = 500;
 
 /** A chat message. */
 export interface ChatMessage {
@@ -123,6 +144,13 @@ export const isFinalState = (s: ConnectionState): boolean =>
 export type ClassroomEvent =
   | { type: 'participant-joined'; participant: Participant }
   | { type: 'participant-left'; userId: string }
+  /** The number of members present changed (a large room's batches say it). */
+  | { type: 'participant-count'; count: number }
+  /**
+   * A large room's batch was missed (its history was cut, or the batch only counted): the list
+   * may be stale. The classroom pages it again if it held it whole.
+   */
+  | { type: 'participants-stale' }
   | { type: 'hand-raised'; hand: Hand }
   | { type: 'hand-lowered'; userId: string; by: string }
   | { type: 'chat'; message: ChatMessage }
@@ -215,6 +243,7 @@ export class Classroom {
   private perms: Permissions;
   private refreshing = false;
   private refreshAgain = false;
+  private reloading = false;
 
   private constructor(
     readonly client: RoomClient,
@@ -272,9 +301,56 @@ export class Classroom {
     return room;
   }
 
-  /** Who is in the room, in the order they joined. */
+  /**
+   * Who is in the room as far as this classroom knows, in the order they joined: everyone in a
+   * small room; in a large one (`participantsPartial`) those the initial data listed, those that
+   * joined since and the pages loaded.
+   */
   get participants(): Participant[] {
     return [...this.room.members.values()].sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /** How many members are present (the whole room, listed or not). */
+  get participantCount(): number {
+    return this.room.count;
+  }
+
+  /** True while `participants` may be a part of the room: page it with {@link loadAllParticipants}. */
+  get participantsPartial(): boolean {
+    return this.room.partial;
+  }
+
+  /**
+   * One page of the participant list in join order (`cursor`: null for the first, then the last
+   * page's `next`; `limit` 1 to 500), merged into `participants`.
+   * @throws RoomRequestError `BAD_REQUEST` for a bad cursor or limit
+   */
+  async loadParticipants(
+    o: { cursor?: string | null; limit?: number } = {},
+  ): Promise<ParticipantsPage> {
+    const data: Record<string, unknown> = { cursor: o.cursor ?? null };
+    if (o.limit !== undefined) data['limit'] = o.limit;
+    const page = await this.client.request<ParticipantsPage>(RequestEvent.Participants, data);
+    this.room.mergePage(page);
+    return page;
+  }
+
+  /**
+   * Pages the whole participant list (a large room's: one request per {@link LOAD_ALL_PAGE});
+   * afterwards `participants` is the room's and batches keep it so.
+   */
+  async loadAllParticipants(): Promise<Participant[]> {
+    let cursor: string | null = null;
+    let first: number | undefined;
+    const seen = new Set<string>();
+    do {
+      const page: ParticipantsPage = await this.loadParticipants({ cursor, limit: LOAD_ALL_PAGE });
+      first ??= page.snapshotSeq;
+      for (const p of page.participants) seen.add(p.userId);
+      cursor = page.next;
+    } while (cursor !== null);
+    this.room.dropUnlisted(seen, first ?? 0);
+    return this.participants;
   }
 
   /** Raised hands, first raised first. */
@@ -344,6 +420,12 @@ export class Classroom {
   private receive(m: RoomMessage): void {
     for (const e of this.room.receive(m)) {
       this.emit(e);
+      if (e.type === 'participants-stale' && !this.room.partial && !this.reloading) {
+        this.reloading = true;
+        void this.loadAllParticipants()
+          .catch(() => undefined)
+          .finally(() => (this.reloading = false));
+      }
       if (e.type === 'session-ended') this.setState(ConnectionState.Ended);
       if (e.type === 'room-updated') this.refreshPermissions();
     }
@@ -432,11 +514,48 @@ export class RoomState {
   readonly members = new Map<string, Participant>();
   queue: Hand[];
   readonly history: (ChatMessage | WhiteboardStroke)[] = [];
+  /** Members present, listed or not. */
+  count: number;
+  /** The room stream sequence `count` is as of. */
+  private countSeq: number;
+  /** `members` may be a part of the room (a large room's initial data). */
+  partial: boolean;
+  /** The room stream sequence of each member's last join or departure applied. */
+  private readonly changedSeq = new Map<string, number>();
+  /** The number of the last presence batch applied. */
+  private lastBatch: number | undefined;
 
   constructor(initial: InitialData) {
     this.snapshotSeq = initial.snapshotSeq;
     for (const p of initial.participants) this.members.set(p.userId, p);
     this.queue = [...initial.hands].sort(byRaisedAt);
+    this.count = initial.participantCount ?? initial.participants.length;
+    this.countSeq = initial.snapshotSeq;
+    this.partial = initial.participantsPartial === true;
+  }
+
+  /**
+   * Merges a `REQ_PARTICIPANTS` page: a member whose join or departure this state applied above
+   * the page's sequence is newer than the page and stays as it is.
+   */
+  mergePage(page: ParticipantsPage): void {
+    for (const p of page.participants)
+      if ((this.changedSeq.get(p.userId) ?? 0) <= page.snapshotSeq) this.members.set(p.userId, p);
+    if (page.snapshotSeq >= this.countSeq) {
+      this.count = page.total;
+      this.countSeq = page.snapshotSeq;
+    }
+  }
+
+  /**
+   * After a walk of every page that began at `seq`: members no page listed and no change above
+   * `seq` brought are gone; the list is now whole.
+   */
+  dropUnlisted(listed: ReadonlySet<string>, seq: number): void {
+    for (const userId of [...this.members.keys()])
+      if (!listed.has(userId) && (this.changedSeq.get(userId) ?? 0) <= seq)
+        this.members.delete(userId);
+    this.partial = false;
   }
 
   /** Applies what arrived; returns what changed, for listeners. */
@@ -465,33 +584,64 @@ export class RoomState {
       emit({ type: 'whiteboard', stroke });
     } else if (m.kind === 'event' && m.seq > this.snapshotSeq) {
       // At or below snapshotSeq the snapshot already holds the broadcast's effect.
-      this.apply(m.body as BroadcastMessage<Record<string, unknown>>, emit);
+      this.apply(m.body as BroadcastMessage<Record<string, unknown>>, m.seq, emit);
     }
+  }
+
+  /** A large room's batch: its joins and departures, its count, and whether one was missed. */
+  private applyBatch(d: Record<string, unknown>, seq: number, emit: (e: ClassroomEvent) => void) {
+    const n = typeof d['n'] === 'number' ? d['n'] : undefined;
+    const missed =
+      d['truncated'] === true ||
+      (n !== undefined && this.lastBatch !== undefined && n > this.lastBatch + 1);
+    if (n !== undefined) this.lastBatch = n;
+    for (const userId of Array.isArray(d['left']) ? d['left'] : []) {
+      if (typeof userId !== 'string') continue;
+      this.changedSeq.set(userId, seq);
+      if (this.members.delete(userId)) emit({ type: 'participant-left', userId });
+    }
+    for (const j of Array.isArray(d['joined']) ? d['joined'] : []) {
+      const p = participantFrom(j as Record<string, unknown> | null, '');
+      if (!p) continue;
+      this.changedSeq.set(p.userId, seq);
+      this.members.set(p.userId, p);
+      emit({ type: 'participant-joined', participant: p });
+    }
+    if (typeof d['present'] === 'number' && seq >= this.countSeq) {
+      this.count = d['present'];
+      this.countSeq = seq;
+      emit({ type: 'participant-count', count: this.count });
+    }
+    if (missed) emit({ type: 'participants-stale' });
   }
 
   private apply(
     b: BroadcastMessage<Record<string, unknown>>,
+    seq: number,
     emit: (e: ClassroomEvent) => void,
   ): void {
     const d = b.data ?? {};
     const userId = typeof d['userId'] === 'string' ? d['userId'] : undefined;
     switch (b.event) {
       case Broadcast.ParticipantJoined: {
-        if (!userId) return;
-        const p: Participant = {
-          userId,
-          name: typeof d['name'] === 'string' ? d['name'] : userId,
-          role: typeof d['role'] === 'string' ? d['role'] : 'unknown',
-          since: typeof d['since'] === 'string' ? d['since'] : b.at,
-        };
-        this.members.set(userId, p);
+        const p = participantFrom(d, b.at);
+        if (!p) return;
+        this.changedSeq.set(p.userId, seq);
+        if (!this.members.has(p.userId)) this.count++;
+        this.countSeq = Math.max(this.countSeq, seq);
+        this.members.set(p.userId, p);
         emit({ type: 'participant-joined', participant: p });
         return;
       }
       case Broadcast.ParticipantLeft:
         if (!userId) return;
-        this.members.delete(userId);
+        this.changedSeq.set(userId, seq);
+        if (this.members.delete(userId)) this.count = Math.max(0, this.count - 1);
+        this.countSeq = Math.max(this.countSeq, seq);
         emit({ type: 'participant-left', userId });
+        return;
+      case Broadcast.PresenceBatch:
+        this.applyBatch(d, seq, emit);
         return;
       case Broadcast.HandRaised: {
         if (!userId) return;
@@ -523,6 +673,18 @@ export class RoomState {
         return; // a broadcast of a newer server: nothing to apply
     }
   }
+}
+
+/** A participant from a broadcast's data; undefined without a user id. */
+function participantFrom(d: Record<string, unknown> | null, at: string): Participant | undefined {
+  const userId = d?.['userId'];
+  if (!d || typeof userId !== 'string') return undefined;
+  return {
+    userId,
+    name: typeof d['name'] === 'string' ? d['name'] : userId,
+    role: typeof d['role'] === 'string' ? d['role'] : 'unknown',
+    since: typeof d['since'] === 'string' ? d['since'] : at,
+  };
 }
 
 const byRaisedAt = (a: Hand, b: Hand): number =>

@@ -1,4 +1,9 @@
 /** `torii worker`: room event handlers, platform endpoints and presence tracking. */
+import {
+  DEFAULT_LARGE_ROOM_THRESHOLD,
+  DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
+} from '../core/presence-batch.js';
+import { MAX_PARTICIPANTS_LIMIT } from '../core/room.js';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
@@ -55,6 +60,8 @@ export interface WorkerFlags {
   presence: boolean;
   presenceGrace: number;
   presenceResync: number;
+  largeRoomThreshold: number;
+  presenceBatchInterval: number;
   consumerRetention: number;
   consumerInactiveThreshold: number;
   blockTtl: number;
@@ -144,6 +151,8 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
   if (f.handWindow < 1_000) configError('--hand-window', 'at least 1s');
   if (f.floodPoll < 100 || f.floodPoll > 60_000) configError('--flood-poll', '100ms to 60s');
   if (f.floodCoolOff < 1_000) configError('--flood-cool-off', 'at least 1s');
+  if (f.presenceBatchInterval < 100 || f.presenceBatchInterval > 60_000)
+    configError('--presence-batch-interval', '100ms to 60s');
   const livekit = await liveKitSettings(f);
   const hasSigner =
     (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSigningJwk)) !== undefined ||
@@ -164,6 +173,8 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
     presence: {
       graceMs: f.presenceGrace,
       resyncMs: f.presenceResync,
+      largeRoomThreshold: f.largeRoomThreshold,
+      batchIntervalMs: f.presenceBatchInterval,
       consumerRetentionMs: f.consumerRetention,
     },
     blockTtlMs: f.blockTtl,
@@ -247,6 +258,24 @@ export function registerWorker(program: Command): void {
         '--presence-grace <duration>',
         'a user whose last connection dropped is away this long before it has left',
         { default: DEFAULT_PRESENCE_GRACE_MS, defaultDescription: '15s', parse: parseDuration },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--large-room-threshold <n>',
+        'members present above which joins and departures are batched and the initial data lists only counts and the relevant participants',
+        { default: DEFAULT_LARGE_ROOM_THRESHOLD, parse: intParser(1, MAX_PARTICIPANTS_LIMIT) },
+      ),
+    )
+    .addOption(
+      opt<number>(
+        '--presence-batch-interval <duration>',
+        "least time between two presence batches of a large room (each member's bound)",
+        {
+          default: DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
+          defaultDescription: '1s',
+          parse: parseDuration,
+        },
       ),
     )
     .addOption(

@@ -13,6 +13,11 @@ export const Broadcast = {
   ParticipantLeft: 'EVT_PARTICIPANT_LEFT',
   RoomUpdated: 'EVT_ROOM_UPDATED',
   SessionEnded: 'EVT_SESSION_ENDED',
+  /**
+   * Joins and departures of a large room, coalesced: one per room per interval, on
+   * `room.{roomId}.evt.~presence` (src/core/presence-batch.ts).
+   */
+  PresenceBatch: 'EVT_PRESENCE_BATCH',
 } as const;
 export type Broadcast = (typeof Broadcast)[keyof typeof Broadcast];
 
@@ -51,6 +56,11 @@ export const RequestEvent = {
    * client can catch up. `data.deviceId` names the device's consumer; the user's own without it.
    */
   RestoreConsumer: 'REQ_RESTORE_CONSUMER',
+  /**
+   * A page of the room's participants in join order: `data.cursor` (null or absent for the first
+   * page, else the previous answer's `next`) and `data.limit` (src/core/presence-batch.ts).
+   */
+  Participants: 'REQ_PARTICIPANTS',
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 

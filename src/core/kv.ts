@@ -205,6 +205,7 @@ export class KvCache<T> {
     key: string,
     value: T | undefined,
     previous: T | undefined,
+    revision: number | undefined,
   ) => void)[] = [];
   private watcher: QueuedIterator<KvWatchEntry> | undefined;
   private stopped = false;
@@ -243,8 +244,18 @@ export class KvCache<T> {
     return this.map.entries();
   }
 
-  /** Called after every change, with `undefined` for deletions, and the value it replaced. */
-  onChange(fn: (key: string, value: T | undefined, previous: T | undefined) => void): void {
+  /**
+   * Called after every change, with `undefined` for deletions, the value it replaced, and the
+   * revision of the change (undefined for a key dropped because a new snapshot lacks it).
+   */
+  onChange(
+    fn: (
+      key: string,
+      value: T | undefined,
+      previous: T | undefined,
+      revision: number | undefined,
+    ) => void,
+  ): void {
     this.listeners.push(fn);
   }
 
@@ -320,17 +331,17 @@ export class KvCache<T> {
       if (value === undefined)
         this.log.warn({ bucket: this.name, key: e.key }, 'ignoring malformed KV value');
     }
-    this.set(e.key, value);
+    this.set(e.key, value, e.revision);
   }
 
-  private set(key: string, value: T | undefined): void {
+  private set(key: string, value: T | undefined, revision?: number): void {
     const previous = this.map.get(key);
     if (value === undefined) {
       if (!this.map.delete(key)) return;
     } else {
       this.map.set(key, value);
     }
-    for (const fn of this.listeners) fn(key, value, previous);
+    for (const fn of this.listeners) fn(key, value, previous, revision);
   }
 
   stop(): void {

@@ -39,6 +39,12 @@ export interface PresenceRecord {
   leftAt?: string;
   /** Connections that closed lately (see {@link MAX_CLOSED_REMEMBERED}). */
   closed?: ConnectionRef[];
+  /**
+   * The seat change this record made (a join, a departure) is announced in the room's presence
+   * batch, not by a broadcast of its own: the room was large when it was stored
+   * (src/core/presence-batch.ts). Decided once, by the writer, so every replica agrees.
+   */
+  batched?: boolean;
   /** Written by earlier versions once the consumer was deleted; no longer written. */
   consumerDeleted?: boolean;
 }

@@ -28,6 +28,12 @@ export const seatsKey = (roomId: string): string => `seats.${roomId}`;
  */
 export const rightsKey = (roomId: string): string => `rights.${roomId}`;
 
+/**
+ * `batches.{roomId}`: what the room's presence batches have covered (`BatchMark` of
+ * src/core/presence-batch.ts), so that of several workers one emits each batch.
+ */
+export const presenceBatchKey = (roomId: string): string => `batches.${roomId}`;
+
 /** `renew.{roomId}.{userId}` */
 export const renewKey = (roomId: string, userId: string): string => `renew.${roomId}.${userId}`;
 

@@ -132,6 +132,19 @@ export const roomEventsSubject = (roomId: string): string => `room.${roomId}.evt
  */
 export const userEventsSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.evt.${userId}`;
+/**
+ * The token of the presence batches' subject: `~` occurs in no user id (src/core/ids.ts), so no
+ * user's broadcast subject is this one, and a user's share of the history stays its own.
+ */
+const PRESENCE_BATCH_TOKEN = '~presence';
+/**
+ * `room.{roomId}.evt.~presence`: the presence batches of a large room (`EVT_PRESENCE_BATCH`,
+ * docs/protocol.md). Under `room.{roomId}.evt.*`, so every member's consumer filter and the
+ * republished copy already cover it; a subject of its own, so the stream's per-subject limit
+ * keeps the last batches apart from any user's broadcasts.
+ */
+export const presenceBatchSubject = (roomId: string): string =>
+  `room.${roomId}.evt.${PRESENCE_BATCH_TOKEN}`;
 /** Where a broadcast goes: about a user (a valid id), or about the room. */
 export const broadcastSubject = (roomId: string, aboutUser?: unknown): string =>
   isValidId(aboutUser) ? userEventsSubject(roomId, aboutUser) : roomEventsSubject(roomId);

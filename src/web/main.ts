@@ -62,6 +62,7 @@ const ui = {
   status: $('status'),
   notice: $('notice'),
   participants: $<HTMLUListElement>('participants'),
+  participantCount: $<HTMLSpanElement>('participant-count'),
   hands: $<HTMLOListElement>('hands'),
   raise: $<HTMLButtonElement>('raise-hand'),
   lower: $<HTMLButtonElement>('lower-hand'),
@@ -285,6 +286,11 @@ class ClassroomPage {
         this.cursors.delete(e.userId);
         this.renderParticipants();
         return;
+      case 'participant-count':
+        this.renderParticipants();
+        return;
+      case 'participants-stale':
+        return; // the classroom pages the list again when it held it whole
       case 'hand-raised':
       case 'hand-lowered':
         this.renderHands();
@@ -432,7 +438,27 @@ class ClassroomPage {
     return this.room.participants.find((p) => p.userId === userId)?.name ?? userId;
   }
 
+  /**
+   * Renders the list once for everything that arrived together: a large room's batch brings a
+   * hundred joins at once.
+   */
   private renderParticipants(): void {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      this.renderParticipantsNow();
+    });
+  }
+
+  private renderQueued = false;
+
+  /** The list, and the count: in a large room the list is the part the initial data named. */
+  private renderParticipantsNow(): void {
+    const shown = this.room.participants.length;
+    const count = this.room.participantCount;
+    ui.participantCount.textContent =
+      this.room.participantsPartial && shown < count ? `(${count}, ${shown} shown)` : `(${count})`;
     const items = this.room.participants.map((p: Participant) => {
       const li = document.createElement('li');
       li.dataset['userId'] = p.userId;

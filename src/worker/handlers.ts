@@ -14,6 +14,17 @@ import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from
 import { isValidId } from '../core/ids.js';
 import type { PlatformMessage } from '../core/platform-events.js';
 import {
+  byJoined,
+  checkPageRequest,
+  DEFAULT_LARGE_ROOM_THRESHOLD,
+  isLargeRoom,
+  PageRequestError,
+  pageOf,
+  participantOf,
+  relevantParticipants,
+  type ParticipantEntry,
+} from '../core/presence-batch.js';
+import {
   applyPresence,
   occupiesSeat,
   parsePresence,
@@ -106,6 +117,11 @@ export interface HandlerDeps {
    * milliseconds (`--leave-window`; see `applyPresence`).
    */
   leaveWindowMs: number;
+  /**
+   * Members present above which the initial data lists only the participants that matter, with
+   * the count (`--large-room-threshold`; {@link DEFAULT_LARGE_ROOM_THRESHOLD} when omitted).
+   */
+  largeRoomThreshold?: number;
   /** Last sequence of a room's stream (for `snapshotSeq`). */
   roomLastSeq: (roomId: string) => Promise<number>;
   now: () => Date;
@@ -188,6 +204,8 @@ export class Handlers {
         return { data: await this.markLeaving(ctx.roomId, ctx.userId), broadcasts: [] };
       case RequestEvent.RestoreConsumer:
         return { data: await this.restoreConsumer(ctx), broadcasts: [] };
+      case RequestEvent.Participants:
+        return { data: await this.participantsPage(room, ctx), broadcasts: [] };
       default:
         throw new HandlerError(AnswerCode.UnknownEvent, `unknown event ${ctx.event}`);
     }
@@ -248,18 +266,24 @@ export class Handlers {
     // Taken before the state is read: a client ignores broadcasts at or below it, and anything
     // that happened after it is both in the state and above it, so nothing is lost.
     const snapshotSeq = await this.d.roomLastSeq(room.roomId);
-    const participants = [];
-    for (const p of this.present.room(room.roomId).values()) {
-      if (!occupiesSeat(p)) continue;
-      participants.push({
-        userId: p.userId,
-        name: p.name ?? p.userId,
-        role: p.role ?? 'unknown',
-        since: p.since,
-      });
-    }
-    participants.sort((a, b) => a.since.localeCompare(b.since) || a.userId.localeCompare(b.userId));
+    const all = this.participantsOf(room.roomId);
     const hands = await this.readHands(room.roomId);
+    // A lecture hall's answer lists who matters to a member, not all: n joins each answered with
+    // everyone would cost O(n²); the rest is paged with REQ_PARTICIPANTS.
+    const large = isLargeRoom(
+      all.length,
+      this.d.largeRoomThreshold ?? DEFAULT_LARGE_ROOM_THRESHOLD,
+    );
+    const participants = large
+      ? relevantParticipants(all, {
+          moderatorRoles: new Set(
+            Object.entries(room.roles)
+              .filter(([, r]) => r.moderator)
+              .map(([name]) => name),
+          ),
+          hands: new Set(hands.map((h) => h.userId)),
+        })
+      : all;
     const data = {
       room: { id: room.roomId, title: room.title, features: room.features },
       me: {
@@ -274,6 +298,8 @@ export class Handlers {
         },
       },
       participants,
+      participantCount: all.length,
+      ...(large ? { participantsPartial: true } : {}),
       hands,
       snapshotSeq,
     };
@@ -289,6 +315,37 @@ export class Handlers {
       return { ...data, hands: hands.map((h) => ({ ...h, note: '' })), notesOmitted: true };
     }
     return data;
+  }
+
+  /** Members present in a room, in join order. */
+  private participantsOf(roomId: string): ParticipantEntry[] {
+    const all: ParticipantEntry[] = [];
+    for (const p of this.present.room(roomId).values())
+      if (occupiesSeat(p)) all.push(participantOf(p));
+    return all.sort(byJoined);
+  }
+
+  /**
+   * `REQ_PARTICIPANTS`: a page of the participants in join order, after the request's cursor,
+   * with the count and the room stream sequence it was read at (a change broadcast above it is
+   * newer than the page).
+   */
+  private async participantsPage(room: CompiledRoomConfig, ctx: EventContext): Promise<unknown> {
+    let req: ReturnType<typeof checkPageRequest>;
+    try {
+      req = checkPageRequest(ctx.data);
+    } catch (e) {
+      if (e instanceof PageRequestError) throw new HandlerError(AnswerCode.BadRequest, e.message);
+      throw e;
+    }
+    const snapshotSeq = await this.d.roomLastSeq(room.roomId);
+    const page = pageOf(
+      this.participantsOf(room.roomId),
+      req.after,
+      req.limit,
+      room.history.maxMessageSize - ANSWER_ENVELOPE_BYTES,
+    );
+    return { ...page, snapshotSeq };
   }
 
   /**

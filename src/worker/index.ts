@@ -170,6 +170,9 @@ export async function runWorker(
       c.handWindowMs ?? DEFAULT_HAND_WINDOW_MS,
     ),
     leaveWindowMs: c.leaveWindowMs ?? DEFAULT_LEAVE_WINDOW_MS,
+    ...(c.presence.largeRoomThreshold !== undefined
+      ? { largeRoomThreshold: c.presence.largeRoomThreshold }
+      : {}),
     consumerInactiveThresholdMs:
       c.consumerInactiveThresholdMs ?? DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
     roomLastSeq: async (roomId) => (await jsm.streams.info(roomStreamName(roomId))).state.last_seq,

@@ -23,13 +23,27 @@ import {
 import { describeError } from '../core/errors.js';
 import { Broadcast, broadcast } from '../core/events.js';
 import { isValidId } from '../core/ids.js';
-import { casUpdate, eraseKey, type KvCache } from '../core/kv.js';
+import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../core/kv.js';
 import { parseConnz, type ConnzAnswer } from './connz.js';
 import type { Logger } from '../core/logger.js';
 import type { SystemMsgIds } from '../core/msg-ids.js';
 import { LeftReason, PlatformEvents } from '../core/platform-events.js';
 import {
+  buildBatch,
+  DEFAULT_LARGE_ROOM_THRESHOLD,
+  DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
+  isLargeRoom,
+  nextBatchMark,
+  parseBatchMark,
+  participantOf,
+  prunePending,
+  seatChange,
+  type BatchMark,
+  type PendingChange,
+} from '../core/presence-batch.js';
+import {
   applyPresence,
+  occupiesSeat,
   parsePresence,
   presenceKey,
   PresenceState,
@@ -44,6 +58,7 @@ import {
   parseDevices,
   parseHand,
   parseMember,
+  presenceBatchKey,
   renewKey,
   strikesKey,
 } from '../core/room-state.js';
@@ -51,6 +66,7 @@ import {
   Bucket,
   deviceConsumerName,
   PlatformEvent,
+  presenceBatchSubject,
   QUEUE_GROUP,
   userEventsSubject,
   roomStreamName,
@@ -92,6 +108,16 @@ export interface PresenceSettings {
   resyncMs: number;
   /** How long a departed user's consumers and records are kept, in milliseconds. */
   consumerRetentionMs: number;
+  /**
+   * Members present above which a room's joins and departures are coalesced into batches
+   * (`--large-room-threshold`; {@link DEFAULT_LARGE_ROOM_THRESHOLD} when omitted).
+   */
+  largeRoomThreshold?: number;
+  /**
+   * Least time between two presence batches of a room, in milliseconds
+   * (`--presence-batch-interval`; {@link DEFAULT_PRESENCE_BATCH_INTERVAL_MS} when omitted).
+   */
+  batchIntervalMs?: number;
 }
 
 interface ClientEvent {
@@ -210,6 +236,23 @@ export class PresenceTracker {
   private readonly serversOf = new Map<string, string[]>();
   /** One chain of work per key: the events of one user are applied in the order they came. */
   private readonly chains = new Map<string, Promise<void>>();
+  /** Members present, by room: whether a room is large. */
+  private readonly present: RoomIndex<PresenceRecord>;
+  /**
+   * Batched seat changes this replica saw in the bucket and no batch has covered yet, by room
+   * and user (the latest per user). Every replica keeps them; the one that moves the room's
+   * batch mark emits them, the others drop what the mark covers.
+   */
+  private readonly pending = new Map<string, Map<string, PendingChange>>();
+  private batcher: NodeJS.Timeout | undefined;
+  private batching = false;
+  /**
+   * When each room last had a batch, as this replica read its mark, for rooms batched within the
+   * interval: their mark is not read again before it is due.
+   */
+  private readonly lastBatchAt = new Map<string, number>();
+  private readonly threshold: number;
+  private readonly batchIntervalMs: number;
 
   constructor(
     private readonly sys: NatsConnection,
@@ -226,8 +269,90 @@ export class PresenceTracker {
   ) {
     this.js = jetstream(app);
     this.platform = new PlatformEvents(app, log);
+    this.threshold = s.largeRoomThreshold ?? DEFAULT_LARGE_ROOM_THRESHOLD;
+    this.batchIntervalMs = s.batchIntervalMs ?? DEFAULT_PRESENCE_BATCH_INTERVAL_MS;
+    this.present = new RoomIndex(cache, occupiesSeat);
     for (const [key, r] of cache.entries()) this.track(key, r);
-    cache.onChange((key, r) => this.track(key, r));
+    cache.onChange((key, r, previous, revision) => {
+      this.track(key, r);
+      this.noteSeatChange(previous, r, revision);
+    });
+  }
+
+  /** Keeps a batched join or departure until a batch covers it. */
+  private noteSeatChange(
+    prev: PresenceRecord | undefined,
+    next: PresenceRecord | undefined,
+    revision: number | undefined,
+  ): void {
+    const change = seatChange(prev, next);
+    const r = next ?? prev;
+    if (!change || !r || revision === undefined) return;
+    // A record deleted while holding a seat says nothing: the room's size decides.
+    const batched = next
+      ? next.batched === true
+      : isLargeRoom(this.present.room(r.roomId).size, this.threshold);
+    if (!batched) return;
+    let room = this.pending.get(r.roomId);
+    if (!room) this.pending.set(r.roomId, (room = new Map<string, PendingChange>()));
+    room.set(r.userId, { rev: revision, present: change === 'joined', entry: participantOf(r) });
+  }
+
+  /**
+   * Emits the presence batch of each room with pending changes whose interval is over. The
+   * room's mark in `torii_room_state` moves by compare-and-set: of the replicas that try, one
+   * writes it and publishes the batch of the changes between the old mark and the new; the
+   * others drop what it covered. A room thus gets at most one batch per interval.
+   */
+  private async emitBatches(): Promise<void> {
+    if (this.batching) return;
+    this.batching = true;
+    const now = Date.now();
+    for (const [roomId, at] of this.lastBatchAt)
+      if (now - at >= this.batchIntervalMs) this.lastBatchAt.delete(roomId);
+    try {
+      await Promise.all(
+        [...this.pending].map(async ([roomId, changes]) => {
+          if (this.lastBatchAt.has(roomId)) return;
+          let high = 0;
+          for (const c of changes.values()) high = Math.max(high, c.rev);
+          let mark: BatchMark | undefined;
+          const { previous, step } = await casUpdate(
+            this.roomState,
+            presenceBatchKey(roomId),
+            parseBatchMark,
+            (cur) => {
+              mark = nextBatchMark(cur, high, Date.now(), this.batchIntervalMs);
+              return mark ? { put: mark } : undefined;
+            },
+          );
+          if (!step || !mark) {
+            if (previous) this.lastBatchAt.set(roomId, previous.at);
+            if (previous && !prunePending(changes, previous.throughRev))
+              this.pending.delete(roomId);
+            return;
+          }
+          this.lastBatchAt.set(roomId, mark.at);
+          const data = buildBatch(changes.values(), previous?.throughRev ?? 0, mark.throughRev, {
+            n: mark.n,
+            present: this.present.room(roomId).size,
+          });
+          if (!prunePending(changes, mark.throughRev)) this.pending.delete(roomId);
+          // The number is in the batch: a member that sees a gap asks for the list again.
+          await this.js
+            .publish(presenceBatchSubject(roomId), broadcast(Broadcast.PresenceBatch, data), {
+              msgID: this.msgIds.of('batch', roomId, mark.n, mark.throughRev),
+            })
+            .catch((e: unknown) =>
+              this.log.warn({ roomId, err: describeError(e) }, 'cannot broadcast presence batch'),
+            );
+        }),
+      );
+    } catch (e) {
+      this.log.warn({ err: describeError(e) }, 'presence batches failed; tried again');
+    } finally {
+      this.batching = false;
+    }
   }
 
   async start(): Promise<void> {
@@ -257,6 +382,8 @@ export class PresenceTracker {
       if (id) await this.onServerGone(id);
     });
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    // Ticks within the interval, so that a batch is late by a quarter of it at most.
+    this.batcher = setInterval(() => void this.emitBatches(), this.batchIntervalMs / 4);
     this.resync = setInterval(() => void this.reconcile(), this.s.resyncMs);
     await this.reconcile();
   }
@@ -333,6 +460,14 @@ export class PresenceTracker {
       let transition: ReturnType<typeof applyPresence> | undefined;
       await casUpdate(this.presence, key, parsePresence, (cur) => {
         transition = applyPresence(cur, roomId, userId, event);
+        const t = transition;
+        if (t.next && (t.joined || t.left)) {
+          // Decided here, once, and stored with the change: every replica's batches agree.
+          const next = { ...t.next };
+          if (isLargeRoom(this.present.room(roomId).size, this.threshold)) next.batched = true;
+          else delete next.batched;
+          transition = { ...t, next };
+        }
         return transition.next ? { put: transition.next } : undefined;
       });
       const next = transition?.next;
@@ -351,13 +486,14 @@ export class PresenceTracker {
             at: next.since,
           },
         });
-        await this.announce(
-          roomId,
-          userId,
-          Broadcast.ParticipantJoined,
-          { userId, name: next.name, role: next.role, since: next.since },
-          this.msgIds.of('joined', roomId, userId, next.since),
-        );
+        if (!next.batched)
+          await this.announce(
+            roomId,
+            userId,
+            Broadcast.ParticipantJoined,
+            { userId, name: next.name, role: next.role, since: next.since },
+            this.msgIds.of('joined', roomId, userId, next.since),
+          );
       }
       if (transition?.left)
         await this.left(
@@ -365,6 +501,7 @@ export class PresenceTracker {
           userId,
           next.changedAt,
           event.type === 'grace_over' ? LeftReason.Disconnected : LeftReason.Leave,
+          next.batched === true,
         );
     };
     // An event is applied once or not at all, so trying again is safe; and an event dropped on
@@ -488,24 +625,29 @@ export class PresenceTracker {
     }
   }
 
-  /** A user left: tell the platform, broadcast it and lower the user's hand. */
+  /**
+   * A user left: tell the platform, broadcast it (unless the room's batch does) and lower the
+   * user's hand.
+   */
   private async left(
     roomId: string,
     userId: string,
     at: string,
     reason: LeftReason,
+    batched: boolean,
   ): Promise<void> {
     this.platform.publish({
       event: PlatformEvent.ParticipantLeft,
       data: { roomId, userId, reason, at },
     });
-    await this.announce(
-      roomId,
-      userId,
-      Broadcast.ParticipantLeft,
-      { userId },
-      this.msgIds.of('left', roomId, userId, at),
-    );
+    if (!batched)
+      await this.announce(
+        roomId,
+        userId,
+        Broadcast.ParticipantLeft,
+        { userId },
+        this.msgIds.of('left', roomId, userId, at),
+      );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
       // The budget stays: leaving and coming back must not refill the user's hand changes.
       h?.raised
@@ -629,6 +771,7 @@ export class PresenceTracker {
     this.stopped = true;
     clearInterval(this.sweeper);
     clearInterval(this.resync);
+    clearInterval(this.batcher);
     for (const s of this.subs) s.unsubscribe();
     await Promise.all([...this.chains.values()]);
   }

@@ -159,6 +159,12 @@ describe('the classroom page in Chromium against torii dev', () => {
         'everyone listed',
         `${ids('participants')}.split(',').sort().join(',') === 'hana,kenji,sensei'`,
       );
+      // A small room lists everyone, so the count is the list's.
+      await until(
+        u,
+        'the count shown',
+        `document.querySelector('[data-testid=participant-count]').textContent === '(3)'`,
+      );
     }
     const entry = byTestId('sensei', 'participants').locator('[data-user-id="hana"]');
     expect(await entry.getAttribute('data-state')).toMatch(/^(online|away)$/);
