@@ -29,7 +29,12 @@ import {
 } from './live.js';
 import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
-import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
+import {
+  CATCH_UP_STEP_MS,
+  JS_CONSUMER_NOT_FOUND,
+  JS_CONSUMER_OFFLINE,
+  PROBE_TIMEOUT_MS,
+} from '../core/streams.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -54,8 +59,11 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const LEAVE_TIMEOUT_MS = 1_000;
 /** Messages kept for the first listener, at most. */
 const MAX_BACKLOG = 1_000;
-/** Longest wait for one step of a catch-up (reset, one batch), in milliseconds. */
-const CATCH_UP_TIMEOUT_MS = 5_000;
+/**
+ * Longest wait for one step of a catch-up (reset, one batch), in milliseconds: well under the
+ * consumer's inactive threshold, which each pull renews.
+ */
+const CATCH_UP_TIMEOUT_MS = CATCH_UP_STEP_MS;
 /** Messages pulled per catch-up batch, at most. */
 const CATCH_UP_BATCH = 256;
 /** First and longest pause between two tries of a catch-up that failed, in milliseconds. */
@@ -204,6 +212,8 @@ export class RoomClient {
   private again = false;
   /** When the consumer was last asked to be restored, or reconnected for (ms since the epoch). */
   private lastRepair = 0;
+  /** Whether the last repair asked a worker to create the missing consumer. */
+  private askedToCreate = false;
   /** Republished messages that arrived during a catch-up. */
   private held: { subject: string; seq: number; data: Uint8Array }[] = [];
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
@@ -369,16 +379,20 @@ export class RoomClient {
   /**
    * After a failed catch-up: asks JetStream about the device's consumer. One that no server
    * serves (its one server died: it keeps its name, but nobody answers for it) is restored by a
-   * worker on a server that is up (`REQ_RESTORE_CONSUMER`); one that is gone is created by the
-   * callout at the next admission, so the connection reconnects. At most once per
-   * {@link REPAIR_INTERVAL_MS}; the answer is not awaited, the next try of the catch-up sees it.
+   * worker on a server that is up (`REQ_RESTORE_CONSUMER`). One that is gone (the server deletes
+   * a consumer its inactive threshold after its last pull) is created by a worker the same way;
+   * still gone at the next repair, by the callout at a new admission: the connection reconnects.
+   * At most once per {@link REPAIR_INTERVAL_MS}; the answer is not awaited (it is held with the
+   * room's copies until caught up), the next try of the catch-up sees it.
    */
   private async repairConsumer(): Promise<void> {
     if (Date.now() - this.lastRepair < REPAIR_INTERVAL_MS) return;
     const state = await this.consumerState();
     if (state === 'ok' || state === 'unknown') return; // a failure of the moment: try again
     this.lastRepair = Date.now();
-    if (state === 'missing') {
+    const askedToCreate = this.askedToCreate;
+    this.askedToCreate = state === 'missing' && !askedToCreate;
+    if (state === 'missing' && askedToCreate) {
       void this.nc.reconnect().catch(() => undefined);
     } else {
       const data = this.o.deviceId !== undefined ? { deviceId: this.o.deviceId } : {};

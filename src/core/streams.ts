@@ -28,8 +28,19 @@ import {
 /** Milliseconds → the nanoseconds JetStream's API takes. */
 export const nanos = (ms: number): number => ms * 1_000_000;
 
-/** Default `inactive_threshold` of a user's consumer: the safety net behind presence cleanup. */
-export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 24 * 3_600_000;
+/**
+ * Default `inactive_threshold` of a user's or device's consumer, in milliseconds: nats-server
+ * deletes it this long after its last pull, delivery or ack. A consumer serves only the catch-up
+ * right after a connect or reconnect (live messages come as republished copies, and the client
+ * moves the consumer to just after what it last handed on), and every reconnect passes the
+ * callout, which creates it again: so it exists only while it is needed, and a connected user
+ * costs nats-server no consumer at rest (docs/decisions.md, "A consumer only while it is
+ * needed"). 30 s is many times a catch-up (each pull, at most {@link CATCH_UP_STEP_MS} apart,
+ * counts as activity) and the ack wait the server adds to it for unacked deliveries.
+ */
+export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 30_000;
+/** Longest pause between two steps of a client's catch-up (the SDK's timeout per step), in ms. */
+export const CATCH_UP_STEP_MS = 5_000;
 /** Messages a user may hold unacked before the server pauses delivery to it. */
 export const USER_MAX_ACK_PENDING = 1_000;
 /** How long a message of the worker queue is kept if no worker takes it. */
