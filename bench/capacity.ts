@@ -286,7 +286,11 @@ async function main(): Promise<void> {
   })
     .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${PLAIN_TOKEN}" }\n`)
     .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
-  const plain = await NatsServerProcess.start({ dir: plainDir, config: plainConfig });
+  const plainProfPort = await freePort();
+  const plain = await NatsServerProcess.start({
+    dir: plainDir,
+    config: `${plainConfig}\nprof_port: ${plainProfPort}\n`,
+  });
   track(plain.child);
   const plainHttpUrl = (plain.ports.monitoring?.[0] as string).replace(/\/$/, '');
 
@@ -359,7 +363,7 @@ async function main(): Promise<void> {
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
     toriiServer: await serverView(httpUrl, profPort),
-    plainServer: await serverView(plainHttpUrl),
+    plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
 
   const plainJoin = await joinAll(
@@ -386,7 +390,7 @@ async function main(): Promise<void> {
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
     toriiServer: await serverView(httpUrl, profPort),
-    plainServer: await serverView(plainHttpUrl),
+    plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
 
   await new Promise((r) => setTimeout(r, REST_S * 1000));
@@ -395,9 +399,12 @@ async function main(): Promise<void> {
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
     toriiServer: await serverView(httpUrl, profPort),
-    plainServer: await serverView(plainHttpUrl),
+    plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
-  if (values['profile-dir']) await saveProfiles(values['profile-dir'], httpUrl, profPort);
+  if (values['profile-dir']) {
+    await saveProfiles(values['profile-dir'], httpUrl, profPort);
+    await saveProfiles(path.join(values['profile-dir'], 'plain'), plainHttpUrl, plainProfPort);
+  }
 
   const perUser = (after: number, b: number): number => r2((after - b) / N);
   const toriiJoinedPer = perUser(joined.torii, before.torii);
