@@ -163,7 +163,8 @@ export interface RoomClientOptions {
    * The last stream sequence this device handed to the application before (a restart): catch-up
    * starts after it, so nothing arrives twice; 0 replays everything the room stream holds (a
    * page that keeps no history). Without one, catch-up starts where the device's consumer was
-   * last acked.
+   * last acked; the server deletes a consumer 30 s after its last pull (and the next admission
+   * creates it from the room's start), so after a longer absence that is the start.
    */
   resumeAfter?: number;
   /**
