@@ -184,6 +184,8 @@ async function saveProfiles(dir: string, httpUrl: string, profPort: number): Pro
   };
   await save('heap.pb.gz', `http://127.0.0.1:${profPort}/debug/pprof/heap?gc=1`);
   await save('goroutine.txt', `http://127.0.0.1:${profPort}/debug/pprof/goroutine?debug=1`);
+  // the runtime's MemStats (heap in use, idle, released; stacks) at its end
+  await save('heap.txt', `http://127.0.0.1:${profPort}/debug/pprof/heap?debug=1`);
   await save('connz.json', `${httpUrl}/connz?subs=1&limit=3&acc=CLIENTS`);
   await save('subsz.json', `${httpUrl}/subsz`);
   await save('jsz.json', `${httpUrl}/jsz?consumers=1&accounts=1`);
