@@ -9,7 +9,7 @@
  * id, and renews the token before it expires so that reconnects keep working. The wire protocol
  * it speaks is docs/protocol.md.
  */
-import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, JetStreamApiError, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import {
   PermissionViolationError,
   tokenAuthenticator,
@@ -442,14 +442,15 @@ export class RoomClient {
         max_messages: Math.min(pending, CATCH_UP_BATCH),
         expires: CATCH_UP_TIMEOUT_MS,
       });
-      let got = 0;
+      let last: JsMsg | undefined;
       for await (const m of batch) {
-        got++;
+        last = m;
         pending = m.info.pending;
         this.deliver(m.subject, m.seq, m.data);
-        m.ack();
       }
-      if (got === 0) break;
+      if (!last) break;
+      // Cumulative: acks the whole batch (the consumer's ack policy is `all`).
+      last.ack();
     }
   }
 

@@ -5,7 +5,7 @@
  * and the worker's setting (`--consumer-inactive-threshold`); everything is read back from the
  * server.
  */
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
 import { RequestEvent } from '../../src/core/events.js';
@@ -176,4 +176,47 @@ test('within one connection, REQ_RESTORE_CONSUMER creates an expired consumer ag
     c.request(RequestEvent.RestoreConsumer, { deviceId: 'unlisted' }),
   ).rejects.toMatchObject({ code: 'NOT_FOUND' });
   expect(await exists(deviceConsumerName('kai', 'unlisted'))).toBe(false);
+});
+
+test("a catch-up acks cumulatively: the consumer's ack floor reaches the last message with nothing pending, and an older Torii's consumer (explicit acks) is replaced at admission", async () => {
+  const name = deviceConsumerName('ume', 'pc');
+  // As an older Torii created it: explicit acks, a day's threshold.
+  await jsm.consumers.add(ROOM, {
+    ...userConsumerConfig(ROOM, 'ume', 86_400_000, name),
+    ack_policy: AckPolicy.Explicit,
+  });
+  // More than one batch of the catch-up, from three senders (each subject keeps a share).
+  const sent: number[] = [];
+  for (let i = 0; i < 300; i++)
+    sent.push(
+      (
+        await jetstream(svc).publish(
+          chatSubject(ROOM, `sender${i % 3}`),
+          JSON.stringify({ text: `history ${i}` }),
+        )
+      ).seq,
+    );
+  const got: RoomMessage[] = [];
+  const c = await RoomClient.connect({
+    connect,
+    servers: server.url,
+    roomId: ROOM,
+    userId: 'ume',
+    deviceId: 'pc',
+    token: await token(server.keys, { room: ROOM, sub: 'ume', role: 'student' }),
+    autoRenew: false,
+    resumeAfter: 0,
+    listener: (m) => got.push(m),
+  });
+  clients.push(c);
+  expect(sent.filter((s) => !got.some((m) => m.seq === s))).toEqual([]);
+  const info = await jsm.consumers.info(ROOM, name);
+  expect(info.config.ack_policy).toBe(AckPolicy.All);
+  expect(info.config.inactive_threshold).toBe(nanos(THRESHOLD_MS));
+  expect(info.delivered.stream_seq).toBeGreaterThanOrEqual(sent[sent.length - 1] as number);
+  // The last batch's one ack acknowledges everything delivered.
+  await waitFor('acked', async () => {
+    const i = await jsm.consumers.info(ROOM, name);
+    return i.num_ack_pending === 0 && i.ack_floor.stream_seq === i.delivered.stream_seq;
+  });
 });
