@@ -15,7 +15,8 @@
  * (this file, with `--child`), so no one event loop is the bottleneck.
  *
  * nats-server RSS (`/proc/<pid>/status`) is read before, right after the joins and after `--rest`
- * seconds at rest; per user = growth / users. With `--profile-dir`, the Torii server's heap and
+ * seconds at rest; per user = growth / users. The roles' RSS is read the same way, with their V8
+ * heap in use (`torii_nodejs_heap_size_used_bytes` on their /metrics), which is less noisy. With `--profile-dir`, the Torii server's heap and
  * goroutine profiles (prof_port), `/connz?subs=1`, `/subsz`, `/jsz?consumers=1` and `/accountz`
  * are saved there at rest, for attribution (`go tool pprof -top DIR/heap.pb.gz`).
  */
@@ -303,7 +304,7 @@ async function main(): Promise<void> {
   await publishRoom(svc, ROOM, { maxParticipants: Math.max(10_000, N) });
   await svc.close();
 
-  const role = (name: string): ChildProcess =>
+  const role = (name: string, opsPort: number): ChildProcess =>
     track(
       spawn(
         process.execPath,
@@ -315,7 +316,7 @@ async function main(): Promise<void> {
           '--keys-dir',
           keys.dir,
           '--http-port',
-          '0',
+          String(opsPort),
           '--log-level',
           'warn',
           ...(process.env.BENCH_ROLE_ARGS ?? '').split(' ').filter(Boolean),
@@ -323,8 +324,18 @@ async function main(): Promise<void> {
         { stdio: ['ignore', 'ignore', 'inherit'] },
       ),
     );
-  const callout = role('auth-callout');
-  const worker = role('worker');
+  const opsPorts = { callout: await freePort(), worker: await freePort() };
+  const callout = role('auth-callout', opsPorts.callout);
+  const worker = role('worker', opsPorts.worker);
+  /** V8 heap in use of both roles, in KiB (their /metrics): less noisy than their RSS. */
+  const rolesHeapKiB = async (): Promise<number> => {
+    let sum = 0;
+    for (const port of Object.values(opsPorts)) {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      sum += Number(/^torii_nodejs_heap_size_used_bytes (\d+)/m.exec(text)?.[1]) / 1024;
+    }
+    return Math.round(sum);
+  };
 
   const tokens = await Promise.all(
     Array.from({ length: N + 1 }, (_, i) =>
@@ -364,6 +375,7 @@ async function main(): Promise<void> {
     torii: rssKiB(server.process.pid),
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
+    rolesHeap: await rolesHeapKiB(),
     toriiServer: await serverView(httpUrl, profPort),
     plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
@@ -391,6 +403,7 @@ async function main(): Promise<void> {
     torii: rssKiB(server.process.pid),
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
+    rolesHeap: await rolesHeapKiB(),
     toriiServer: await serverView(httpUrl, profPort),
     plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
@@ -400,6 +413,7 @@ async function main(): Promise<void> {
     torii: rssKiB(server.process.pid),
     plain: rssKiB(plain.pid),
     roles: rolesKiB(),
+    rolesHeap: await rolesHeapKiB(),
     toriiServer: await serverView(httpUrl, profPort),
     plainServer: await serverView(plainHttpUrl, plainProfPort),
   };
@@ -429,6 +443,10 @@ async function main(): Promise<void> {
       // at rest, against the plain connection at rest
       ratio: { joined: r2(toriiJoinedPer / plainJoinedPer), rest: r2(toriiRestPer / plainRestPer) },
       roles: { joined: rolesPer(joined.roles), rest: rolesPer(rest.roles) },
+      rolesHeap: {
+        joined: r2((joined.rolesHeap - before.rolesHeap) / N),
+        rest: r2((rest.rolesHeap - before.rolesHeap) / N),
+      },
     },
     usersPerGiB: {
       torii: Math.round((1024 * 1024) / toriiRestPer),
