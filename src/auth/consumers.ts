@@ -1,15 +1,18 @@
 /**
- * Ensures each user's durable consumer on its room stream before the callout answers, so a
- * reconnecting user resumes where it acked. Known consumers are cached, and concurrent ensures of
- * one consumer share one JetStream call, so a reconnect storm does not hammer the JetStream API.
+ * Ensures each user's (or device's) durable consumer on its room stream before the callout
+ * answers, so the client's catch-up right after it connects finds it. The consumer lives only
+ * while it is used: nats-server deletes it its inactive threshold after the last pull
+ * (`DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS`), and the next admission creates it again. Known
+ * consumers are cached, and concurrent ensures of one consumer share one JetStream call, so a
+ * reconnect storm does not hammer the JetStream API.
  *
  * The cache forgets what JetStream says is gone: a consumer's deletion, its stream's deletion or
  * creation (advisories in the stream's account), and everything after the connection was away
  * (advisories sent meanwhile are lost). A recreated room stream therefore never admits a user
  * whose consumer the cache still remembers from the old stream.
  *
- * A departed user's consumer is kept for the retention period, so a room stream can fill with
- * them; at its limit, the consumers of users who are not present are deleted, oldest first, to
+ * A departed user's consumer is kept until its inactive threshold or its presence cleanup, so a
+ * burst of admissions can fill a room stream with them; at its limit, the consumers of users who are not present are deleted, oldest first, to
  * make room (docs/decisions.md, "A room's consumer limit counts who is there").
  */
 import type { ConsumerInfo, JetStreamManager } from '@nats-io/jetstream';
@@ -23,8 +26,16 @@ import {
 } from '../core/streams.js';
 import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../core/subjects.js';
 
-/** How long a consumer known to exist is trusted without asking JetStream, in milliseconds. */
+/**
+ * How long a consumer known to exist is trusted without asking JetStream, at most, in
+ * milliseconds. Never longer than {@link CONSUMER_CACHE_SHARE} of the consumers' inactive
+ * threshold: the server deletes an idle consumer after that threshold, and its deletion advisory
+ * makes the cache forget it at once; should the advisory be lost, the entry is gone before the
+ * consumer could have been, so an admission after the expiry creates it again.
+ */
 export const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
+/** Share of the inactive threshold a known consumer is trusted for, at most. */
+export const CONSUMER_CACHE_SHARE = 0.5;
 /** Bound on cached consumers. */
 const MAX_CACHED = 100_000;
 /**
@@ -39,7 +50,10 @@ export type IsPresent = (roomId: string, userId: string) => boolean;
 
 /** Options of {@link ConsumerEnsurer}. */
 export interface ConsumerEnsurerOptions {
-  /** How long a consumer known to exist is trusted, in milliseconds. Default 5 minutes. */
+  /**
+   * How long a consumer known to exist is trusted, in milliseconds. Default 5 minutes; never more
+   * than {@link CONSUMER_CACHE_SHARE} of the inactive threshold.
+   */
   cacheTtlMs?: number;
   now?: () => number;
   /** Who is present; consumers of users for whom it is false may be deleted at the limit. */
@@ -76,7 +90,10 @@ export class ConsumerEnsurer {
     private readonly inactiveThresholdMs: number,
     o: ConsumerEnsurerOptions = {},
   ) {
-    this.cacheTtlMs = o.cacheTtlMs ?? DEFAULT_CONSUMER_CACHE_TTL_MS;
+    this.cacheTtlMs = Math.min(
+      o.cacheTtlMs ?? DEFAULT_CONSUMER_CACHE_TTL_MS,
+      inactiveThresholdMs * CONSUMER_CACHE_SHARE,
+    );
     this.now = o.now ?? Date.now;
     // Without a view of presence nobody counts as gone: nothing is deleted.
     this.isPresent = o.isPresent ?? (() => true);

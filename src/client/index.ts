@@ -9,7 +9,7 @@
  * id, and renews the token before it expires so that reconnects keep working. The wire protocol
  * it speaks is docs/protocol.md.
  */
-import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, JetStreamApiError, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import {
   PermissionViolationError,
   tokenAuthenticator,
@@ -29,7 +29,12 @@ import {
 } from './live.js';
 import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
-import { JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../core/streams.js';
+import {
+  CATCH_UP_STEP_MS,
+  JS_CONSUMER_NOT_FOUND,
+  JS_CONSUMER_OFFLINE,
+  PROBE_TIMEOUT_MS,
+} from '../core/streams.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
 import {
   chatSubject,
@@ -54,8 +59,11 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const LEAVE_TIMEOUT_MS = 1_000;
 /** Messages kept for the first listener, at most. */
 const MAX_BACKLOG = 1_000;
-/** Longest wait for one step of a catch-up (reset, one batch), in milliseconds. */
-const CATCH_UP_TIMEOUT_MS = 5_000;
+/**
+ * Longest wait for one step of a catch-up (reset, one batch), in milliseconds: well under the
+ * consumer's inactive threshold, which each pull renews.
+ */
+const CATCH_UP_TIMEOUT_MS = CATCH_UP_STEP_MS;
 /** Messages pulled per catch-up batch, at most. */
 const CATCH_UP_BATCH = 256;
 /** First and longest pause between two tries of a catch-up that failed, in milliseconds. */
@@ -155,7 +163,8 @@ export interface RoomClientOptions {
    * The last stream sequence this device handed to the application before (a restart): catch-up
    * starts after it, so nothing arrives twice; 0 replays everything the room stream holds (a
    * page that keeps no history). Without one, catch-up starts where the device's consumer was
-   * last acked.
+   * last acked; the server deletes a consumer 30 s after its last pull (and the next admission
+   * creates it from the room's start), so after a longer absence that is the start.
    */
   resumeAfter?: number;
   /**
@@ -204,6 +213,8 @@ export class RoomClient {
   private again = false;
   /** When the consumer was last asked to be restored, or reconnected for (ms since the epoch). */
   private lastRepair = 0;
+  /** Whether the last repair asked a worker to create the missing consumer. */
+  private askedToCreate = false;
   /** Republished messages that arrived during a catch-up. */
   private held: { subject: string; seq: number; data: Uint8Array }[] = [];
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
@@ -369,16 +380,20 @@ export class RoomClient {
   /**
    * After a failed catch-up: asks JetStream about the device's consumer. One that no server
    * serves (its one server died: it keeps its name, but nobody answers for it) is restored by a
-   * worker on a server that is up (`REQ_RESTORE_CONSUMER`); one that is gone is created by the
-   * callout at the next admission, so the connection reconnects. At most once per
-   * {@link REPAIR_INTERVAL_MS}; the answer is not awaited, the next try of the catch-up sees it.
+   * worker on a server that is up (`REQ_RESTORE_CONSUMER`). One that is gone (the server deletes
+   * a consumer its inactive threshold after its last pull) is created by a worker the same way;
+   * still gone at the next repair, by the callout at a new admission: the connection reconnects.
+   * At most once per {@link REPAIR_INTERVAL_MS}; the answer is not awaited (it is held with the
+   * room's copies until caught up), the next try of the catch-up sees it.
    */
   private async repairConsumer(): Promise<void> {
     if (Date.now() - this.lastRepair < REPAIR_INTERVAL_MS) return;
     const state = await this.consumerState();
     if (state === 'ok' || state === 'unknown') return; // a failure of the moment: try again
     this.lastRepair = Date.now();
-    if (state === 'missing') {
+    const askedToCreate = this.askedToCreate;
+    this.askedToCreate = state === 'missing' && !askedToCreate;
+    if (state === 'missing' && askedToCreate) {
       void this.nc.reconnect().catch(() => undefined);
     } else {
       const data = this.o.deviceId !== undefined ? { deviceId: this.o.deviceId } : {};
@@ -427,14 +442,15 @@ export class RoomClient {
         max_messages: Math.min(pending, CATCH_UP_BATCH),
         expires: CATCH_UP_TIMEOUT_MS,
       });
-      let got = 0;
+      let last: JsMsg | undefined;
       for await (const m of batch) {
-        got++;
+        last = m;
         pending = m.info.pending;
         this.deliver(m.subject, m.seq, m.data);
-        m.ack();
       }
-      if (got === 0) break;
+      if (!last) break;
+      // Cumulative: acks the whole batch (the consumer's ack policy is `all`).
+      last.ack();
     }
   }
 

@@ -101,7 +101,7 @@ function addAuthCalloutOptions(cmd: Command): Command {
     .addOption(
       opt<number>(
         '--consumer-inactive-threshold <duration>',
-        'a user consumer unused this long is removed by the server',
+        'a user or device consumer is removed by the server this long after its last pull (it serves only the catch-up after a connect; the next admission creates it again); keep it well above a catch-up',
         {
           default: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
           defaultDescription: formatDuration(DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS),

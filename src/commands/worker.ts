@@ -295,7 +295,7 @@ export function registerWorker(program: Command): void {
     .addOption(
       opt<number>(
         '--consumer-inactive-threshold <duration>',
-        "a user consumer the worker restores (its server died) is removed after this long unused; as the callout's",
+        "a user consumer the worker restores or creates again (REQ_RESTORE_CONSUMER) is removed this long after its last pull; as the callout's",
         {
           default: DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
           defaultDescription: formatDuration(DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS),

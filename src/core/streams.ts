@@ -28,8 +28,19 @@ import {
 /** Milliseconds → the nanoseconds JetStream's API takes. */
 export const nanos = (ms: number): number => ms * 1_000_000;
 
-/** Default `inactive_threshold` of a user's consumer: the safety net behind presence cleanup. */
-export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 24 * 3_600_000;
+/**
+ * Default `inactive_threshold` of a user's or device's consumer, in milliseconds: nats-server
+ * deletes it this long after its last pull, delivery or ack. A consumer serves only the catch-up
+ * right after a connect or reconnect (live messages come as republished copies, and the client
+ * moves the consumer to just after what it last handed on), and every reconnect passes the
+ * callout, which creates it again: so it exists only while it is needed, and a connected user
+ * costs nats-server no consumer at rest (docs/decisions.md, "A consumer only while it is
+ * needed"). 30 s is many times a catch-up (each pull, at most {@link CATCH_UP_STEP_MS} apart,
+ * counts as activity) and the ack wait the server adds to it for unacked deliveries.
+ */
+export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 30_000;
+/** Longest pause between two steps of a client's catch-up (the SDK's timeout per step), in ms. */
+export const CATCH_UP_STEP_MS = 5_000;
 /** Messages a user may hold unacked before the server pauses delivery to it. */
 export const USER_MAX_ACK_PENDING = 1_000;
 /** How long a message of the worker queue is kept if no worker takes it. */
@@ -111,7 +122,14 @@ export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig
   };
 }
 
-/** A user's durable pull consumer: R1, memory, explicit ack, history from the start. */
+/**
+ * A user's durable pull consumer: R1, memory, history from the start. Acks are cumulative
+ * (`AckPolicy.All`): a catch-up acks the last message of each batch only. Each ack subject is
+ * unique, and nats-server keeps every subject a connection publishes in per-connection caches
+ * (the publish-permission cache, the permission sublist's match cache, the inbound result
+ * cache) until they fill: one ack per batch instead of one per message keeps a member's caches
+ * small (docs/decisions.md, "A consumer only while it is needed").
+ */
 export function userConsumerConfig(
   roomId: string,
   userId: string,
@@ -121,7 +139,7 @@ export function userConsumerConfig(
   return {
     durable_name: name,
     filter_subjects: userConsumerFilters(roomId, userId),
-    ack_policy: AckPolicy.Explicit,
+    ack_policy: AckPolicy.All,
     deliver_policy: DeliverPolicy.All,
     max_ack_pending: USER_MAX_ACK_PENDING,
     mem_storage: true,
@@ -202,10 +220,30 @@ export async function ensureConsumer(
       return 'restored';
     }
     if (!isJsError(e, JS_CONSUMER_EXISTS)) throw e;
-    await jsm.consumers.update(stream, config.durable_name, config);
+    try {
+      await jsm.consumers.update(stream, config.durable_name, config);
+    } catch (u) {
+      // A consumer of an older Torii with a setting JetStream cannot change in place (its ack
+      // policy): it holds nothing a client needs (the client moves it when it catches up), so
+      // it is created again.
+      if (!isImmutableChange(u)) throw u;
+      await jsm.consumers.delete(stream, config.durable_name).catch((d: unknown) => {
+        if (!isJsError(d, JS_CONSUMER_NOT_FOUND)) throw d;
+      });
+      await jsm.consumers.add(stream, config);
+    }
   }
   return 'ensured';
 }
+
+/** JetStream's error code for a consumer create or update it refuses (`JSConsumerCreateErrF`). */
+export const JS_CONSUMER_CREATE = 10012;
+
+/** An update refused because it changes what a consumer cannot change (its ack policy, …). */
+const isImmutableChange = (e: unknown): boolean =>
+  isJsError(e, JS_CONSUMER_CREATE) &&
+  e instanceof JetStreamApiError &&
+  /can not be updated/.test(e.apiError().description);
 
 async function unserved(
   jsm: JetStreamManager,

@@ -32,9 +32,11 @@ import {
   type PresenceRecord,
 } from '../core/presence.js';
 import {
+  devicesKey,
   handKey,
   handsFilter,
   memberKey,
+  parseDevices,
   parseHand,
   parseMember,
   renewKey,
@@ -52,7 +54,12 @@ import {
   PlatformEvent,
   roomStreamName,
 } from '../core/subjects.js';
-import { consumerState, restoreConsumer, userConsumerConfig } from '../core/streams.js';
+import {
+  consumerState,
+  ensureConsumer,
+  restoreConsumer,
+  userConsumerConfig,
+} from '../core/streams.js';
 import { ValidationError } from '../core/errors.js';
 import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
 import { parseBudget, takeTokens, type RateLimit } from '../core/rate.js';
@@ -234,8 +241,10 @@ export class Handlers {
 
   /**
    * Restores the sender's consumer (its own or one of its devices') when no server serves it: its
-   * one server died, and the client can neither catch up from it nor move it. Never
-   * creates one that does not exist: the callout does that at admission, within the device limit.
+   * one server died, and the client can neither catch up from it nor move it. One that does not
+   * exist (deleted after its inactive threshold while a catch-up was failing) is created, but only
+   * the sender's own or that of a device on its device list, which the callout bounds at
+   * admission; any other device is told to connect again (the callout then lists it).
    */
   private async restoreConsumer(
     ctx: EventContext,
@@ -245,20 +254,37 @@ export class Handlers {
       throw new HandlerError(AnswerCode.BadRequest, `deviceId: ${DEVICE_ID_RULE}`);
     const consumer = deviceConsumerName(ctx.userId, deviceId as string | undefined);
     const stream = roomStreamName(ctx.roomId);
+    const config = userConsumerConfig(
+      ctx.roomId,
+      ctx.userId,
+      this.d.consumerInactiveThresholdMs,
+      consumer,
+    );
     const state = await consumerState(this.d.jsm, stream, consumer);
-    if (state === 'missing')
-      throw new HandlerError(
-        AnswerCode.NotFound,
-        `consumer ${consumer} does not exist: connect again to have it created`,
-      );
+    if (state === 'missing') {
+      if (deviceId !== undefined && !(await this.listsDevice(ctx, deviceId as string)))
+        throw new HandlerError(
+          AnswerCode.NotFound,
+          `device ${deviceId as string} is not on the device list: connect again to have it listed`,
+        );
+      await ensureConsumer(this.d.jsm, stream, config);
+      return { consumer, restored: true };
+    }
     if (state === 'ok') return { consumer, restored: false };
     // offline or unserved: its one server died
-    await restoreConsumer(
-      this.d.jsm,
-      stream,
-      userConsumerConfig(ctx.roomId, ctx.userId, this.d.consumerInactiveThresholdMs, consumer),
-    );
+    await restoreConsumer(this.d.jsm, stream, config);
     return { consumer, restored: true };
+  }
+
+  /** Whether the sender's device list (kept by the callout) names `deviceId`. */
+  private async listsDevice(ctx: EventContext, deviceId: string): Promise<boolean> {
+    const e = await this.d.roomState.get(devicesKey(ctx.roomId, ctx.userId));
+    if (!e || e.operation !== 'PUT') return false;
+    try {
+      return parseDevices(e.json()).includes(deviceId);
+    } catch {
+      return false;
+    }
   }
 
   private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {

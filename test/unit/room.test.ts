@@ -183,7 +183,7 @@ describe('JetStream assets (DESIGN.md §5)', () => {
     });
   });
 
-  test('user consumer: R1, memory, explicit ack, non-overlapping filters', () => {
+  test('user consumer: R1, memory, cumulative acks, non-overlapping filters', () => {
     expect(userConsumerConfig('n5', 'hana', 60_000)).toEqual({
       durable_name: 'hana',
       filter_subjects: [
@@ -193,7 +193,7 @@ describe('JetStream assets (DESIGN.md §5)', () => {
         'room.n5.evt.*',
         'room.n5.user.hana',
       ],
-      ack_policy: 'explicit',
+      ack_policy: 'all',
       deliver_policy: 'all',
       max_ack_pending: 1000,
       mem_storage: true,
