@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/scale-out.ts [--users 3000] [--rooms 30] [--replicas 1] [--procs 3]
  *                              [--concurrency 20] [--topology cluster,single] [--settle 10]
- *                              [--chat-rate 2] [--chat-seconds 20]
+ *                              [--chat-rate 2] [--chat-seconds 20] [--rejoin resume]
  *
  *   --users         students in all; student i connects to node i mod (number of nodes)
  *   --rooms         rooms; room r holds students r·n … r·n+n-1 (n = users / rooms), so every
@@ -19,6 +19,11 @@
  *   --settle        seconds between the end of the joins and the memory reading
  *   --chat-rate     chat messages per second each room's teacher sends during the fan-out
  *   --chat-seconds  length of the fan-out
+ *   --rejoin        how the students come back after the drop: `resume` (each from the last
+ *                   sequence it handed on, as the SDK does when its connection comes back, or an
+ *                   app that keeps it) or `reload` (a page reloaded without its history: catch-up
+ *                   from where the consumer was last acked, which replays everything since the
+ *                   previous catch-up)
  *
  * Each run, as deployed: the servers (key set, accounts, JetStream, routes: test/helpers/nats.ts),
  * the KV buckets and the worker queue at three replicas in the cluster, `torii auth-callout` and
@@ -31,7 +36,8 @@
  *   2. at rest: `--settle` s later, each server's RSS (/proc) against its RSS before the joins;
  *   3. fan-out: the teachers chat at a fixed rate; every student's listener counts deliveries and
  *      their latency (send time to the listener);
- *   4. reconnects: every student drops its connection (no leave) and joins again (consumer known).
+ *   4. reconnects: every student drops its connection (no leave) and joins again (consumer known,
+ *      `--rejoin`).
  *
  * CPU seconds (user + system, /proc) of every server, the callout, the worker and the client
  * processes are taken around phases 1, 3 and 4. The machine the numbers in docs/performance.md
@@ -72,6 +78,7 @@ const { values } = parseArgs({
     settle: { type: 'string', default: '10' },
     'chat-rate': { type: 'string', default: '2' },
     'chat-seconds': { type: 'string', default: '20' },
+    rejoin: { type: 'string', default: 'resume' },
   },
 });
 const USERS = Number(values.users);
@@ -87,6 +94,9 @@ const TOPOLOGIES = values.topology.split(',').map((t) => {
   if (t !== 'cluster' && t !== 'single') throw new Error(`--topology: unknown '${t}'`);
   return t;
 });
+if (values.rejoin !== 'resume' && values.rejoin !== 'reload')
+  throw new Error('--rejoin: resume or reload');
+const RESUME = values.rejoin === 'resume';
 if (![1, 3].includes(REPLICAS)) throw new Error('--replicas: 1 or 3');
 if (!(USERS > 0 && ROOMS > 0 && PROCS > 0 && CONCURRENCY > 0))
   throw new Error('--users, --rooms, --procs and --concurrency must be positive');
@@ -390,7 +400,9 @@ async function runTopology(
       { timeoutMs: DROP_TIMEOUT_MS, intervalMs: 200 },
     );
     const warm = await phase(() =>
-      Promise.all(studentProcs.map((p) => p.send({ op: 'rejoin', concurrency: CONCURRENCY }))),
+      Promise.all(
+        studentProcs.map((p) => p.send({ op: 'rejoin', concurrency: CONCURRENCY, resume: RESUME })),
+      ),
     );
 
     const perNode = nodes.map((n, i) => {
@@ -474,6 +486,7 @@ async function main(): Promise<void> {
     settleSeconds: SETTLE_MS / 1000,
     chatPerRoomPerSec: CHAT_RATE,
     chatSeconds: CHAT_SECONDS,
+    rejoin: values.rejoin,
     note: 'every process on the same machine: per-node memory and CPU are costs, not parallel speed',
     ...runs,
   });

@@ -6,7 +6,11 @@
  *   {"op":"join","users":[{"room","user","url","role"}],"concurrency":20}
  *        mints each user's token, connects it (first time or again), keeps it; answers with the
  *        latency of every join in ms and the errors
- *   {"op":"rejoin","concurrency":20}   the same users again, after a drop
+ *   {"op":"rejoin","concurrency":20,"resume":true}
+ *        the same users again, after a drop; with `resume`, each from the last sequence it
+ *        handed on (`resumeAfter`, what an app that keeps it does, and what the SDK does itself
+ *        when its connection comes back), without it from where its consumer was last acked (a
+ *        page reloaded without its history)
  *   {"op":"drop"}                      closes every connection without leaving (a network blip)
  *   {"op":"count"}                     chat deliveries counted so far (students)
  *   {"op":"take"}                      the count and each delivery's latency in ms, then resets
@@ -34,7 +38,7 @@ interface User {
 }
 type Command =
   | { op: 'join'; users: User[]; concurrency: number }
-  | { op: 'rejoin'; concurrency: number }
+  | { op: 'rejoin'; concurrency: number; resume: boolean }
   | { op: 'drop' }
   | { op: 'count' }
   | { op: 'take' }
@@ -43,6 +47,8 @@ type Command =
 let users: User[] = [];
 const tokens = new Map<string, string>();
 let clients: (RoomClient | undefined)[] = [];
+/** The last sequence each user's client handed on before the drop. */
+let lastSeqs: number[] = [];
 let delivered = 0;
 let latencies: number[] = [];
 
@@ -52,7 +58,7 @@ const onMessage = (m: RoomMessage): void => {
   latencies.push(Date.now() - Number((m.body as { text: string }).text));
 };
 
-async function joinAll(concurrency: number): Promise<Record<string, unknown>> {
+async function joinAll(concurrency: number, resume = false): Promise<Record<string, unknown>> {
   clients = new Array<RoomClient | undefined>(users.length);
   const r = await pool(users.length, concurrency, async (i) => {
     const u = users[i] as User;
@@ -72,6 +78,7 @@ async function joinAll(concurrency: number): Promise<Record<string, unknown>> {
       // Each user stays on the node it was given, also when it reconnects.
       connection: { ignoreClusterUpdates: true, timeout: 20_000 },
       ...(u.role === 'student' ? { listener: onMessage } : {}),
+      ...(resume && (lastSeqs[i] ?? 0) > 0 ? { resumeAfter: lastSeqs[i] } : {}),
     });
   });
   return { latencies: r.latencies, errors: r.errors, elapsedMs: r.elapsedMs };
@@ -83,8 +90,9 @@ async function run(c: Command): Promise<Record<string, unknown>> {
       users = c.users;
       return joinAll(c.concurrency);
     case 'rejoin':
-      return joinAll(c.concurrency);
+      return joinAll(c.concurrency, c.resume);
     case 'drop': {
+      lastSeqs = clients.map((x) => x?.lastSequence ?? 0);
       const open = clients.filter((x): x is RoomClient => x !== undefined);
       await Promise.all(open.map((x) => x.close({ leave: false }).catch(() => undefined)));
       clients = [];
