@@ -357,9 +357,7 @@ async function runTopology(
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const rssAfter = nodes.map((n) => rssKiB(n.process.pid));
     const connsAfter = await Promise.all(nodes.map(connections));
-    const jsz = await Promise.all(
-      nodes.map((n) => monitor<{ consumers?: number; memory?: number }>(n, '/jsz')),
-    );
+    const jsz = await Promise.all(nodes.map((n) => monitor<{ consumers?: number }>(n, '/jsz')));
     const rolesRssAfter = roles.map((c) => rssKiB(c.pid));
 
     // 3. Fan-out at a fixed rate.
@@ -414,7 +412,6 @@ async function runTopology(
         clientConnections: (connsAfter[i] as number) - (connsBefore[i] as number),
         roomStreamLeaders: leaders[n.name] ?? 0,
         consumers: jsz[i]?.consumers,
-        jetstreamMemoryMiB: r2((jsz[i]?.memory ?? 0) / 2 ** 20),
         rssBeforeMiB: r2((rssBefore[i] as number) / 1024),
         rssAtRestMiB: r2((rssAfter[i] as number) / 1024),
         kibPerUser: r2(grown / users),
