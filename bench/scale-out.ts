@@ -358,6 +358,10 @@ async function runTopology(
     const rssAfter = nodes.map((n) => rssKiB(n.process.pid));
     const connsAfter = await Promise.all(nodes.map(connections));
     const jsz = await Promise.all(nodes.map((n) => monitor<{ consumers?: number }>(n, '/jsz')));
+    // Subscriptions each server knows of, its clients' and those its routes told it of.
+    const subsz = await Promise.all(
+      nodes.map((n) => monitor<{ num_subscriptions?: number }>(n, '/subsz')),
+    );
     const rolesRssAfter = roles.map((c) => rssKiB(c.pid));
 
     // 3. Fan-out at a fixed rate.
@@ -412,6 +416,7 @@ async function runTopology(
         clientConnections: (connsAfter[i] as number) - (connsBefore[i] as number),
         roomStreamLeaders: leaders[n.name] ?? 0,
         consumers: jsz[i]?.consumers,
+        subscriptions: subsz[i]?.num_subscriptions,
         rssBeforeMiB: r2((rssBefore[i] as number) / 1024),
         rssAtRestMiB: r2((rssAfter[i] as number) / 1024),
         kibPerUser: r2(grown / users),
