@@ -215,22 +215,35 @@ async function startRole(
   return child;
 }
 
-/** CPU seconds of each named process while `fn` runs, and the wall time in ms. */
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+/** CPU seconds the whole machine has spent busy (every process, this bench's or not). */
+function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/) ?? [];
+  // user nice system idle iowait irq softirq steal …: all but idle and iowait
+  const ticks = cpu.slice(1, 9).map(Number);
+  return (sum(ticks) - (ticks[3] ?? 0) - (ticks[4] ?? 0)) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * CPU seconds of each named process while `fn` runs, the wall time in ms, and the cores the
+ * machine as a whole kept busy meanwhile (`machine`: whether the phase saturated it).
+ */
 async function measured<T>(
   pids: Record<string, number | undefined>,
   fn: () => Promise<T>,
 ): Promise<{ result: T; cpu: Record<string, number>; wallMs: number }> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
+  const busy0 = machineBusySeconds();
   const t0 = nowMs();
   const result = await fn();
   const wallMs = nowMs() - t0;
   const cpu = Object.fromEntries(
     Object.entries(pids).map(([k, p]) => [k, r2(cpuSeconds(p) - (before[k] as number))]),
   );
+  cpu['machineCoresBusy'] = r2(((machineBusySeconds() - busy0) * 1000) / wallMs);
   return { result, cpu, wallMs };
 }
-
-const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 async function runTopology(
   kind: 'cluster' | 'single',
