@@ -338,6 +338,11 @@ async function runTopology(
       const c0 = clientCpu();
       const m = await measured(pids, fn);
       m.cpu['clients'] = r2(clientCpu() - c0);
+      // This bench's own processes, in cores: the rest of `machineCoresBusy` was someone else's.
+      const own = sum(
+        Object.entries(m.cpu).flatMap(([k, v]) => (k === 'machineCoresBusy' ? [] : [v])),
+      );
+      m.cpu['benchCoresBusy'] = r2((own * 1000) / m.wallMs);
       return m;
     };
     const joins = (answers: Record<string, unknown>[], wallMs: number) => {
