@@ -375,7 +375,11 @@ async function runTopology(
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const rssAfter = nodes.map((n) => rssKiB(n.process.pid));
     const connsAfter = await Promise.all(nodes.map(connections));
-    const jsz = await Promise.all(nodes.map((n) => monitor<{ consumers?: number }>(n, '/jsz')));
+    const jsz = await Promise.all(
+      nodes.map((n) =>
+        monitor<{ consumers?: number; meta_cluster?: { leader?: string } }>(n, '/jsz'),
+      ),
+    );
     // Subscriptions each server knows of, its clients' and those its routes told it of.
     const subsz = await Promise.all(
       nodes.map((n) => monitor<{ num_subscriptions?: number }>(n, '/subsz')),
@@ -433,6 +437,7 @@ async function runTopology(
         users,
         clientConnections: (connsAfter[i] as number) - (connsBefore[i] as number),
         roomStreamLeaders: leaders[n.name] ?? 0,
+        metaLeader: jsz[i]?.meta_cluster?.leader === n.name,
         consumers: jsz[i]?.consumers,
         subscriptions: subsz[i]?.num_subscriptions,
         rssBeforeMiB: r2((rssBefore[i] as number) / 1024),
