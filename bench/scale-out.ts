@@ -44,7 +44,8 @@
  * come from has 2 cores for everything: three servers on it measure what each node costs (memory,
  * CPU per connect or delivery), not what three machines would do in parallel.
  * Run it under the machine's benchmark lock: `flock /work/bench.lock npx tsx bench/scale-out.ts`.
- * Needs `npm run build` (the roles run from dist/).
+ * Needs `npm run build` (the roles run from dist/). Every server, role and client process it
+ * starts is stopped when it ends, fails, or gets SIGINT/SIGTERM (test/helpers/procs.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -516,6 +517,10 @@ async function main(): Promise<void> {
     ...runs,
   });
 }
+
+// Interrupted (Ctrl-C, `timeout`): exit through the exit hooks of test/helpers/procs.ts, which
+// kill every server and role this run started and remove their folders.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 
 try {
   await main();
