@@ -136,6 +136,7 @@ export class AuthCallout {
       s.admissionTtlMs,
       () => this.now().getTime(),
       () => this.metrics.seatLedgerWrites.inc(),
+      d.directory.ledgerHints,
     );
     this.connections = new ConnectionCounter(
       (roomId, userId) => d.directory.presence(roomId, userId),
@@ -459,7 +460,15 @@ export class AuthCallout {
 
     try {
       await this.recordMember(t.roomId, t.userId, t.role, t.name);
-      if (device !== undefined) await this.devices.register(t.roomId, t.userId, device);
+      // A user presence has no record of (new, or gone past the retention) has no device list
+      // either: it is created without reading it first.
+      if (device !== undefined)
+        await this.devices.register(
+          t.roomId,
+          t.userId,
+          device,
+          this.d.directory.presence(t.roomId, t.userId) === undefined,
+        );
     } catch (e) {
       throw new Rejection(
         RejectReason.Internal,
