@@ -57,6 +57,9 @@ const MAX_REMEMBERED_MEMBERS = 100_000;
  * message) can cost: one stale or missing record for 10 minutes.
  */
 export const MEMBER_RECORD_TRUST_MS = 10 * 60_000;
+const UTF8_DECODER = new TextDecoder();
+const UTF8_ENCODER = new TextEncoder();
+
 /** Slack on the request's `exp` (whole seconds, truncated by the server), in milliseconds. */
 const REQUEST_EXP_SLACK_MS = 1_000;
 
@@ -217,7 +220,7 @@ export class AuthCallout {
         const mine = this.members.get(key);
         if (!mine) return;
         const op = m.headers?.get(KV_OPERATION_HEADER);
-        if (op || new TextDecoder().decode(m.data) !== mine.json) this.members.delete(key);
+        if (op || UTF8_DECODER.decode(m.data) !== mine.json) this.members.delete(key);
       },
     });
     void (async () => {
@@ -307,7 +310,7 @@ export class AuthCallout {
     }
     let claims: NatsClaims<AuthRequest>;
     try {
-      claims = decodeNatsJwt<AuthRequest>(new TextDecoder().decode(data), NKeyPrefix.Server);
+      claims = decodeNatsJwt<AuthRequest>(UTF8_DECODER.decode(data), NKeyPrefix.Server);
     } catch (e) {
       const bad = e instanceof ValidationError && e.field === SIGNATURE_FIELD;
       throw new Rejection(
@@ -547,7 +550,7 @@ export class AuthCallout {
       },
       this.signer,
     );
-    const bytes = new TextEncoder().encode(response);
+    const bytes = UTF8_ENCODER.encode(response);
     msg.respond(serverXkey && this.xkey ? this.xkey.seal(bytes, serverXkey) : bytes);
   }
 }
