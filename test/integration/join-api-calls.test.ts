@@ -6,7 +6,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { RoomClient } from '../../src/client/index.js';
-import { KvCache } from '../../src/core/kv.js';
+import { casUpdate, KvCache, openBucket } from '../../src/core/kv.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { parsePresence, presenceKey, type PresenceRecord } from '../../src/core/presence.js';
 import { Bucket, JsAdvisory } from '../../src/core/subjects.js';
@@ -94,3 +94,23 @@ test('first-time joins with device ids make no failing JetStream API call', asyn
   expect({ errors: after.errors - before.errors, failed }).toEqual({ errors: 0, failed: [] });
   expect(after.total - before.total).toBeLessThanOrEqual(USERS * CALLS_PER_JOIN);
 }, 60_000);
+
+test('a stale hint costs a conflict and a read, never a wrong write or a skipped one', async () => {
+  const kv = await openBucket(svc, Bucket.RoomState);
+  const parse = (d: unknown): number | undefined => (typeof d === 'number' ? d : undefined);
+  await kv.put('hint-test', '5');
+  // Hinted as absent: the write is conditional on revision 0 and must not land blindly.
+  const add = await casUpdate(kv, 'hint-test', parse, (n = 0) => ({ put: n + 1 }), {
+    hint: { value: undefined, revision: 0, put: false },
+  });
+  expect(add.previous).toBe(5);
+  expect((await kv.get('hint-test'))?.json()).toBe(6);
+  // Hinted with the value the decision would skip: the key is read and decided again.
+  const stale = (await kv.get('hint-test'))?.revision as number;
+  await kv.put('hint-test', '7');
+  const skip = await casUpdate(kv, 'hint-test', parse, (n) => (n === 6 ? undefined : { put: 0 }), {
+    hint: { value: 6, revision: stale, put: true },
+  });
+  expect(skip.step).toEqual({ put: 0 });
+  expect((await kv.get('hint-test'))?.json()).toBe(0);
+});
