@@ -112,7 +112,9 @@ async function main(): Promise<void> {
     'auth-callout',
     (process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean),
   );
-  const worker = values.worker ? role('worker') : undefined;
+  const worker = values.worker
+    ? role('worker', (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean))
+    : undefined;
   const tokens = await Promise.all(
     Array.from({ length: Math.max(N, PACED_N) }, (_, i) =>
       token(keys, { room: 'bench', sub: `u${i}`, role: 'student' }),
@@ -209,6 +211,7 @@ async function main(): Promise<void> {
   });
 
   callout.kill('SIGTERM');
+  worker?.kill('SIGTERM');
   await svc.close();
   await server.destroy();
   await raw.stop();
