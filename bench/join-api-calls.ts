@@ -88,13 +88,20 @@ async function main(): Promise<void> {
 
   const before = await jsz(monitoring);
   const clients: RoomClient[] = [];
+  const failures: Record<string, number> = {};
   const join = (): ReturnType<typeof pool> =>
     pool(N, C, async (i) => {
-      clients.push(
-        await joinRoom([server.url], server.keys, 'bench', `u${i}`, {
-          ...(values['no-device'] ? {} : { deviceId: `d${i}` }),
-        }),
-      );
+      try {
+        clients.push(
+          await joinRoom([server.url], server.keys, 'bench', `u${i}`, {
+            ...(values['no-device'] ? {} : { deviceId: `d${i}` }),
+          }),
+        );
+      } catch (e) {
+        const k = e instanceof Error ? e.message : String(e);
+        failures[k] = (failures[k] ?? 0) + 1;
+        throw e;
+      }
     });
   const first = await join();
   let again: Awaited<ReturnType<typeof pool>> | undefined;
@@ -111,12 +118,22 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   audit.unsubscribe();
 
+  const metric = async (name: string): Promise<Record<string, number>> =>
+    Object.fromEntries(
+      ((await callout.ops.registry.getSingleMetric(name)?.get())?.values ?? []).map((v) => [
+        Object.values(v.labels).join(','),
+        v.value,
+      ]),
+    );
   report({
+    calloutRequests: await metric('torii_auth_requests_total'),
+    calloutRejections: await metric('torii_auth_rejections_total'),
     bench: 'join-api-calls',
     clients: N,
     devices: !values['no-device'],
     joinErrors: first.errors,
     rejoinErrors: again?.errors,
+    failures,
     jsz: { calls: after.total - before.total, errors: after.errors - before.errors },
     audited: counted(),
     byCall: Object.fromEntries([...calls].sort(([a], [b]) => a.localeCompare(b))),
