@@ -12,8 +12,14 @@
  *
  * Phases: raw (no callout); callout-cold (new users: each needs its consumer created);
  * callout-warm (the same users reconnecting: consumers known); paced (a steady rate, latency).
+ *
+ * Profiling: `BENCH_CALLOUT_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'` profiles the callout
+ * process (written when it exits); `BENCH_NATS_PROF_DIR=DIR` opens nats-server's profiling port
+ * and saves a CPU profile of the first `BENCH_NATS_PROF_SECONDS` (default 2) of the cold and the
+ * warm phase as `DIR/cold.pb.gz` and `DIR/warm.pb.gz` (read them with `go tool pprof -top`).
  */
 import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -22,7 +28,7 @@ import { renderNatsConfig } from '../src/core/natsconf.js';
 import { PROJECT_ROOT } from '../src/core/tools.js';
 import { connectClient, token } from '../test/helpers/callout.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
-import { tempDir, track, waitFor } from '../test/helpers/procs.js';
+import { freePort, tempDir, track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
 import { paced, pool, r2, report, summary, withCpu } from './lib.js';
 
@@ -63,7 +69,22 @@ async function main(): Promise<void> {
   const raw = await NatsServerProcess.start({ dir: rawDir, config: rawConfig });
   track(raw.child);
 
-  const server = await startNats({ keys });
+  const profDir = process.env.BENCH_NATS_PROF_DIR;
+  const profPort = profDir ? await freePort() : undefined;
+  const profSeconds = Number(process.env.BENCH_NATS_PROF_SECONDS ?? '2');
+  /** Starts a CPU profile of nats-server; resolves once it is saved (or at once without one). */
+  const profile = async (phase: string): Promise<void> => {
+    if (!profDir || profPort === undefined) return;
+    mkdirSync(profDir, { recursive: true });
+    const res = await fetch(
+      `http://127.0.0.1:${profPort}/debug/pprof/profile?seconds=${profSeconds}`,
+    );
+    writeFileSync(path.join(profDir, `${phase}.pb.gz`), Buffer.from(await res.arrayBuffer()));
+  };
+  const server = await startNats({
+    keys,
+    ...(profPort !== undefined ? { rewrite: (c) => `${c}\nprof_port: ${profPort}\n` } : {}),
+  });
   const svc = await server.connectService();
   await publishRoom(svc, 'bench', { maxParticipants: 10_000 });
   /** A Torii role as its own process, as deployed, against the bench's server. */
@@ -91,7 +112,9 @@ async function main(): Promise<void> {
     'auth-callout',
     (process.env.BENCH_CALLOUT_NODE_ARGS ?? '').split(' ').filter(Boolean),
   );
-  const worker = values.worker ? role('worker') : undefined;
+  const worker = values.worker
+    ? role('worker', (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean))
+    : undefined;
   const tokens = await Promise.all(
     Array.from({ length: Math.max(N, PACED_N) }, (_, i) =>
       token(keys, { room: 'bench', sub: `u${i}`, role: 'student' }),
@@ -128,18 +151,22 @@ async function main(): Promise<void> {
   );
   await closeAll(conns);
 
+  const coldProfile = profile('cold');
   const { result: cold, cpu: coldCpu } = await withCpu(pids, () =>
     pool(N, C, async (i) => {
       conns.push(await connectClient(server.url, 'bench', `u${i}`, tokens[i] as string));
     }),
   );
+  await coldProfile;
   await closeAll(conns);
 
+  const warmProfile = profile('warm');
   const { result: warm, cpu: warmCpu } = await withCpu(pids, () =>
     pool(N, C, async (i) => {
       conns.push(await connectClient(server.url, 'bench', `u${i}`, tokens[i] as string));
     }),
   );
+  await warmProfile;
   await closeAll(conns);
 
   const steady = await paced(PACED_N, RATE, async (i) => {
@@ -184,6 +211,7 @@ async function main(): Promise<void> {
   });
 
   callout.kill('SIGTERM');
+  worker?.kill('SIGTERM');
   await svc.close();
   await server.destroy();
   await raw.stop();

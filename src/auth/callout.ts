@@ -57,6 +57,9 @@ const MAX_REMEMBERED_MEMBERS = 100_000;
  * message) can cost: one stale or missing record for 10 minutes.
  */
 export const MEMBER_RECORD_TRUST_MS = 10 * 60_000;
+const UTF8_DECODER = new TextDecoder();
+const UTF8_ENCODER = new TextEncoder();
+
 /** Slack on the request's `exp` (whole seconds, truncated by the server), in milliseconds. */
 const REQUEST_EXP_SLACK_MS = 1_000;
 
@@ -136,6 +139,7 @@ export class AuthCallout {
       s.admissionTtlMs,
       () => this.now().getTime(),
       () => this.metrics.seatLedgerWrites.inc(),
+      d.directory.ledgerHints,
     );
     this.connections = new ConnectionCounter(
       (roomId, userId) => d.directory.presence(roomId, userId),
@@ -216,7 +220,7 @@ export class AuthCallout {
         const mine = this.members.get(key);
         if (!mine) return;
         const op = m.headers?.get(KV_OPERATION_HEADER);
-        if (op || new TextDecoder().decode(m.data) !== mine.json) this.members.delete(key);
+        if (op || UTF8_DECODER.decode(m.data) !== mine.json) this.members.delete(key);
       },
     });
     void (async () => {
@@ -306,7 +310,7 @@ export class AuthCallout {
     }
     let claims: NatsClaims<AuthRequest>;
     try {
-      claims = decodeNatsJwt<AuthRequest>(new TextDecoder().decode(data), NKeyPrefix.Server);
+      claims = decodeNatsJwt<AuthRequest>(UTF8_DECODER.decode(data), NKeyPrefix.Server);
     } catch (e) {
       const bad = e instanceof ValidationError && e.field === SIGNATURE_FIELD;
       throw new Rejection(
@@ -459,7 +463,15 @@ export class AuthCallout {
 
     try {
       await this.recordMember(t.roomId, t.userId, t.role, t.name);
-      if (device !== undefined) await this.devices.register(t.roomId, t.userId, device);
+      // A user presence has no record of (new, or gone past the retention) has no device list
+      // either: it is created without reading it first.
+      if (device !== undefined)
+        await this.devices.register(
+          t.roomId,
+          t.userId,
+          device,
+          this.d.directory.presence(t.roomId, t.userId) === undefined,
+        );
     } catch (e) {
       throw new Rejection(
         RejectReason.Internal,
@@ -538,7 +550,7 @@ export class AuthCallout {
       },
       this.signer,
     );
-    const bytes = new TextEncoder().encode(response);
+    const bytes = UTF8_ENCODER.encode(response);
     msg.respond(serverXkey && this.xkey ? this.xkey.seal(bytes, serverXkey) : bytes);
   }
 }

@@ -38,17 +38,32 @@ export class DeviceRegistry {
     private readonly onEvicted: (roomId: string, consumer: string) => void = () => undefined,
   ) {}
 
-  /** Adds the device to the user's list (no KV call when it is known to be there). */
-  async register(roomId: string, userId: string, deviceId: string): Promise<void> {
+  /**
+   * Adds the device to the user's list (no KV call when it is known to be there). `likelyNew`:
+   * the list is probably absent, so it is created without a read (a read of an absent key is a
+   * failing JetStream API call); a list that exists after all costs one conflict and a read.
+   */
+  async register(
+    roomId: string,
+    userId: string,
+    deviceId: string,
+    likelyNew = false,
+  ): Promise<void> {
     const user = devicesKey(roomId, userId);
     if (this.known.get(user)?.has(deviceId)) return;
     let evicted: string[] = [];
-    await casUpdate(this.kv, user, parseDevices, (current = []) => {
-      if (current.includes(deviceId)) return undefined;
-      const next = [...current, deviceId];
-      evicted = next.splice(0, Math.max(0, next.length - MAX_DEVICES_PER_USER));
-      return { put: next };
-    });
+    await casUpdate(
+      this.kv,
+      user,
+      parseDevices,
+      (current = []) => {
+        if (current.includes(deviceId)) return undefined;
+        const next = [...current, deviceId];
+        evicted = next.splice(0, Math.max(0, next.length - MAX_DEVICES_PER_USER));
+        return { put: next };
+      },
+      likelyNew ? { hint: { value: undefined, revision: 0, put: false } } : {},
+    );
     for (const d of evicted) {
       this.forget(user, d);
       const consumer = deviceConsumerName(userId, d);

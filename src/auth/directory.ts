@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../core/blocks.js';
-import { KvCache, RoomIndex } from '../core/kv.js';
+import { KvCache, RoomIndex, type CasHints } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../core/presence.js';
 import { seatsKey } from '../core/room-state.js';
@@ -92,6 +92,11 @@ export class RoomDirectory implements SeatView {
     if (this.seated(roomId).has(userId)) return true;
     const claim = this.ledgers.get(seatsKey(roomId))?.byUser.get(userId);
     return claim !== undefined && claimHolds(claim, this.presence(roomId, userId), now);
+  }
+
+  /** The seat ledgers' revisions, for the compare-and-set of seat claims. */
+  get ledgerHints(): CasHints<SeatLedger> {
+    return this.ledgers;
   }
 
   /** Seats held in the room, by presence or by a live claim (see {@link holdsSeat}). */

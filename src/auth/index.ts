@@ -51,6 +51,8 @@ export async function runAuthCallout(
   const appConn = await connectNats({
     servers: c.servers,
     name: 'torii-auth-callout-app',
+    // An Error with its stack for every request costs more than an admission's KV write.
+    noAsyncTraces: true,
     user: ServiceUser.Service,
     pass: c.servicePassword,
     log,
@@ -61,6 +63,7 @@ export async function runAuthCallout(
   const authConn = await connectNats({
     servers: c.servers,
     name: 'torii-auth-callout',
+    noAsyncTraces: true,
     user: ServiceUser.Auth,
     pass: c.authPassword,
     log,

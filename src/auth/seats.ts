@@ -13,7 +13,7 @@
  * and replicas contend only with each other.
  */
 import type { KV } from '@nats-io/kv';
-import { casUpdate } from '../core/kv.js';
+import { casUpdate, type CasHints } from '../core/kv.js';
 import { isValidId } from '../core/ids.js';
 import type { PresenceRecord } from '../core/presence.js';
 import { seatsKey } from '../core/room-state.js';
@@ -129,6 +129,8 @@ export class SeatClaims {
     private readonly now: () => number = Date.now,
     /** Called after each ledger write that stored new claims. */
     private readonly onWrite: () => void = () => undefined,
+    /** A follower of the ledgers: a write tries its revision before reading the ledger. */
+    private readonly hints?: CasHints<SeatLedger>,
   ) {}
 
   /** Claims a seat for `userId` unless the room's seats are all held. */
@@ -165,28 +167,34 @@ export class SeatClaims {
 
   private async write(roomId: string, batch: Waiter[]): Promise<ClaimResult[]> {
     let results: ClaimResult[] = [];
-    const { step } = await casUpdate(this.kv, seatsKey(roomId), parseSeatLedger, (current) => {
-      const now = this.now();
-      const seated = this.view.seated(roomId);
-      const live = liveClaims(roomId, current?.claims ?? [], this.view, now);
-      const holders = new Set(live.map((c) => c.user));
-      const added: SeatClaim[] = [];
-      results = batch.map((w) => {
-        if (seated.has(w.userId) || holders.has(w.userId)) return ClaimResult.Seated;
-        if (seated.size + holders.size >= w.maxParticipants) return ClaimResult.Full;
-        if (holders.size >= MAX_SEAT_CLAIMS) return ClaimResult.TooManyClaims;
-        const seen = this.view.presence(roomId, w.userId)?.changedAt;
-        holders.add(w.userId);
-        added.push({
-          user: w.userId,
-          until: now + this.ttlMs,
-          ...(seen !== undefined ? { seen: Date.parse(seen) } : {}),
+    const { step } = await casUpdate(
+      this.kv,
+      seatsKey(roomId),
+      parseSeatLedger,
+      (current) => {
+        const now = this.now();
+        const seated = this.view.seated(roomId);
+        const live = liveClaims(roomId, current?.claims ?? [], this.view, now);
+        const holders = new Set(live.map((c) => c.user));
+        const added: SeatClaim[] = [];
+        results = batch.map((w) => {
+          if (seated.has(w.userId) || holders.has(w.userId)) return ClaimResult.Seated;
+          if (seated.size + holders.size >= w.maxParticipants) return ClaimResult.Full;
+          if (holders.size >= MAX_SEAT_CLAIMS) return ClaimResult.TooManyClaims;
+          const seen = this.view.presence(roomId, w.userId)?.changedAt;
+          holders.add(w.userId);
+          added.push({
+            user: w.userId,
+            until: now + this.ttlMs,
+            ...(seen !== undefined ? { seen: Date.parse(seen) } : {}),
+          });
+          return ClaimResult.Seated;
         });
-        return ClaimResult.Seated;
-      });
-      // Dead claims are dropped when there is something to write anyway.
-      return added.length > 0 ? { put: { claims: [...live, ...added] } } : undefined;
-    });
+        // Dead claims are dropped when there is something to write anyway.
+        return added.length > 0 ? { put: { claims: [...live, ...added] } } : undefined;
+      },
+      this.hints ? { cache: this.hints } : {},
+    );
     if (step) this.onWrite();
     return results;
   }

@@ -9,7 +9,13 @@
  * id, and renews the token before it expires so that reconnects keep working. The wire protocol
  * it speaks is docs/protocol.md.
  */
-import { jetstream, JetStreamApiError, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import {
+  jetstream,
+  JetStreamApiError,
+  type ConsumerInfo,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import {
   PermissionViolationError,
   tokenAuthenticator,
@@ -436,7 +442,13 @@ export class RoomClient {
     ).json<{ num_pending?: number; error?: { description?: string } }>();
     if (reset.error) throw new Error(`catch-up: ${reset.error.description ?? 'reset refused'}`);
     let pending = reset.num_pending ?? 0;
-    const consumer = await this.js.consumers.get(roomId, name);
+    // Bound from what the reset just showed exists, not with `consumers.get`, which asks
+    // JetStream for the consumer's info: one API call per join saved.
+    const consumer = this.js.consumers.getConsumerFromInfo({
+      stream_name: roomId,
+      name,
+      config: { durable_name: name },
+    } as ConsumerInfo);
     while (pending > 0 && !this.closed) {
       const batch = await consumer.fetch({
         max_messages: Math.min(pending, CATCH_UP_BATCH),

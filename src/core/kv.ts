@@ -121,6 +121,36 @@ export interface CasResult<T> {
   previous: T | undefined;
   /** What was written: the step, or undefined when `decide` asked for nothing. */
   step: CasStep<T>;
+  /** The revision a put was stored at. */
+  revision?: number;
+}
+
+/**
+ * What a follower of a bucket last saw of a key, offered to {@link casUpdate} in place of a read:
+ * the value and the revision it was stored at (0 when the key has no message at all).
+ */
+export interface CasHint<T> {
+  value: T | undefined;
+  /** Revision of the key's last message; 0 when there is none. */
+  revision: number;
+  /** Whether that message is a put (not a delete or purge marker). */
+  put: boolean;
+  /** When it was stored (the server's time), when known. */
+  storedAt?: Date;
+}
+
+/** A source of {@link CasHint}s that also learns the revisions {@link casUpdate} writes. */
+export interface CasHints<T> {
+  hint(key: string): CasHint<T> | undefined;
+  wrote(key: string, revision: number, data: unknown): void;
+}
+
+/** Options of {@link casUpdate}. */
+export interface CasOptions<T> {
+  /** What the key is believed to hold, tried before reading it. */
+  hint?: CasHint<T>;
+  /** A follower of the bucket (a {@link KvCache}): its hint is tried, and it learns the write. */
+  cache?: CasHints<T>;
 }
 
 /**
@@ -131,6 +161,12 @@ export interface CasResult<T> {
  * outage is not a conflict and must not be retried into a long stall. `decide` may run several
  * times and must not have effects of its own; act on the returned step instead.
  *
+ * With a hint (or a cache that has one), the first try skips the read: the write is conditional on
+ * the hinted revision, so a stale hint costs a conflict and a read, never a wrong write. A decision
+ * to write nothing (or to delete what the hint says is absent) is never taken on a hint: the key is
+ * read and decided again. A first-time key (hint revision 0) is thus created with one call and no
+ * failing read (JetStream answers a read of an absent key with an error).
+ *
  * A deletion leaves a marker that expires after {@link DELETE_MARKER_TTL}, so deleted keys leave
  * nothing behind.
  */
@@ -139,7 +175,20 @@ export async function casUpdate<T>(
   key: string,
   parse: (data: unknown) => T | undefined,
   decide: (current: T | undefined, storedAt: Date | undefined) => CasStep<T>,
+  o: CasOptions<T> = {},
 ): Promise<CasResult<T>> {
+  const h = o.hint ?? o.cache?.hint(key);
+  const hinted = h && decide(h.value, h.put ? h.storedAt : undefined);
+  if (h && hinted && !('delete' in hinted)) {
+    try {
+      // put with an expected revision, not update: update refuses revision 0 (the key's creation).
+      const revision = await kv.put(key, JSON.stringify(hinted.put), { previousSeq: h.revision });
+      o.cache?.wrote(key, revision, hinted.put);
+      return { previous: h.value, step: hinted, revision };
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+    }
+  }
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const e = await kv.get(key);
     const put = e?.operation === 'PUT' ? e : undefined;
@@ -151,12 +200,13 @@ export async function casUpdate<T>(
       if ('delete' in step) {
         if (!e || e.operation !== 'PUT') return { previous: current, step: undefined };
         await kv.purge(key, { previousSeq: revision, ttl: DELETE_MARKER_TTL });
-      } else if (e) {
-        await kv.update(key, JSON.stringify(step.put), revision);
-      } else {
-        await kv.create(key, JSON.stringify(step.put));
+        return { previous: current, step };
       }
-      return { previous: current, step };
+      const written = e
+        ? await kv.update(key, JSON.stringify(step.put), revision)
+        : await kv.create(key, JSON.stringify(step.put));
+      o.cache?.wrote(key, written, step.put);
+      return { previous: current, step, revision: written };
     } catch (err) {
       if (!isCasConflict(err)) throw err;
     }
@@ -190,6 +240,11 @@ function parseEntry<T>(e: KvEntry, parse: (data: unknown) => T | undefined): T |
   }
 }
 
+/** Bound on the writes a {@link KvCache} remembers ahead of its watch. */
+const MAX_AHEAD = 10_000;
+/** Delete markers a {@link KvCache} remembers before it drops the expired ones. */
+const MAX_MARKERS = 100_000;
+
 /** Delay before re-watching after the watch ended unexpectedly, in milliseconds. */
 const REWATCH_DELAY_MS = 1_000;
 
@@ -199,8 +254,20 @@ const REWATCH_DELAY_MS = 1_000;
  * bucket is re-created if the server lost it and the watch starts over; the old content stays
  * visible until the new snapshot is complete, then keys that vanished are dropped.
  */
-export class KvCache<T> {
+export class KvCache<T> implements CasHints<T> {
   private readonly map = new Map<string, T>();
+  /**
+   * Revision and time of each followed key's last message (a put, also when its value did not
+   * parse, or a delete marker).
+   */
+  private readonly stored = new Map<string, { revision: number; at: Date; put: boolean }>();
+  /**
+   * Puts {@link casUpdate} made through this cache that the watch has not delivered yet: the
+   * revision to try next, so back-to-back updates of one key need no read.
+   */
+  private readonly ahead = new Map<string, { revision: number; value: T | undefined }>();
+  /** Delete markers noted in {@link stored} since the last sweep of expired ones. */
+  private markers = 0;
   private readonly listeners: ((
     key: string,
     value: T | undefined,
@@ -242,6 +309,55 @@ export class KvCache<T> {
 
   entries(): IterableIterator<[string, T]> {
     return this.map.entries();
+  }
+
+  /**
+   * What this cache last saw of a followed key, for {@link casUpdate}: undefined until the
+   * initial content is loaded. A delete marker is offered while it lives
+   * ({@link DELETE_MARKER_TTL_MS}), then the key as absent (revision 0).
+   */
+  hint(key: string): CasHint<T> | undefined {
+    if (!this.isReady) return undefined;
+    const stored = this.stored.get(key);
+    const mine = this.ahead.get(key);
+    if (mine && mine.revision > (stored?.revision ?? 0))
+      return { value: mine.value, revision: mine.revision, put: true };
+    if (!stored || (!stored.put && Date.now() - stored.at.getTime() >= DELETE_MARKER_TTL_MS))
+      return { value: undefined, revision: 0, put: false };
+    return {
+      value: this.map.get(key),
+      revision: stored.revision,
+      put: stored.put,
+      storedAt: stored.at,
+    };
+  }
+
+  /** Drops the delete markers that have expired (a marker left alone is never delivered again). */
+  private forgetMarkers(): void {
+    const now = Date.now();
+    this.markers = 0;
+    for (const [key, st] of this.stored) {
+      if (st.put) continue;
+      if (now - st.at.getTime() >= DELETE_MARKER_TTL_MS) this.stored.delete(key);
+      else this.markers++;
+    }
+    if (this.markers >= MAX_MARKERS) {
+      for (const [key, st] of this.stored) if (!st.put) this.stored.delete(key);
+      this.markers = 0;
+    }
+  }
+
+  /** Learns a put {@link casUpdate} made, ahead of the watch. */
+  wrote(key: string, revision: number, data: unknown): void {
+    if (revision <= (this.stored.get(key)?.revision ?? 0)) return;
+    if (this.ahead.size >= MAX_AHEAD) this.ahead.clear();
+    let value: T | undefined;
+    try {
+      value = this.parse(data, key);
+    } catch {
+      value = undefined;
+    }
+    this.ahead.set(key, { revision, value });
   }
 
   /**
@@ -293,6 +409,7 @@ export class KvCache<T> {
         const finishSnapshot = (): void => {
           snapshot = false;
           for (const key of [...this.map.keys()]) if (!seen.has(key)) this.set(key, undefined);
+          for (const key of [...this.stored.keys()]) if (!seen.has(key)) this.stored.delete(key);
           this.markReady();
         };
         if (lastSeq === 0) finishSnapshot();
@@ -321,6 +438,10 @@ export class KvCache<T> {
   }
 
   private apply(e: KvWatchEntry): void {
+    this.stored.set(e.key, { revision: e.revision, at: e.created, put: e.operation === 'PUT' });
+    if (e.operation !== 'PUT' && ++this.markers >= MAX_MARKERS) this.forgetMarkers();
+    const mine = this.ahead.get(e.key);
+    if (mine && mine.revision <= e.revision) this.ahead.delete(e.key);
     let value: T | undefined;
     if (e.operation === 'PUT') {
       try {

@@ -3,9 +3,13 @@
  * signature verification. `@nats-io/jwt`'s `decode()` checks signatures but not `exp` or `aud`;
  * callers here check those explicitly.
  */
-import { randomBytes } from 'node:crypto';
 import { ValidationError } from './errors.js';
-import { verifyNKeySignature, type NKeyPrefix, type NKeySigner } from './nkeys.js';
+import {
+  randomBytesPooled,
+  verifyNKeySignature,
+  type NKeyPrefix,
+  type NKeySigner,
+} from './nkeys.js';
 
 const HEADER = Buffer.from(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' })).toString(
   'base64url',
@@ -32,7 +36,7 @@ export function encodeNatsJwt<T>(
   signer: NKeySigner,
 ): string {
   const full = {
-    jti: claims.jti ?? randomBytes(16).toString('hex').toUpperCase(),
+    jti: claims.jti ?? Buffer.from(randomBytesPooled(16)).toString('hex').toUpperCase(),
     iat: claims.iat ?? Math.floor(Date.now() / 1000),
     ...claims,
   };

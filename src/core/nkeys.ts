@@ -7,6 +7,7 @@
 import {
   createPrivateKey,
   createPublicKey,
+  randomFillSync,
   sign as edSign,
   verify as edVerify,
   type KeyObject,
@@ -172,6 +173,29 @@ export function verifyNKeySignature(
   return sig.length === 64 && edVerify(null, data, key, sig);
 }
 
+/** Bytes drawn from the system's generator at once by {@link randomBytesPooled}. */
+const RANDOM_POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
+/**
+ * Random bytes from the operating system's generator, drawn 4 KiB at a time: the callout needs
+ * 56 a connect (two JWT ids and a nonce), and one call into the generator costs more than the
+ * bytes. Each call returns a fresh copy that no later call shares.
+ */
+export function randomBytesPooled(n: number): Uint8Array {
+  if (n > RANDOM_POOL_BYTES) return randomFillSync(new Uint8Array(n));
+  if (poolAt + n > pool.length) {
+    pool = randomFillSync(Buffer.allocUnsafe(RANDOM_POOL_BYTES));
+    poolAt = 0;
+  }
+  const out = new Uint8Array(pool.subarray(poolAt, poolAt + n));
+  // The pool's bytes are used once: overwritten as they go, so no copy of them stays behind.
+  pool.fill(0, poolAt, poolAt + n);
+  poolAt += n;
+  return out;
+}
+
 /** `xkv1`: version header of sealed xkey payloads. */
 const XKEY_VERSION = Buffer.from('xkv1');
 const NONCE_LEN = nacl.box.nonceLength;
@@ -223,7 +247,7 @@ export class XKey {
 
   /** Seals a payload for `recipient`. */
   seal(message: Uint8Array, recipient: string): Uint8Array {
-    const nonce = nacl.randomBytes(NONCE_LEN);
+    const nonce = randomBytesPooled(NONCE_LEN);
     const box = nacl.box.after(message, nonce, this.sharedKey(recipient));
     return Buffer.concat([XKEY_VERSION, nonce, box]);
   }

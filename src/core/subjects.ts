@@ -316,6 +316,8 @@ export const JsAdvisory = {
   /** `$JS.EVENT.ADVISORY.CONSUMER.DELETED.{stream}.{consumer}` */
   consumerDeleted: (stream: string, consumer: string): string =>
     `${JS_ADVISORY}.CONSUMER.DELETED.${stream}.${consumer}`,
+  /** `$JS.EVENT.ADVISORY.API`: the audit of every JetStream API call, answer included. */
+  apiAudit: (): string => `${JS_ADVISORY}.API`,
 } as const;
 
 /**

@@ -458,18 +458,25 @@ export class PresenceTracker {
     const run = async (): Promise<void> => {
       const event = ev.type === 'connect' ? await this.withMember(key, roomId, userId, ev) : ev;
       let transition: ReturnType<typeof applyPresence> | undefined;
-      await casUpdate(this.presence, key, parsePresence, (cur) => {
-        transition = applyPresence(cur, roomId, userId, event);
-        const t = transition;
-        if (t.next && (t.joined || t.left)) {
-          // Decided here, once, and stored with the change: every replica's batches agree.
-          const next = { ...t.next };
-          if (isLargeRoom(this.present.room(roomId).size, this.threshold)) next.batched = true;
-          else delete next.batched;
-          transition = { ...t, next };
-        }
-        return transition.next ? { put: transition.next } : undefined;
-      });
+      // The cache's revision spares the read: a user's first record is created in one call.
+      await casUpdate(
+        this.presence,
+        key,
+        parsePresence,
+        (cur) => {
+          transition = applyPresence(cur, roomId, userId, event);
+          const t = transition;
+          if (t.next && (t.joined || t.left)) {
+            // Decided here, once, and stored with the change: every replica's batches agree.
+            const next = { ...t.next };
+            if (isLargeRoom(this.present.room(roomId).size, this.threshold)) next.batched = true;
+            else delete next.batched;
+            transition = { ...t, next };
+          }
+          return transition.next ? { put: transition.next } : undefined;
+        },
+        { cache: this.cache },
+      );
       const next = transition?.next;
       if (!next) return;
       this.track(key, next); // the cache may lag behind our own write
