@@ -1,5 +1,5 @@
 /**
- * The auth callout service (DESIGN.md §3–5): receives the server's authorization requests on
+ * The auth callout service (docs/auth-callout.md): receives the server's authorization requests on
  * `$SYS.REQ.USER.AUTH` (queue group `torii_queue`), verifies the room token, checks the room,
  * role, blocks, the user's connections (connections.ts) and its seat (claimed atomically across
  * replicas, seats.ts), ensures the user's consumer, and answers with a NATS user JWT whose

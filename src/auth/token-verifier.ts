@@ -1,5 +1,5 @@
 /**
- * Verifies room access tokens (DESIGN.md §3) with jose. Key sources, in order: a JWKS URL (cached,
+ * Verifies room access tokens (docs/auth-callout.md) with jose. Key sources, in order: a JWKS URL (cached,
  * refetched on an unknown `kid`), a public key file (PEM, JWK or JWKS), an HS256 secret file, or
  * the keys folder of `torii keys generate`. Algorithms are pinned to the key source, so `alg: none`
  * and algorithm confusion (an HS256 token "signed" with a public key) are always refused.
@@ -27,7 +27,7 @@ import { RejectReason, Rejection } from './rejection.js';
 
 /** Longest accepted token, in bytes: a real token is well under 2 KiB. */
 export const MAX_TOKEN_BYTES = 8 * 1024;
-/** Largest clock skew the verifier tolerates, in milliseconds (DESIGN.md §3). */
+/** Largest clock skew the verifier tolerates, in milliseconds (docs/auth-callout.md). */
 export const MAX_CLOCK_SKEW_MS = 30_000;
 /** How long fetched JWKS are cached, in milliseconds. */
 export const JWKS_CACHE_MAX_AGE_MS = 10 * 60_000;

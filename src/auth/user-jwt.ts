@@ -1,5 +1,5 @@
 /**
- * The NATS user JWT claims the callout signs (DESIGN.md §4): pure, so they can be checked without
+ * The NATS user JWT claims the callout signs (docs/auth-callout.md): pure, so they can be checked without
  * a server.
  */
 import type { CompiledRole } from '../core/room.js';

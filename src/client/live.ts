@@ -1,6 +1,6 @@
 /**
  * Live updates (cursors, typing): core NATS on `room.{roomId}.live.{userId}`, never stored
- * (DESIGN.md §5). Pure functions, shared by the SDK and its tests; nothing Node-only.
+ * (docs/protocol.md). Pure functions, shared by the SDK and its tests; nothing Node-only.
  *
  * Why a filter: every member of a room subscribes to `room.{roomId}.live.*` inside the CLIENTS
  * account, and any client may name such a subject as the reply of a request it makes. The answer

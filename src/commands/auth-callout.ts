@@ -140,7 +140,8 @@ function addAuthCalloutOptions(cmd: Command): Command {
 
 /** Validates flags and reads key files into the callout's configuration. */
 export async function authCalloutConfig(f: AuthCalloutFlags): Promise<AuthCalloutConfig> {
-  if (f.clockSkew > MAX_CLOCK_SKEW_MS) configError('--clock-skew', 'at most 30s (DESIGN.md §3)');
+  if (f.clockSkew > MAX_CLOCK_SKEW_MS)
+    configError('--clock-skew', 'at most 30s (docs/auth-callout.md)');
   if (f.maxTtl < 60_000) configError('--max-ttl', 'at least 1m');
   if (f.admissionTtl < 1_000 || f.admissionTtl > 600_000)
     configError('--admission-ttl', 'from 1s to 10m');

@@ -1,4 +1,4 @@
-/** `torii token`: mints a room access token (DESIGN.md §3). */
+/** `torii token`: mints a room access token (docs/auth-callout.md). */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { formatDuration, idParser, opt, parseDuration } from '../core/config.js';

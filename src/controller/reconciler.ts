@@ -380,7 +380,7 @@ export class RoomReconciler {
     if (have && JSON.stringify(have) === want) return true;
     const revision = await this.nats.rooms.bucket.put(room.roomId, want);
     this.metrics.writes.inc({ target: 'kv' });
-    // A changed room is announced to its participants (DESIGN.md §6); the first publish is not a
+    // A changed room is announced to its participants (docs/protocol.md); the first publish is not a
     // change. The KV revision makes the announcement's id, so a retried reconcile sends it once.
     if (have) {
       const data = { roomId: room.roomId, title: room.title, features: room.features };

@@ -99,7 +99,7 @@ export function intParser(min: number, max: number): (value: string) => number {
   };
 }
 
-/** A room or user id (DESIGN.md §2). */
+/** A room or user id (docs/protocol.md). */
 export function idParser(kind: IdKind): (value: string) => string {
   return (value) => {
     try {

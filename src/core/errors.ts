@@ -3,7 +3,7 @@
  * use; `message` is for humans; `cause` keeps the underlying error for debugging.
  */
 
-/** Stable error codes. At NATS edges they travel as `{code, message}` (DESIGN.md §6). */
+/** Stable error codes. At NATS edges they travel as `{code, message}` (docs/protocol.md). */
 export const ErrorCode = {
   BadRequest: 'BAD_REQUEST',
   UnknownEvent: 'UNKNOWN_EVENT',

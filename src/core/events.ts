@@ -1,7 +1,7 @@
 import { ErrorCode } from './errors.js';
 
 /**
- * Room events on the wire (DESIGN.md §6): names and envelopes shared by the workers (answers,
+ * Room events on the wire (docs/protocol.md): names and envelopes shared by the workers (answers,
  * broadcasts) and the controller (EVT_SESSION_ENDED on room deletion).
  */
 
@@ -64,7 +64,7 @@ export const RequestEvent = {
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 
-/** Error codes of answers (DESIGN.md §6): the request-level subset of {@link ErrorCode}. */
+/** Error codes of answers (docs/protocol.md): the request-level subset of {@link ErrorCode}. */
 export const AnswerCode = {
   BadRequest: ErrorCode.BadRequest,
   UnknownEvent: ErrorCode.UnknownEvent,

@@ -1,7 +1,7 @@
 import { ValidationError } from './errors.js';
 
 /**
- * `roomId` and `userId` pattern (DESIGN.md §2). A `.`, `*`, `>` or space would inject into
+ * `roomId` and `userId` pattern (docs/protocol.md). A `.`, `*`, `>` or space would inject into
  * subjects and permissions, so anything else is rejected, never sanitised.
  */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

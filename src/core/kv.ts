@@ -1,5 +1,5 @@
 /**
- * KV buckets (DESIGN.md §9) and an in-memory cache that follows a bucket through a watch, so hot
+ * KV buckets (docs/worker.md) and an in-memory cache that follows a bucket through a watch, so hot
  * paths (the callout's room, block and presence lookups) read memory, not JetStream.
  */
 import {

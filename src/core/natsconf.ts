@@ -114,7 +114,7 @@ export interface NatsConfigOptions {
   extra?: string;
 }
 
-/** The account names of DESIGN.md §1. */
+/** The account names of docs/decisions.md, "Account layout". */
 export const DEFAULT_ACCOUNTS: AccountNames = {
   auth: DefaultAccount.Auth,
   app: DefaultAccount.App,

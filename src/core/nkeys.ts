@@ -1,6 +1,6 @@
 /**
  * Fast nkey operations for the callout's hot path. `@nats-io/nkeys` signs in pure JavaScript
- * (about 7 ms a signature on our machines, DESIGN.md §11); node:crypto does Ed25519 in about
+ * (about 7 ms a signature on our machines, docs/performance.md); node:crypto does Ed25519 in about
  * 0.04 ms. This module decodes nkey strings (base32 + CRC16) and wraps the raw keys as
  * node:crypto key objects. Curve (xkey) boxes use tweetnacl with precomputed shared keys.
  */

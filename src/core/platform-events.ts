@@ -1,5 +1,5 @@
 /**
- * Platform events (DESIGN.md §7, docs/platform.md): what happens in rooms, told to the platform's
+ * Platform events (docs/platform.md): what happens in rooms, told to the platform's
  * other services. Each is published by the one replica whose compare-and-set stored the change
  * (presence transitions, hand changes) or removed the room's config, right after that write, so
  * one action makes one event however many replicas run.

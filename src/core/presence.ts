@@ -1,5 +1,5 @@
 /**
- * Presence records in KV `torii_presence` (DESIGN.md §8), key `{roomId}.{userId}`. The tracker
+ * Presence records in KV `torii_presence` (docs/worker.md), key `{roomId}.{userId}`. The tracker
  * writes them; the callout reads them to enforce `maxParticipants`; workers serve them as the
  * participant list.
  */

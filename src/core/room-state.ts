@@ -1,5 +1,5 @@
 /**
- * Records in KV `torii_room_state` (DESIGN.md §9): who a member is (written by the callout when it
+ * Records in KV `torii_room_state` (docs/worker.md): who a member is (written by the callout when it
  * admits a user, so workers know roles without the token), raised hands (written by workers with
  * compare-and-set), and token-renewal stamps (rate limit across replicas).
  */

@@ -1,5 +1,5 @@
 /**
- * The Room resource (DESIGN.md §10): its spec and status types, defaults, semantic validation,
+ * The Room resource (docs/controller.md): its spec and status types, defaults, semantic validation,
  * and compilation into the room config that the controller publishes to KV `torii_rooms` and
  * that the callout and workers read. Types for the CRD live here, in one place.
  */
@@ -132,7 +132,7 @@ export const ConditionType = {
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
-/** Defaults (DESIGN.md §10). */
+/** Defaults (docs/controller.md). */
 export const ROOM_DEFAULTS = {
   maxParticipants: 100,
   maxAge: '24h',

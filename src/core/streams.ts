@@ -1,6 +1,6 @@
 /**
  * JetStream assets of Torii: the `sysJsWorker` work-queue stream, each room's stream and each
- * user's durable consumer on it (DESIGN.md §5). Config builders are pure; `ensure*` functions
+ * user's durable consumer on it (docs/protocol.md). Config builders are pure; `ensure*` functions
  * are idempotent.
  */
 import {
@@ -185,7 +185,7 @@ export const JS_MAX_CONSUMERS = 10026;
 export const JS_CONSUMER_NOT_FOUND = 10014;
 /**
  * JetStream's error code for "consumer is offline": every server holding the consumer is gone.
- * A user consumer has one replica (DESIGN.md §5), so it is offline from the moment its server
+ * A user consumer has one replica (docs/protocol.md), so it is offline from the moment its server
  * dies until that server comes back, which may be never.
  */
 export const JS_CONSUMER_OFFLINE = 10119;

@@ -1,5 +1,5 @@
 /**
- * Every NATS subject, stream, consumer, bucket and queue name Torii uses (DESIGN.md §5, §7–9).
+ * Every NATS subject, stream, consumer, bucket and queue name Torii uses (docs/protocol.md, docs/worker.md, docs/platform.md).
  * Call sites never paste subjects together: they call these builders, which take ids that were
  * already checked with `checkRoomId`/`checkUserId` (a `.`, `*` or `>` would change the subject).
  */
@@ -17,7 +17,7 @@ export const WORKER_CONSUMER = QUEUE_GROUP;
 /** NATS micro service name of the platform endpoints. */
 export const SERVICE_NAME = 'torii';
 
-/** KV bucket names (DESIGN.md §9). */
+/** KV bucket names (docs/worker.md). */
 export const Bucket = {
   /** Compiled room config, key `{roomId}`; written by the controller only. */
   Rooms: 'torii_rooms',
@@ -43,7 +43,7 @@ export const kvSubject = (bucket: Bucket, key: string): string => `$KV.${bucket}
  */
 export const DefaultAccount = { Auth: 'AUTH', App: 'APP', Clients: 'CLIENTS', Sys: 'SYS' } as const;
 
-/** Service endpoint subjects (DESIGN.md §7). */
+/** Service endpoint subjects (docs/platform.md). */
 export const ServiceSubject = {
   RoomsList: 'torii.rooms.list',
   RoomsGet: 'torii.rooms.get',
@@ -54,7 +54,7 @@ export const ServiceSubject = {
 export type ServiceSubject = (typeof ServiceSubject)[keyof typeof ServiceSubject];
 
 /**
- * Platform events (DESIGN.md §7): plain JSON on core NATS in the APP account, published once per
+ * Platform events (docs/platform.md): plain JSON on core NATS in the APP account, published once per
  * action for the platform's services (NestJS `@EventPattern` handlers receive the JSON as their
  * data). Room clients, in CLIENTS, can neither subscribe to nor publish them.
  */
@@ -72,7 +72,7 @@ export const PLATFORM_EVENTS_ALL = 'torii.events.>';
 
 /**
  * `sysJsWorker.{roomId}.{userId}`: a user's events as the room's permission templates name them
- * (DESIGN.md §5). No event travels here: the callout grants {@link roleWorkerSubject} of the
+ * (docs/protocol.md). No event travels here: the callout grants {@link roleWorkerSubject} of the
  * connection's role in its place.
  */
 export const workerSubject = (roomId: string, userId: string): string =>
@@ -105,7 +105,7 @@ export const roomStreamName = (roomId: string): string => roomId;
 
 /**
  * The room stream's subjects: chat, whiteboard, broadcasts (the room's, and those about each
- * user) and answers, but not `live` (core NATS, not stored, DESIGN.md §5: cursors and typing must
+ * user) and answers, but not `live` (core NATS, not stored, docs/protocol.md: cursors and typing must
  * not push history out of the stream's limits).
  */
 export const roomStreamSubjects = (roomId: string): string[] => [
@@ -238,7 +238,7 @@ export const MAX_DEVICE_ID_LENGTH = 32;
 /** What a device id may be, for messages. */
 export const DEVICE_ID_RULE = `letters, digits, '_' and '-', at most ${MAX_DEVICE_ID_LENGTH}`;
 
-/** True for a valid device id: an id (DESIGN.md §2) of at most {@link MAX_DEVICE_ID_LENGTH}. */
+/** True for a valid device id: an id (docs/protocol.md) of at most {@link MAX_DEVICE_ID_LENGTH}. */
 export const isValidDeviceId = (id: unknown): boolean =>
   isValidId(id) && id.length <= MAX_DEVICE_ID_LENGTH;
 
@@ -257,7 +257,7 @@ export function parseDeviceName(name: unknown): string | undefined {
   return id;
 }
 
-/** Filter subjects of a user's consumer (non-overlapping, DESIGN.md §5). */
+/** Filter subjects of a user's consumer (non-overlapping, docs/protocol.md). */
 export const userConsumerFilters = (roomId: string, userId: string): string[] => [
   `room.${roomId}.chat.*`,
   `room.${roomId}.wb.*`,
@@ -337,7 +337,7 @@ export function parseJsAdvisory(
 
 /**
  * The subjects of `APP` that the `CLIENTS` account imports as services: everything a room client
- * publishes that must reach a stream, a consumer or JetStream's API (DESIGN.md §5). A client's
+ * publishes that must reach a stream, a consumer or JetStream's API (docs/protocol.md). A client's
  * permissions narrow each to its own room and user; `room.{roomId}.live.*` stays inside `CLIENTS`.
  */
 export const CLIENT_SERVICE_IMPORTS: readonly string[] = [

@@ -1,5 +1,5 @@
 /**
- * Room access tokens (the "WAJLC token", DESIGN.md §3): JWTs that carry the user's room, role
+ * Room access tokens (the "WAJLC token", docs/auth-callout.md): JWTs that carry the user's room, role
  * and identity. `torii token`, the `torii.tokens.issue` endpoint and token renewal mint them here.
  */
 import { importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';

@@ -1,5 +1,5 @@
 /**
- * Room event handlers (DESIGN.md §6). Identity comes from the subject; the payload only carries
+ * Room event handlers (docs/protocol.md). Identity comes from the subject; the payload only carries
  * options. Each handler returns the answer data and the broadcasts to send; the pool publishes
  * them (deduplicated) and acks. State changes go through KV compare-and-set keyed by the
  * message's stream sequence, so a redelivered or stale event changes nothing twice.

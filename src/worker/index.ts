@@ -60,7 +60,7 @@ export type { PresenceSettings } from './presence.js';
 
 /** Default lifetime of renewed and issued room tokens: 1 hour. */
 export const DEFAULT_RENEW_TTL_MS = 3_600_000;
-/** At most one renewal per user per this many milliseconds (DESIGN.md §6). */
+/** At most one renewal per user per this many milliseconds (docs/protocol.md). */
 export const RENEW_INTERVAL_MS = 10_000;
 /**
  * Default leave window, in milliseconds (`--leave-window`): a `REQ_LEAVE` makes the departure

@@ -1,6 +1,6 @@
 /**
  * The NestJS NATS transport's request/reply framing (`@nestjs/microservices`), so that the
- * platform's NestJS services call the `torii.*` endpoints with `ClientProxy.send` (DESIGN.md §7).
+ * platform's NestJS services call the `torii.*` endpoints with `ClientProxy.send` (docs/platform.md).
  *
  * `send(pattern, data)` publishes `{"pattern", "data", "id"}` to the subject `pattern` and reads
  * the reply as `{id, response, err, isDisposed}`: `err` makes the caller's observable fail with

@@ -1,5 +1,5 @@
 /**
- * Connection tracking from the server's own events (DESIGN.md §8). Every
+ * Connection tracking from the server's own events (docs/worker.md). Every
  * `$SYS.ACCOUNT.{CLIENTS}.CONNECT` / `.DISCONNECT` is applied to the user's record in KV
  * `torii_presence` by the pure state machine `applyPresence`, under compare-and-set; identity
  * comes from the user JWT name `{roomId}/{userId}` that the callout sets.

@@ -1,5 +1,5 @@
 /**
- * Platform endpoints (DESIGN.md §7): the NATS micro service `torii` in queue group `torii_queue`,
+ * Platform endpoints (docs/platform.md): the NATS micro service `torii` in queue group `torii_queue`,
  * called by other backends (never by room clients, whose permissions exclude `torii.>`). Errors use
  * the micro protocol headers (`Nats-Service-Error-Code`, `Nats-Service-Error`). Every endpoint
  * also takes the NestJS transport's request envelope and answers it the way NestJS reads

@@ -95,7 +95,7 @@ export async function token(
   return mintRoomToken(await loadTokenSigner(keys.dir), claims, o);
 }
 
-/** Connects a room client the way DESIGN.md §3 says: token as auth_token, private inbox prefix. */
+/** Connects a room client the way docs/auth-callout.md says: token as auth_token, private inbox prefix. */
 export function connectClient(
   servers: string | string[],
   roomId: string,

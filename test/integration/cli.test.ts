@@ -118,7 +118,7 @@ describe('torii token', () => {
   });
   const keysDir = (): string => path.join(cwd, '.torii', 'keys');
 
-  test('mints an EdDSA token with the claims of DESIGN.md §3, verifiable with the JWKS', async () => {
+  test('mints an EdDSA token with the claims of docs/auth-callout.md, verifiable with the JWKS', async () => {
     const r = torii(
       [
         'token',

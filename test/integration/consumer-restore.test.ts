@@ -1,5 +1,5 @@
 /**
- * A user consumer has one replica (in memory, DESIGN.md §5): when its server dies, JetStream keeps
+ * A user consumer has one replica (in memory, docs/protocol.md): when its server dies, JetStream keeps
  * its name but nobody serves it. A device that was on that server reconnects elsewhere and must
  * still get what it missed; a device that connects afterwards must still be admitted. Three
  * nodes, an R3 room stream; every node the consumers were placed on is SIGKILLed.

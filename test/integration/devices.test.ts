@@ -1,5 +1,5 @@
 /**
- * Delivery to every device of a user (DESIGN.md §5): each device receives the whole room in
+ * Delivery to every device of a user (docs/protocol.md): each device receives the whole room in
  * stream order, once; a device killed and restarted gets what it missed within a second of its
  * reconnect, and nothing twice. Each device has a consumer of its own, bounded per user.
  */

@@ -1,5 +1,5 @@
 /**
- * The attacker's side of isolation (DESIGN.md §13, docs/security.md). A teacher of one room (the
+ * The attacker's side of isolation (docs/decisions.md, "Account layout", docs/security.md). A teacher of one room (the
  * role with the most rights) makes every request its permissions allow, each with the reply aimed
  * at every subject it must never reach. Afterwards no stream or bucket holds anything but what the
  * attacker may publish itself, no other client received anything its application sees, and every

@@ -1,6 +1,6 @@
 /**
  * The worker pool and endpoints with real clients: a teacher and three students join through the
- * callout and talk to the workers over JetStream, as DESIGN.md §6 describes.
+ * callout and talk to the workers over JetStream, as docs/protocol.md describes.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Svcm } from '@nats-io/services';

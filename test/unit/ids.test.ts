@@ -1,7 +1,7 @@
 import { checkRoomId, checkUserId, isReservedRoomId, isValidId } from '../../src/core/ids.js';
 import { ValidationError } from '../../src/core/errors.js';
 
-describe('ids (DESIGN.md §2)', () => {
+describe('ids (docs/protocol.md)', () => {
   test.each(['a', 'n5-evening', 'User_01', 'x'.repeat(64)])('accepts %s', (id) => {
     expect(isValidId(id)).toBe(true);
     expect(checkUserId(id)).toBe(id);

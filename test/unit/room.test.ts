@@ -14,7 +14,7 @@ import {
 } from '../../src/core/streams.js';
 
 describe('Room spec', () => {
-  test('defaults (DESIGN.md §10)', () => {
+  test('defaults (docs/controller.md)', () => {
     const r = compileRoom('n5-evening', {});
     expect(r).toMatchObject({
       version: 1,
@@ -149,7 +149,7 @@ describe('Room spec', () => {
   });
 });
 
-describe('JetStream assets (DESIGN.md §5)', () => {
+describe('JetStream assets (docs/protocol.md)', () => {
   test('room stream follows the room history and allows a consumer per device of each participant', () => {
     const s = roomStreamConfig(
       compileRoom('n5', { maxParticipants: 700, history: { maxMessages: 5 } }),

@@ -1,6 +1,6 @@
 import * as S from '../../src/core/subjects.js';
 
-describe('subjects (DESIGN.md §5)', () => {
+describe('subjects (docs/protocol.md)', () => {
   test('room and user subjects', () => {
     expect(S.workerSubject('r1', 'u1')).toBe('sysJsWorker.r1.u1');
     expect(S.roleWorkerSubject('r1', 'u1', 'student')).toBe('sysJsWorker.r1.u1.student');

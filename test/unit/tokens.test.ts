@@ -15,7 +15,7 @@ describe('room tokens', () => {
     expect((await exportJWK(publicKey)).crv).toBe('Ed25519');
   });
 
-  test('claims follow DESIGN.md §3, with the injected clock', async () => {
+  test('claims follow docs/auth-callout.md, with the injected clock', async () => {
     const now = new Date('2026-01-02T03:04:05Z');
     const token = await mintRoomToken(
       signer,

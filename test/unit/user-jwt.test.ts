@@ -18,7 +18,7 @@ const base = {
   now,
 };
 
-describe('user JWT claims (DESIGN.md §4)', () => {
+describe('user JWT claims (docs/auth-callout.md)', () => {
   test('identity, audience, tags and expiry', () => {
     const c = buildUserClaims(base);
     expect(c).toMatchObject({
