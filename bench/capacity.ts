@@ -21,13 +21,11 @@
  * are saved there at rest, for attribution (`go tool pprof -top DIR/heap.pb.gz`).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../src/client/index.js';
-import { NatsServerProcess } from '../src/core/nats-server.js';
-import { renderNatsConfig } from '../src/core/natsconf.js';
 import {
   liveSubject,
   republishedSubject,
@@ -37,9 +35,10 @@ import {
 import { PROJECT_ROOT } from '../src/core/tools.js';
 import { token } from '../test/helpers/callout.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
-import { freePort, tempDir, track, waitFor } from '../test/helpers/procs.js';
+import { freePort, track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
-import { nowMs, pool, r2, report } from './lib.js';
+import { startPlainServer } from './helpers/plain-server.js';
+import { nowMs, pool, r2, report, rssKiB } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -131,13 +130,6 @@ function child(): void {
 }
 
 // ---------------------------------------------------------------- parent
-
-/** Resident set of a process, in KiB. */
-function rssKiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 
 async function getJson<T>(url: string): Promise<T> {
   const r = await fetch(url);
@@ -278,23 +270,13 @@ async function main(): Promise<void> {
   const keys = await testKeys();
 
   // Plain: the same binary and JetStream, token auth, no accounts, no callout.
-  const plainDir = tempDir('bench-plain');
-  const plainConfig = renderNatsConfig({
-    serverName: 'plain',
-    port: -1,
-    httpPort: -1,
-    jetstreamDir: path.join(plainDir, 'js'),
-    keys: keys.server,
-    portsFileDir: plainDir,
-  })
-    .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${PLAIN_TOKEN}" }\n`)
-    .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
   const plainProfPort = await freePort();
-  const plain = await NatsServerProcess.start({
-    dir: plainDir,
-    config: `${plainConfig}\nprof_port: ${plainProfPort}\n`,
+  const plain = await startPlainServer({
+    name: 'plain',
+    token: PLAIN_TOKEN,
+    keys,
+    extra: `\nprof_port: ${plainProfPort}\n`,
   });
-  track(plain.child);
   const plainHttpUrl = (plain.ports.monitoring?.[0] as string).replace(/\/$/, '');
 
   const profPort = await freePort();

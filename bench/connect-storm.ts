@@ -23,13 +23,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { NatsServerProcess } from '../src/core/nats-server.js';
-import { renderNatsConfig } from '../src/core/natsconf.js';
 import { PROJECT_ROOT } from '../src/core/tools.js';
 import { connectClient, token } from '../test/helpers/callout.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
-import { freePort, tempDir, track, waitFor } from '../test/helpers/procs.js';
+import { freePort, track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
+import { startPlainServer } from './helpers/plain-server.js';
 import { paced, pool, r2, report, summary, withCpu } from './lib.js';
 
 const { values } = parseArgs({
@@ -54,20 +53,8 @@ async function main(): Promise<void> {
   const keys = await testKeys();
 
   // Baseline: the same server build and JetStream, plain token auth, no callout.
-  const rawDir = tempDir('bench-raw');
   const rawToken = 'bench-raw-token-0123456789abcdef';
-  const rawConfig = renderNatsConfig({
-    serverName: 'raw',
-    port: -1,
-    httpPort: -1,
-    jetstreamDir: path.join(rawDir, 'js'),
-    keys: keys.server,
-    portsFileDir: rawDir,
-  })
-    .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${rawToken}" }\n`)
-    .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
-  const raw = await NatsServerProcess.start({ dir: rawDir, config: rawConfig });
-  track(raw.child);
+  const raw = await startPlainServer({ name: 'raw', token: rawToken, keys });
 
   const profDir = process.env.BENCH_NATS_PROF_DIR;
   const profPort = profDir ? await freePort() : undefined;

@@ -102,6 +102,13 @@ export function report(result: Record<string, unknown>): void {
   );
 }
 
+/** Resident memory of a process in KiB (`VmRSS`); NaN without a pid or a reading. */
+export function rssKiB(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
 /** CPU seconds (user + system) a process has used so far; this process when pid is omitted. */
 export function cpuSeconds(pid?: number): number {
   if (pid === undefined) {

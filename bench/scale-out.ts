@@ -66,7 +66,7 @@ import {
   type TestNats,
 } from '../test/helpers/nats.js';
 import { freePort, killFileChildren, track, waitFor } from '../test/helpers/procs.js';
-import { cpuSeconds, nowMs, r2, report, summary } from './lib.js';
+import { cpuSeconds, nowMs, r2, report, rssKiB, summary } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -114,13 +114,6 @@ const DRAIN_TIMEOUT_MS = 30_000;
 const DROP_TIMEOUT_MS = 30_000;
 
 const roomName = (r: number): string => `scale${r}`;
-
-/** Resident memory of a process in KiB (VmRSS). */
-function rssKiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1]);
-}
 
 async function monitor<T>(node: TestNats, path: string): Promise<T> {
   const base = node.process.ports.monitoring?.[0];

@@ -21,7 +21,6 @@
  *                         [--concurrency 20] [--warm-up 5m] [--sample-every 1m] [--idle 150s]
  */
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -39,7 +38,7 @@ import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';
 import { freePort, isAlive } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
-import { cpuSeconds, nowMs, pool, r2, report, summary } from './lib.js';
+import { cpuSeconds, nowMs, pool, r2, report, rssKiB, summary } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -183,9 +182,7 @@ interface BusySample extends Omit<Sample, 'stores'> {
 
 /** Resident memory of a process, in MiB. */
 function rssMiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? r2(Number(m[1]) / 1024) : NaN;
+  return r2(rssKiB(pid) / 1024);
 }
 
 /**

@@ -1,0 +1,32 @@
+/**
+ * The baseline of the side-by-side benches: a nats-server of the same binary and the same
+ * JetStream settings as Torii's, but with plain token auth and no accounts, callout or keys in use.
+ */
+import path from 'node:path';
+import { NatsServerProcess } from '../../src/core/nats-server.js';
+import { renderNatsConfig } from '../../src/core/natsconf.js';
+import type { TestKeys } from '../../test/helpers/nats.js';
+import { tempDir, track } from '../../test/helpers/procs.js';
+
+/** Starts the plain server (tracked, so it is stopped with the bench); `extra` is appended. */
+export async function startPlainServer(o: {
+  name: string;
+  token: string;
+  keys: TestKeys;
+  extra?: string;
+}): Promise<NatsServerProcess> {
+  const dir = tempDir(`bench-${o.name}`);
+  const config = renderNatsConfig({
+    serverName: o.name,
+    port: -1,
+    httpPort: -1,
+    jetstreamDir: path.join(dir, 'js'),
+    keys: o.keys.server,
+    portsFileDir: dir,
+  })
+    .replace(/authorization \{[\s\S]*?\n\}\n/, `authorization { token: "${o.token}" }\n`)
+    .replace(/accounts \{[\s\S]*?\n\}\nsystem_account: "SYS"\n/, '');
+  const server = await NatsServerProcess.start({ dir, config: `${config}${o.extra ?? ''}` });
+  track(server.child);
+  return server;
+}
