@@ -15,6 +15,7 @@ import { parse as parseYaml } from 'yaml';
 import { RoomClient } from '../../src/client/index.js';
 import { KeyFile } from '../../src/core/keys.js';
 import {
+  CLIENT_RESPONSE_THRESHOLD_MS,
   DEFAULT_ACCOUNTS,
   DEFAULT_CLIENT_MAX_PAYLOAD,
   DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
@@ -204,7 +205,12 @@ describe('deploy/nats/values.yaml (official NATS chart 2.14.2, deploy/nats/chart
       { account: app, subject: REPUBLISH_EXPORT },
     ]);
     expect(accounts[app]?.exports).toEqual([
-      { service: '>', response_type: 'stream', accounts: [DEFAULT_ACCOUNTS.clients] },
+      {
+        service: '>',
+        response_type: 'stream',
+        response_threshold: `${CLIENT_RESPONSE_THRESHOLD_MS}ms`,
+        accounts: [DEFAULT_ACCOUNTS.clients],
+      },
       { stream: REPUBLISH_EXPORT, accounts: [DEFAULT_ACCOUNTS.clients] },
     ]);
   });

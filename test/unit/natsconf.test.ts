@@ -75,7 +75,7 @@ describe('account layout (isolation)', () => {
   test('APP exports one service, >, and the republished room subjects, to CLIENTS only', () => {
     expect(text).toContain(
       '    exports: [\n' +
-        '      { service: ">", response_type: stream, accounts: [ "CLIENTS" ] }\n' +
+        '      { service: ">", response_type: stream, response_threshold: "15000ms", accounts: [ "CLIENTS" ] }\n' +
         '      { stream: "room.*.rp.>", accounts: [ "CLIENTS" ] }\n' +
         '    ]',
     );
