@@ -368,6 +368,11 @@ export const Sys = {
   SERVER_SHUTDOWN_ALL: '$SYS.SERVER.*.SHUTDOWN',
   /** One reply per server, listing the account's connections. */
   accountConnz: (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CONNZ`,
+  /**
+   * One reply per server with connections in the account: its counters (messages and bytes
+   * received from the account's clients since the server started), cheap at any size.
+   */
+  accountStatz: (account: string): string => `$SYS.REQ.ACCOUNT.${account}.STATZ`,
   kick: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.KICK`,
   /** One server's connections (a server that is gone has no responder). */
   serverConnz: (serverId: string): string => `$SYS.REQ.SERVER.${serverId}.CONNZ`,

@@ -61,3 +61,37 @@ export function parseConnz(m: Msg): ConnzAnswer | undefined {
   const now = typeof r.data.now === 'string' ? Date.parse(r.data.now) : NaN;
   return { server, ...(Number.isFinite(now) ? { now } : {}), connections };
 }
+
+/** One server's counters of an account (a STATZ answer): what its clients published. */
+export interface AccountCounters {
+  server: string;
+  /** The server's clock when it answered, epoch milliseconds. */
+  now: number;
+  /** Messages and bytes received from the account's clients since the server started. */
+  msgs: number;
+  bytes: number;
+}
+
+/** The counters of `account` a STATZ answer carries; undefined for anything else. */
+export function parseAccountStatz(m: Msg, account: string): AccountCounters | undefined {
+  let r: {
+    server?: { id?: unknown };
+    data?: {
+      now?: unknown;
+      account_statz?: { acc?: unknown; received?: { msgs?: unknown; bytes?: unknown } }[];
+    };
+  };
+  try {
+    r = m.json();
+  } catch {
+    return undefined;
+  }
+  const server = r?.server?.id;
+  const now = typeof r?.data?.now === 'string' ? Date.parse(r.data.now) : NaN;
+  const a = r?.data?.account_statz?.find((x) => x.acc === account);
+  const msgs = a?.received?.msgs;
+  const bytes = a?.received?.bytes;
+  if (typeof server !== 'string' || server === '' || !Number.isFinite(now)) return undefined;
+  if (typeof msgs !== 'number' || typeof bytes !== 'number') return undefined;
+  return { server, now, msgs, bytes };
+}

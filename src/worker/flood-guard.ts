@@ -4,7 +4,11 @@
  * never pass a worker: the server fans each one out to every member of the room. So the guard
  * reads the servers' own counters: every poll interval it asks each server for the clients
  * account's top publishers (CONNZ sorted by `bytes_from`, then by `msgs_from`, `limit` a few
- * dozen: cheap at any size), and every presence reconcile hands it the full list. A connection
+ * dozen), and every presence reconcile hands it the full list. A sorted CONNZ costs the server a
+ * record of every connection of the account (~0.6 KiB of garbage each), so a poll first asks
+ * for the account's counters (STATZ, a few numbers per server) and looks at the connections only
+ * when some server's clients published more since the last poll than one connection may, or
+ * {@link FLOOD_REFRESH_MS} after the last look. A connection
  * whose counters exceed a token bucket's allowance, since it connected or since it was last
  * seen, is kicked (the system account's KICK, as `torii.rooms.kick` does); a user kicked for this
  * again within the strike window is blocked for the cool-off, which the callout enforces.
@@ -18,7 +22,13 @@ import { casUpdate, type KvCache } from '../core/kv.js';
 import type { Logger } from '../core/logger.js';
 import { parseStrikes, strikesKey } from '../core/room-state.js';
 import { Sys } from '../core/subjects.js';
-import { parseConnz, type ConnzAnswer, type ConnzConnection } from './connz.js';
+import {
+  parseAccountStatz,
+  parseConnz,
+  type AccountCounters,
+  type ConnzAnswer,
+  type ConnzConnection,
+} from './connz.js';
 import type { WorkerMetrics } from './metrics.js';
 import { identityOf } from './presence.js';
 import { kickConnection, putExpiring } from './service.js';
@@ -43,6 +53,11 @@ export const DEFAULT_CONN_BYTES_PER_SEC = 128 * 1024;
 export const CONN_BURST_SECONDS = 5;
 /** Default interval between two polls of the top publishers, in milliseconds (`--flood-poll`). */
 export const DEFAULT_FLOOD_POLL_MS = 1_000;
+/**
+ * Longest time between two looks at every connection, in milliseconds: between them, a poll looks
+ * only when a server's account counters say a connection may be over its bound.
+ */
+export const FLOOD_REFRESH_MS = 10_000;
 /** Publishers each server reports per poll and sort order. */
 export const FLOOD_TOP_N = 32;
 /** Default time a repeat offender is blocked, in milliseconds (`--flood-cool-off`). */
@@ -96,10 +111,34 @@ export function overBound(
   );
 }
 
+/**
+ * Whether a server's account counters allow that one of its connections is over its bound: its
+ * clients together published more since `prev` than one connection may at the sustained rates.
+ * When they did not, no connection did, so a look at the connections would find none over (the
+ * allowance of {@link overBound} only grows with time). Also true when there is nothing to compare
+ * with: a server not seen before, or whose counters went back (it restarted).
+ */
+export function mayBeOver(
+  s: Pick<FloodSettings, 'msgsPerSec' | 'bytesPerSec'>,
+  prev: AccountCounters | undefined,
+  cur: AccountCounters,
+): boolean {
+  if (!prev || cur.msgs < prev.msgs || cur.bytes < prev.bytes || cur.now < prev.now) return true;
+  const seconds = (cur.now - prev.now) / 1000;
+  return (
+    cur.msgs - prev.msgs > s.msgsPerSec * seconds ||
+    cur.bytes - prev.bytes > s.bytesPerSec * seconds
+  );
+}
+
 export class FloodGuard {
   private readonly samples = new Map<string, Sample & { seen: number }>();
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
+  /** Each server's account counters at the last poll. */
+  private readonly counters = new Map<string, AccountCounters & { seen: number }>();
+  /** When the connections were last looked at (local clock), 0 before the first look. */
+  private lastLook = 0;
   /** Connections being dealt with, so two answers in one poll do not kick one twice. */
   private readonly acting = new Set<string>();
 
@@ -126,6 +165,11 @@ export class FloodGuard {
     if (this.polling) return;
     this.polling = true;
     try {
+      const due = Date.now() - this.lastLook >= FLOOD_REFRESH_MS;
+      // The counters are read at every poll, so that the next comparison covers one interval.
+      const over = await this.countersSayLook();
+      if (!due && !over) return;
+      this.lastLook = Date.now();
       await Promise.all(
         ['bytes_from', 'msgs_from'].map(async (sort) => {
           const replies = await this.sys.requestMany(
@@ -141,11 +185,32 @@ export class FloodGuard {
       );
       const now = Date.now();
       for (const [k, v] of this.samples) if (now - v.seen > SAMPLE_TTL_MS) this.samples.delete(k);
+      for (const [k, v] of this.counters) if (now - v.seen > SAMPLE_TTL_MS) this.counters.delete(k);
     } catch (e) {
       this.log.debug({ err: describeError(e) }, 'flood poll failed');
     } finally {
       this.polling = false;
     }
+  }
+
+  /**
+   * Asks each server for the account's counters; true when one of them says a connection may be
+   * over its bound ({@link mayBeOver}).
+   */
+  private async countersSayLook(): Promise<boolean> {
+    const replies = await this.sys.requestMany(Sys.accountStatz(this.account), '', {
+      strategy: 'stall',
+      stall: POLL_STALL_MS,
+      maxWait: POLL_MAX_WAIT_MS,
+    });
+    let over = false;
+    for await (const m of replies) {
+      const cur = parseAccountStatz(m, this.account);
+      if (!cur) continue;
+      if (mayBeOver(this.s, this.counters.get(cur.server), cur)) over = true;
+      this.counters.set(cur.server, { ...cur, seen: Date.now() });
+    }
+    return over;
   }
 
   /** Checks every connection of a CONNZ answer against the bound (also the reconcile's). */

@@ -33,6 +33,7 @@ import {
   DEFAULT_CONN_BYTES_PER_SEC,
   DEFAULT_FLOOD_COOL_OFF_MS,
   DEFAULT_FLOOD_POLL_MS,
+  FLOOD_REFRESH_MS,
 } from '../../src/worker/flood-guard.js';
 import { DEFAULT_HAND_CHANGES, DEFAULT_HAND_WINDOW_MS } from '../../src/worker/handlers.js';
 import { DEFAULT_LEAVE_WINDOW_MS } from '../../src/worker/index.js';
@@ -289,6 +290,38 @@ describe('live flood', () => {
       sum += (await w.ops.registry.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
     return sum;
   };
+
+  test('at rest the guard reads each server’s account counters, not every connection', async () => {
+    await join('idle');
+    const sys = await server.connectSystem();
+    // What the workers ask the servers: the top-publisher polls are the sorted CONNZ requests
+    // (presence's reconcile asks an unsorted one); the counters, STATZ.
+    const asked = { sortedConnz: 0, statz: 0 };
+    sys.subscribe(Sys.accountConnz('CLIENTS'), {
+      callback: (_e, m) => {
+        if (m.data.length > 0 && 'sort' in m.json<object>()) asked.sortedConnz++;
+      },
+    });
+    sys.subscribe(Sys.accountStatz('CLIENTS'), {
+      callback: () => {
+        asked.statz++;
+      },
+    });
+    await sys.flush();
+    const windowMs = FLOOD_REFRESH_MS / 2;
+    const polls = windowMs / DEFAULT_FLOOD_POLL_MS;
+    try {
+      await waitFor('the window has passed', () => asked.statz >= workers.length * polls, {
+        timeoutMs: windowMs + 2_000,
+      });
+      // Each replica looks at every connection once per refresh period at most (one look is two
+      // sorts) while nothing published enough for any connection to be over its bound; before,
+      // it looked every poll (two replicas, two sorts, five polls: 20 requests in this window).
+      expect(asked.sortedConnz).toBeLessThanOrEqual(workers.length * 2);
+    } finally {
+      await sys.close();
+    }
+  });
 
   test('a flooder is kicked within the bound, then blocked; a page at a normal rate is never cut', async () => {
     const watcher = await join('watcher');

@@ -14,6 +14,7 @@ import {
   CONN_BURST_SECONDS,
   DEFAULT_CONN_BYTES_PER_SEC,
   DEFAULT_CONN_MSGS_PER_SEC,
+  mayBeOver,
   overBound,
 } from '../../src/worker/flood-guard.js';
 import { isValidId } from '../../src/core/ids.js';
@@ -211,5 +212,34 @@ describe('overBound: the connection bound the flood guard applies to server coun
     expect(
       overBound(s, hour, { inMsgs: 20 * 3_600, inBytes: 120 * 20 * 3_600, start: 0 }, undefined),
     ).toBe(undefined);
+  });
+});
+
+describe('mayBeOver: when the flood guard looks at every connection', () => {
+  const s = { msgsPerSec: DEFAULT_CONN_MSGS_PER_SEC, bytesPerSec: DEFAULT_CONN_BYTES_PER_SEC };
+  const at = (now: number, msgs: number, bytes: number) => ({ server: 'S1', now, msgs, bytes });
+
+  test('not while all the clients of a server together publish less than one connection may', () => {
+    const prev = at(10_000, 5_000, 1_000_000);
+    // 1,000 idle members: a ping-sized publish each in a second.
+    expect(mayBeOver(s, prev, at(11_000, 6_000, 1_100_000))).toBe(false);
+    // Exactly one connection's rate over two seconds.
+    expect(mayBeOver(s, prev, at(12_000, 5_000, 1_000_000 + 2 * DEFAULT_CONN_BYTES_PER_SEC))).toBe(
+      false,
+    );
+  });
+
+  test('as soon as their bytes or messages could hide one connection over its rate', () => {
+    const prev = at(10_000, 5_000, 1_000_000);
+    expect(mayBeOver(s, prev, at(11_000, 5_000, 1_000_001 + DEFAULT_CONN_BYTES_PER_SEC))).toBe(
+      true,
+    );
+    expect(mayBeOver(s, prev, at(11_000, 5_001 + DEFAULT_CONN_MSGS_PER_SEC, 1_000_000))).toBe(true);
+  });
+
+  test('with nothing to compare: a server seen for the first time, or restarted', () => {
+    expect(mayBeOver(s, undefined, at(1_000, 0, 0))).toBe(true);
+    expect(mayBeOver(s, at(10_000, 5_000, 1_000_000), at(11_000, 10, 100))).toBe(true);
+    expect(mayBeOver(s, at(10_000, 5_000, 1_000_000), at(9_000, 5_000, 1_000_000))).toBe(true);
   });
 });
