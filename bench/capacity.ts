@@ -26,9 +26,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../src/client/index.js';
+import { compileRoom, renderPermissions } from '../src/core/room.js';
 import {
+  deviceConsumerName,
   liveSubject,
   republishedSubject,
+  roleWorkerSubject,
+  workerSubject,
   userConsumerFilters,
   userInboxPrefix,
 } from '../src/core/subjects.js';
@@ -55,9 +59,15 @@ const { values } = parseArgs({
 const ROOM = 'capacity';
 const PLAIN_TOKEN = 'bench-plain-token-0123456789abcdef';
 
+/**
+ * Who connects: SDK users to Torii; plain connections with the same subscriptions, by token
+ * (`plain`) or each as its own user with the permissions Torii's callout grants it (`perms`).
+ */
+type Kind = 'torii' | 'plain' | 'perms';
+
 /** A batch of users a child connects. */
 interface JoinCommand {
-  kind: 'torii' | 'plain';
+  kind: Kind;
   url: string;
   users: { userId: string; token: string; deviceId?: string }[];
   concurrency: number;
@@ -107,7 +117,7 @@ function child(): void {
         } else {
           const nc: NatsConnection = await connect({
             servers: m.url,
-            token: u.token,
+            ...(m.kind === 'perms' ? { user: u.userId, pass: u.token } : { token: u.token }),
             inboxPrefix: userInboxPrefix(ROOM, u.userId),
             timeout: 20_000,
           });
@@ -168,6 +178,13 @@ async function serverView(httpUrl: string, profPort?: number) {
   };
 }
 
+/** The Go heap in use after a forced collection (`HeapAlloc` of the runtime's MemStats), in KiB. */
+async function liveHeapKiB(profPort: number): Promise<number> {
+  await (await fetch(`http://127.0.0.1:${profPort}/debug/pprof/heap?gc=1`)).arrayBuffer();
+  const text = await (await fetch(`http://127.0.0.1:${profPort}/debug/pprof/heap?debug=1`)).text();
+  return Math.round(Number(/^# HeapAlloc = (\d+)/m.exec(text)?.[1]) / 1024);
+}
+
 /** Saves the attribution material of the Torii server. */
 async function saveProfiles(dir: string, httpUrl: string, profPort: number): Promise<void> {
   mkdirSync(dir, { recursive: true });
@@ -190,7 +207,7 @@ async function saveProfiles(dir: string, httpUrl: string, profPort: number): Pro
 /** Spreads `users` over the children; resolves when all joined, with the rate. */
 async function joinAll(
   children: ChildProcess[],
-  kind: JoinCommand['kind'],
+  kind: Kind,
   url: string,
   users: JoinCommand['users'],
   concurrency: number,
@@ -278,6 +295,34 @@ async function main(): Promise<void> {
     extra: `\nprof_port: ${plainProfPort}\n`,
   });
   const plainHttpUrl = (plain.ports.monitoring?.[0] as string).replace(/\/$/, '');
+  // Plain with permissions: each connection its own user with the publish and subscribe
+  // permissions the callout grants a student of the Room, filled in for that user (what the
+  // isolation costs nats-server per connection, without JetStream, accounts or the callout).
+  const student = compileRoom(ROOM, {}).roles['student'];
+  if (!student) throw new Error('no student role');
+  const permsProfPort = await freePort();
+  const perms = await startPlainServer({
+    name: 'perms',
+    token: PLAIN_TOKEN,
+    keys,
+    extra: `\nprof_port: ${permsProfPort}\n`,
+    users: Array.from({ length: N }, (_, i) => {
+      const userId = `u${i}`;
+      const consumer = DEVICES ? deviceConsumerName(userId, `d${i}`) : userId;
+      const events = workerSubject(ROOM, userId);
+      return {
+        user: userId,
+        password: PLAIN_TOKEN,
+        permissions: {
+          publish: renderPermissions(student.permissions.publish, ROOM, userId, consumer).map(
+            (p) => (p === events ? roleWorkerSubject(ROOM, userId, 'student') : p),
+          ),
+          subscribe: renderPermissions(student.permissions.subscribe, ROOM, userId, consumer),
+        },
+      };
+    }),
+  });
+  const permsHttpUrl = (perms.ports.monitoring?.[0] as string).replace(/\/$/, '');
 
   const profPort = await freePort();
   const server = await startNats({ keys, rewrite: (c) => `${c}\nprof_port: ${profPort}\n` });
@@ -353,19 +398,36 @@ async function main(): Promise<void> {
     callout: rssKiB(callout.pid),
     worker: rssKiB(worker.pid),
   });
-  const before = {
+  const reading = async () => ({
     torii: rssKiB(server.process.pid),
     plain: rssKiB(plain.pid),
+    perms: rssKiB(perms.pid),
     roles: rolesKiB(),
     rolesHeap: await rolesHeapKiB(),
     toriiServer: await serverView(httpUrl, profPort),
     plainServer: await serverView(plainHttpUrl, plainProfPort),
+    permsServer: await serverView(permsHttpUrl, permsProfPort),
+  });
+  const before = await reading();
+  // Live heap before the joins (after a collection): RSS is read first, so forcing one changes
+  // no RSS reading of this run before its own.
+  const liveBefore = {
+    torii: await liveHeapKiB(profPort),
+    plain: await liveHeapKiB(plainProfPort),
+    perms: await liveHeapKiB(permsProfPort),
   };
 
   const plainJoin = await joinAll(
     children,
     'plain',
     plain.url,
+    Array.from({ length: N }, (_, i) => ({ userId: `u${i}`, token: PLAIN_TOKEN })),
+    C,
+  );
+  const permsJoin = await joinAll(
+    children,
+    'perms',
+    perms.url,
     Array.from({ length: N }, (_, i) => ({ userId: `u${i}`, token: PLAIN_TOKEN })),
     C,
   );
@@ -381,27 +443,20 @@ async function main(): Promise<void> {
     C,
   );
   await settle();
-  const joined = {
-    torii: rssKiB(server.process.pid),
-    plain: rssKiB(plain.pid),
-    roles: rolesKiB(),
-    rolesHeap: await rolesHeapKiB(),
-    toriiServer: await serverView(httpUrl, profPort),
-    plainServer: await serverView(plainHttpUrl, plainProfPort),
-  };
+  const joined = await reading();
 
   await new Promise((r) => setTimeout(r, REST_S * 1000));
-  const rest = {
-    torii: rssKiB(server.process.pid),
-    plain: rssKiB(plain.pid),
-    roles: rolesKiB(),
-    rolesHeap: await rolesHeapKiB(),
-    toriiServer: await serverView(httpUrl, profPort),
-    plainServer: await serverView(plainHttpUrl, plainProfPort),
+  const rest = await reading();
+  // After every RSS reading: a collection first, then what is live.
+  const liveRest = {
+    torii: await liveHeapKiB(profPort),
+    plain: await liveHeapKiB(plainProfPort),
+    perms: await liveHeapKiB(permsProfPort),
   };
   if (values['profile-dir']) {
     await saveProfiles(values['profile-dir'], httpUrl, profPort);
     await saveProfiles(path.join(values['profile-dir'], 'plain'), plainHttpUrl, plainProfPort);
+    await saveProfiles(path.join(values['profile-dir'], 'perms'), permsHttpUrl, permsProfPort);
   }
 
   const perUser = (after: number, b: number): number => r2((after - b) / N);
@@ -409,6 +464,9 @@ async function main(): Promise<void> {
   const toriiRestPer = perUser(rest.torii, before.torii);
   const plainJoinedPer = perUser(joined.plain, before.plain);
   const plainRestPer = perUser(rest.plain, before.plain);
+  const permsJoinedPer = perUser(joined.perms, before.perms);
+  const permsRestPer = perUser(rest.perms, before.perms);
+  const livePer = (k: keyof typeof liveRest): number => perUser(liveRest[k], liveBefore[k]);
   const rolesPer = (at: { callout: number; worker: number }) =>
     r2((at.callout - before.roles.callout + at.worker - before.roles.worker) / N);
   report({
@@ -417,22 +475,37 @@ async function main(): Promise<void> {
     procs: PROCS,
     devices: DEVICES,
     restSeconds: REST_S,
-    joins: { torii: toriiJoin, plain: plainJoin },
+    joins: { torii: toriiJoin, plain: plainJoin, perms: permsJoin },
     natsRssKiB: { before, joined, rest },
     perUserKiB: {
       torii: { joined: toriiJoinedPer, rest: toriiRestPer },
       plain: { joined: plainJoinedPer, rest: plainRestPer },
+      perms: { joined: permsJoinedPer, rest: permsRestPer },
       // at rest, against the plain connection at rest
       ratio: { joined: r2(toriiJoinedPer / plainJoinedPer), rest: r2(toriiRestPer / plainRestPer) },
+      // against a plain connection with the same permissions
+      ratioPerms: {
+        joined: r2(toriiJoinedPer / permsJoinedPer),
+        rest: r2(toriiRestPer / permsRestPer),
+      },
       roles: { joined: rolesPer(joined.roles), rest: rolesPer(rest.roles) },
       rolesHeap: {
         joined: r2((joined.rolesHeap - before.rolesHeap) / N),
         rest: r2((rest.rolesHeap - before.rolesHeap) / N),
       },
     },
+    /** Go heap in use after a collection at rest, per user (less noisy than RSS). */
+    liveHeapKiBPerUser: {
+      torii: livePer('torii'),
+      plain: livePer('plain'),
+      perms: livePer('perms'),
+      ratio: r2(livePer('torii') / livePer('plain')),
+      ratioPerms: r2(livePer('torii') / livePer('perms')),
+    },
     usersPerGiB: {
       torii: Math.round((1024 * 1024) / toriiRestPer),
       plain: Math.round((1024 * 1024) / plainRestPer),
+      perms: Math.round((1024 * 1024) / permsRestPer),
     },
     targets: { ratioRest: 2, rolesKiBPerUser: 10 },
   });
@@ -442,6 +515,7 @@ async function main(): Promise<void> {
   worker.kill('SIGTERM');
   await server.destroy();
   await plain.stop();
+  await perms.stop();
 }
 
 if (values.child) child();
