@@ -26,7 +26,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../src/client/index.js';
-import { compileRoom, renderPermissions } from '../src/core/room.js';
+import { compileRoom, renderPermissions } from '../src/domain/room.js';
 import {
   deviceConsumerName,
   liveSubject,
@@ -35,8 +35,8 @@ import {
   workerSubject,
   userConsumerFilters,
   userInboxPrefix,
-} from '../src/core/subjects.js';
-import { PROJECT_ROOT } from '../src/core/tools.js';
+} from '../src/protocol/subjects.js';
+import { PROJECT_ROOT } from '../src/runtime/version.js';
 import { token } from '../test/helpers/callout.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
 import { freePort, track, waitFor } from '../test/helpers/procs.js';

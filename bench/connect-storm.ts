@@ -23,7 +23,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { PROJECT_ROOT } from '../src/core/tools.js';
+import { PROJECT_ROOT } from '../src/runtime/version.js';
 import { connectClient, token } from '../test/helpers/callout.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
 import { freePort, track, waitFor } from '../test/helpers/procs.js';

@@ -10,15 +10,15 @@ import https from 'node:https';
 import { parseArgs } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { parseDuration } from '../src/core/config.js';
-import { createLogger } from '../src/core/logger.js';
+import { parseDuration } from '../src/runtime/config.js';
+import { createLogger } from '../src/runtime/logger.js';
 import {
   ROOM_API_GROUP as group,
   ROOM_API_VERSION as version,
   ROOM_PLURAL as plural,
   type RoomResource,
-} from '../src/core/room.js';
-import { Bucket, kvStreamName } from '../src/core/subjects.js';
+} from '../src/domain/room.js';
+import { Bucket, kvStreamName } from '../src/protocol/subjects.js';
 import { startController } from '../test/helpers/controller.js';
 import { startControlPlane } from '../test/helpers/kube.js';
 import { startNats } from '../test/helpers/nats.js';

@@ -11,8 +11,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { RoomClient } from '../src/client/index.js';
-import { RequestEvent } from '../src/core/events.js';
-import { NatsServerProcess } from '../src/core/nats-server.js';
+import { RequestEvent } from '../src/protocol/events.js';
+import { NatsServerProcess } from '../src/devtools/nats-server.js';
 import { CLI, cleanEnv } from '../test/helpers/cli.js';
 import {
   freePort,

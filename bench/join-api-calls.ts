@@ -11,7 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { RoomClient } from '../src/client/index.js';
-import { JsAdvisory } from '../src/core/subjects.js';
+import { JsAdvisory } from '../src/protocol/subjects.js';
 import { joinRoom, startCallout } from '../test/helpers/callout.js';
 import { startNats } from '../test/helpers/nats.js';
 import { publishRoom } from '../test/helpers/room.js';

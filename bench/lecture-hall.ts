@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import type { RoomClient } from '../src/client/index.js';
-import { PROJECT_ROOT } from '../src/core/tools.js';
+import { PROJECT_ROOT } from '../src/runtime/version.js';
 import { token } from '../test/helpers/callout.js';
 import { startNats } from '../test/helpers/nats.js';
 import { freePort, track, waitFor } from '../test/helpers/procs.js';

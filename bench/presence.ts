@@ -8,11 +8,11 @@
  */
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { parseDuration } from '../src/core/config.js';
-import { openBucket } from '../src/core/kv.js';
-import { parsePresence } from '../src/core/presence.js';
-import { Broadcast } from '../src/core/events.js';
-import { Bucket, userEventsSubject } from '../src/core/subjects.js';
+import { parseDuration } from '../src/runtime/config.js';
+import { openBucket } from '../src/infra/kv.js';
+import { parsePresence } from '../src/domain/presence.js';
+import { Broadcast } from '../src/protocol/events.js';
+import { Bucket, userEventsSubject } from '../src/protocol/subjects.js';
 import { connectClient, startCallout, token } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';

@@ -10,7 +10,7 @@ import { connect as nodeConnect } from '@nats-io/transport-node';
 import { parseArgs } from 'node:util';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy } from '@nats-io/jetstream';
 import { RoomClient } from '../src/client/index.js';
-import { RequestEvent } from '../src/core/events.js';
+import { RequestEvent } from '../src/protocol/events.js';
 import { startCallout, token } from '../test/helpers/callout.js';
 import { spawnRole } from '../test/helpers/cli.js';
 import { startNats } from '../test/helpers/nats.js';

@@ -53,10 +53,10 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { openBucket } from '../src/core/kv.js';
-import { compileRoom } from '../src/core/room.js';
-import { ensureRoomStream, ensureWorkerStream } from '../src/core/streams.js';
-import { Bucket, roomStreamName } from '../src/core/subjects.js';
+import { openBucket } from '../src/infra/kv.js';
+import { compileRoom } from '../src/domain/room.js';
+import { ensureRoomStream, ensureWorkerStream } from '../src/infra/streams.js';
+import { Bucket, roomStreamName } from '../src/protocol/subjects.js';
 import { CLI, cleanEnv } from '../test/helpers/cli.js';
 import {
   startNats,

@@ -8,11 +8,11 @@
  */
 import { parseArgs } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { RequestEvent } from '../src/core/events.js';
-import { openBucket } from '../src/core/kv.js';
-import { presenceKey, PresenceState, type PresenceRecord } from '../src/core/presence.js';
-import { memberKey } from '../src/core/room-state.js';
-import { Bucket, ServiceSubject } from '../src/core/subjects.js';
+import { RequestEvent } from '../src/protocol/events.js';
+import { openBucket } from '../src/infra/kv.js';
+import { presenceKey, PresenceState, type PresenceRecord } from '../src/domain/presence.js';
+import { memberKey } from '../src/domain/room-state.js';
+import { Bucket, ServiceSubject } from '../src/protocol/subjects.js';
 import { joinRoom, startCallout } from '../test/helpers/callout.js';
 import { startNats } from '../test/helpers/nats.js';
 import { waitFor } from '../test/helpers/procs.js';

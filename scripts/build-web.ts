@@ -11,7 +11,7 @@ import { build } from 'esbuild';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { PROJECT_ROOT } from '../src/core/tools.js';
+import { PROJECT_ROOT } from '../src/runtime/version.js';
 
 /** Files of src/web served as they are. */
 const STATIC_FILES = ['index.html', 'style.css'];

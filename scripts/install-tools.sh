@@ -49,7 +49,7 @@ install_natscli() {
   go_install nats github.com/nats-io/natscli/nats "$NATSCLI_VERSION" "$cache/natscli-$NATSCLI_VERSION"
 }
 # The module's command is cmd/server, so `go install` names the binary `server`; it is linked
-# (and found by src/core/tools.ts) as livekit-server.
+# (and found by src/devtools/tools.ts) as livekit-server.
 install_livekit_server() {
   local dest="$cache/livekit-server-$LIVEKIT_SERVER_VERSION"
   if [[ -x "$dest/livekit-server" ]]; then link livekit-server "$dest/livekit-server"; return; fi

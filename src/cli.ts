@@ -4,8 +4,8 @@
  * 1 runtime failure, 2 bad usage or configuration (one line on stderr says what to fix).
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError, ValidationError, describeError } from './core/errors.js';
-import { packageVersion } from './core/tools.js';
+import { ConfigError, ValidationError, describeError } from './protocol/errors.js';
+import { packageVersion } from './runtime/version.js';
 import { registerAuthCallout } from './commands/auth-callout.js';
 import { registerClient } from './commands/client.js';
 import { registerController } from './commands/controller.js';

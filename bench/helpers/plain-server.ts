@@ -3,8 +3,8 @@
  * JetStream settings as Torii's, but with plain token auth and no accounts, callout or keys in use.
  */
 import path from 'node:path';
-import { NatsServerProcess } from '../../src/core/nats-server.js';
-import { renderNatsConfig } from '../../src/core/natsconf.js';
+import { NatsServerProcess } from '../../src/devtools/nats-server.js';
+import { renderNatsConfig } from '../../src/infra/natsconf.js';
 import type { TestKeys } from '../../test/helpers/nats.js';
 import { tempDir, track } from '../../test/helpers/procs.js';
 

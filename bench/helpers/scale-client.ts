@@ -23,7 +23,7 @@
 import { createInterface } from 'node:readline';
 import { connect } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
-import { loadTokenSigner, mintRoomToken } from '../../src/core/tokens.js';
+import { loadTokenSigner, mintRoomToken } from '../../src/infra/tokens.js';
 import { paced, pool } from '../lib.js';
 
 const keysDir = process.env['SCALE_KEYS_DIR'];

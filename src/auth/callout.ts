@@ -9,13 +9,13 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { memberKey, type MemberRecord } from '../core/room-state.js';
-import { checkRoomId, checkUserId } from '../core/ids.js';
-import type { Logger } from '../core/logger.js';
-import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../core/natsjwt.js';
-import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../core/nkeys.js';
-import type { Ops } from '../core/ops.js';
-import type { CompiledRole } from '../core/room.js';
+import { memberKey, type MemberRecord } from '../domain/room-state.js';
+import { checkRoomId, checkUserId } from '../protocol/ids.js';
+import type { Logger } from '../runtime/logger.js';
+import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../infra/natsjwt.js';
+import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../infra/nkeys.js';
+import type { Ops } from '../runtime/ops.js';
+import type { CompiledRole } from '../domain/room.js';
 import {
   Bucket,
   deviceConsumerName,
@@ -23,9 +23,9 @@ import {
   parseDeviceName,
   QUEUE_GROUP,
   Sys,
-} from '../core/subjects.js';
-import { describeError, ValidationError } from '../core/errors.js';
-import { isConnected } from '../core/nats.js';
+} from '../protocol/subjects.js';
+import { describeError, ValidationError } from '../protocol/errors.js';
+import { isConnected } from '../infra/nats.js';
 import { ConnectionCounter } from './connections.js';
 import { ConsumerEnsurer } from './consumers.js';
 import { DeviceRegistry } from './devices.js';

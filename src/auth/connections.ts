@@ -11,8 +11,8 @@
  * connections. When presence stops confirming (no worker running), each replica admits at most
  * cap per admission TTL.
  */
-import { MAX_DEVICES_PER_USER } from '../core/streams.js';
-import { presenceKey, type PresenceRecord } from '../core/presence.js';
+import { MAX_DEVICES_PER_USER } from '../infra/streams.js';
+import { presenceKey, type PresenceRecord } from '../domain/presence.js';
 
 /**
  * Default cap on one user's connections to one room: one per device

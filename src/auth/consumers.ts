@@ -17,14 +17,9 @@
  */
 import type { ConsumerInfo, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import {
-  ensureConsumer,
-  isJsError,
-  JS_CONSUMER_NOT_FOUND,
-  JS_MAX_CONSUMERS,
-  userConsumerConfig,
-} from '../core/streams.js';
-import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../core/subjects.js';
+import { ensureConsumer, isJsError, userConsumerConfig } from '../infra/streams.js';
+import { JS_CONSUMER_NOT_FOUND, JS_MAX_CONSUMERS } from '../protocol/jetstream.js';
+import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../protocol/subjects.js';
 
 /**
  * How long a consumer known to exist is trusted without asking JetStream, at most, in

@@ -14,10 +14,10 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { casUpdate } from '../core/kv.js';
-import { devicesKey, parseDevices } from '../core/room-state.js';
-import { MAX_DEVICES_PER_USER } from '../core/streams.js';
-import { Bucket, deviceConsumerName, kvSubject, roomStreamName } from '../core/subjects.js';
+import { casUpdate } from '../infra/kv.js';
+import { devicesKey, parseDevices } from '../domain/room-state.js';
+import { MAX_DEVICES_PER_USER } from '../infra/streams.js';
+import { Bucket, deviceConsumerName, kvSubject, roomStreamName } from '../protocol/subjects.js';
 
 /** Bound on remembered registrations. */
 const MAX_REMEMBERED = 100_000;

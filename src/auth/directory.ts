@@ -3,13 +3,13 @@
  * from KV into memory so that answering a connection needs no JetStream round trip.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../core/blocks.js';
-import { KvCache, RoomIndex, type CasHints } from '../core/kv.js';
-import type { Logger } from '../core/logger.js';
-import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../core/presence.js';
-import { seatsKey } from '../core/room-state.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
-import { Bucket } from '../core/subjects.js';
+import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../domain/blocks.js';
+import { KvCache, RoomIndex, type CasHints } from '../infra/kv.js';
+import type { Logger } from '../runtime/logger.js';
+import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../domain/presence.js';
+import { seatsKey } from '../domain/room-state.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room.js';
+import { Bucket } from '../protocol/subjects.js';
 import {
   claimHolds,
   liveClaims,

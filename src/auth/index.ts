@@ -3,13 +3,13 @@
  * service user in APP for JetStream and KV), the KV caches, the token verifier and the handler.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats } from '../core/nats.js';
-import type { Logger } from '../core/logger.js';
-import type { Ops } from '../core/ops.js';
-import type { Shutdown } from '../core/shutdown.js';
-import { ServiceUser } from '../core/natsconf.js';
-import { openBucket } from '../core/kv.js';
-import { Bucket } from '../core/subjects.js';
+import { connectNats } from '../infra/nats.js';
+import type { Logger } from '../runtime/logger.js';
+import type { Ops } from '../runtime/ops.js';
+import type { Shutdown } from '../runtime/shutdown.js';
+import { ServiceUser } from '../infra/natsconf.js';
+import { openBucket } from '../infra/kv.js';
+import { Bucket } from '../protocol/subjects.js';
 import { AuthCallout, type CalloutSettings } from './callout.js';
 import { RoomDirectory } from './directory.js';
 import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';

@@ -1,6 +1,6 @@
 /** Prometheus metrics of the auth callout. */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { METRICS_PREFIX } from '../core/ops.js';
+import { METRICS_PREFIX } from '../runtime/ops.js';
 
 export class CalloutMetrics {
   readonly requests: Counter<'result'>;

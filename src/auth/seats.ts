@@ -13,10 +13,10 @@
  * and replicas contend only with each other.
  */
 import type { KV } from '@nats-io/kv';
-import { casUpdate, type CasHints } from '../core/kv.js';
-import { isValidId } from '../core/ids.js';
-import type { PresenceRecord } from '../core/presence.js';
-import { seatsKey } from '../core/room-state.js';
+import { casUpdate, type CasHints } from '../infra/kv.js';
+import { isValidId } from '../protocol/ids.js';
+import type { PresenceRecord } from '../domain/presence.js';
+import { seatsKey } from '../domain/room-state.js';
 
 /**
  * Default time a seat claim (and an admission counted against the per-user connection cap) waits

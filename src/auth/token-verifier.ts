@@ -19,10 +19,10 @@ import {
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
-import { dropExpired } from '../core/expiry.js';
-import { ConfigError } from '../core/errors.js';
-import { KeyFile } from '../core/keys.js';
-import { displayNameProblem } from '../core/tokens.js';
+import { dropExpired } from '../domain/expiry.js';
+import { ConfigError } from '../protocol/errors.js';
+import { KeyFile } from '../infra/keys.js';
+import { displayNameProblem } from '../infra/tokens.js';
 import { RejectReason, Rejection } from './rejection.js';
 
 /** Longest accepted token, in bytes: a real token is well under 2 KiB. */

@@ -2,10 +2,10 @@
  * The NATS user JWT claims the callout signs (docs/auth-callout.md): pure, so they can be checked without
  * a server.
  */
-import type { CompiledRole } from '../core/room.js';
-import { renderPermissions } from '../core/room.js';
-import type { NatsClaims } from '../core/natsjwt.js';
-import { clientUserName, roleWorkerSubject, workerSubject } from '../core/subjects.js';
+import type { CompiledRole } from '../domain/room.js';
+import { renderPermissions } from '../domain/room.js';
+import type { NatsClaims } from '../infra/natsjwt.js';
+import { clientUserName, roleWorkerSubject, workerSubject } from '../protocol/subjects.js';
 
 /** "No limit" in a NATS JWT's limits. */
 const NO_LIMIT = -1;
@@ -73,7 +73,7 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
       pub: { allow: publishPermissions(i, consumer) },
       sub: { allow: subscribe },
       // No limits of the user's own: nats-server ignores a callout user JWT's limits (it clears
-      // the JWT before registering the user); the CLIENTS account's apply (src/core/natsconf.ts).
+      // the JWT before registering the user); the CLIENTS account's apply (src/infra/natsconf.ts).
       subs: NO_LIMIT,
       data: NO_LIMIT,
       payload: NO_LIMIT,

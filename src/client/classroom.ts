@@ -8,7 +8,7 @@
  */
 import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
-import { Broadcast, RequestEvent, type BroadcastMessage } from '../core/events.js';
+import { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';
 import {
   RoomClient,
   RoomRequestError,

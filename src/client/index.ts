@@ -35,13 +35,8 @@ import {
 } from './live.js';
 import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
-import {
-  CATCH_UP_STEP_MS,
-  JS_CONSUMER_NOT_FOUND,
-  JS_CONSUMER_OFFLINE,
-  PROBE_TIMEOUT_MS,
-} from '../core/streams.js';
-import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../core/events.js';
+import { CATCH_UP_STEP_MS, JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../protocol/jetstream.js';
+import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../protocol/events.js';
 import {
   chatSubject,
   DEVICE_ID_RULE,
@@ -57,7 +52,7 @@ import {
   roleWorkerSubject,
   whiteboardSubject,
   userInboxPrefix,
-} from '../core/subjects.js';
+} from '../protocol/subjects.js';
 
 /** Default time to wait for an answer, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;

@@ -11,8 +11,8 @@
  * message is exactly `{"live": <data>}`, published with no reply and no header, so the SDK drops
  * everything else (docs/security.md).
  */
-import { RateGate } from '../core/rate.js';
-import { parseRoomSubject, RoomSubjectKind } from '../core/subjects.js';
+import { RateGate } from '../domain/rate.js';
+import { parseRoomSubject, RoomSubjectKind } from '../protocol/subjects.js';
 
 /** A live update from a member of the room. */
 export interface LiveMessage {

@@ -13,7 +13,7 @@
  * after that. So the last complete line of each name counts, wherever empty lines are; the
  * readers here search the block from its end.
  */
-import { parseRoomSubject, RoomSubjectKind, unrepublishedSubject } from '../core/subjects.js';
+import { parseRoomSubject, RoomSubjectKind, unrepublishedSubject } from '../protocol/subjects.js';
 import type { ReceivedMessage } from './live.js';
 
 /** The stream position a republished copy carries (the server's values: the last of each). */

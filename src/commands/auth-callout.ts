@@ -1,11 +1,11 @@
 /** `torii auth-callout`: the auth callout role. */
 import type { Command } from 'commander';
-import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
-import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
-import type { LogLevel } from '../core/logger.js';
-import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
-import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../core/tokens.js';
-import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
+import { configError, formatDuration, intParser, opt, parseDuration } from '../runtime/config.js';
+import { KeyFile, readKeyFile, readOptionalKeyFile } from '../infra/keys.js';
+import type { LogLevel } from '../runtime/logger.js';
+import { DEFAULT_ACCOUNTS } from '../infra/natsconf.js';
+import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER } from '../infra/tokens.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../infra/streams.js';
 import {
   DEFAULT_ADMISSION_TTL_MS,
   DEFAULT_MAX_CONNECTIONS_PER_USER,

@@ -9,13 +9,13 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { decodeJwt } from 'jose';
 import { RoomClient, RoomRequestError, type RoomMessage } from '../client/index.js';
-import { configError, intParser, opt } from '../core/config.js';
-import { ConfigError, describeError } from '../core/errors.js';
-import { Broadcast, RequestEvent } from '../core/events.js';
-import { checkRoomId, checkUserId } from '../core/ids.js';
-import { DEVICE_ID_RULE, isValidDeviceId } from '../core/subjects.js';
-import { createLogger } from '../core/logger.js';
-import { Shutdown } from '../core/shutdown.js';
+import { configError, intParser, opt } from '../runtime/config.js';
+import { ConfigError, describeError } from '../protocol/errors.js';
+import { Broadcast, RequestEvent } from '../protocol/events.js';
+import { checkRoomId, checkUserId } from '../protocol/ids.js';
+import { DEVICE_ID_RULE, isValidDeviceId } from '../protocol/subjects.js';
+import { createLogger } from '../runtime/logger.js';
+import { Shutdown } from '../runtime/shutdown.js';
 import { addNatsUrl, examples } from './common.js';
 
 interface ClientFlags {

@@ -1,17 +1,17 @@
 /** Flags and helpers shared by the CLI commands. */
 import { Command } from 'commander';
 import path from 'node:path';
-import { listParser, opt, portParser } from '../core/config.js';
-import { DEFAULT_NATS_URL } from '../core/nats.js';
-import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
+import { listParser, opt, portParser } from '../runtime/config.js';
+import { DEFAULT_NATS_URL } from '../infra/nats.js';
+import { DEFAULT_OPS_PORT, Ops } from '../runtime/ops.js';
 import {
   createLogger,
   DEFAULT_LOG_LEVEL,
   LOG_LEVELS,
   type Logger,
   type LogLevel,
-} from '../core/logger.js';
-import { Shutdown } from '../core/shutdown.js';
+} from '../runtime/logger.js';
+import { Shutdown } from '../runtime/shutdown.js';
 
 /** Default state folder (keys, dev data), relative to the working directory. */
 export const DEFAULT_STATE_DIR = '.torii';

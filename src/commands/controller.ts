@@ -8,9 +8,9 @@ import {
   intParser,
   opt,
   parseDuration,
-} from '../core/config.js';
-import { KeyFile, readKeyFile } from '../core/keys.js';
-import type { LogLevel } from '../core/logger.js';
+} from '../runtime/config.js';
+import { KeyFile, readKeyFile } from '../infra/keys.js';
+import type { LogLevel } from '../runtime/logger.js';
 import {
   DEFAULT_CONCURRENCY,
   DEFAULT_LEASE_NAME,

@@ -11,42 +11,42 @@
 import type { Command } from 'commander';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { configError, opt, parseDuration, portParser } from '../core/config.js';
-import { ToolError } from '../core/errors.js';
+import { configError, opt, parseDuration, portParser } from '../runtime/config.js';
+import { ToolError } from '../protocol/errors.js';
 import {
   generateKeys,
   KeyFile,
   loadServerKeys,
   readOptionalKeyFile,
   SECRET_FILE_MODE,
-} from '../core/keys.js';
+} from '../infra/keys.js';
 import {
   DEFAULT_MEDIA_PORT,
   DEFAULT_MEDIA_RTC_PORT,
   generateLiveKitKeys,
   LiveKitServerProcess,
   type LiveKitKeys,
-} from '../core/livekit-server.js';
-import { createLogger, type LogLevel } from '../core/logger.js';
-import { NatsServerProcess } from '../core/nats-server.js';
+} from '../devtools/livekit-server.js';
+import { createLogger, type LogLevel } from '../runtime/logger.js';
+import { NatsServerProcess } from '../devtools/nats-server.js';
 import {
   DEFAULT_NATS_HTTP_PORT,
   DEFAULT_NATS_PORT,
   DEFAULT_NATS_WEBSOCKET_PORT,
   renderNatsConfig,
   ServiceUser,
-} from '../core/natsconf.js';
-import { DEFAULT_OPS_PORT, Ops } from '../core/ops.js';
-import { Shutdown } from '../core/shutdown.js';
-import { PROJECT_ROOT } from '../core/tools.js';
-import { loadTokenSigner, mintRoomToken } from '../core/tokens.js';
+} from '../infra/natsconf.js';
+import { DEFAULT_OPS_PORT, Ops } from '../runtime/ops.js';
+import { Shutdown } from '../runtime/shutdown.js';
+import { PROJECT_ROOT } from '../runtime/version.js';
+import { loadTokenSigner, mintRoomToken } from '../infra/tokens.js';
 import {
   DEFAULT_WEB_PORT,
   hasWebBuild,
   startWebServer,
   WEB_DIST_DIR,
   type WebServer,
-} from '../core/web-server.js';
+} from '../devtools/web-server.js';
 import { runAuthCallout } from '../auth/index.js';
 import { runController } from '../controller/index.js';
 import { runWorker } from '../worker/index.js';

@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { opt } from '../core/config.js';
-import { generateKeys } from '../core/keys.js';
+import { opt } from '../runtime/config.js';
+import { generateKeys } from '../infra/keys.js';
 import { DEFAULT_KEYS_DIR, examples } from './common.js';
 
 interface KeysGenerateOptions {

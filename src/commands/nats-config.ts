@@ -2,9 +2,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { configError, intParser, listParser, opt, portParser } from '../core/config.js';
-import { isValidId } from '../core/ids.js';
-import { loadServerKeys } from '../core/keys.js';
+import { configError, intParser, listParser, opt, portParser } from '../runtime/config.js';
+import { isValidId } from '../protocol/ids.js';
+import { loadServerKeys } from '../infra/keys.js';
 import {
   checkOrigin,
   DEFAULT_ACCOUNTS,
@@ -19,7 +19,7 @@ import {
   DEFAULT_NATS_PORT,
   renderNatsConfig,
   type NatsConfigOptions,
-} from '../core/natsconf.js';
+} from '../infra/natsconf.js';
 import { addKeysDir, examples } from './common.js';
 
 interface NatsConfigFlags {

@@ -2,14 +2,14 @@
 import type { Command } from 'commander';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { opt } from '../core/config.js';
-import { ToriiError, ErrorCode, describeError } from '../core/errors.js';
-import { KeyFile, readKeyFile } from '../core/keys.js';
-import { openBucket } from '../core/kv.js';
-import { ServiceUser } from '../core/natsconf.js';
-import { occupiesSeat, parsePresence } from '../core/presence.js';
-import { parseRoomConfig } from '../core/room.js';
-import { Bucket, roomStreamName } from '../core/subjects.js';
+import { opt } from '../runtime/config.js';
+import { ToriiError, ErrorCode, describeError } from '../protocol/errors.js';
+import { KeyFile, readKeyFile } from '../infra/keys.js';
+import { openBucket } from '../infra/kv.js';
+import { ServiceUser } from '../infra/natsconf.js';
+import { occupiesSeat, parsePresence } from '../domain/presence.js';
+import { parseRoomConfig } from '../domain/room.js';
+import { Bucket, roomStreamName } from '../protocol/subjects.js';
 import { addKeysDir, addNatsUrl, examples } from './common.js';
 
 interface RoomsFlags {

@@ -1,8 +1,8 @@
 /** `torii token`: mints a room access token (docs/auth-callout.md). */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { formatDuration, idParser, opt, parseDuration } from '../core/config.js';
-import { IdKind } from '../core/ids.js';
+import { formatDuration, idParser, opt, parseDuration } from '../runtime/config.js';
+import { IdKind } from '../protocol/ids.js';
 import {
   DEFAULT_ROLES,
   DEFAULT_TOKEN_AUDIENCE,
@@ -12,7 +12,7 @@ import {
   MIN_TOKEN_TTL_MS,
   loadTokenSigner,
   mintRoomToken,
-} from '../core/tokens.js';
+} from '../infra/tokens.js';
 import { addKeysDir, examples } from './common.js';
 
 function parseTtl(value: string): number {

@@ -2,24 +2,24 @@
 import {
   DEFAULT_LARGE_ROOM_THRESHOLD,
   DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
-} from '../core/presence-batch.js';
-import { MAX_PARTICIPANTS_LIMIT } from '../core/room.js';
+} from '../domain/presence-batch.js';
+import { MAX_PARTICIPANTS_LIMIT } from '../domain/room.js';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { configError, formatDuration, intParser, opt, parseDuration } from '../core/config.js';
-import { KeyFile, readKeyFile, readOptionalKeyFile } from '../core/keys.js';
-import { MIN_LIVEKIT_SECRET_LENGTH, WELL_KNOWN_LIVEKIT_KEYS } from '../core/livekit-server.js';
-import type { LogLevel } from '../core/logger.js';
-import { DEFAULT_ACCOUNTS } from '../core/natsconf.js';
-import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../core/streams.js';
-import { packageVersion } from '../core/tools.js';
+import { configError, formatDuration, intParser, opt, parseDuration } from '../runtime/config.js';
+import { KeyFile, readKeyFile, readOptionalKeyFile } from '../infra/keys.js';
+import { MIN_LIVEKIT_SECRET_LENGTH, WELL_KNOWN_LIVEKIT_KEYS } from '../runtime/livekit-keys.js';
+import type { LogLevel } from '../runtime/logger.js';
+import { DEFAULT_ACCOUNTS } from '../infra/natsconf.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../infra/streams.js';
+import { packageVersion } from '../runtime/version.js';
 import {
   DEFAULT_TOKEN_AUDIENCE,
   DEFAULT_TOKEN_ISSUER,
   loadTokenSigner,
   MAX_TOKEN_TTL_MS,
   MIN_TOKEN_TTL_MS,
-} from '../core/tokens.js';
+} from '../infra/tokens.js';
 import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,

@@ -11,8 +11,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { describeError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { describeError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
 import {
   ROOM_API_GROUP,
   ROOM_API_VERSION,
@@ -21,7 +21,7 @@ import {
   type RoomResource,
   type RoomSpec,
   type RoomStatus,
-} from '../core/room.js';
+} from '../domain/room.js';
 import type { EventType, RoomSource } from './source.js';
 
 /** Wait after a file change before rescanning, so an editor's several writes count once. */

@@ -18,8 +18,8 @@ import {
   type KubernetesObject,
   type ObjectCache,
 } from '@kubernetes/client-node';
-import { describeError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { describeError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
 import {
   ROOM_API_GROUP,
   ROOM_API_VERSION,
@@ -28,7 +28,7 @@ import {
   roomKey,
   type RoomResource,
   type RoomStatus,
-} from '../core/room.js';
+} from '../domain/room.js';
 import type { EventType, RoomSource } from './source.js';
 
 /** Delay before restarting a failed watch, doubling up to the maximum, in milliseconds. */

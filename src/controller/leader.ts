@@ -16,8 +16,8 @@ import {
   type KubeConfig,
   type V1Lease,
 } from '@kubernetes/client-node';
-import { ErrorCode, ToriiError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { ErrorCode, ToriiError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
 import { apiErrorSummary } from './kube-source.js';
 
 /** Lease timing (controller-runtime defaults: 15 s / 10 s / 2 s). */

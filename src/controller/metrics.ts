@@ -1,6 +1,6 @@
 /** Prometheus metrics of the controller (names follow controller-runtime's). */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { METRICS_PREFIX } from '../core/ops.js';
+import { METRICS_PREFIX } from '../runtime/ops.js';
 
 export class ControllerMetrics {
   readonly reconciles: Counter<'result'>;

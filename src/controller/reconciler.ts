@@ -12,12 +12,12 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError } from '../core/errors.js';
-import { Broadcast, broadcast } from '../core/events.js';
-import { casUpdate, type KvCache } from '../core/kv.js';
-import { PlatformEvents } from '../core/platform-events.js';
-import type { Logger } from '../core/logger.js';
-import type { SystemMsgIds } from '../core/msg-ids.js';
+import { describeError } from '../protocol/errors.js';
+import { Broadcast, broadcast } from '../protocol/events.js';
+import { casUpdate, type KvCache } from '../infra/kv.js';
+import { PlatformEvents } from '../infra/platform-events.js';
+import type { Logger } from '../runtime/logger.js';
+import type { SystemMsgIds } from '../infra/msg-ids.js';
 import {
   compileRoom,
   parseRoomConfig,
@@ -30,9 +30,10 @@ import {
   type RoomCondition,
   type RoomResource,
   type RoomStatus,
-} from '../core/room.js';
-import { ensureWorkerStream, roomStreamConfig, JS_STREAM_NOT_FOUND } from '../core/streams.js';
-import { PlatformEvent, roomEventsSubject, roomStreamName } from '../core/subjects.js';
+} from '../domain/room.js';
+import { ensureWorkerStream, roomStreamConfig } from '../infra/streams.js';
+import { JS_STREAM_NOT_FOUND } from '../protocol/jetstream.js';
+import { PlatformEvent, roomEventsSubject, roomStreamName } from '../protocol/subjects.js';
 import type { ControllerMetrics } from './metrics.js';
 import { EventType, type RoomSource } from './source.js';
 

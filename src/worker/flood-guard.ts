@@ -16,12 +16,12 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { blockKey, isBlockActive, type BlockRecord } from '../core/blocks.js';
-import { describeError } from '../core/errors.js';
-import { casUpdate, type KvCache } from '../core/kv.js';
-import type { Logger } from '../core/logger.js';
-import { parseStrikes, strikesKey } from '../core/room-state.js';
-import { Sys } from '../core/subjects.js';
+import { blockKey, isBlockActive, type BlockRecord } from '../domain/blocks.js';
+import { describeError } from '../protocol/errors.js';
+import { casUpdate, type KvCache } from '../infra/kv.js';
+import type { Logger } from '../runtime/logger.js';
+import { parseStrikes, strikesKey } from '../domain/room-state.js';
+import { Sys } from '../protocol/subjects.js';
 import {
   parseAccountStatz,
   parseConnz,

@@ -7,12 +7,12 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
-import { AnswerCode, Broadcast, RequestEvent } from '../core/events.js';
-import { isBlockActive, type BlockRecord } from '../core/blocks.js';
-import { dropExpired } from '../core/expiry.js';
-import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../core/kv.js';
-import { isValidId } from '../core/ids.js';
-import type { PlatformMessage } from '../core/platform-events.js';
+import { AnswerCode, Broadcast, RequestEvent } from '../protocol/events.js';
+import { isBlockActive, type BlockRecord } from '../domain/blocks.js';
+import { dropExpired } from '../domain/expiry.js';
+import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../infra/kv.js';
+import { isValidId } from '../protocol/ids.js';
+import type { PlatformMessage } from '../infra/platform-events.js';
 import {
   byJoined,
   checkPageRequest,
@@ -23,14 +23,14 @@ import {
   participantOf,
   relevantParticipants,
   type ParticipantEntry,
-} from '../core/presence-batch.js';
+} from '../domain/presence-batch.js';
 import {
   applyPresence,
   occupiesSeat,
   parsePresence,
   presenceKey,
   type PresenceRecord,
-} from '../core/presence.js';
+} from '../domain/presence.js';
 import {
   devicesKey,
   handKey,
@@ -43,9 +43,9 @@ import {
   type HandRecord,
   type MemberRecord,
   type RaisedHand,
-} from '../core/room-state.js';
-import type { CompiledRoomConfig } from '../core/room.js';
-import { blockKey } from '../core/blocks.js';
+} from '../domain/room-state.js';
+import type { CompiledRoomConfig } from '../domain/room.js';
+import { blockKey } from '../domain/blocks.js';
 import {
   Bucket,
   DEVICE_ID_RULE,
@@ -53,16 +53,16 @@ import {
   isValidDeviceId,
   PlatformEvent,
   roomStreamName,
-} from '../core/subjects.js';
+} from '../protocol/subjects.js';
 import {
   consumerState,
   ensureConsumer,
   restoreConsumer,
   userConsumerConfig,
-} from '../core/streams.js';
-import { ValidationError } from '../core/errors.js';
-import { mintRoomToken, type TokenSigner } from '../core/tokens.js';
-import { parseBudget, takeTokens, type RateLimit } from '../core/rate.js';
+} from '../infra/streams.js';
+import { ValidationError } from '../protocol/errors.js';
+import { mintRoomToken, type TokenSigner } from '../infra/tokens.js';
+import { parseBudget, takeTokens, type RateLimit } from '../domain/rate.js';
 import { decodeJwt } from 'jose';
 
 /** A refusal with an answer code. */

@@ -5,27 +5,27 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Service } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { parseBlock } from '../core/blocks.js';
-import { describeError } from '../core/errors.js';
-import { KvCache, openBucket } from '../core/kv.js';
-import type { Logger } from '../core/logger.js';
-import { SystemMsgIds } from '../core/msg-ids.js';
-import { connectNats, isConnected } from '../core/nats.js';
-import { ServiceUser } from '../core/natsconf.js';
-import type { Ops } from '../core/ops.js';
-import { parsePresence, type PresenceRecord } from '../core/presence.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../core/room.js';
-import type { Shutdown } from '../core/shutdown.js';
-import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../core/streams.js';
-import { Bucket, roomStreamName } from '../core/subjects.js';
-import type { TokenSigner } from '../core/tokens.js';
+import { parseBlock } from '../domain/blocks.js';
+import { describeError } from '../protocol/errors.js';
+import { KvCache, openBucket } from '../infra/kv.js';
+import type { Logger } from '../runtime/logger.js';
+import { SystemMsgIds } from '../infra/msg-ids.js';
+import { connectNats, isConnected } from '../infra/nats.js';
+import { ServiceUser } from '../infra/natsconf.js';
+import type { Ops } from '../runtime/ops.js';
+import { parsePresence, type PresenceRecord } from '../domain/presence.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room.js';
+import type { Shutdown } from '../runtime/shutdown.js';
+import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../infra/streams.js';
+import { Bucket, roomStreamName } from '../protocol/subjects.js';
+import type { TokenSigner } from '../infra/tokens.js';
 import {
   DEFAULT_HAND_CHANGES,
   DEFAULT_HAND_WINDOW_MS,
   Handlers,
   type LiveKitSettings,
 } from './handlers.js';
-import { perWindow } from '../core/rate.js';
+import { perWindow } from '../domain/rate.js';
 import { WorkerMetrics } from './metrics.js';
 import { EventPool, type PoolSettings } from './pool.js';
 import { PresenceTracker, type PresenceSettings } from './presence.js';

@@ -11,9 +11,9 @@
  */
 import { RoomServiceClient, ServerError } from 'livekit-server-sdk';
 import { Counter, type Registry } from 'prom-client';
-import { describeError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
-import { METRICS_PREFIX } from '../core/ops.js';
+import { describeError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
+import { METRICS_PREFIX } from '../runtime/ops.js';
 import type { LiveKitSettings } from './handlers.js';
 
 /** What a removal from LiveKit came to. */

@@ -1,6 +1,6 @@
 /** Prometheus metrics of the worker. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { METRICS_PREFIX } from '../core/ops.js';
+import { METRICS_PREFIX } from '../runtime/ops.js';
 
 export class WorkerMetrics {
   readonly events: Counter<'event' | 'outcome'>;

@@ -21,8 +21,8 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError } from '../core/errors.js';
-import { PlatformEvents } from '../core/platform-events.js';
+import { describeError } from '../protocol/errors.js';
+import { PlatformEvents } from '../infra/platform-events.js';
 import {
   answerEventName,
   AnswerCode,
@@ -34,18 +34,19 @@ import {
   REQUEST_ID_RULE,
   RequestEvent,
   type Answer,
-} from '../core/events.js';
-import { isValidId } from '../core/ids.js';
-import type { Logger } from '../core/logger.js';
-import type { SystemMsgIds } from '../core/msg-ids.js';
-import { ensureConsumer, isJsError, JS_MESSAGE_TOO_LARGE, nanos } from '../core/streams.js';
+} from '../protocol/events.js';
+import { isValidId } from '../protocol/ids.js';
+import type { Logger } from '../runtime/logger.js';
+import type { SystemMsgIds } from '../infra/msg-ids.js';
+import { ensureConsumer, isJsError, nanos } from '../infra/streams.js';
+import { JS_MESSAGE_TOO_LARGE } from '../protocol/jetstream.js';
 import {
   broadcastSubject,
   parseWorkerSubject,
   userAnswerSubject,
   WORKER_CONSUMER,
   WORKER_STREAM,
-} from '../core/subjects.js';
+} from '../protocol/subjects.js';
 import { HandlerError, type Handlers } from './handlers.js';
 import type { WorkerMetrics } from './metrics.js';
 

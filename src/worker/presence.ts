@@ -20,14 +20,14 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
-import { describeError } from '../core/errors.js';
-import { Broadcast, broadcast } from '../core/events.js';
-import { isValidId } from '../core/ids.js';
-import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../core/kv.js';
+import { describeError } from '../protocol/errors.js';
+import { Broadcast, broadcast } from '../protocol/events.js';
+import { isValidId } from '../protocol/ids.js';
+import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../infra/kv.js';
 import { parseConnz, type ConnzAnswer } from './connz.js';
-import type { Logger } from '../core/logger.js';
-import type { SystemMsgIds } from '../core/msg-ids.js';
-import { LeftReason, PlatformEvents } from '../core/platform-events.js';
+import type { Logger } from '../runtime/logger.js';
+import type { SystemMsgIds } from '../infra/msg-ids.js';
+import { LeftReason, PlatformEvents } from '../infra/platform-events.js';
 import {
   buildBatch,
   DEFAULT_LARGE_ROOM_THRESHOLD,
@@ -40,7 +40,7 @@ import {
   seatChange,
   type BatchMark,
   type PendingChange,
-} from '../core/presence-batch.js';
+} from '../domain/presence-batch.js';
 import {
   applyPresence,
   occupiesSeat,
@@ -50,7 +50,7 @@ import {
   type ConnectionRef,
   type PresenceEvent,
   type PresenceRecord,
-} from '../core/presence.js';
+} from '../domain/presence.js';
 import {
   devicesKey,
   handKey,
@@ -61,7 +61,7 @@ import {
   presenceBatchKey,
   renewKey,
   strikesKey,
-} from '../core/room-state.js';
+} from '../domain/room-state.js';
 import {
   Bucket,
   deviceConsumerName,
@@ -72,7 +72,7 @@ import {
   roomStreamName,
   Sys,
   userConsumerName,
-} from '../core/subjects.js';
+} from '../protocol/subjects.js';
 
 /** Defaults (flags of `torii worker`). */
 export const DEFAULT_PRESENCE_GRACE_MS = 15_000;

@@ -10,13 +10,13 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError } from '../core/errors.js';
+import { describeError } from '../protocol/errors.js';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { casUpdate, lastValues, type KvCache } from '../core/kv.js';
-import { Bucket } from '../core/subjects.js';
-import type { Logger } from '../core/logger.js';
-import { memberKey, parseMember, rightsKey } from '../core/room-state.js';
-import type { CompiledRole, CompiledRoomConfig } from '../core/room.js';
+import { casUpdate, lastValues, type KvCache } from '../infra/kv.js';
+import { Bucket } from '../protocol/subjects.js';
+import type { Logger } from '../runtime/logger.js';
+import { memberKey, parseMember, rightsKey } from '../domain/room-state.js';
+import type { CompiledRole, CompiledRoomConfig } from '../domain/room.js';
 import type { MediaRemover } from './media.js';
 import { kickAll, roomConnections } from './service.js';
 

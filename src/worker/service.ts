@@ -7,30 +7,30 @@
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError, ErrorCode, ValidationError } from '../core/errors.js';
-import { checkRoomId, checkUserId } from '../core/ids.js';
-import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../core/kv.js';
+import { describeError, ErrorCode, ValidationError } from '../protocol/errors.js';
+import { checkRoomId, checkUserId } from '../protocol/ids.js';
+import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../infra/kv.js';
 import { parseConnz } from './connz.js';
 import { MediaOutcome, type MediaRemover } from './media.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
-import { occupiesSeat, type PresenceRecord } from '../core/presence.js';
-import type { CompiledRoomConfig } from '../core/room.js';
+import { occupiesSeat, type PresenceRecord } from '../domain/presence.js';
+import type { CompiledRoomConfig } from '../domain/room.js';
 import {
   clientUserName,
   QUEUE_GROUP,
   SERVICE_NAME,
   ServiceSubject,
   Sys,
-} from '../core/subjects.js';
+} from '../protocol/subjects.js';
 import type { KV } from '@nats-io/kv';
-import { blockKey, type BlockRecord } from '../core/blocks.js';
-import { presenceKey } from '../core/presence.js';
+import { blockKey, type BlockRecord } from '../domain/blocks.js';
+import { presenceKey } from '../domain/presence.js';
 import {
   MAX_TOKEN_TTL_MS,
   MIN_TOKEN_TTL_MS,
   mintRoomToken,
   type TokenSigner,
-} from '../core/tokens.js';
+} from '../infra/tokens.js';
 
 /** Status codes of endpoint errors (the micro protocol's `Nats-Service-Error-Code`). */
 export const ServiceError = {

@@ -6,7 +6,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
+import { findTool } from '../../src/devtools/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 
 /** Where browser tests keep their screenshots. */
 export const SCREENSHOT_DIR = path.join(PROJECT_ROOT, 'test-results', 'screenshots');

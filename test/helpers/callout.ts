@@ -12,17 +12,17 @@ import {
   type AuthCalloutConfig,
   type RunningAuthCallout,
 } from '../../src/auth/index.js';
-import { KeyFile, readKeyFile } from '../../src/core/keys.js';
-import { silentLogger, type Logger } from '../../src/core/logger.js';
-import { Ops } from '../../src/core/ops.js';
-import { Shutdown } from '../../src/core/shutdown.js';
-import { userInboxPrefix } from '../../src/core/subjects.js';
+import { KeyFile, readKeyFile } from '../../src/infra/keys.js';
+import { silentLogger, type Logger } from '../../src/runtime/logger.js';
+import { Ops } from '../../src/runtime/ops.js';
+import { Shutdown } from '../../src/runtime/shutdown.js';
+import { userInboxPrefix } from '../../src/protocol/subjects.js';
 import {
   loadTokenSigner,
   mintRoomToken,
   type MintOptions,
   type RoomTokenClaims,
-} from '../../src/core/tokens.js';
+} from '../../src/infra/tokens.js';
 import type { TestKeys } from './nats.js';
 
 /** A callout running in this process. */

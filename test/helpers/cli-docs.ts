@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 
 export const CLI_DOCS = path.join(PROJECT_ROOT, 'docs', 'cli.md');
 const CLI_JS = path.join(PROJECT_ROOT, 'dist', 'cli.js');

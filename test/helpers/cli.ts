@@ -2,7 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { freePort, track, trackGroup, waitFor } from './procs.js';
 
 /** The compiled CLI entry point. */

@@ -4,9 +4,9 @@ import {
   type ControllerConfig,
   type RunningController,
 } from '../../src/controller/index.js';
-import { silentLogger, type Logger } from '../../src/core/logger.js';
-import { Ops } from '../../src/core/ops.js';
-import { Shutdown } from '../../src/core/shutdown.js';
+import { silentLogger, type Logger } from '../../src/runtime/logger.js';
+import { Ops } from '../../src/runtime/ops.js';
+import { Shutdown } from '../../src/runtime/shutdown.js';
 import type { Counter } from 'prom-client';
 import type { TestKeys } from './nats.js';
 

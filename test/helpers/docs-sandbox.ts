@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
+import { findTool } from '../../src/devtools/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { CLI } from './cli.js';
 import { startControlPlane, type ControlPlane } from './kube.js';
 import {

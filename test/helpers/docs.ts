@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 
 /** One command of a block (continuation lines joined). */
 export interface DocCommand {

@@ -13,7 +13,7 @@ import {
   KubeConfig,
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
-import { findTool } from '../../src/core/tools.js';
+import { findTool } from '../../src/devtools/tools.js';
 import { freePort, removeDir, runAsync, tempDir, track, waitFor } from './procs.js';
 
 /** Details of a running control plane, shared as JSON. */

@@ -16,7 +16,7 @@ import {
   generateLiveKitKeys,
   LiveKitServerProcess,
   type LiveKitKeys,
-} from '../../src/core/livekit-server.js';
+} from '../../src/devtools/livekit-server.js';
 import { freePort, tempDir, track, waitFor } from './procs.js';
 
 /** Starts LiveKit on loopback; `stop()` it in `afterAll` (teardown kills it too). */

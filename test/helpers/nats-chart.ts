@@ -9,8 +9,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { NatsServerProcess } from '../../src/core/nats-server.js';
-import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
+import { NatsServerProcess } from '../../src/devtools/nats-server.js';
+import { findTool } from '../../src/devtools/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { freePort, runAsync } from './procs.js';
 
 /** The vendored chart (scripts/vendor-nats-chart.sh). */

@@ -7,11 +7,11 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { openBucket } from '../../src/core/kv.js';
-import { Bucket } from '../../src/core/subjects.js';
-import { generateKeys, loadServerKeys, type ServerKeys } from '../../src/core/keys.js';
-import { NatsServerProcess } from '../../src/core/nats-server.js';
-import { renderNatsConfig, ServiceUser, type NatsConfigOptions } from '../../src/core/natsconf.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { Bucket } from '../../src/protocol/subjects.js';
+import { generateKeys, loadServerKeys, type ServerKeys } from '../../src/infra/keys.js';
+import { NatsServerProcess } from '../../src/devtools/nats-server.js';
+import { renderNatsConfig, ServiceUser, type NatsConfigOptions } from '../../src/infra/natsconf.js';
 import { freePort, removeDir, tempDir, track, waitFor } from './procs.js';
 
 /** Keys shared by every server of one test file (generating them takes a few ms). */

@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError } from '../../src/core/errors.js';
+import { describeError } from '../../src/protocol/errors.js';
 
 /** Temp folders of test servers start with this; a leak check looks for it in command lines. */
 export const TEST_DIR_PREFIX = 'torii-test-';

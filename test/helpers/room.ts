@@ -4,12 +4,12 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { blockKey, type BlockRecord } from '../../src/core/blocks.js';
-import { openBucket } from '../../src/core/kv.js';
-import { presenceKey, type PresenceRecord } from '../../src/core/presence.js';
-import { compileRoom, type CompiledRoomConfig, type RoomSpec } from '../../src/core/room.js';
-import { ensureRoomStream, ensureWorkerStream } from '../../src/core/streams.js';
-import { Bucket } from '../../src/core/subjects.js';
+import { blockKey, type BlockRecord } from '../../src/domain/blocks.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { presenceKey, type PresenceRecord } from '../../src/domain/presence.js';
+import { compileRoom, type CompiledRoomConfig, type RoomSpec } from '../../src/domain/room.js';
+import { ensureRoomStream, ensureWorkerStream } from '../../src/infra/streams.js';
+import { Bucket } from '../../src/protocol/subjects.js';
 
 /** Compiles `spec`, ensures the room stream and the worker stream, and publishes the config. */
 export async function publishRoom(

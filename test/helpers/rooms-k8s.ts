@@ -8,14 +8,14 @@ import {
   type KubeConfig,
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import {
   ROOM_API_GROUP as group,
   ROOM_API_VERSION as version,
   ROOM_PLURAL as plural,
   type RoomResource,
   type RoomSpec,
-} from '../../src/core/room.js';
+} from '../../src/domain/room.js';
 import { applyCrd } from './kube.js';
 import { waitFor } from './procs.js';
 

@@ -1,9 +1,9 @@
 /** Runs a worker in the test process against a test server. */
 import { runWorker, type RunningWorker, type WorkerConfig } from '../../src/worker/index.js';
-import { silentLogger, type Logger } from '../../src/core/logger.js';
-import { Ops } from '../../src/core/ops.js';
-import { Shutdown } from '../../src/core/shutdown.js';
-import { loadTokenSigner } from '../../src/core/tokens.js';
+import { silentLogger, type Logger } from '../../src/runtime/logger.js';
+import { Ops } from '../../src/runtime/ops.js';
+import { Shutdown } from '../../src/runtime/shutdown.js';
+import { loadTokenSigner } from '../../src/infra/tokens.js';
 import type { TestKeys } from './nats.js';
 
 export const LIVEKIT = {

@@ -6,11 +6,11 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Counter } from 'prom-client';
-import { openBucket } from '../../src/core/kv.js';
-import { parsePresence, presenceKey, PresenceState } from '../../src/core/presence.js';
-import { seatsKey } from '../../src/core/room-state.js';
-import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
-import { Bucket, clientUserName, Sys } from '../../src/core/subjects.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { parsePresence, presenceKey, PresenceState } from '../../src/domain/presence.js';
+import { seatsKey } from '../../src/domain/room-state.js';
+import { DEFAULT_ACCOUNTS } from '../../src/infra/natsconf.js';
+import { Bucket, clientUserName, Sys } from '../../src/protocol/subjects.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_USER } from '../../src/auth/index.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

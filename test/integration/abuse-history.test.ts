@@ -18,9 +18,9 @@ import {
 } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, RoomRequestError, type RoomMessage } from '../../src/client/index.js';
-import { Broadcast, RequestEvent } from '../../src/core/events.js';
-import { openBucket } from '../../src/core/kv.js';
-import { presenceKey } from '../../src/core/presence.js';
+import { Broadcast, RequestEvent } from '../../src/protocol/events.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { presenceKey } from '../../src/domain/presence.js';
 import {
   Bucket,
   chatSubject,
@@ -32,7 +32,7 @@ import {
   userEventsSubject,
   WORKER_CONSUMER,
   WORKER_STREAM,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

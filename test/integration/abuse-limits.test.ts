@@ -13,22 +13,22 @@ import net from 'node:net';
 import path from 'node:path';
 import { SignJWT, decodeJwt, importJWK, type JWK } from 'jose';
 import { RoomClient } from '../../src/client/index.js';
-import { RequestEvent, answerEventName } from '../../src/core/events.js';
-import { openBucket } from '../../src/core/kv.js';
-import { KeyFile } from '../../src/core/keys.js';
+import { RequestEvent, answerEventName } from '../../src/protocol/events.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { KeyFile } from '../../src/infra/keys.js';
 import {
   DEFAULT_CLIENT_MAX_PAYLOAD,
   DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
-} from '../../src/core/natsconf.js';
-import { memberKey, renewKey } from '../../src/core/room-state.js';
+} from '../../src/infra/natsconf.js';
+import { memberKey, renewKey } from '../../src/domain/room-state.js';
 import {
   Bucket,
   chatSubject,
   liveSubject,
   roleWorkerSubject,
   userAnswerSubject,
-} from '../../src/core/subjects.js';
-import { MAX_NAME_LENGTH } from '../../src/core/tokens.js';
+} from '../../src/protocol/subjects.js';
+import { MAX_NAME_LENGTH } from '../../src/infra/tokens.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { startNats, type TestKeys, type TestNats } from '../helpers/nats.js';

@@ -12,18 +12,18 @@ import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { Classroom, RoomClient, RoomRequestError } from '../../src/client/index.js';
 import type { MediaServerData, Permissions } from '../../src/client/classroom.js';
-import { RequestEvent } from '../../src/core/events.js';
-import type { LiveKitServerProcess } from '../../src/core/livekit-server.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import type { LiveKitServerProcess } from '../../src/devtools/livekit-server.js';
 import {
   DEFAULT_ROLE_SPECS,
   ROOM_API_GROUP,
   ROOM_API_VERSION,
   ROOM_KIND,
-} from '../../src/core/room.js';
+} from '../../src/domain/room.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openBucket } from '../../src/core/kv.js';
-import { Bucket, chatSubject, roomStreamName, ServiceSubject } from '../../src/core/subjects.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { Bucket, chatSubject, roomStreamName, ServiceSubject } from '../../src/protocol/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { signal, startLiveKit, type SignalSession } from '../helpers/livekit.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

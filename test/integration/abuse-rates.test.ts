@@ -15,9 +15,9 @@ import {
   type RoomClient,
 } from '../../src/client/index.js';
 import { encodeLive } from '../../src/client/live.js';
-import { blockKey, parseBlock } from '../../src/core/blocks.js';
-import { openBucket } from '../../src/core/kv.js';
-import { parsePresence } from '../../src/core/presence.js';
+import { blockKey, parseBlock } from '../../src/domain/blocks.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { parsePresence } from '../../src/domain/presence.js';
 import {
   Bucket,
   liveSubject,
@@ -27,7 +27,7 @@ import {
   roomStreamName,
   Sys,
   userInboxPrefix,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import {
   CONN_BURST_SECONDS,
   DEFAULT_CONN_BYTES_PER_SEC,

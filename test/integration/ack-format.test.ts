@@ -10,16 +10,16 @@ import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
-import { openBucket } from '../../src/core/kv.js';
-import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { DEFAULT_ACCOUNTS } from '../../src/infra/natsconf.js';
 import {
   Bucket,
   chatSubject,
   JsApi,
   roomStreamName,
   userInboxPrefix,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import { expectViolation } from '../helpers/assert-nats.js';
 import {
   connectClient,

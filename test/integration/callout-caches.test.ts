@@ -8,11 +8,11 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { openBucket } from '../../src/core/kv.js';
-import { compileRoom } from '../../src/core/room.js';
-import { devicesKey, memberKey } from '../../src/core/room-state.js';
-import { ensureRoomStream } from '../../src/core/streams.js';
-import { Bucket, deviceConnectionName } from '../../src/core/subjects.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { compileRoom } from '../../src/domain/room.js';
+import { devicesKey, memberKey } from '../../src/domain/room-state.js';
+import { ensureRoomStream } from '../../src/infra/streams.js';
+import { Bucket, deviceConnectionName } from '../../src/protocol/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { publishRoom } from '../helpers/room.js';

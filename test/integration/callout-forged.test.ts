@@ -12,9 +12,9 @@
 import { createCurve, createServer, createUser } from '@nats-io/nkeys';
 import { createInbox, headers, type NatsConnection } from '@nats-io/transport-node';
 import { AUTH_REQUEST_AUDIENCE, SERVER_XKEY_HEADER } from '../../src/auth/callout.js';
-import { encodeNatsJwt } from '../../src/core/natsjwt.js';
-import { NKeyPrefix, NKeySigner, XKey } from '../../src/core/nkeys.js';
-import { Sys } from '../../src/core/subjects.js';
+import { encodeNatsJwt } from '../../src/infra/natsjwt.js';
+import { NKeyPrefix, NKeySigner, XKey } from '../../src/infra/nkeys.js';
+import { Sys } from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

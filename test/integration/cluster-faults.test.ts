@@ -17,10 +17,10 @@ import {
 import type { KV } from '@nats-io/kv';
 import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
-import { answerEventName, RequestEvent } from '../../src/core/events.js';
-import { openBucket } from '../../src/core/kv.js';
-import { handKey, parseHand } from '../../src/core/room-state.js';
-import { ensureWorkerStream } from '../../src/core/streams.js';
+import { answerEventName, RequestEvent } from '../../src/protocol/events.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { handKey, parseHand } from '../../src/domain/room-state.js';
+import { ensureWorkerStream } from '../../src/infra/streams.js';
 import {
   Bucket,
   kvStreamName,
@@ -29,7 +29,7 @@ import {
   userConsumerName,
   WORKER_CONSUMER,
   WORKER_STREAM,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { spawnRole } from '../helpers/cli.js';
 import { TestCluster, type TestNats } from '../helpers/nats.js';

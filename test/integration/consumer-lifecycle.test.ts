@@ -8,13 +8,13 @@
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
+import { RequestEvent } from '../../src/protocol/events.js';
 import {
   DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS,
   nanos,
   userConsumerConfig,
-} from '../../src/core/streams.js';
-import { chatSubject, deviceConsumerName, JsApi } from '../../src/core/subjects.js';
+} from '../../src/infra/streams.js';
+import { chatSubject, deviceConsumerName, JsApi } from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

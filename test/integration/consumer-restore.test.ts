@@ -7,9 +7,9 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
-import { ensureWorkerStream } from '../../src/core/streams.js';
-import { deviceConsumerName, roomStreamName } from '../../src/core/subjects.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import { ensureWorkerStream } from '../../src/infra/streams.js';
+import { deviceConsumerName, roomStreamName } from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { TestCluster, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

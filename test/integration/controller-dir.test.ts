@@ -6,10 +6,10 @@ import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from '
 import path from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { openBucket } from '../../src/core/kv.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../../src/core/room.js';
-import { Bucket } from '../../src/core/subjects.js';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room.js';
+import { Bucket } from '../../src/protocol/subjects.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { torii } from '../helpers/cli.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

@@ -16,17 +16,17 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { runController, type ControllerConfig } from '../../src/controller/index.js';
 import { LeaderElector, type LeaseTiming } from '../../src/controller/leader.js';
-import { openBucket } from '../../src/core/kv.js';
-import { silentLogger, type Logger } from '../../src/core/logger.js';
-import { Ops } from '../../src/core/ops.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { silentLogger, type Logger } from '../../src/runtime/logger.js';
+import { Ops } from '../../src/runtime/ops.js';
 import {
   ROOM_API_GROUP,
   ROOM_API_VERSION,
   ROOM_PLURAL,
   type RoomResource,
-} from '../../src/core/room.js';
-import { Shutdown } from '../../src/core/shutdown.js';
-import { Bucket } from '../../src/core/subjects.js';
+} from '../../src/domain/room.js';
+import { Shutdown } from '../../src/runtime/shutdown.js';
+import { Bucket } from '../../src/protocol/subjects.js';
 import { toriiSpawn } from '../helpers/cli.js';
 import { kubeConfig, sharedControlPlane } from '../helpers/kube.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

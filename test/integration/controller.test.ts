@@ -5,11 +5,11 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { openBucket } from '../../src/core/kv.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../../src/core/room.js';
-import { CONSUMERS_PER_SEAT } from '../../src/core/streams.js';
-import { Bucket, roomEventsSubject } from '../../src/core/subjects.js';
-import { findTool } from '../../src/core/tools.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room.js';
+import { CONSUMERS_PER_SEAT } from '../../src/infra/streams.js';
+import { Bucket, roomEventsSubject } from '../../src/protocol/subjects.js';
+import { findTool } from '../../src/devtools/tools.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { kubeConfig, sharedControlPlane } from '../helpers/kube.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

@@ -13,15 +13,16 @@ import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { parse as parseYaml } from 'yaml';
 import { RoomClient } from '../../src/client/index.js';
-import { KeyFile } from '../../src/core/keys.js';
+import { KeyFile } from '../../src/infra/keys.js';
 import {
   CLIENT_RESPONSE_THRESHOLD_MS,
   DEFAULT_ACCOUNTS,
   DEFAULT_CLIENT_MAX_PAYLOAD,
   DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
-} from '../../src/core/natsconf.js';
-import { CLIENT_SERVICE_IMPORTS, liveSubject, REPUBLISH_EXPORT } from '../../src/core/subjects.js';
-import { PROJECT_ROOT, findTool } from '../../src/core/tools.js';
+} from '../../src/infra/natsconf.js';
+import { CLIENT_SERVICE_IMPORTS, liveSubject, REPUBLISH_EXPORT } from '../../src/protocol/subjects.js';
+import { findTool } from '../../src/devtools/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { CLI, cleanEnv, spawnRole, torii } from '../helpers/cli.js';
 import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { kubectl, serverDryRun } from '../helpers/kube.js';

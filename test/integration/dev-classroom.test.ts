@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { TokenVerifier } from 'livekit-server-sdk';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { cleanEnv, devPorts, waitForDev, type DevOutput } from '../helpers/cli.js';
 import { blockStartingWith } from '../helpers/docs.js';
 import {

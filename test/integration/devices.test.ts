@@ -8,11 +8,11 @@ import { createInterface } from 'node:readline';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { AuthorizationError, headers, type NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
-import { MAX_DEVICES_PER_USER } from '../../src/core/streams.js';
-import { RequestEvent } from '../../src/core/events.js';
-import { devicesKey } from '../../src/core/room-state.js';
-import { openBucket } from '../../src/core/kv.js';
-import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
+import { MAX_DEVICES_PER_USER } from '../../src/infra/streams.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import { devicesKey } from '../../src/domain/room-state.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { DEFAULT_ACCOUNTS } from '../../src/infra/natsconf.js';
 import {
   Bucket,
   chatSubject,
@@ -20,7 +20,7 @@ import {
   whiteboardSubject,
   DEVICE_NAME_PREFIX,
   Sys,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import {
   connectClient,
   joinRoom,

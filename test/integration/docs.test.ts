@@ -11,9 +11,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { KeyFile } from '../../src/core/keys.js';
-import { ServiceUser } from '../../src/core/natsconf.js';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { KeyFile } from '../../src/infra/keys.js';
+import { ServiceUser } from '../../src/infra/natsconf.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { CLI_DOCS, renderCliDocs } from '../helpers/cli-docs.js';
 import { DocsSandbox } from '../helpers/docs-sandbox.js';
 import { codeBlocks, shellBlocks, type DocBlock } from '../helpers/docs.js';

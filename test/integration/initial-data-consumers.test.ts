@@ -11,10 +11,10 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { RoomClient } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
-import { DELETE_MARKER_TTL, openBucket } from '../../src/core/kv.js';
-import { handKey } from '../../src/core/room-state.js';
-import { Bucket, kvStreamName } from '../../src/core/subjects.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import { DELETE_MARKER_TTL, openBucket } from '../../src/infra/kv.js';
+import { handKey } from '../../src/domain/room-state.js';
+import { Bucket, kvStreamName } from '../../src/protocol/subjects.js';
 import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { publishRoom } from '../helpers/room.js';

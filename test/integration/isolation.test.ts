@@ -10,10 +10,10 @@ import { createInbox, headers, type Msg, type NatsConnection } from '@nats-io/tr
 import type { LiveMessage, RoomClient, RoomMessage } from '../../src/client/index.js';
 import { parseLive } from '../../src/client/live.js';
 import { readCopy, received, roomCopies } from '../../src/client/republished.js';
-import { blockKey } from '../../src/core/blocks.js';
-import { DEFAULT_ACCOUNTS } from '../../src/core/natsconf.js';
-import { presenceKey } from '../../src/core/presence.js';
-import { memberKey } from '../../src/core/room-state.js';
+import { blockKey } from '../../src/domain/blocks.js';
+import { DEFAULT_ACCOUNTS } from '../../src/infra/natsconf.js';
+import { presenceKey } from '../../src/domain/presence.js';
+import { memberKey } from '../../src/domain/room-state.js';
 import {
   Bucket,
   chatSubject,
@@ -30,7 +30,7 @@ import {
   userInboxPrefix,
   whiteboardSubject,
   roleWorkerSubject,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {

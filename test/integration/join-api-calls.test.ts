@@ -6,10 +6,10 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { RoomClient } from '../../src/client/index.js';
-import { casUpdate, KvCache, openBucket } from '../../src/core/kv.js';
-import { silentLogger } from '../../src/core/logger.js';
-import { parsePresence, presenceKey, type PresenceRecord } from '../../src/core/presence.js';
-import { Bucket, JsAdvisory } from '../../src/core/subjects.js';
+import { casUpdate, KvCache, openBucket } from '../../src/infra/kv.js';
+import { silentLogger } from '../../src/runtime/logger.js';
+import { parsePresence, presenceKey, type PresenceRecord } from '../../src/domain/presence.js';
+import { Bucket, JsAdvisory } from '../../src/protocol/subjects.js';
 import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

@@ -12,9 +12,9 @@ import {
   eraseKey,
   KvCache,
   openBucket,
-} from '../../src/core/kv.js';
-import { silentLogger } from '../../src/core/logger.js';
-import { Bucket, kvStreamName } from '../../src/core/subjects.js';
+} from '../../src/infra/kv.js';
+import { silentLogger } from '../../src/runtime/logger.js';
+import { Bucket, kvStreamName } from '../../src/protocol/subjects.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';

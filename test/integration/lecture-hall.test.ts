@@ -8,9 +8,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { Classroom, RoomRequestError, type RoomClient } from '../../src/client/index.js';
-import { openBucket } from '../../src/core/kv.js';
-import { parsePresence, PresenceState } from '../../src/core/presence.js';
-import { Bucket, kvStreamName, presenceBatchSubject } from '../../src/core/subjects.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { parsePresence, PresenceState } from '../../src/domain/presence.js';
+import { Bucket, kvStreamName, presenceBatchSubject } from '../../src/protocol/subjects.js';
 import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

@@ -5,14 +5,14 @@
  */
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { BUCKET_MAX_BYTES, MAX_KV_VALUE_BYTES, openBucket } from '../../src/core/kv.js';
+import { BUCKET_MAX_BYTES, MAX_KV_VALUE_BYTES, openBucket } from '../../src/infra/kv.js';
 import {
   WORKER_MAX_BYTES,
   WORKER_MAX_MSG_SIZE,
   WORKER_MAX_PER_USER,
   ensureWorkerStream,
-} from '../../src/core/streams.js';
-import { Bucket, kvStreamName, roleWorkerSubject, WORKER_STREAM } from '../../src/core/subjects.js';
+} from '../../src/infra/streams.js';
+import { Bucket, kvStreamName, roleWorkerSubject, WORKER_STREAM } from '../../src/protocol/subjects.js';
 import type { RoomRequestError } from '../../src/client/index.js';
 import {
   connectClient,

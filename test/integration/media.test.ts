@@ -8,8 +8,8 @@ import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-
 import { RequestResponse_Reason } from '@livekit/protocol';
 import { RoomServiceClient } from 'livekit-server-sdk';
 import { RoomClient } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
-import type { LiveKitServerProcess } from '../../src/core/livekit-server.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import type { LiveKitServerProcess } from '../../src/devtools/livekit-server.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import {
   addCameraTrack,

@@ -19,8 +19,8 @@ import {
   type ClientProxy,
 } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ServiceUser } from '../../src/core/natsconf.js';
-import { PLATFORM_EVENTS_ALL, PlatformEvent, ServiceSubject } from '../../src/core/subjects.js';
+import { ServiceUser } from '../../src/infra/natsconf.js';
+import { PLATFORM_EVENTS_ALL, PlatformEvent, ServiceSubject } from '../../src/protocol/subjects.js';
 import { expectViolation } from '../helpers/assert-nats.js';
 import type { RoomClient } from '../../src/client/index.js';
 import {

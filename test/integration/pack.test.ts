@@ -6,7 +6,7 @@
  */
 import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT, packageVersion } from '../../src/core/tools.js';
+import { PROJECT_ROOT, packageVersion } from '../../src/runtime/version.js';
 import { cleanEnv } from '../helpers/cli.js';
 import { blockStartingWith } from '../helpers/docs.js';
 import { runAsync, tempDir } from '../helpers/procs.js';

@@ -9,8 +9,8 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../../src/client/index.js';
-import { RequestEvent } from '../../src/core/events.js';
-import { DefaultAccount } from '../../src/core/subjects.js';
+import { RequestEvent } from '../../src/protocol/events.js';
+import { DefaultAccount } from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

@@ -7,7 +7,7 @@ import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeJwt } from 'jose';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
-import { roleWorkerSubject } from '../../src/core/subjects.js';
+import { roleWorkerSubject } from '../../src/protocol/subjects.js';
 import { expectViolation } from '../helpers/assert-nats.js';
 import {
   connectClient,

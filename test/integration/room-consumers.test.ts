@@ -8,10 +8,10 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient, RoomMessage } from '../../src/client/index.js';
-import { openBucket } from '../../src/core/kv.js';
-import { MAX_DEVICES_PER_USER, roomMaxConsumers } from '../../src/core/streams.js';
-import { parsePresence, presenceKey, PresenceState } from '../../src/core/presence.js';
-import { Bucket, roomStreamName } from '../../src/core/subjects.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { MAX_DEVICES_PER_USER, roomMaxConsumers } from '../../src/infra/streams.js';
+import { parsePresence, presenceKey, PresenceState } from '../../src/domain/presence.js';
+import { Bucket, roomStreamName } from '../../src/protocol/subjects.js';
 import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

@@ -3,10 +3,10 @@
  * user, including those presence has not recorded; `$SRV.STATS` counts errors and processing
  * time of every endpoint.
  */
-import { blockKey } from '../../src/core/blocks.js';
-import { openBucket } from '../../src/core/kv.js';
-import { presenceKey } from '../../src/core/presence.js';
-import { Bucket, ServiceSubject } from '../../src/core/subjects.js';
+import { blockKey } from '../../src/domain/blocks.js';
+import { openBucket } from '../../src/infra/kv.js';
+import { presenceKey } from '../../src/domain/presence.js';
+import { Bucket, ServiceSubject } from '../../src/protocol/subjects.js';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';

@@ -7,10 +7,10 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import type { RoomClient } from '../../src/client/index.js';
-import { silentLogger } from '../../src/core/logger.js';
-import { SystemMsgIds } from '../../src/core/msg-ids.js';
-import { ensureWorkerStream, nanos } from '../../src/core/streams.js';
-import { roleWorkerSubject, WORKER_CONSUMER, WORKER_STREAM } from '../../src/core/subjects.js';
+import { silentLogger } from '../../src/runtime/logger.js';
+import { SystemMsgIds } from '../../src/infra/msg-ids.js';
+import { ensureWorkerStream, nanos } from '../../src/infra/streams.js';
+import { roleWorkerSubject, WORKER_CONSUMER, WORKER_STREAM } from '../../src/protocol/subjects.js';
 import type { HandlerResult, Handlers } from '../../src/worker/handlers.js';
 import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { EventPool, workerConsumerConfig } from '../../src/worker/pool.js';

@@ -6,7 +6,7 @@
 import { AckPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { RoomClient } from '../../src/client/index.js';
-import { WORKER_CONSUMER, WORKER_STREAM } from '../../src/core/subjects.js';
+import { WORKER_CONSUMER, WORKER_STREAM } from '../../src/protocol/subjects.js';
 import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

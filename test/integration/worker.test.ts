@@ -15,8 +15,8 @@ import {
   type LiveMessage,
   type RoomMessage,
 } from '../../src/client/index.js';
-import { KeyFile } from '../../src/core/keys.js';
-import { liveSubject, roleWorkerSubject, userAnswerSubject } from '../../src/core/subjects.js';
+import { KeyFile } from '../../src/infra/keys.js';
+import { liveSubject, roleWorkerSubject, userAnswerSubject } from '../../src/protocol/subjects.js';
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestKeys, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';

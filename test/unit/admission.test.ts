@@ -6,7 +6,7 @@ import {
   parseSeatLedger,
   type SeatView,
 } from '../../src/auth/seats.js';
-import type { PresenceRecord } from '../../src/core/presence.js';
+import type { PresenceRecord } from '../../src/domain/presence.js';
 
 const at = (s: number): string => new Date(Date.UTC(2026, 11, 1, 9, 0, s)).toISOString();
 const ms = (s: number): number => Date.parse(at(s));

@@ -8,7 +8,7 @@ import { build, type Plugin } from 'esbuild';
 import { builtinModules } from 'node:module';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../src/core/tools.js';
+import { PROJECT_ROOT } from '../../src/runtime/version.js';
 
 const NODE_BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 /** Packages that exist only for Node. */
@@ -67,8 +67,8 @@ describe('the SDK in a browser', () => {
       expect.arrayContaining([
         'src/client/index.ts',
         'src/client/classroom.ts',
-        'src/core/subjects.ts',
-        'src/core/events.ts',
+        'src/protocol/subjects.ts',
+        'src/protocol/events.ts',
       ]),
     );
     expect(inputs.some((i) => i.includes('@nats-io/nats-core'))).toBe(true);

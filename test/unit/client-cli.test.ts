@@ -1,6 +1,6 @@
 import { formatRoomMessage, tokenIdentity } from '../../src/commands/client.js';
 import type { RoomMessage } from '../../src/client/index.js';
-import { ConfigError } from '../../src/core/errors.js';
+import { ConfigError } from '../../src/protocol/errors.js';
 
 /** An unsigned JWT with these claims: the client only reads them (the server verifies). */
 function jwt(claims: Record<string, unknown>): string {

@@ -8,8 +8,8 @@ import {
   opt,
   parseDuration,
   portParser,
-} from '../../src/core/config.js';
-import { ConfigError } from '../../src/core/errors.js';
+} from '../../src/runtime/config.js';
+import { ConfigError } from '../../src/protocol/errors.js';
 
 describe('config', () => {
   test('env names follow the flag', () => {

@@ -1,4 +1,4 @@
-import { dropExpired } from '../../src/core/expiry.js';
+import { dropExpired } from '../../src/domain/expiry.js';
 
 describe('dropExpired', () => {
   test('drops the expired entries at the front and stops at the first that is still good', () => {

@@ -1,5 +1,5 @@
-import { checkRoomId, checkUserId, isReservedRoomId, isValidId } from '../../src/core/ids.js';
-import { ValidationError } from '../../src/core/errors.js';
+import { checkRoomId, checkUserId, isReservedRoomId, isValidId } from '../../src/protocol/ids.js';
+import { ValidationError } from '../../src/protocol/errors.js';
 
 describe('ids (docs/protocol.md)', () => {
   test.each(['a', 'n5-evening', 'User_01', 'x'.repeat(64)])('accepts %s', (id) => {

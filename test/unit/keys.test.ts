@@ -1,4 +1,4 @@
-import { randomPassword } from '../../src/core/keys.js';
+import { randomPassword } from '../../src/infra/keys.js';
 
 describe('generated passwords', () => {
   test('start with a letter and hold only hex after it, so nats-server reads $VAR as a string', () => {

@@ -9,7 +9,7 @@ import {
   parseLive,
   REQUEST_ID_RANDOM_BITS,
 } from '../../src/client/live.js';
-import { perWindow, RateGate, takeTokens } from '../../src/core/rate.js';
+import { perWindow, RateGate, takeTokens } from '../../src/domain/rate.js';
 import {
   CONN_BURST_SECONDS,
   DEFAULT_CONN_BYTES_PER_SEC,
@@ -17,13 +17,13 @@ import {
   mayBeOver,
   overBound,
 } from '../../src/worker/flood-guard.js';
-import { isValidId } from '../../src/core/ids.js';
+import { isValidId } from '../../src/protocol/ids.js';
 import {
   deviceConnectionName,
   deviceConsumerName,
   DEVICE_NAME_PREFIX,
   parseDeviceName,
-} from '../../src/core/subjects.js';
+} from '../../src/protocol/subjects.js';
 
 const body = (s: string): Uint8Array => new TextEncoder().encode(s);
 const live = (subject: string, text: string, o: { reply?: string; hasHeaders?: boolean } = {}) =>

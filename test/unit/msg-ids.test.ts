@@ -1,4 +1,4 @@
-import { SystemMsgIds } from '../../src/core/msg-ids.js';
+import { SystemMsgIds } from '../../src/infra/msg-ids.js';
 
 describe('system message ids', () => {
   test('the same logical message gets the same id in every process holding the secret', () => {

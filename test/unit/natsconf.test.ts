@@ -4,9 +4,9 @@ import {
   DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
   renderNatsConfig,
   ServiceUser,
-} from '../../src/core/natsconf.js';
+} from '../../src/infra/natsconf.js';
 import { pageOrigins } from '../../src/commands/dev.js';
-import { CLIENT_SERVICE_IMPORTS } from '../../src/core/subjects.js';
+import { CLIENT_SERVICE_IMPORTS } from '../../src/protocol/subjects.js';
 
 const keys = {
   issuerPublicKey: 'AISSUER',

@@ -8,8 +8,8 @@ import {
   NKeySigner,
   verifyNKeySignature,
   XKey,
-} from '../../src/core/nkeys.js';
-import { decodeNatsJwt, encodeNatsJwt } from '../../src/core/natsjwt.js';
+} from '../../src/infra/nkeys.js';
+import { decodeNatsJwt, encodeNatsJwt } from '../../src/infra/natsjwt.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);

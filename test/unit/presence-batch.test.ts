@@ -1,4 +1,4 @@
-/** The pure coalescing logic of large rooms (src/core/presence-batch.ts). */
+/** The pure coalescing logic of large rooms (src/domain/presence-batch.ts). */
 import {
   buildBatch,
   checkPageRequest,
@@ -16,9 +16,9 @@ import {
   seatChange,
   type ParticipantEntry,
   type PendingChange,
-} from '../../src/core/presence-batch.js';
-import type { PresenceState } from '../../src/core/presence.js';
-import { type PresenceRecord } from '../../src/core/presence.js';
+} from '../../src/domain/presence-batch.js';
+import type { PresenceState } from '../../src/domain/presence.js';
+import { type PresenceRecord } from '../../src/domain/presence.js';
 import { RoomState } from '../../src/client/classroom.js';
 
 const rec = (userId: string, state: PresenceState): PresenceRecord => ({

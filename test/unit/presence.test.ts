@@ -4,7 +4,7 @@ import {
   PresenceState,
   type PresenceEvent,
   type PresenceRecord,
-} from '../../src/core/presence.js';
+} from '../../src/domain/presence.js';
 
 const a = { server: 'S1', cid: 1 };
 const b = { server: 'S1', cid: 2 };

@@ -1,4 +1,4 @@
-import { RoomIndex } from '../../src/core/kv.js';
+import { RoomIndex } from '../../src/infra/kv.js';
 
 /** The two parts of a KvCache that the index reads. */
 function fakeCache(initial: [string, number][]) {

@@ -5,13 +5,13 @@ import {
   parseRoomDuration,
   renderPermissions,
   validateRoomSpec,
-} from '../../src/core/room.js';
+} from '../../src/domain/room.js';
 import {
   MAX_DEVICES_PER_USER,
   roomStreamConfig,
   userConsumerConfig,
   workerStreamConfig,
-} from '../../src/core/streams.js';
+} from '../../src/infra/streams.js';
 
 describe('Room spec', () => {
   test('defaults (docs/controller.md)', () => {

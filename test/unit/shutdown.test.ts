@@ -1,12 +1,12 @@
-import { Shutdown } from '../../src/core/shutdown.js';
-import { silentLogger } from '../../src/core/logger.js';
+import { Shutdown } from '../../src/runtime/shutdown.js';
+import { silentLogger } from '../../src/runtime/logger.js';
 import {
   ToriiError,
   ValidationError,
   ConfigError,
   ErrorCode,
   describeError,
-} from '../../src/core/errors.js';
+} from '../../src/protocol/errors.js';
 
 describe('Shutdown', () => {
   test('runs hooks once, last registered first, and survives a failing or hanging hook', async () => {

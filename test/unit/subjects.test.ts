@@ -1,4 +1,4 @@
-import * as S from '../../src/core/subjects.js';
+import * as S from '../../src/protocol/subjects.js';
 
 describe('subjects (docs/protocol.md)', () => {
   test('room and user subjects', () => {

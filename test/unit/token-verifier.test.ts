@@ -12,15 +12,15 @@ import {
   type CryptoKey,
   type JWK,
 } from 'jose';
-import { generateKeys } from '../../src/core/keys.js';
-import { loadTokenSigner, MAX_NAME_LENGTH, mintRoomToken } from '../../src/core/tokens.js';
+import { generateKeys } from '../../src/infra/keys.js';
+import { loadTokenSigner, MAX_NAME_LENGTH, mintRoomToken } from '../../src/infra/tokens.js';
 import {
   TokenVerifier,
   MAX_TOKEN_BYTES,
   VERIFIED_TOKEN_CACHE_TTL_MS,
 } from '../../src/auth/token-verifier.js';
 import { Rejection } from '../../src/auth/rejection.js';
-import { ConfigError } from '../../src/core/errors.js';
+import { ConfigError } from '../../src/protocol/errors.js';
 import { waitFor } from '../helpers/procs.js';
 
 const base = { issuer: 'torii', audience: 'torii-nats', clockSkewMs: 30_000 };

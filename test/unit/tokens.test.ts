@@ -1,6 +1,6 @@
 import { decodeJwt, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
-import { checkRoomTokenClaims, mintRoomToken, type TokenSigner } from '../../src/core/tokens.js';
-import { ValidationError } from '../../src/core/errors.js';
+import { checkRoomTokenClaims, mintRoomToken, type TokenSigner } from '../../src/infra/tokens.js';
+import { ValidationError } from '../../src/protocol/errors.js';
 
 describe('room tokens', () => {
   let signer: TokenSigner;

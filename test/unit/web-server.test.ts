@@ -10,7 +10,7 @@ import {
   contentSecurityPolicy,
   startWebServer,
   type WebServer,
-} from '../../src/core/web-server.js';
+} from '../../src/devtools/web-server.js';
 import { tempDir } from '../helpers/procs.js';
 
 /** What the secret file holds: no response body may contain it. */

@@ -3,7 +3,7 @@
  * on SIGINT/SIGTERM, each bounded by a timeout. A second signal exits at once.
  */
 import type { Logger } from './logger.js';
-import { describeError } from './errors.js';
+import { describeError } from '../protocol/errors.js';
 
 /** How long one hook may take before shutdown moves on, in milliseconds. */
 export const DEFAULT_SHUTDOWN_HOOK_TIMEOUT_MS = 10_000;

@@ -3,22 +3,12 @@
  * for tests). Order: an explicit `TORII_<NAME>` path, then PATH, then the project's `.tools/bin`,
  * then the tools cache `~/.cache/torii/tools` filled by `scripts/install-tools.sh`.
  */
-import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ToolError } from './errors.js';
-import { ENV_PREFIX } from './config.js';
-
-/** Root of the project checkout (two levels above `src/core` or `dist/core`). */
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-/** The version in package.json (what `--version` prints and the workers announce). */
-export function packageVersion(): string {
-  return (
-    JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
-  ).version;
-}
+import { ToolError } from '../protocol/errors.js';
+import { ENV_PREFIX } from '../runtime/config.js';
+import { PROJECT_ROOT } from '../runtime/version.js';
 
 /** Default tools cache; overridden by `TORII_TOOLS_CACHE`. */
 export function toolsCacheDir(): string {

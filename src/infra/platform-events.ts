@@ -9,9 +9,9 @@
  * `torii.rooms.list` tell it). Publishing never fails the action: a refused publish is logged.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError } from './errors.js';
-import type { Logger } from './logger.js';
-import type { PlatformEvent } from './subjects.js';
+import { describeError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
+import type { PlatformEvent } from '../protocol/subjects.js';
 
 /** Why a participant left. */
 export const LeftReason = {

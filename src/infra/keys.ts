@@ -10,7 +10,7 @@ import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createAccount, createCurve, fromCurveSeed, fromSeed } from '@nats-io/nkeys';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../protocol/errors.js';
 
 /** File names inside the keys folder. */
 export const KeyFile = {

@@ -5,7 +5,7 @@
  * cluster routes. `torii nats-config`, `torii dev` and the test
  * harness all render with this one function, so what is tested is what ships.
  */
-import { CLIENT_SERVICE_IMPORTS, DefaultAccount, REPUBLISH_EXPORT } from './subjects.js';
+import { CLIENT_SERVICE_IMPORTS, DefaultAccount, REPUBLISH_EXPORT } from '../protocol/subjects.js';
 import type { ServerKeys } from './keys.js';
 
 /** Users that bypass the callout (listed in `auth_users`). */

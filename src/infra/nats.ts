@@ -3,9 +3,9 @@
  * and drained on shutdown so in-flight messages are delivered before the socket closes.
  */
 import { connect, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { ToriiError, ErrorCode, describeError } from './errors.js';
-import type { Logger } from './logger.js';
-import type { Shutdown } from './shutdown.js';
+import { ToriiError, ErrorCode, describeError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
+import type { Shutdown } from '../runtime/shutdown.js';
 
 /** Default NATS URL. */
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';

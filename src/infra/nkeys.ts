@@ -13,7 +13,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import nacl from 'tweetnacl';
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../protocol/errors.js';
 
 /** nkey type prefixes (first base32 character of a public key). */
 export const NKeyPrefix = {

@@ -14,7 +14,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import type { CompiledRoomConfig } from './room.js';
+import type { CompiledRoomConfig } from '../domain/room.js';
 import {
   roomRepublish,
   roomStreamName,
@@ -23,7 +23,15 @@ import {
   userConsumerName,
   WORKER_STREAM,
   WORKER_STREAM_SUBJECTS,
-} from './subjects.js';
+} from '../protocol/subjects.js';
+import {
+  JS_CONSUMER_CREATE,
+  JS_CONSUMER_EXISTS,
+  JS_CONSUMER_NOT_FOUND,
+  JS_CONSUMER_OFFLINE,
+  JS_STREAM_NOT_FOUND,
+  PROBE_TIMEOUT_MS,
+} from '../protocol/jetstream.js';
 
 /** Milliseconds → the nanoseconds JetStream's API takes. */
 export const nanos = (ms: number): number => ms * 1_000_000;
@@ -39,8 +47,6 @@ export const nanos = (ms: number): number => ms * 1_000_000;
  * counts as activity) and the ack wait the server adds to it for unacked deliveries.
  */
 export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 30_000;
-/** Longest pause between two steps of a client's catch-up (the SDK's timeout per step), in ms. */
-export const CATCH_UP_STEP_MS = 5_000;
 /** Messages a user may hold unacked before the server pauses delivery to it. */
 export const USER_MAX_ACK_PENDING = 1_000;
 /** How long a message of the worker queue is kept if no worker takes it. */
@@ -148,11 +154,6 @@ export function userConsumerConfig(
   };
 }
 
-/** JetStream's error code for "stream not found". */
-export const JS_STREAM_NOT_FOUND = 10059;
-/** JetStream's error code for "consumer already exists" (with another configuration). */
-export const JS_CONSUMER_EXISTS = 10148;
-
 /** True for a JetStream API answer with the error code `code`. */
 export const isJsError = (e: unknown, code: number): boolean =>
   e instanceof JetStreamApiError && e.apiError().err_code === code;
@@ -174,21 +175,6 @@ export async function ensureStream(
   await jsm.streams.update(config.name, config);
   return 'updated';
 }
-
-/** JetStream's error code for "message size exceeds maximum allowed" (the stream's `max_msg_size`). */
-export const JS_MESSAGE_TOO_LARGE = 10054;
-
-/** JetStream's error code for "maximum consumers limit reached" (the stream's `max_consumers`). */
-export const JS_MAX_CONSUMERS = 10026;
-
-/** JetStream's error code for "consumer not found". */
-export const JS_CONSUMER_NOT_FOUND = 10014;
-/**
- * JetStream's error code for "consumer is offline": every server holding the consumer is gone.
- * A user consumer has one replica (docs/protocol.md), so it is offline from the moment its server
- * dies until that server comes back, which may be never.
- */
-export const JS_CONSUMER_OFFLINE = 10119;
 
 /** What {@link ensureConsumer} did. */
 export type EnsuredConsumer = 'ensured' | 'restored';
@@ -236,9 +222,6 @@ export async function ensureConsumer(
   return 'ensured';
 }
 
-/** JetStream's error code for a consumer create or update it refuses (`JSConsumerCreateErrF`). */
-export const JS_CONSUMER_CREATE = 10012;
-
 /** An update refused because it changes what a consumer cannot change (its ack policy, …). */
 const isImmutableChange = (e: unknown): boolean =>
   isJsError(e, JS_CONSUMER_CREATE) &&
@@ -260,11 +243,6 @@ export const RESTORE_DELETE_WAIT_MS = 15_000;
 const RESTORE_POLL_MS = 200;
 /** Creates tried by {@link restoreConsumer}: JetStream may place the new one on a dead server. */
 const RESTORE_ATTEMPTS = 3;
-/**
- * Longest wait for JetStream to answer a question about a consumer, in milliseconds: a served
- * consumer answers in milliseconds, and one that is not is asked about while a client waits.
- */
-export const PROBE_TIMEOUT_MS = 2_000;
 
 const TIMED_OUT = Symbol('timed out');
 /** `p`, or {@link TIMED_OUT} when it takes longer than `ms` (`p` still runs; its end is ignored). */

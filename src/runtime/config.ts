@@ -4,8 +4,8 @@
  * command starts; an error names the flag and the env variable so the user knows what to fix.
  */
 import { InvalidArgumentError, Option } from 'commander';
-import { ConfigError } from './errors.js';
-import { checkId, type IdKind } from './ids.js';
+import { ConfigError } from '../protocol/errors.js';
+import { checkId, type IdKind } from '../protocol/ids.js';
 
 /** Prefix of every environment variable Torii reads. */
 export const ENV_PREFIX = 'TORII_';

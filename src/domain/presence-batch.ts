@@ -6,7 +6,7 @@
  * participants that matter rather than everyone; the full list is paged with
  * `REQ_PARTICIPANTS` (docs/decisions.md, "Lecture halls"). Pure functions: the worker feeds them.
  */
-import { isValidId } from './ids.js';
+import { isValidId } from '../protocol/ids.js';
 import { occupiesSeat, type PresenceRecord } from './presence.js';
 
 /**

@@ -3,7 +3,7 @@
  * admits a user, so workers know roles without the token), raised hands (written by workers with
  * compare-and-set), and token-renewal stamps (rate limit across replicas).
  */
-import { isValidId } from './ids.js';
+import { isValidId } from '../protocol/ids.js';
 import type { RateBudget } from './rate.js';
 
 /** `members.{roomId}.{userId}` */
@@ -30,7 +30,7 @@ export const rightsKey = (roomId: string): string => `rights.${roomId}`;
 
 /**
  * `batches.{roomId}`: what the room's presence batches have covered (`BatchMark` of
- * src/core/presence-batch.ts), so that of several workers one emits each batch.
+ * src/domain/presence-batch.ts), so that of several workers one emits each batch.
  */
 export const presenceBatchKey = (roomId: string): string => `batches.${roomId}`;
 

@@ -3,7 +3,7 @@
  * writes them; the callout reads them to enforce `maxParticipants`; workers serve them as the
  * participant list.
  */
-import { isValidId } from './ids.js';
+import { isValidId } from '../protocol/ids.js';
 
 export const PresenceState = { Online: 'online', Away: 'away', Left: 'left' } as const;
 export type PresenceState = (typeof PresenceState)[keyof typeof PresenceState];
@@ -42,7 +42,7 @@ export interface PresenceRecord {
   /**
    * The seat change this record made (a join, a departure) is announced in the room's presence
    * batch, not by a broadcast of its own: the room was large when it was stored
-   * (src/core/presence-batch.ts). Decided once, by the writer, so every replica agrees.
+   * (src/domain/presence-batch.ts). Decided once, by the writer, so every replica agrees.
    */
   batched?: boolean;
   /** Written by earlier versions once the consumer was deleted; no longer written. */

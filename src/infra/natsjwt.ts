@@ -3,7 +3,7 @@
  * signature verification. `@nats-io/jwt`'s `decode()` checks signatures but not `exp` or `aud`;
  * callers here check those explicitly.
  */
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../protocol/errors.js';
 import {
   randomBytesPooled,
   verifyNKeySignature,

@@ -3,8 +3,8 @@
  * and compilation into the room config that the controller publishes to KV `torii_rooms` and
  * that the callout and workers read. Types for the CRD live here, in one place.
  */
-import { MAX_BROADCAST_BYTES } from './events.js';
-import { checkRoomId, ID_PATTERN } from './ids.js';
+import { MAX_BROADCAST_BYTES } from '../protocol/events.js';
+import { checkRoomId, ID_PATTERN } from '../protocol/ids.js';
 import {
   JsApi,
   chatSubject,
@@ -14,7 +14,7 @@ import {
   userInboxPrefix,
   whiteboardSubject,
   workerSubject,
-} from './subjects.js';
+} from '../protocol/subjects.js';
 
 /** API group and version of the Room CRD. */
 export const ROOM_API_GROUP = 'torii.io';

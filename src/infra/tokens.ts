@@ -3,8 +3,8 @@
  * and identity. `torii token`, the `torii.tokens.issue` endpoint and token renewal mint them here.
  */
 import { importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';
-import { ConfigError, ValidationError } from './errors.js';
-import { checkRoomId, checkUserId, ID_PATTERN } from './ids.js';
+import { ConfigError, ValidationError } from '../protocol/errors.js';
+import { checkRoomId, checkUserId, ID_PATTERN } from '../protocol/ids.js';
 import { KeyFile, readOptionalKeyFile } from './keys.js';
 
 /** Default `iss` of room tokens. */

@@ -2,7 +2,7 @@
  * Block entries in KV `torii_blocks`, key `{roomId}.{userId}`: a kicked user's tokens are refused
  * by the callout until `until` (or forever when absent).
  */
-import { isValidId } from './ids.js';
+import { isValidId } from '../protocol/ids.js';
 
 export interface BlockRecord {
   roomId: string;

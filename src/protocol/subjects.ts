@@ -133,7 +133,7 @@ export const roomEventsSubject = (roomId: string): string => `room.${roomId}.evt
 export const userEventsSubject = (roomId: string, userId: string): string =>
   `room.${roomId}.evt.${userId}`;
 /**
- * The token of the presence batches' subject: `~` occurs in no user id (src/core/ids.ts), so no
+ * The token of the presence batches' subject: `~` occurs in no user id (src/protocol/ids.ts), so no
  * user's broadcast subject is this one, and a user's share of the history stays its own.
  */
 const PRESENCE_BATCH_TOKEN = '~presence';

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ToolError } from './errors.js';
+import { ToolError } from '../protocol/errors.js';
 
 /** Log lines kept for the error of a start that fails. */
 const LOG_TAIL_LINES = 30;

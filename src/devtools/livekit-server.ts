@@ -19,13 +19,6 @@ export const DEFAULT_MEDIA_RTC_PORT = 7882;
 export const DEFAULT_LIVEKIT_START_TIMEOUT_MS = 30_000;
 /** How long a server may take to exit after SIGTERM before it is killed, in milliseconds. */
 export const DEFAULT_LIVEKIT_STOP_TIMEOUT_MS = 10_000;
-/**
- * Shortest API secret, in characters. LiveKit outside development mode logs an error for a
- * shorter one ("should be at least 32 characters for security"); Torii refuses it.
- */
-export const MIN_LIVEKIT_SECRET_LENGTH = 32;
-/** The pair LiveKit's `--dev` mode uses, which everyone knows: never accepted as real keys. */
-export const WELL_KNOWN_LIVEKIT_KEYS = { apiKey: 'devkey', apiSecret: 'secret' } as const;
 /** Wait before signalling a stopping server again (the second signal skips the drain), in milliseconds. */
 const SIGNAL_AGAIN_MS = 300;
 /** Poll interval while waiting for the server, in milliseconds. */

@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ToolError } from './errors.js';
+import { ToolError } from '../protocol/errors.js';
 import { ServerChild } from './server-process.js';
 import { findTool } from './tools.js';
 

@@ -14,10 +14,10 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry, type KvOptions, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection, QueuedIterator } from '@nats-io/transport-node';
-import { describeError, ErrorCode, ToriiError } from './errors.js';
-import type { Logger } from './logger.js';
+import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
+import type { Logger } from '../runtime/logger.js';
 import { nanos } from './streams.js';
-import { Bucket, kvStreamName, kvSubject } from './subjects.js';
+import { Bucket, kvStreamName, kvSubject } from '../protocol/subjects.js';
 
 /** Largest value Torii writes to any bucket, in bytes (a compiled room config is the largest). */
 export const MAX_KV_VALUE_BYTES = 256 * 1024;

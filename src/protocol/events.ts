@@ -15,7 +15,7 @@ export const Broadcast = {
   SessionEnded: 'EVT_SESSION_ENDED',
   /**
    * Joins and departures of a large room, coalesced: one per room per interval, on
-   * `room.{roomId}.evt.~presence` (src/core/presence-batch.ts).
+   * `room.{roomId}.evt.~presence` (src/domain/presence-batch.ts).
    */
   PresenceBatch: 'EVT_PRESENCE_BATCH',
 } as const;
@@ -58,7 +58,7 @@ export const RequestEvent = {
   RestoreConsumer: 'REQ_RESTORE_CONSUMER',
   /**
    * A page of the room's participants in join order: `data.cursor` (null or absent for the first
-   * page, else the previous answer's `next`) and `data.limit` (src/core/presence-batch.ts).
+   * page, else the previous answer's `next`) and `data.limit` (src/domain/presence-batch.ts).
    */
   Participants: 'REQ_PARTICIPANTS',
 } as const;

@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PROJECT_ROOT } from './tools.js';
+import { PROJECT_ROOT } from '../runtime/version.js';
 
 /** Default port of the classroom page in `torii dev`. */
 export const DEFAULT_WEB_PORT = 8090;
