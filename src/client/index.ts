@@ -35,8 +35,14 @@ import {
 } from './live.js';
 import { StoredPublisher } from './pubacks.js';
 import { readCopy, received, roomCopies } from './republished.js';
-import { CATCH_UP_STEP_MS, JS_CONSUMER_NOT_FOUND, JS_CONSUMER_OFFLINE, PROBE_TIMEOUT_MS } from '../protocol/jetstream.js';
-import { MAX_REQUEST_BYTES, RequestEvent, type Answer, type AnswerCode } from '../protocol/events.js';
+import {
+  CATCH_UP_STEP_MS,
+  JS_CONSUMER_NOT_FOUND,
+  JS_CONSUMER_OFFLINE,
+  PROBE_TIMEOUT_MS,
+} from '../protocol/jetstream.js';
+import { MAX_REQUEST_BYTES, RequestEvent, type Answer } from '../protocol/events.js';
+import { ToriiError, type AnswerCode, type ErrorCode } from '../protocol/errors.js';
 import {
   chatSubject,
   DEVICE_ID_RULE,
@@ -108,14 +114,15 @@ const TRANSIENT_PUBLISH_ERRORS: ReadonlySet<string> = new Set([
 const isTransient = (e: unknown): boolean =>
   e instanceof Error && TRANSIENT_PUBLISH_ERRORS.has(e.name);
 
-/** An error answer from the worker. */
-export class RoomRequestError extends Error {
-  constructor(
-    readonly code: AnswerCode | 'TIMEOUT',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RoomRequestError';
+/**
+ * An error answer from the worker (its {@link AnswerCode}), or `TIMEOUT` when none came in time:
+ * Torii's one error type, as the SDK raises it.
+ */
+export class RoomRequestError extends ToriiError {
+  declare readonly code: AnswerCode | typeof ErrorCode.Timeout;
+
+  constructor(code: AnswerCode | typeof ErrorCode.Timeout, message: string) {
+    super(code, message);
   }
 }
 

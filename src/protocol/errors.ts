@@ -21,10 +21,43 @@ export const ErrorCode = {
   Config: 'CONFIG',
   /** An external tool (nats-server, etcd, …) is missing or failed. */
   Tool: 'TOOL',
+  /** No answer within the request's timeout: the SDK's own, never sent by a server. */
+  Timeout: 'TIMEOUT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** Base class: `code` + `message` + optional `cause`. */
+/**
+ * The codes an answer to a client's request may carry (docs/protocol.md); any other failure of a
+ * handler is answered `INTERNAL`.
+ */
+export type AnswerCode =
+  | typeof ErrorCode.BadRequest
+  | typeof ErrorCode.UnknownEvent
+  | typeof ErrorCode.Forbidden
+  | typeof ErrorCode.NotFound
+  | typeof ErrorCode.Conflict
+  | typeof ErrorCode.RateLimited
+  | typeof ErrorCode.Internal;
+
+const ANSWER_CODES: ReadonlySet<string> = new Set<AnswerCode>([
+  ErrorCode.BadRequest,
+  ErrorCode.UnknownEvent,
+  ErrorCode.Forbidden,
+  ErrorCode.NotFound,
+  ErrorCode.Conflict,
+  ErrorCode.RateLimited,
+  ErrorCode.Internal,
+]);
+
+/** True for a code an answer may carry. */
+export const isAnswerCode = (code: unknown): code is AnswerCode =>
+  typeof code === 'string' && ANSWER_CODES.has(code);
+
+/**
+ * Base class: `code` + `message` + optional `cause`. The one error type that crosses NATS: a
+ * worker's handler or endpoint throws it to refuse a request with its code, and the SDK raises
+ * it (as `RoomRequestError`) from an error answer.
+ */
 export class ToriiError extends Error {
   readonly code: ErrorCode;
 

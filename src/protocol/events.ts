@@ -1,4 +1,4 @@
-import { ErrorCode } from './errors.js';
+import type { AnswerCode } from './errors.js';
 
 /**
  * Room events on the wire (docs/protocol.md): names and envelopes shared by the workers (answers,
@@ -63,18 +63,6 @@ export const RequestEvent = {
   Participants: 'REQ_PARTICIPANTS',
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
-
-/** Error codes of answers (docs/protocol.md): the request-level subset of {@link ErrorCode}. */
-export const AnswerCode = {
-  BadRequest: ErrorCode.BadRequest,
-  UnknownEvent: ErrorCode.UnknownEvent,
-  Forbidden: ErrorCode.Forbidden,
-  NotFound: ErrorCode.NotFound,
-  Conflict: ErrorCode.Conflict,
-  RateLimited: ErrorCode.RateLimited,
-  Internal: ErrorCode.Internal,
-} as const;
-export type AnswerCode = (typeof AnswerCode)[keyof typeof AnswerCode];
 
 /** A client request. */
 export interface ClientRequest<T = unknown> {

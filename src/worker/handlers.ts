@@ -7,7 +7,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
-import { AnswerCode, Broadcast, RequestEvent } from '../protocol/events.js';
+import { Broadcast, RequestEvent } from '../protocol/events.js';
 import { isBlockActive, type BlockRecord } from '../domain/blocks.js';
 import { dropExpired } from '../domain/expiry.js';
 import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../infra/kv.js';
@@ -60,21 +60,10 @@ import {
   restoreConsumer,
   userConsumerConfig,
 } from '../infra/streams.js';
-import { ValidationError } from '../protocol/errors.js';
+import { ErrorCode, ToriiError, ValidationError } from '../protocol/errors.js';
 import { mintRoomToken, type TokenSigner } from '../infra/tokens.js';
 import { parseBudget, takeTokens, type RateLimit } from '../domain/rate.js';
 import { decodeJwt } from 'jose';
-
-/** A refusal with an answer code. */
-export class HandlerError extends Error {
-  constructor(
-    readonly code: AnswerCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HandlerError';
-  }
-}
 
 /** What one handled event produces. */
 export interface HandlerResult {
@@ -180,13 +169,13 @@ export class Handlers {
 
   async handle(ctx: EventContext): Promise<HandlerResult> {
     const room = this.d.rooms.get(ctx.roomId);
-    if (!room) throw new HandlerError(AnswerCode.NotFound, `room ${ctx.roomId} does not exist`);
+    if (!room) throw new ToriiError(ErrorCode.NotFound, `room ${ctx.roomId} does not exist`);
     // The role is the sending connection's (the subject's), never the member record's: that
     // record is shared by all of the user's connections, and the last admission wrote it.
     const role = Object.hasOwn(room.roles, ctx.role) ? room.roles[ctx.role] : undefined;
     if (!role)
-      throw new HandlerError(
-        AnswerCode.Forbidden,
+      throw new ToriiError(
+        ErrorCode.Forbidden,
         `role ${ctx.role} is not defined in room ${ctx.roomId}`,
       );
     const name = await this.member(ctx.roomId, ctx.userId);
@@ -214,7 +203,7 @@ export class Handlers {
       case RequestEvent.Participants:
         return { data: await this.participantsPage(room, ctx), broadcasts: [] };
       default:
-        throw new HandlerError(AnswerCode.UnknownEvent, `unknown event ${ctx.event}`);
+        throw new ToriiError(ErrorCode.UnknownEvent, `unknown event ${ctx.event}`);
     }
   }
 
@@ -251,7 +240,7 @@ export class Handlers {
   ): Promise<{ consumer: string; restored: boolean }> {
     const deviceId = ctx.data.deviceId;
     if (deviceId !== undefined && !isValidDeviceId(deviceId))
-      throw new HandlerError(AnswerCode.BadRequest, `deviceId: ${DEVICE_ID_RULE}`);
+      throw new ToriiError(ErrorCode.BadRequest, `deviceId: ${DEVICE_ID_RULE}`);
     const consumer = deviceConsumerName(ctx.userId, deviceId as string | undefined);
     const stream = roomStreamName(ctx.roomId);
     const config = userConsumerConfig(
@@ -263,8 +252,8 @@ export class Handlers {
     const state = await consumerState(this.d.jsm, stream, consumer);
     if (state === 'missing') {
       if (deviceId !== undefined && !(await this.listsDevice(ctx, deviceId as string)))
-        throw new HandlerError(
-          AnswerCode.NotFound,
+        throw new ToriiError(
+          ErrorCode.NotFound,
           `device ${deviceId as string} is not on the device list: connect again to have it listed`,
         );
       await ensureConsumer(this.d.jsm, stream, config);
@@ -361,7 +350,7 @@ export class Handlers {
     try {
       req = checkPageRequest(ctx.data);
     } catch (e) {
-      if (e instanceof PageRequestError) throw new HandlerError(AnswerCode.BadRequest, e.message);
+      if (e instanceof PageRequestError) throw new ToriiError(ErrorCode.BadRequest, e.message);
       throw e;
     }
     const snapshotSeq = await this.d.roomLastSeq(room.roomId);
@@ -381,15 +370,12 @@ export class Handlers {
   private refuseBlocked(room: CompiledRoomConfig, me: MemberRecord, now: Date): void {
     const block = this.d.blocks.get(blockKey(room.roomId, me.userId));
     if (block && isBlockActive(block, now))
-      throw new HandlerError(
-        AnswerCode.Forbidden,
-        `${me.userId} is blocked in room ${room.roomId}`,
-      );
+      throw new ToriiError(ErrorCode.Forbidden, `${me.userId} is blocked in room ${room.roomId}`);
   }
 
   private async media(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
     const lk = this.d.livekit;
-    if (!lk) throw new HandlerError(AnswerCode.NotFound, 'no media server is configured');
+    if (!lk) throw new ToriiError(ErrorCode.NotFound, 'no media server is configured');
     this.refuseBlocked(room, me, this.d.now());
     const grants = room.roles[me.role]?.media;
     // Grants follow the role: in a broadcast room only presenters have canPublish (the compiled
@@ -421,7 +407,7 @@ export class Handlers {
 
   private async renew(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
     if (!this.d.signer)
-      throw new HandlerError(AnswerCode.NotFound, 'token renewal is not configured on this worker');
+      throw new ToriiError(ErrorCode.NotFound, 'token renewal is not configured on this worker');
     const now = this.d.now();
     this.refuseBlocked(room, me, now);
     // Minted before the rate stamp is written: a stamp followed by a refusal would leave the user
@@ -445,7 +431,7 @@ export class Handlers {
       );
     } catch (e) {
       if (e instanceof ValidationError)
-        throw new HandlerError(AnswerCode.BadRequest, `cannot renew: ${e.message}`);
+        throw new ToriiError(ErrorCode.BadRequest, `cannot renew: ${e.message}`);
       throw e;
     }
     // At most one renewal per user per interval, across replicas: compare-and-set on a stamp.
@@ -463,7 +449,7 @@ export class Handlers {
           ? undefined
           : { put: { at: now.getTime() } },
     );
-    if (!step) throw new HandlerError(AnswerCode.RateLimited, 'renewed too recently');
+    if (!step) throw new ToriiError(ErrorCode.RateLimited, 'renewed too recently');
     return { token, expiresAt: new Date(now.getTime() + this.d.token.ttlMs).toISOString() };
   }
 
@@ -529,13 +515,13 @@ export class Handlers {
       });
     } catch (e) {
       if (e instanceof CasConflictError)
-        throw new HandlerError(AnswerCode.Conflict, 'hand state is busy; try again');
+        throw new ToriiError(ErrorCode.Conflict, 'hand state is busy; try again');
       throw e;
     }
     if (retryInMs > 0) {
       const { burst, refillMs } = this.d.handLimit;
-      throw new HandlerError(
-        AnswerCode.RateLimited,
+      throw new ToriiError(
+        ErrorCode.RateLimited,
         `hand changed too often: at most ${burst} changes, then one every ${Math.ceil(refillMs / 1000)} s; try again in ${Math.ceil(retryInMs / 1000)} s`,
       );
     }
@@ -564,11 +550,11 @@ export class Handlers {
 
   private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {
     if (!room.features.raiseHand)
-      throw new HandlerError(AnswerCode.Forbidden, 'raising hands is disabled in this room');
+      throw new ToriiError(ErrorCode.Forbidden, 'raising hands is disabled in this room');
     const note = ctx.data.note ?? '';
     if (typeof note !== 'string' || note.length > MAX_NOTE_LENGTH)
-      throw new HandlerError(
-        AnswerCode.BadRequest,
+      throw new ToriiError(
+        ErrorCode.BadRequest,
         `note: a string of at most ${MAX_NOTE_LENGTH} characters`,
       );
     const raisedAt = this.d.now().toISOString();
@@ -595,10 +581,9 @@ export class Handlers {
 
   private async lowerHand(ctx: EventContext, moderator: boolean): Promise<HandlerResult> {
     const target = ctx.data.userId ?? ctx.userId;
-    if (!isValidId(target))
-      throw new HandlerError(AnswerCode.BadRequest, 'userId: a valid user id');
+    if (!isValidId(target)) throw new ToriiError(ErrorCode.BadRequest, 'userId: a valid user id');
     if (target !== ctx.userId && !moderator)
-      throw new HandlerError(AnswerCode.Forbidden, "only moderators may lower another user's hand");
+      throw new ToriiError(ErrorCode.Forbidden, "only moderators may lower another user's hand");
     const at = this.d.now().toISOString();
     const lowered = await this.changeHand(
       ctx.roomId,

@@ -21,11 +21,9 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError } from '../protocol/errors.js';
 import { PlatformEvents } from '../infra/platform-events.js';
 import {
   answerEventName,
-  AnswerCode,
   broadcast,
   isRequestEventName,
   isValidRequestId,
@@ -35,6 +33,13 @@ import {
   RequestEvent,
   type Answer,
 } from '../protocol/events.js';
+import {
+  describeError,
+  ErrorCode,
+  isAnswerCode,
+  ToriiError,
+  type AnswerCode,
+} from '../protocol/errors.js';
 import { isValidId } from '../protocol/ids.js';
 import type { Logger } from '../runtime/logger.js';
 import type { SystemMsgIds } from '../infra/msg-ids.js';
@@ -47,7 +52,7 @@ import {
   WORKER_CONSUMER,
   WORKER_STREAM,
 } from '../protocol/subjects.js';
-import { HandlerError, type Handlers } from './handlers.js';
+import type { Handlers } from './handlers.js';
 import type { WorkerMetrics } from './metrics.js';
 
 const UTF8 = new TextDecoder();
@@ -346,31 +351,31 @@ export class EventPool {
     };
     try {
       if (!who || !isValidId(who.roomId) || !isValidId(who.userId) || !isValidId(who.role)) {
-        this.metrics.events.inc({ event, outcome: AnswerCode.BadRequest });
+        this.metrics.events.inc({ event, outcome: ErrorCode.BadRequest });
         m.term('not a user subject');
         return;
       }
       // Without a well-formed id no client can match an answer, and answers are stored in the
       // room stream: such requests are dropped unanswered, so a flood of them stores nothing.
       if (m.data.length > MAX_REQUEST_BYTES)
-        return await fail(AnswerCode.BadRequest, `payload larger than ${MAX_REQUEST_BYTES} bytes`);
+        return await fail(ErrorCode.BadRequest, `payload larger than ${MAX_REQUEST_BYTES} bytes`);
       try {
         request = JSON.parse(UTF8.decode(m.data)) as typeof request;
       } catch {
-        return await fail(AnswerCode.BadRequest, 'payload is not JSON');
+        return await fail(ErrorCode.BadRequest, 'payload is not JSON');
       }
       if (typeof request !== 'object' || request === null || Array.isArray(request))
-        return await fail(AnswerCode.BadRequest, 'payload must be a JSON object');
+        return await fail(ErrorCode.BadRequest, 'payload must be a JSON object');
       if (!isValidRequestId(request.id))
-        return await fail(AnswerCode.BadRequest, `id: ${REQUEST_ID_RULE}`);
+        return await fail(ErrorCode.BadRequest, `id: ${REQUEST_ID_RULE}`);
       id = request.id;
       if (typeof request.event !== 'string' || !isRequestEventName(request.event))
-        return await fail(AnswerCode.BadRequest, `event: ${REQUEST_EVENT_RULE}`);
+        return await fail(ErrorCode.BadRequest, `event: ${REQUEST_EVENT_RULE}`);
       // A metric label: only known names, or any client could mint new time series.
       event = KNOWN_EVENTS.has(request.event) ? request.event : 'unknown';
       const data = request.data ?? {};
       if (typeof data !== 'object' || data === null || Array.isArray(data))
-        return await fail(AnswerCode.BadRequest, 'data: an object');
+        return await fail(ErrorCode.BadRequest, 'data: an object');
       let result;
       try {
         result = await this.handlers.handle({
@@ -382,7 +387,7 @@ export class EventPool {
           seq: m.info.streamSequence,
         });
       } catch (e) {
-        if (e instanceof HandlerError) return await fail(e.code, e.message);
+        if (e instanceof ToriiError && isAnswerCode(e.code)) return await fail(e.code, e.message);
         throw e;
       }
       // Right after the handler stored the change: a redelivery (this one's answer failing)
@@ -403,7 +408,7 @@ export class EventPool {
       // delivery: refused at once with a short answer, which the stream takes.
       if (isJsError(e, JS_MESSAGE_TOO_LARGE) && id !== undefined) {
         await fail(
-          AnswerCode.Internal,
+          ErrorCode.Internal,
           "the answer is larger than the room's history.maxMessageSize",
         ).catch(() => undefined);
         return;
@@ -415,7 +420,7 @@ export class EventPool {
           { subject: m.subject, seq: m.info.streamSequence, err: describeError(e) },
           'event failed on its last delivery; kept in sysJsWorker',
         );
-        await fail(AnswerCode.Internal, 'the event could not be handled', 'keep').catch(
+        await fail(ErrorCode.Internal, 'the event could not be handled', 'keep').catch(
           () => undefined,
         );
         return;

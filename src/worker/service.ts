@@ -7,7 +7,7 @@
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError, ErrorCode, ValidationError } from '../protocol/errors.js';
+import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
 import { checkRoomId, checkUserId } from '../protocol/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../infra/kv.js';
 import { parseConnz } from './connz.js';
@@ -32,8 +32,11 @@ import {
   type TokenSigner,
 } from '../infra/tokens.js';
 
-/** Status codes of endpoint errors (the micro protocol's `Nats-Service-Error-Code`). */
-export const ServiceError = {
+/**
+ * Status codes of endpoint errors (the micro protocol's `Nats-Service-Error-Code`; not
+ * `@nats-io/services`' `ServiceError` class, which carries them).
+ */
+export const ServiceStatus = {
   BadRequest: 400,
   NotFound: 404,
   Unavailable: 503,
@@ -42,29 +45,18 @@ export const ServiceError = {
 
 /** The status that goes with each code an endpoint answers. */
 const STATUS_OF: Readonly<Partial<Record<ErrorCode, number>>> = {
-  [ErrorCode.BadRequest]: ServiceError.BadRequest,
-  [ErrorCode.NotFound]: ServiceError.NotFound,
-  [ErrorCode.Unavailable]: ServiceError.Unavailable,
+  [ErrorCode.BadRequest]: ServiceStatus.BadRequest,
+  [ErrorCode.NotFound]: ServiceStatus.NotFound,
+  [ErrorCode.Unavailable]: ServiceStatus.Unavailable,
 };
-
-class EndpointError extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** What a caller is told about a failure: Torii's code, the micro status and the message. */
 function failure(e: unknown): { code: ErrorCode; status: number; message: string } {
+  // A refusal (a ToriiError with a code an endpoint answers, bad input included) keeps its code;
+  // anything else is INTERNAL.
   const code =
-    e instanceof EndpointError
-      ? e.code
-      : e instanceof ValidationError
-        ? ErrorCode.BadRequest
-        : ErrorCode.Internal;
-  return { code, status: STATUS_OF[code] ?? ServiceError.Internal, message: describeError(e) };
+    e instanceof ToriiError && STATUS_OF[e.code] !== undefined ? e.code : ErrorCode.Internal;
+  return { code, status: STATUS_OF[code] ?? ServiceStatus.Internal, message: describeError(e) };
 }
 
 export interface ServiceDeps {
@@ -218,7 +210,7 @@ function body(req: unknown): Record<string, unknown> {
   if (req === undefined) return {};
   if (typeof req === 'object' && req !== null && !Array.isArray(req))
     return req as Record<string, unknown>;
-  throw new EndpointError(ErrorCode.BadRequest, 'request body must be a JSON object');
+  throw new ToriiError(ErrorCode.BadRequest, 'request body must be a JSON object');
 }
 
 /** Answers `msg` in its caller's form: NestJS reads its envelope, micro clients the body. */
@@ -274,7 +266,7 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   const room = (req: Record<string, unknown>): CompiledRoomConfig => {
     const roomId = checkRoomId(req.roomId, 'roomId');
     const r = d.rooms.get(roomId);
-    if (!r) throw new EndpointError(ErrorCode.NotFound, `room ${roomId} does not exist`);
+    if (!r) throw new ToriiError(ErrorCode.NotFound, `room ${roomId} does not exist`);
     return r;
   };
   const endpoint = (
@@ -296,7 +288,7 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
             try {
               req = readRequest(subject, msg.data);
             } catch {
-              throw new EndpointError(ErrorCode.BadRequest, 'request body must be a JSON object');
+              throw new ToriiError(ErrorCode.BadRequest, 'request body must be a JSON object');
             }
             caller = req.caller;
             answer(msg, caller, await fn(body(req.body)));
@@ -333,19 +325,19 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   }));
   endpoint('rooms_kick', ServiceSubject.RoomsKick, async (req) => {
     if (!d.sys)
-      throw new EndpointError(
+      throw new ToriiError(
         ErrorCode.Unavailable,
         'kicks need the system user (presence) on this worker',
       );
     const roomId = checkRoomId(req.roomId, 'roomId');
     const userId = checkUserId(req.userId, 'userId');
     if (req.reason !== undefined && (typeof req.reason !== 'string' || req.reason.length > 200)) {
-      throw new EndpointError(ErrorCode.BadRequest, 'reason: a string of at most 200 characters');
+      throw new ToriiError(ErrorCode.BadRequest, 'reason: a string of at most 200 characters');
     }
     const ttlMs =
       req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
     if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
-      throw new EndpointError(ErrorCode.BadRequest, 'durationSeconds: at least 1');
+      throw new ToriiError(ErrorCode.BadRequest, 'durationSeconds: at least 1');
     const now = new Date();
     const block: BlockRecord = {
       roomId,
@@ -384,22 +376,16 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   });
   endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
     if (!d.signer)
-      throw new EndpointError(
-        ErrorCode.Unavailable,
-        'token signing is not configured on this worker',
-      );
+      throw new ToriiError(ErrorCode.Unavailable, 'token signing is not configured on this worker');
     const r = room(req);
     const userId = checkUserId(req.userId, 'userId');
     if (typeof req.role !== 'string' || !Object.hasOwn(r.roles, req.role))
-      throw new EndpointError(
-        ErrorCode.BadRequest,
-        `role: one of ${Object.keys(r.roles).join(', ')}`,
-      );
+      throw new ToriiError(ErrorCode.BadRequest, `role: one of ${Object.keys(r.roles).join(', ')}`);
     if (req.name !== undefined && typeof req.name !== 'string')
-      throw new EndpointError(ErrorCode.BadRequest, 'name: a string');
+      throw new ToriiError(ErrorCode.BadRequest, 'name: a string');
     const ttlMs = req.ttlSeconds === undefined ? d.token.ttlMs : Number(req.ttlSeconds) * 1000;
     if (!Number.isInteger(ttlMs) || ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS)
-      throw new EndpointError(ErrorCode.BadRequest, 'ttlSeconds: 10 to 604800');
+      throw new ToriiError(ErrorCode.BadRequest, 'ttlSeconds: 10 to 604800');
     const now = new Date();
     const token = await mintRoomToken(
       d.signer,
