@@ -42,6 +42,7 @@ import {
   PROBE_TIMEOUT_MS,
 } from '../protocol/jetstream.js';
 import { MAX_REQUEST_BYTES, RequestEvent, type Answer } from '../protocol/events.js';
+import { backoffCeilingMs, jittered, retry } from '../domain/retry.js';
 import { ToriiError, type AnswerCode, type ErrorCode } from '../protocol/errors.js';
 import {
   chatSubject,
@@ -360,7 +361,7 @@ export class RoomClient {
     }
     this.catchUpRunning = true;
     this.catching = true;
-    let delay = CATCH_UP_RETRY_FIRST_MS;
+    let failures = 0;
     try {
       do {
         this.again = false;
@@ -371,8 +372,13 @@ export class RoomClient {
           // consumer never will.
           if (this.closed || !this.connected || e instanceof PermissionViolationError) break;
           await this.repairConsumer();
-          await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(2 * delay, CATCH_UP_RETRY_MAX_MS);
+          const wait = jittered(
+            backoffCeilingMs(
+              { firstMs: CATCH_UP_RETRY_FIRST_MS, maxMs: CATCH_UP_RETRY_MAX_MS },
+              ++failures,
+            ),
+          );
+          await new Promise((r) => setTimeout(r, wait));
           this.again = true;
         }
       } while (this.again && !this.closed);
@@ -594,20 +600,22 @@ export class RoomClient {
     timeoutMs: number,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    for (let delay = PUBLISH_RETRY_FIRST_MS; ; delay = Math.min(2 * delay, PUBLISH_RETRY_MAX_MS)) {
-      try {
-        await this.publisher.publish(
+    await retry(
+      () =>
+        this.publisher.publish(
           subject,
           payload,
           msgID,
           Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        );
-        return;
-      } catch (e) {
-        if (!isTransient(e) || this.closed || Date.now() + delay >= deadline) throw e;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+        ),
+      {
+        firstMs: PUBLISH_RETRY_FIRST_MS,
+        maxMs: PUBLISH_RETRY_MAX_MS,
+        deadline,
+        retryable: isTransient,
+        stopped: () => this.closed,
+      },
+    );
   }
 
   /** Publishes a live (not stored) update such as a cursor position. */

@@ -2,6 +2,7 @@
  * How the classroom page gets into its room: the first join is retried like the SDK's
  * reconnects are. Kept apart from the page (no DOM here) so that a unit test drives it.
  */
+import { backoffCeilingMs } from '../domain/retry.js';
 
 /** Wait before the first retry of a failed join, in milliseconds; doubles on each failure. */
 export const JOIN_RETRY_FIRST_MS = 500;
@@ -25,7 +26,7 @@ export type JoinResult<T> =
 
 /** The wait before retry number `retry` (1 for the first): doubling from the first, capped. */
 export function joinRetryDelayMs(retry: number): number {
-  return Math.min(JOIN_RETRY_MAX_MS, JOIN_RETRY_FIRST_MS * 2 ** Math.max(0, retry - 1));
+  return backoffCeilingMs({ firstMs: JOIN_RETRY_FIRST_MS, maxMs: JOIN_RETRY_MAX_MS }, retry);
 }
 
 /**

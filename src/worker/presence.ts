@@ -11,6 +11,7 @@
  * from one that is gone; a server's shutdown event ends its connections. A user who left is
  * deleted, with its consumers and records, once the retention period is over.
  */
+import { retry } from '../domain/retry.js';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import {
@@ -514,18 +515,15 @@ export class PresenceTracker {
     // An event is applied once or not at all, so trying again is safe; and an event dropped on
     // a JetStream hiccup (a bucket electing a leader after a server died) would stay wrong until
     // the next reconcile.
-    const attempt = async (): Promise<void> => {
-      const deadline = Date.now() + EVENT_RETRY_FOR_MS;
-      for (let delay = EVENT_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, EVENT_RETRY_MAX_MS)) {
-        try {
-          return await run();
-        } catch (e) {
-          if (this.stopped || Date.now() + delay > deadline) throw e;
-          this.log.debug({ key, event: ev.type, err: describeError(e) }, 'presence event retried');
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
-    };
+    const attempt = (): Promise<void> =>
+      retry(run, {
+        firstMs: EVENT_RETRY_FIRST_MS,
+        maxMs: EVENT_RETRY_MAX_MS,
+        deadline: Date.now() + EVENT_RETRY_FOR_MS,
+        stopped: () => this.stopped,
+        onRetry: (e) =>
+          this.log.debug({ key, event: ev.type, err: describeError(e) }, 'presence event retried'),
+      });
     const prev = this.chains.get(key) ?? Promise.resolve();
     const mine = prev.then(attempt, attempt);
     const tail = mine.catch(() => undefined);
