@@ -8,6 +8,7 @@
  * promise nor 'connect' means the cache holds the Rooms. An attempt is a success when `start()`
  * resolved without an 'error' in between: the list was cached and the watch is open.
  */
+import { backoffCeilingMs, jittered } from '../domain/retry.js';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -66,7 +67,8 @@ export class KubeRoomSource implements RoomSource {
   /** An 'error' was reported since the current start attempt began. */
   private attemptFailed = false;
   private stopped = false;
-  private restartDelay = RESTART_BASE_MS;
+  /** Failed starts in a row, for the backoff of the next. */
+  private restartFailures = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   /** Resolves the promise of {@link start}: on the first sync, or on stop. */
   private settle: (() => void) | undefined;
@@ -138,7 +140,7 @@ export class KubeRoomSource implements RoomSource {
     }
     if (this.attemptFailed) return;
     this.isSynced = true;
-    this.restartDelay = RESTART_BASE_MS;
+    this.restartFailures = 0;
     if (!this.everSynced) {
       this.everSynced = true;
       this.settle?.();
@@ -149,13 +151,15 @@ export class KubeRoomSource implements RoomSource {
     this.isSynced = false;
     this.attemptFailed = true;
     if (this.stopped) return;
+    const delay = jittered(
+      backoffCeilingMs({ firstMs: RESTART_BASE_MS, maxMs: RESTART_MAX_MS }, ++this.restartFailures),
+    );
     this.log.warn(
-      { err: apiErrorSummary(err), retryInMs: this.restartDelay },
+      { err: apiErrorSummary(err), retryInMs: delay },
       this.everSynced ? 'Room watch failed; restarting' : 'cannot list Rooms; retrying',
     );
     clearTimeout(this.restartTimer);
-    this.restartTimer = setTimeout(() => void this.startInformer(), this.restartDelay);
-    this.restartDelay = Math.min(RESTART_MAX_MS, this.restartDelay * 2);
+    this.restartTimer = setTimeout(() => void this.startInformer(), delay);
   }
 
   async stop(): Promise<void> {

@@ -4,6 +4,7 @@
  * done), failed keys come back with per-key exponential backoff, and retries share a global
  * token bucket. Keys are never dropped: a Room that keeps failing keeps being retried.
  */
+import { backoffCeilingMs } from '../domain/retry.js';
 
 /** Per-key backoff: first retry after this many milliseconds, doubling (controller-runtime). */
 export const DEFAULT_BACKOFF_BASE_MS = 5;
@@ -131,9 +132,12 @@ export class WorkQueue {
   addRateLimited(key: string): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
-    const backoff = Math.min(
-      this.o.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS,
-      (this.o.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS) * 2 ** n,
+    const backoff = backoffCeilingMs(
+      {
+        firstMs: this.o.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS,
+        maxMs: this.o.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS,
+      },
+      n + 1,
     );
     const delay = Math.max(backoff, this.bucket.take());
     this.addAfter(key, delay);
