@@ -9,13 +9,13 @@
 import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';
+import type { LiveMessage } from './live.js';
 import {
   RoomClient,
   RoomRequestError,
-  type LiveMessage,
   type RoomClientOptions,
   type RoomMessage,
-} from './index.js';
+} from './room-client.js';
 
 /** A member of the room as the classroom knows it. */
 export interface Participant {
