@@ -12,7 +12,12 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { memberKey, type MemberRecord } from '../domain/room-state.js';
 import { checkRoomId, checkUserId } from '../protocol/ids.js';
 import type { Logger } from '../runtime/logger.js';
-import { decodeNatsJwt, encodeNatsJwt, SIGNATURE_FIELD, type NatsClaims } from '../infra/natsjwt.js';
+import {
+  decodeNatsJwt,
+  encodeNatsJwt,
+  SIGNATURE_FIELD,
+  type NatsClaims,
+} from '../infra/natsjwt.js';
 import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../infra/nkeys.js';
 import type { Ops } from '../runtime/ops.js';
 import type { CompiledRole } from '../domain/room.js';

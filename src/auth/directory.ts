@@ -6,7 +6,12 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, isBlockActive, parseBlock, type BlockRecord } from '../domain/blocks.js';
 import { KvCache, RoomIndex, type CasHints } from '../infra/kv.js';
 import type { Logger } from '../runtime/logger.js';
-import { occupiesSeat, parsePresence, presenceKey, type PresenceRecord } from '../domain/presence.js';
+import {
+  occupiesSeat,
+  parsePresence,
+  presenceKey,
+  type PresenceRecord,
+} from '../domain/presence.js';
 import { seatsKey } from '../domain/room-state.js';
 import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room.js';
 import { Bucket } from '../protocol/subjects.js';

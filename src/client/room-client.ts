@@ -177,7 +177,6 @@ export interface RoomClientOptions {
   listener?: (m: RoomMessage) => void;
 }
 
-
 /**
  * The role a room token grants: events go to that role's subject, the only one the callout lets
  * the connection publish to.

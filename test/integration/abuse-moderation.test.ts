@@ -23,7 +23,12 @@ import {
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openBucket } from '../../src/infra/kv.js';
-import { Bucket, chatSubject, roomStreamName, ServiceSubject } from '../../src/protocol/subjects.js';
+import {
+  Bucket,
+  chatSubject,
+  roomStreamName,
+  ServiceSubject,
+} from '../../src/protocol/subjects.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { signal, startLiveKit, type SignalSession } from '../helpers/livekit.js';
 import { startNats, type TestNats } from '../helpers/nats.js';

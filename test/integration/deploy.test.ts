@@ -20,7 +20,11 @@ import {
   DEFAULT_CLIENT_MAX_PAYLOAD,
   DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
 } from '../../src/infra/natsconf.js';
-import { CLIENT_SERVICE_IMPORTS, liveSubject, REPUBLISH_EXPORT } from '../../src/protocol/subjects.js';
+import {
+  CLIENT_SERVICE_IMPORTS,
+  liveSubject,
+  REPUBLISH_EXPORT,
+} from '../../src/protocol/subjects.js';
 import { findTool } from '../../src/devtools/tools.js';
 import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { CLI, cleanEnv, spawnRole, torii } from '../helpers/cli.js';

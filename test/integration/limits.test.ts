@@ -12,7 +12,12 @@ import {
   WORKER_MAX_PER_USER,
   ensureWorkerStream,
 } from '../../src/infra/streams.js';
-import { Bucket, kvStreamName, roleWorkerSubject, WORKER_STREAM } from '../../src/protocol/subjects.js';
+import {
+  Bucket,
+  kvStreamName,
+  roleWorkerSubject,
+  WORKER_STREAM,
+} from '../../src/protocol/subjects.js';
 import type { RoomRequestError } from '../../src/client/index.js';
 import {
   connectClient,

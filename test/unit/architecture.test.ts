@@ -68,10 +68,14 @@ describe('layout', () => {
     ['src/client/live.ts', "import '../infra/streams.js';", /src\/client may import only/],
     ['src/client/live.ts', "import 'node:fs';", /runs in browsers/],
     ['src/commands/worker.ts', "import '../devtools/tools.js';", /only `torii dev`/],
-  ])('the lint rule refuses an import against the layers: %s with %s', async (file, line, why) => {
-    const messages = await lintWith(file, line);
-    expect(messages).toEqual([expect.stringMatching(why)]);
-  }, 60_000);
+  ])(
+    'the lint rule refuses an import against the layers: %s with %s',
+    async (file, line, why) => {
+      const messages = await lintWith(file, line);
+      expect(messages).toEqual([expect.stringMatching(why)]);
+    },
+    60_000,
+  );
 
   test('and accepts the files as they are', async () => {
     expect(await lintWith('src/commands/dev.ts', '')).toEqual([]);
