@@ -1,9 +1,11 @@
 /**
  * One server's answer to a CONNZ request (`$SYS.REQ.ACCOUNT.{account}.CONNZ` or
  * `$SYS.REQ.SERVER.{id}.CONNZ`): which server, and its connections with their user names.
- * Presence and kicks read the same answer.
+ * Presence, kicks and the flood guard ask through the one client here ({@link accountConnz},
+ * {@link serverConnz}) and read the same answer.
  */
-import type { Msg } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import { Sys } from '../protocol/subjects.js';
 
 /** One connection of a CONNZ answer. */
 export interface ConnzConnection {
@@ -94,4 +96,67 @@ export function parseAccountStatz(m: Msg, account: string): AccountCounters | un
   if (typeof server !== 'string' || server === '' || !Number.isFinite(now)) return undefined;
   if (typeof msgs !== 'number' || typeof bytes !== 'number') return undefined;
   return { server, now, msgs, bytes };
+}
+
+/** What a CONNZ request asks (nats-server's `ConnzOptions`, the parts Torii uses). */
+export interface ConnzQuery {
+  /** Only the connections of this user name (`{roomId}/{userId}`). */
+  user?: string;
+  /** Sort order: `bytes_from`, `msgs_from`, … (by cid without). */
+  sort?: string;
+  /** Connections each server reports at most. */
+  limit: number;
+}
+
+/** How long to collect the servers' answers, in milliseconds. */
+export interface ConnzWait {
+  /** Stop this long after the last answer (the servers that are up answer within it). */
+  stallMs?: number;
+  /** Stop this long after asking, whatever came. */
+  maxWaitMs: number;
+}
+
+/**
+ * The one CONNZ client: asks every server with connections in `account`
+ * (`$SYS.REQ.ACCOUNT.{account}.CONNZ`, the system user) and resolves with each server's answer,
+ * user names included. A server that does not answer within the wait is simply not in the list.
+ */
+export async function accountConnz(
+  sys: NatsConnection,
+  account: string,
+  q: ConnzQuery,
+  wait: ConnzWait,
+): Promise<ConnzAnswer[]> {
+  const replies = await sys.requestMany(
+    Sys.accountConnz(account),
+    JSON.stringify({ auth: true, ...q }),
+    wait.stallMs !== undefined
+      ? { strategy: 'stall', stall: wait.stallMs, maxWait: wait.maxWaitMs }
+      : { maxWait: wait.maxWaitMs },
+  );
+  const answers: ConnzAnswer[] = [];
+  for await (const m of replies) {
+    const a = parseConnz(m);
+    if (a) answers.push(a);
+  }
+  return answers;
+}
+
+/**
+ * One server's connections in `account` (`$SYS.REQ.SERVER.{id}.CONNZ`). Rejects as the request
+ * does: no responders when the server is gone, a timeout when it is late.
+ */
+export async function serverConnz(
+  sys: NatsConnection,
+  server: string,
+  account: string,
+  q: ConnzQuery,
+  timeoutMs: number,
+): Promise<ConnzAnswer | undefined> {
+  const m = await sys.request(
+    Sys.serverConnz(server),
+    JSON.stringify({ auth: true, acc: account, ...q }),
+    { timeout: timeoutMs },
+  );
+  return parseConnz(m);
 }

@@ -23,8 +23,8 @@ import type { Logger } from '../runtime/logger.js';
 import { parseStrikes, strikesKey } from '../domain/room-state.js';
 import { Sys } from '../protocol/subjects.js';
 import {
+  accountConnz,
   parseAccountStatz,
-  parseConnz,
   type AccountCounters,
   type ConnzAnswer,
   type ConnzConnection,
@@ -172,15 +172,13 @@ export class FloodGuard {
       this.lastLook = Date.now();
       await Promise.all(
         ['bytes_from', 'msgs_from'].map(async (sort) => {
-          const replies = await this.sys.requestMany(
-            Sys.accountConnz(this.account),
-            JSON.stringify({ auth: true, sort, limit: FLOOD_TOP_N }),
-            { strategy: 'stall', stall: POLL_STALL_MS, maxWait: POLL_MAX_WAIT_MS },
+          const answers = await accountConnz(
+            this.sys,
+            this.account,
+            { sort, limit: FLOOD_TOP_N },
+            { stallMs: POLL_STALL_MS, maxWaitMs: POLL_MAX_WAIT_MS },
           );
-          for await (const m of replies) {
-            const answer = parseConnz(m);
-            if (answer) this.observe(answer);
-          }
+          for (const answer of answers) this.observe(answer);
         }),
       );
       const now = Date.now();

@@ -25,7 +25,7 @@ import { describeError } from '../protocol/errors.js';
 import { Broadcast, broadcast } from '../protocol/events.js';
 import { isValidId } from '../protocol/ids.js';
 import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../infra/kv.js';
-import { parseConnz, type ConnzAnswer } from './connz.js';
+import { accountConnz, serverConnz, type ConnzAnswer } from './connz.js';
 import type { Logger } from '../runtime/logger.js';
 import type { SystemMsgIds } from '../infra/msg-ids.js';
 import { LeftReason, PlatformEvents } from '../infra/platform-events.js';
@@ -693,24 +693,27 @@ export class PresenceTracker {
       // connections older than the question.
       const askedAt = Date.now() - CONNZ_WAIT_MS;
       const live = new Map<string, Map<number, string>>();
-      const replies = await this.sys.requestMany(
-        Sys.accountConnz(this.account),
-        JSON.stringify({ auth: true, limit: CONNZ_LIMIT }),
-        { maxWait: CONNZ_WAIT_MS },
-      );
-      for await (const m of replies) this.readConnz(m, live);
+      for (const answer of await accountConnz(
+        this.sys,
+        this.account,
+        { limit: CONNZ_LIMIT },
+        { maxWaitMs: CONNZ_WAIT_MS },
+      ))
+        this.readConnz(answer, live);
       const gone: string[] = [];
       await Promise.all(
         [...this.byServer.keys()]
           .filter((server) => !live.has(server))
           .map(async (server) => {
             try {
-              const m = await this.sys.request(
-                Sys.serverConnz(server),
-                JSON.stringify({ auth: true, acc: this.account, limit: CONNZ_LIMIT }),
-                { timeout: CONNZ_LATE_WAIT_MS },
+              const answer = await serverConnz(
+                this.sys,
+                server,
+                this.account,
+                { limit: CONNZ_LIMIT },
+                CONNZ_LATE_WAIT_MS,
               );
-              this.readConnz(m, live);
+              if (answer) this.readConnz(answer, live);
             } catch (e) {
               if (e instanceof NoRespondersError || isNoResponders(e)) gone.push(server);
               else if (!(e instanceof TimeoutError))
@@ -749,9 +752,7 @@ export class PresenceTracker {
     }
   }
 
-  private readConnz(m: Msg, live: Map<string, Map<number, string>>): void {
-    const answer = parseConnz(m);
-    if (!answer) return;
+  private readConnz(answer: ConnzAnswer, live: Map<string, Map<number, string>>): void {
     live.set(answer.server, new Map(answer.connections.map((c) => [c.cid, c.user])));
     this.onConnz(answer);
   }

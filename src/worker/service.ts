@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
 import { checkRoomId, checkUserId } from '../protocol/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../infra/kv.js';
-import { parseConnz } from './connz.js';
+import { accountConnz } from './connz.js';
 import { MediaOutcome, type MediaRemover } from './media.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../domain/presence.js';
@@ -117,18 +117,14 @@ export async function roomConnections(
   // The server filters by one user name; a whole room is filtered here by its names' prefix.
   const user = userId !== undefined ? clientUserName(roomId, userId) : undefined;
   const prefix = clientUserName(roomId, '');
-  const replies = await sys.requestMany(
-    Sys.accountConnz(account),
-    JSON.stringify({
-      auth: true,
-      ...(user !== undefined ? { user, limit: CONNZ_USER_LIMIT } : { limit: CONNZ_ROOM_LIMIT }),
-    }),
-    { strategy: 'stall', stall: CONNZ_STALL_MS, maxWait: CONNZ_MAX_WAIT_MS },
+  const answers = await accountConnz(
+    sys,
+    account,
+    user !== undefined ? { user, limit: CONNZ_USER_LIMIT } : { limit: CONNZ_ROOM_LIMIT },
+    { stallMs: CONNZ_STALL_MS, maxWaitMs: CONNZ_MAX_WAIT_MS },
   );
   const found: (ServerConnection & { userId: string })[] = [];
-  for await (const m of replies) {
-    const answer = parseConnz(m);
-    if (!answer) continue;
+  for (const answer of answers) {
     for (const c of answer.connections)
       if (
         user !== undefined
