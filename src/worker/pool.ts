@@ -52,6 +52,7 @@ import {
   WORKER_CONSUMER,
   WORKER_STREAM,
 } from '../protocol/subjects.js';
+import { KeyedQueue } from '../domain/keyed-queue.js';
 import type { Handlers } from './handlers.js';
 import type { WorkerMetrics } from './metrics.js';
 
@@ -118,7 +119,8 @@ export class EventPool {
   private readonly platform: PlatformEvents;
   private messages: ConsumerMessages | undefined;
   private running = 0;
-  private readonly chains = new Map<string, { tail: Promise<void>; queued: number }>();
+  /** One user's events at a time, in order. */
+  private readonly queue = new KeyedQueue();
   private waiters: (() => void)[] = [];
   /** Pulled and not yet settled: running or waiting behind the same user's events. */
   private readonly held = new Set<JsMsg>();
@@ -274,13 +276,10 @@ export class EventPool {
       await this.hold(m);
       const who = parseWorkerSubject(m.subject);
       const key = who ? `${who.roomId}.${who.userId}` : m.subject;
-      const chain = this.chains.get(key) ?? { tail: Promise.resolve(), queued: 0 };
-      chain.queued++;
-      this.chains.set(key, chain);
       // The slot is taken when the user's turn comes, not on arrival: a burst of one user waits
       // in its own queue while other users' events run.
-      chain.tail = chain.tail
-        .then(async () => {
+      void this.queue
+        .run(key, async () => {
           if (this.stopping) {
             m.nak(); // not started: offer it to another replica now
             return;
@@ -297,8 +296,6 @@ export class EventPool {
         )
         .finally(() => {
           this.unhold(m);
-          chain.queued--;
-          if (chain.queued === 0) this.chains.delete(key);
           if (this.held.size === 0) this.idle?.();
         });
     }

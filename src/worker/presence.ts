@@ -11,6 +11,7 @@
  * from one that is gone; a server's shutdown event ends its connections. A user who left is
  * deleted, with its consumers and records, once the retention period is over.
  */
+import { KeyedQueue } from '../domain/keyed-queue.js';
 import { retry } from '../domain/retry.js';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
@@ -236,7 +237,8 @@ export class PresenceTracker {
   private readonly byServer = new Map<string, Set<string>>();
   private readonly serversOf = new Map<string, string[]>();
   /** One chain of work per key: the events of one user are applied in the order they came. */
-  private readonly chains = new Map<string, Promise<void>>();
+  /** One user's events at a time, in order (per presence key). */
+  private readonly queue = new KeyedQueue();
   /** Members present, by room: whether a room is large. */
   private readonly present: RoomIndex<PresenceRecord>;
   /**
@@ -524,14 +526,7 @@ export class PresenceTracker {
         onRetry: (e) =>
           this.log.debug({ key, event: ev.type, err: describeError(e) }, 'presence event retried'),
       });
-    const prev = this.chains.get(key) ?? Promise.resolve();
-    const mine = prev.then(attempt, attempt);
-    const tail = mine.catch(() => undefined);
-    this.chains.set(key, tail);
-    void tail.then(() => {
-      if (this.chains.get(key) === tail) this.chains.delete(key);
-    });
-    return mine;
+    return this.queue.run(key, attempt);
   }
 
   /** A CONNECT of a user who is not in the room carries its role and name from the callout. */
@@ -779,7 +774,7 @@ export class PresenceTracker {
     clearInterval(this.resync);
     clearInterval(this.batcher);
     for (const s of this.subs) s.unsubscribe();
-    await Promise.all([...this.chains.values()]);
+    await this.queue.idle();
   }
 }
 
