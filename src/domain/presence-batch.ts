@@ -53,9 +53,22 @@ export const participantOf = (p: PresenceRecord): ParticipantEntry => ({
   since: p.since,
 });
 
+/**
+ * A join time as text that sorts as the time does: nats-server writes its CONNECT times (RFC 3339)
+ * with only the fractional digits it needs, none on the second, so "…00Z" would sort after
+ * "…00.5Z"; here every UTC time gets nine fractional digits. Other forms are left as they are.
+ */
+export function joinedKey(since: string): string {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(since);
+  return m ? `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}Z` : since;
+}
+
 /** Participants in the order they joined (then by id): the order pages walk. */
 export const byJoined = (a: ParticipantEntry, b: ParticipantEntry): number =>
-  a.since.localeCompare(b.since) || a.userId.localeCompare(b.userId);
+  joinedKey(a.since).localeCompare(joinedKey(b.since)) || a.userId.localeCompare(b.userId);
+
+/** `list` in join order: the one participant list the answers and the endpoints give. */
+export const inJoinOrder = <T extends ParticipantEntry>(list: T[]): T[] => list.sort(byJoined);
 
 /** True when a room with `present` members has its presence changes coalesced. */
 export const isLargeRoom = (present: number, threshold: number): boolean => present > threshold;

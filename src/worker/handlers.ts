@@ -14,9 +14,9 @@ import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from
 import { isValidId } from '../protocol/ids.js';
 import type { PlatformMessage } from '../infra/platform-events.js';
 import {
-  byJoined,
   checkPageRequest,
   DEFAULT_LARGE_ROOM_THRESHOLD,
+  inJoinOrder,
   isLargeRoom,
   PageRequestError,
   pageOf,
@@ -337,7 +337,7 @@ export class Handlers {
     const all: ParticipantEntry[] = [];
     for (const p of this.present.room(roomId).values())
       if (occupiesSeat(p)) all.push(participantOf(p));
-    return all.sort(byJoined);
+    return inJoinOrder(all);
   }
 
   /**

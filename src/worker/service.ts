@@ -10,6 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
 import { checkRoomId, checkUserId } from '../protocol/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../infra/kv.js';
+import { inJoinOrder, participantOf } from '../domain/presence-batch.js';
 import { accountConnz } from './connz.js';
 import { MediaOutcome, type MediaRemover } from './media.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
@@ -250,15 +251,9 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   // Seat-holders by room: listing or counting a room's participants costs that room's size.
   const present = new RoomIndex(d.presence, occupiesSeat);
   const participants = (roomId: string) =>
-    [...present.room(roomId).values()]
-      .map((p) => ({
-        userId: p.userId,
-        name: p.name ?? p.userId,
-        role: p.role ?? 'unknown',
-        since: p.since,
-        state: p.state,
-      }))
-      .sort((a, b) => a.since.localeCompare(b.since));
+    inJoinOrder(
+      [...present.room(roomId).values()].map((p) => ({ ...participantOf(p), state: p.state })),
+    );
   const room = (req: Record<string, unknown>): CompiledRoomConfig => {
     const roomId = checkRoomId(req.roomId, 'roomId');
     const r = d.rooms.get(roomId);

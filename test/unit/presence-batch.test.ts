@@ -1,6 +1,7 @@
 /** The pure coalescing logic of large rooms (src/domain/presence-batch.ts). */
 import {
   buildBatch,
+  byJoined,
   checkPageRequest,
   cursorAfter,
   isLargeRoom,
@@ -219,5 +220,28 @@ test('the SDK applies batches to its list and count, and tells a missed batch', 
   expect(state.count).toBe(59);
   expect(batch(14, { n: 5, joined: [], left: [], present: 59 }).at(-1)).toEqual({
     type: 'participants-stale',
+  });
+});
+
+describe('join order', () => {
+  const entry = (userId: string, since: string) => ({ userId, name: userId, role: 's', since });
+
+  test('by time, whatever the precision the server wrote it with (RFC 3339, trailing zeros cut)', () => {
+    // nats-server writes a CONNECT time with as many fractional digits as it needs: none on the
+    // second, so the text "…00Z" sorts after "…00.5Z" although it is earlier.
+    const onTheSecond = entry('b', '2026-12-07T10:00:00Z');
+    const halfPast = entry('a', '2026-12-07T10:00:00.5Z');
+    const nanos = entry('c', '2026-12-07T10:00:00.000000001Z');
+    expect([halfPast, nanos, onTheSecond].sort(byJoined).map((p) => p.userId)).toEqual([
+      'b',
+      'c',
+      'a',
+    ]);
+    // Same time: by user id.
+    expect(
+      [entry('z', '2026-12-07T10:00:01Z'), entry('y', '2026-12-07T10:00:01.000Z')]
+        .sort(byJoined)
+        .map((p) => p.userId),
+    ).toEqual(['y', 'z']);
   });
 });
