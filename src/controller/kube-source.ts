@@ -8,7 +8,7 @@
  * promise nor 'connect' means the cache holds the Rooms. An attempt is a success when `start()`
  * resolved without an 'error' in between: the list was cached and the watch is open.
  */
-import { backoffCeilingMs, jittered } from '../domain/retry.js';
+import { backoffCeilingMs } from '../domain/retry.js';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -151,8 +151,10 @@ export class KubeRoomSource implements RoomSource {
     this.isSynced = false;
     this.attemptFailed = true;
     if (this.stopped) return;
-    const delay = jittered(
-      backoffCeilingMs({ firstMs: RESTART_BASE_MS, maxMs: RESTART_MAX_MS }, ++this.restartFailures),
+    // Not jittered: one controller replica watches at a time, and its schedule is asserted.
+    const delay = backoffCeilingMs(
+      { firstMs: RESTART_BASE_MS, maxMs: RESTART_MAX_MS },
+      ++this.restartFailures,
     );
     this.log.warn(
       { err: apiErrorSummary(err), retryInMs: delay },
