@@ -7,6 +7,7 @@
  * `REQ_PARTICIPANTS` (docs/decisions.md, "Lecture halls"). Pure functions: the worker feeds them.
  */
 import { isValidId } from '../protocol/ids.js';
+import { MAX_CURSOR_LENGTH, MAX_PARTICIPANTS_PAGE } from '../protocol/messages.js';
 import { occupiesSeat, type PresenceRecord } from './presence.js';
 
 /**
@@ -31,10 +32,8 @@ export const PRESENCE_BATCH_MAX_BYTES = 24 * 1024;
 export const INITIAL_DATA_RECENT = 50;
 /** Participants per `REQ_PARTICIPANTS` page when the request names no limit. */
 export const DEFAULT_PARTICIPANTS_PAGE = 100;
-/** Most participants one `REQ_PARTICIPANTS` page may ask for. */
-export const MAX_PARTICIPANTS_PAGE = 500;
-/** Longest `REQ_PARTICIPANTS` cursor, in characters (an ISO-8601 time, `|`, a user id). */
-export const MAX_CURSOR_LENGTH = 100;
+// Bounds of the request, part of the wire contract.
+export { MAX_CURSOR_LENGTH, MAX_PARTICIPANTS_PAGE };
 
 /** A participant as the initial data, pages and batches carry it. */
 export interface ParticipantEntry {

@@ -36,12 +36,6 @@ export interface BroadcastMessage<T = unknown> {
  */
 export const MAX_BROADCAST_BYTES = 2 * 1024;
 
-/** Builds the JSON of a broadcast. */
-export function broadcast<T>(event: Broadcast, data: T, at: Date = new Date()): string {
-  const msg: BroadcastMessage<T> = { event, data, at: at.toISOString() };
-  return JSON.stringify(msg);
-}
-
 /** Client requests on `sysJsWorker.{roomId}.{userId}`. */
 export const RequestEvent = {
   InitialData: 'REQ_INITIAL_DATA',
