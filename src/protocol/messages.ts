@@ -404,3 +404,6 @@ export function protocolSchema(): object {
     $defs: protocolDefinitions(),
   };
 }
+
+/** docs/protocol.schema.json as scripts/gen-protocol-schema.ts writes it. */
+export const renderProtocolSchema = (): string => `${JSON.stringify(protocolSchema(), null, 2)}\n`;
