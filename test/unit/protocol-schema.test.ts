@@ -4,6 +4,7 @@
  * the TypeScript types derived from the contract are the shapes the schema describes.
  */
 import { readFileSync } from 'node:fs';
+import type * as Sdk from '../../src/client/index.js';
 import { Broadcast, RequestEvent } from '../../src/protocol/events.js';
 import {
   definitionOf,
@@ -11,7 +12,12 @@ import {
   type AnswerData,
   type BroadcastData,
   type InitialData,
+  type MediaServerData,
+  type Participant,
+  type ParticipantsPage,
+  type Permissions,
   type PlatformEventData,
+  type RaisedHand,
   type RequestData,
   type Requests,
 } from '../../src/protocol/messages.js';
@@ -109,6 +115,15 @@ test('the TypeScript types are those of the schemas (checked by the compiler)', 
       { roomId: string; userId: string; reason: 'leave' | 'disconnected'; at: string }
     >
   >();
+  // The SDK's public types are the contract's (its `Hand` had an optional note, its permissions
+  // an optional media, while the workers always send both).
+  same<Equal<Sdk.Hand, RaisedHand>>();
+  same<Equal<Sdk.Permissions, Permissions>>();
+  same<Equal<Sdk.Participant, Participant>>();
+  same<Equal<Sdk.InitialData, InitialData>>();
+  same<Equal<Sdk.MediaServerData, MediaServerData>>();
+  same<Equal<Sdk.ParticipantsPage, ParticipantsPage>>();
+  same<Equal<Awaited<ReturnType<Sdk.RoomClient['renew']>>, AnswerData<'REQ_RENEW_WAJLC_TOKEN'>>>();
   // @ts-expect-error: a field the schema does not have is not in the type either
   same<Equal<BroadcastData<'EVT_PARTICIPANT_LEFT'>, { userId: string; at: string }>>();
 });
