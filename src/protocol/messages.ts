@@ -7,9 +7,15 @@
  * validates what real workers store and publish against it.
  */
 import { ANSWER_CODES } from './errors.js';
-import { Broadcast, RequestEvent, type BroadcastMessage } from './events.js';
-import { ID_MAX_LENGTH } from './ids.js';
-import { PlatformEvent } from './subjects.js';
+import {
+  Broadcast,
+  REQUEST_EVENT_PATTERN,
+  REQUEST_ID_PATTERN,
+  RequestEvent,
+  type BroadcastMessage,
+} from './events.js';
+import { ID_PATTERN } from './ids.js';
+import { MAX_DEVICE_ID_LENGTH, PlatformEvent } from './subjects.js';
 import {
   anyOf,
   array,
@@ -42,8 +48,7 @@ export type LeftReason = (typeof LeftReason)[keyof typeof LeftReason];
 
 // Shared pieces. Written out in full wherever used (no $ref): each message's schema stands alone.
 
-const id = (description: string) =>
-  string({ description, pattern: `^[A-Za-z0-9_-]{1,${ID_MAX_LENGTH}}$` });
+const id = (description: string) => string({ description, pattern: ID_PATTERN.source });
 /** An ISO-8601 UTC time as `Date.toISOString()` writes it. */
 const time = (description: string) =>
   string({
@@ -176,7 +181,7 @@ export const REQUESTS = {
     request: object(
       {
         deviceId: string({
-          pattern: '^[A-Za-z0-9_-]{1,32}$',
+          pattern: `^[A-Za-z0-9_-]{1,${MAX_DEVICE_ID_LENGTH}}$`,
           description: "The device's consumer.",
         }),
       },
@@ -324,9 +329,9 @@ export function broadcast<B extends Broadcast>(
 
 const requestId = string({
   description: "The request's id, echoed by its answer.",
-  pattern: '^[A-Za-z0-9_-]{1,64}$',
+  pattern: REQUEST_ID_PATTERN.source,
 });
-const answerId = string({ description: "The request's id.", pattern: '^[A-Za-z0-9_-]{1,64}$' });
+const answerId = string({ description: "The request's id.", pattern: REQUEST_ID_PATTERN.source });
 const answerError = object({
   code: oneOfValues(ANSWER_CODES),
   message: string({ description: 'Why, for people.' }),
@@ -353,7 +358,7 @@ export function protocolDefinitions(): Record<string, object> {
   defs['ErrorAnswer'] = described(
     'The answer to a request whose event is unknown (RES_ + its name) or unreadable (RES_ERROR).',
     object({
-      event: string({ pattern: '^RES_[A-Z_]{1,48}$' }),
+      event: string({ pattern: REQUEST_EVENT_PATTERN.source.replace('REQ_', 'RES_') }),
       id: answerId,
       ok: literal(false),
       error: answerError,
