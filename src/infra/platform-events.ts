@@ -11,9 +11,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
 import type { Logger } from '../runtime/logger.js';
-
-export { LeftReason, type PlatformEventData, type PlatformMessage } from '../protocol/messages.js';
 import type { PlatformMessage } from '../protocol/messages.js';
+
+// The events and their bodies are the wire contract's.
+export { LeftReason, type PlatformEventData, type PlatformMessage } from '../protocol/messages.js';
 
 /** Publishes platform events on one connection of the APP account. */
 export class PlatformEvents {
