@@ -10,6 +10,16 @@ import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nat
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';
 import type { LiveMessage } from './live.js';
+import type {
+  InitialData as WireInitialData,
+  MediaServerData as WireMediaServerData,
+  Participant as WireParticipant,
+  ParticipantsPage as WireParticipantsPage,
+  Permissions as WirePermissions,
+  RaisedHand,
+  AnswerData,
+  RequestData,
+} from '../protocol/messages.js';
 import {
   RoomClient,
   RoomRequestError,
@@ -17,84 +27,25 @@ import {
   type RoomMessage,
 } from './room-client.js';
 
+// The wire types are the contract's (src/protocol/messages.ts, docs/protocol.schema.json): what
+// the workers send, derived from the same schemas that native apps generate their decoders from.
+
 /** A member of the room as the classroom knows it. */
-export interface Participant {
-  userId: string;
-  name: string;
-  role: string;
-  /** ISO-8601 time the user joined. */
-  since: string;
-}
-
-/** A raised hand; the queue is ordered by `raisedAt`. */
-export interface Hand {
-  userId: string;
-  raisedAt: string;
-  note?: string;
-}
-
-/** What the user may do, from `REQ_INITIAL_DATA`. */
-export interface Permissions {
-  chat: boolean;
-  whiteboard: boolean;
-  moderator: boolean;
-  raiseHand: boolean;
-  /** The role's media grants (what its LiveKit token allows). */
-  media?: { canPublish: boolean; canSubscribe: boolean; canPublishData: boolean };
-}
-
+export type Participant = WireParticipant;
+/** A raised hand; the queue is ordered by `raisedAt`; `note` is empty without one. */
+export type Hand = RaisedHand;
+/** What the user may do, from `REQ_INITIAL_DATA`; `media`: its LiveKit grants. */
+export type Permissions = WirePermissions;
 /** The answer to `REQ_MEDIA_SERVER_DATA` (docs/protocol.md): where and how to join media. */
-export interface MediaServerData {
-  /** LiveKit server URL (`wss://…`). */
-  url: string;
-  /** LiveKit access token; its grants follow the role. */
-  token: string;
-  /** LiveKit room name. */
-  room: string;
-  /** The user's identity in LiveKit (its user id). */
-  identity: string;
-  /** When the token expires, ISO-8601: ask again before. */
-  expiresAt: string;
-  /** The room is a broadcast (a stage of presenters) rather than a grid. */
-  broadcast: boolean;
-}
-
-/** The answer to `REQ_INITIAL_DATA` (docs/protocol.md, "Joining"). */
-export interface InitialData {
-  room: {
-    id: string;
-    title: string;
-    features: { chat: boolean; whiteboard: boolean; raiseHand: boolean };
-  };
-  me: { userId: string; role: string; permissions: Permissions };
-  participants: Participant[];
-  /** Members present (workers before 2026-12 left it out: the list's length). */
-  participantCount?: number;
-  /**
-   * True in a large room: `participants` lists only moderators, raised hands and the latest to
-   * join; page the rest with {@link Classroom.loadParticipants}.
-   */
-  participantsPartial?: boolean;
-  hands: Hand[];
-  /** Broadcasts at or below this room stream sequence are already in the snapshot. */
-  snapshotSeq: number;
-  /**
-   * True when the hands' notes were left out (empty) to keep the answer within the room's
-   * largest stored message; each note is in its `EVT_HAND_RAISED`.
-   */
-  notesOmitted?: boolean;
-}
-
+export type MediaServerData = WireMediaServerData;
+/**
+ * The answer to `REQ_INITIAL_DATA` (docs/protocol.md, "Joining"). In a large room
+ * (`participantsPartial`) `participants` lists only moderators, raised hands and the latest to
+ * join: page the rest with {@link Classroom.loadParticipants}.
+ */
+export type InitialData = WireInitialData;
 /** The answer to `REQ_PARTICIPANTS` (docs/protocol.md, "Large rooms"). */
-export interface ParticipantsPage {
-  participants: Participant[];
-  /** The cursor of the next page; null after the last. */
-  next: string | null;
-  /** Members present in all. */
-  total: number;
-  /** The room stream sequence the page was read at: changes broadcast above it are newer. */
-  snapshotSeq: number;
-}
+export type ParticipantsPage = WireParticipantsPage;
 
 /** Participants per page when {@link Classroom.loadAllParticipants} walks the list. */
 export const LOAD_ALL_PAGE = 500;
@@ -286,7 +237,7 @@ export class Classroom {
     });
     let initial: InitialData;
     try {
-      initial = await client.request<InitialData>(RequestEvent.InitialData);
+      initial = await client.request(RequestEvent.InitialData);
     } catch (e) {
       await client.close({ leave: false });
       throw e;
@@ -326,11 +277,12 @@ export class Classroom {
    * @throws RoomRequestError `BAD_REQUEST` for a bad cursor or limit
    */
   async loadParticipants(
-    o: { cursor?: string | null; limit?: number } = {},
+    o: RequestData<typeof RequestEvent.Participants> = {},
   ): Promise<ParticipantsPage> {
-    const data: Record<string, unknown> = { cursor: o.cursor ?? null };
-    if (o.limit !== undefined) data['limit'] = o.limit;
-    const page = await this.client.request<ParticipantsPage>(RequestEvent.Participants, data);
+    const page = await this.client.request(RequestEvent.Participants, {
+      cursor: o.cursor ?? null,
+      ...(o.limit !== undefined ? { limit: o.limit } : {}),
+    });
     this.room.mergePage(page);
     return page;
   }
@@ -394,12 +346,12 @@ export class Classroom {
     this.client.live(data);
   }
 
-  raiseHand(note?: string): Promise<unknown> {
+  raiseHand(note?: string): Promise<AnswerData<typeof RequestEvent.RaiseHand>> {
     return this.client.request(RequestEvent.RaiseHand, note ? { note } : {});
   }
 
   /** Lowers the user's own hand, or (moderators) another user's. */
-  lowerHand(userId?: string): Promise<unknown> {
+  lowerHand(userId?: string): Promise<AnswerData<typeof RequestEvent.LowerHand>> {
     return this.client.request(RequestEvent.LowerHand, userId ? { userId } : {});
   }
 
@@ -409,7 +361,7 @@ export class Classroom {
    * @throws RoomRequestError `NOT_FOUND` when the workers have no media server
    */
   media(): Promise<MediaServerData> {
-    return this.client.request<MediaServerData>(RequestEvent.MediaServerData);
+    return this.client.request(RequestEvent.MediaServerData);
   }
 
   /** Leaves the room (the others see it at once) and closes. */
@@ -447,7 +399,7 @@ export class Classroom {
       do {
         this.refreshAgain = false;
         const next = await this.client
-          .request<InitialData>(RequestEvent.InitialData)
+          .request(RequestEvent.InitialData)
           .then((d) => d.me.permissions)
           .catch(() => undefined);
         if (next === undefined || isFinalState(this.stateNow)) return;
@@ -648,7 +600,7 @@ export class RoomState {
         const hand: Hand = {
           userId,
           raisedAt: typeof d['raisedAt'] === 'string' ? d['raisedAt'] : b.at,
-          ...(typeof d['note'] === 'string' && d['note'] ? { note: d['note'] } : {}),
+          note: typeof d['note'] === 'string' ? d['note'] : '',
         };
         this.queue = [...this.queue.filter((h) => h.userId !== userId), hand].sort(byRaisedAt);
         emit({ type: 'hand-raised', hand });

@@ -17,3 +17,14 @@ export {
   LIVE_SENDER_BURST_SECONDS,
 } from './live.js';
 export * from './classroom.js';
+// The wire contract, for apps that send events themselves (`RoomClient.request`).
+export {
+  MAX_NOTE_LENGTH,
+  type AnswerData,
+  type BroadcastData,
+  type RaisedHand,
+  type RenewedToken,
+  type RequestData,
+  type Requests,
+} from '../protocol/messages.js';
+export { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';

@@ -28,6 +28,7 @@ import {
   type LiveRate,
 } from './live.js';
 import { StoredPublisher } from './pubacks.js';
+import type { AnswerData, RenewedToken, RequestData } from '../protocol/messages.js';
 import { readCopy, received, roomCopies } from './republished.js';
 import {
   CATCH_UP_STEP_MS,
@@ -513,12 +514,26 @@ export class RoomClient {
     return () => this.listeners.delete(listener);
   }
 
-  /** Sends an event and resolves with the answer's data; rejects with {@link RoomRequestError}. */
-  async request<T = unknown>(
+  /**
+   * Sends an event and resolves with the answer's data; rejects with {@link RoomRequestError}.
+   * An event of the contract (src/protocol/messages.ts) takes its data and resolves with its
+   * answer's type; any other name is sent as it is (its answer is then `UNKNOWN_EVENT`).
+   */
+  request<E extends RequestEvent>(
+    event: E,
+    data?: RequestData<E>,
+    timeoutMs?: number,
+  ): Promise<AnswerData<E>>;
+  request<T = unknown>(
+    event: string,
+    data?: Record<string, unknown>,
+    timeoutMs?: number,
+  ): Promise<T>;
+  async request(
     event: string,
     data: Record<string, unknown> = {},
     timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
-  ): Promise<T> {
+  ): Promise<unknown> {
     const id = `${this.prefix}-${++this.counter}`;
     const payload = JSON.stringify({ event, id, data });
     // The server closes a connection that publishes more than max_payload: refuse it here.
@@ -551,7 +566,7 @@ export class RoomClient {
     }
     const a = await answer;
     if (!a.ok) throw new RoomRequestError(a.error.code, a.error.message);
-    return a.data as T;
+    return a.data;
   }
 
   /** Sends a chat message to the room (stored in the room stream). */
@@ -643,8 +658,8 @@ export class RoomClient {
   }
 
   /** Renews the token now; the next reconnect uses the new one. */
-  async renew(): Promise<{ token: string; expiresAt: string }> {
-    const r = await this.request<{ token: string; expiresAt: string }>(RequestEvent.RenewToken);
+  async renew(): Promise<RenewedToken> {
+    const r = await this.request(RequestEvent.RenewToken);
     this.setToken(r.token);
     this.o.onTokenRenewed?.(r.token);
     return r;

@@ -223,7 +223,7 @@ export function registerClient(program: Command): void {
     client.on((m) =>
       joined.snapshotSeq !== undefined ? show(m, joined.snapshotSeq) : early.push(m),
     );
-    const snapshot = await client.request<InitialData>(RequestEvent.InitialData);
+    const snapshot = await client.request(RequestEvent.InitialData);
     if (f.json) emit({ kind: 'joined', ...snapshot });
     else {
       out(
@@ -249,7 +249,7 @@ export function registerClient(program: Command): void {
             await client.request(RequestEvent.LowerHand, arg ? { userId: arg } : {});
             return true;
           case ClientCommand.Who: {
-            const d = await client.request<InitialData>(RequestEvent.InitialData);
+            const d = await client.request(RequestEvent.InitialData);
             if (f.json) emit({ kind: 'who', participants: d.participants, hands: d.hands });
             else out(describeRoom(d, names));
             return true;

@@ -13,7 +13,8 @@ import {
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
-import { Broadcast, broadcast } from '../protocol/events.js';
+import { Broadcast } from '../protocol/events.js';
+import { broadcast } from '../protocol/messages.js';
 import { casUpdate, type KvCache } from '../infra/kv.js';
 import { PlatformEvents } from '../infra/platform-events.js';
 import type { Logger } from '../runtime/logger.js';

@@ -7,6 +7,13 @@
  * `REQ_PARTICIPANTS` (docs/decisions.md, "Lecture halls"). Pure functions: the worker feeds them.
  */
 import { isValidId } from '../protocol/ids.js';
+import {
+  MAX_CURSOR_LENGTH,
+  MAX_PARTICIPANTS_PAGE,
+  type AnswerData,
+  type BroadcastData,
+  type Participant,
+} from '../protocol/messages.js';
 import { occupiesSeat, type PresenceRecord } from './presence.js';
 
 /**
@@ -31,19 +38,11 @@ export const PRESENCE_BATCH_MAX_BYTES = 24 * 1024;
 export const INITIAL_DATA_RECENT = 50;
 /** Participants per `REQ_PARTICIPANTS` page when the request names no limit. */
 export const DEFAULT_PARTICIPANTS_PAGE = 100;
-/** Most participants one `REQ_PARTICIPANTS` page may ask for. */
-export const MAX_PARTICIPANTS_PAGE = 500;
-/** Longest `REQ_PARTICIPANTS` cursor, in characters (an ISO-8601 time, `|`, a user id). */
-export const MAX_CURSOR_LENGTH = 100;
+// Bounds of the request, part of the wire contract.
+export { MAX_CURSOR_LENGTH, MAX_PARTICIPANTS_PAGE };
 
-/** A participant as the initial data, pages and batches carry it. */
-export interface ParticipantEntry {
-  userId: string;
-  name: string;
-  role: string;
-  /** ISO-8601 time the user joined. */
-  since: string;
-}
+/** A participant as the initial data, pages and batches carry it (the wire contract's). */
+export type ParticipantEntry = Participant;
 
 /** A participant entry of a presence record. */
 export const participantOf = (p: PresenceRecord): ParticipantEntry => ({
@@ -131,22 +130,14 @@ export function nextBatchMark(
   return { throughRev: high, at: now, n: (cur?.n ?? 0) + 1 };
 }
 
-/** The data of `EVT_PRESENCE_BATCH`. */
-export interface PresenceBatchData {
-  /** Number of the batch in its room (consecutive; a gap means a batch was missed). */
-  n: number;
-  /** Who joined since the last batch and is still present, as far as listed. */
-  joined: ParticipantEntry[];
-  /** Who left since the last batch, as far as listed. */
-  left: string[];
-  /** All joins and departures the batch covers (listed or not). */
-  joinedCount: number;
-  leftCount: number;
-  /** Members present when the batch was made. */
-  present: number;
-  /** True when some joins or departures are counted but not listed: page the list again. */
-  truncated: boolean;
-}
+/**
+ * The data of `EVT_PRESENCE_BATCH` (the wire contract's): `n` numbers the room's batches
+ * (consecutive; a gap means one was missed); `joined` and `left` list who joined (and is still
+ * present) and who left since the last batch, as far as listed; `joinedCount` and `leftCount`
+ * count them all; `present` is the members present when it was made; `truncated` is true when
+ * some are counted but not listed (page the list again).
+ */
+export type PresenceBatchData = BroadcastData<'EVT_PRESENCE_BATCH'>;
 
 /**
  * The batch of the pending changes with a revision in (`after`, `through`], listed up to
@@ -222,14 +213,8 @@ export class PageRequestError extends Error {
   }
 }
 
-/** A page of participants and where the next one starts. */
-export interface ParticipantsPage {
-  participants: ParticipantEntry[];
-  /** The cursor of the next page; null after the last. */
-  next: string | null;
-  /** Members present in all. */
-  total: number;
-}
+/** A page of participants and where the next one starts (`next`: null after the last). */
+export type ParticipantsPage = Omit<AnswerData<'REQ_PARTICIPANTS'>, 'snapshotSeq'>;
 
 /** The cursor that continues after `p`: `{since}|{userId}`. */
 export const cursorAfter = (p: ParticipantEntry): string => `${p.since}|${p.userId}`;

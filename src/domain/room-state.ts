@@ -74,12 +74,8 @@ export function parseMember(data: unknown): MemberRecord | undefined {
   return m as MemberRecord;
 }
 
-/** One raised hand. */
-export interface RaisedHand {
-  userId: string;
-  raisedAt: string;
-  note: string;
-}
+/** One raised hand, as the initial data carries it (the wire contract's). */
+export type { RaisedHand } from '../protocol/messages.js';
 
 /** A user's hand in a room. */
 export interface HandRecord {

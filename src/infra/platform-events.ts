@@ -11,47 +11,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
 import type { Logger } from '../runtime/logger.js';
-import type { PlatformEvent } from '../protocol/subjects.js';
+import type { PlatformMessage } from '../protocol/messages.js';
 
-/** Why a participant left. */
-export const LeftReason = {
-  /** The client said it was leaving (`REQ_LEAVE`) and closed its last connection. */
-  Leave: 'leave',
-  /** Its last connection closed or was lost, and it did not come back within the grace period. */
-  Disconnected: 'disconnected',
-} as const;
-export type LeftReason = (typeof LeftReason)[keyof typeof LeftReason];
-
-/** The JSON of each platform event. `at` is when it happened (ISO-8601). */
-export interface PlatformEventData {
-  [PlatformEvent.ParticipantJoined]: {
-    roomId: string;
-    userId: string;
-    name: string;
-    role: string;
-    at: string;
-  };
-  [PlatformEvent.ParticipantLeft]: {
-    roomId: string;
-    userId: string;
-    reason: LeftReason;
-    at: string;
-  };
-  [PlatformEvent.HandRaised]: {
-    roomId: string;
-    userId: string;
-    note: string;
-    at: string;
-  };
-  /** `by`: the user who lowered it, or `system` when its owner left. */
-  [PlatformEvent.HandLowered]: { roomId: string; userId: string; by: string; at: string };
-  [PlatformEvent.RoomEnded]: { roomId: string; reason: string; at: string };
-}
-
-/** A platform event with its data, ready to publish. */
-export type PlatformMessage = {
-  [E in PlatformEvent]: { event: E; data: PlatformEventData[E] };
-}[PlatformEvent];
+// The events and their bodies are the wire contract's.
+export { LeftReason, type PlatformEventData, type PlatformMessage } from '../protocol/messages.js';
 
 /** Publishes platform events on one connection of the APP account. */
 export class PlatformEvents {

@@ -28,18 +28,9 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /**
  * The codes an answer to a client's request may carry (docs/protocol.md); any other failure of a
- * handler is answered `INTERNAL`.
+ * handler is answered `INTERNAL`. Listed once: the wire contract's schema (messages.ts) reads it.
  */
-export type AnswerCode =
-  | typeof ErrorCode.BadRequest
-  | typeof ErrorCode.UnknownEvent
-  | typeof ErrorCode.Forbidden
-  | typeof ErrorCode.NotFound
-  | typeof ErrorCode.Conflict
-  | typeof ErrorCode.RateLimited
-  | typeof ErrorCode.Internal;
-
-const ANSWER_CODES: ReadonlySet<string> = new Set<AnswerCode>([
+export const ANSWER_CODES = [
   ErrorCode.BadRequest,
   ErrorCode.UnknownEvent,
   ErrorCode.Forbidden,
@@ -47,11 +38,14 @@ const ANSWER_CODES: ReadonlySet<string> = new Set<AnswerCode>([
   ErrorCode.Conflict,
   ErrorCode.RateLimited,
   ErrorCode.Internal,
-]);
+] as const;
+export type AnswerCode = (typeof ANSWER_CODES)[number];
+
+const ANSWER_CODE_SET: ReadonlySet<string> = new Set<AnswerCode>(ANSWER_CODES);
 
 /** True for a code an answer may carry. */
 export const isAnswerCode = (code: unknown): code is AnswerCode =>
-  typeof code === 'string' && ANSWER_CODES.has(code);
+  typeof code === 'string' && ANSWER_CODE_SET.has(code);
 
 /**
  * Base class: `code` + `message` + optional `cause`. The one error type that crosses NATS: a

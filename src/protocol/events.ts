@@ -36,12 +36,6 @@ export interface BroadcastMessage<T = unknown> {
  */
 export const MAX_BROADCAST_BYTES = 2 * 1024;
 
-/** Builds the JSON of a broadcast. */
-export function broadcast<T>(event: Broadcast, data: T, at: Date = new Date()): string {
-  const msg: BroadcastMessage<T> = { event, data, at: at.toISOString() };
-  return JSON.stringify(msg);
-}
-
 /** Client requests on `sysJsWorker.{roomId}.{userId}`. */
 export const RequestEvent = {
   InitialData: 'REQ_INITIAL_DATA',
@@ -77,7 +71,7 @@ export type Answer<T = unknown> =
   | { event: string; id: string | null; ok: false; error: { code: AnswerCode; message: string } };
 
 /** What a request's event name may be: bounded, so that an answer never echoes more. */
-const REQUEST_EVENT_PATTERN = /^REQ_[A-Z_]{1,48}$/;
+export const REQUEST_EVENT_PATTERN = /^REQ_[A-Z_]{1,48}$/;
 /** What a request's event name may be, for messages. */
 export const REQUEST_EVENT_RULE = "'REQ_' followed by 1 to 48 of A-Z and '_'";
 
@@ -97,7 +91,7 @@ export const MAX_REQUEST_ID_LENGTH = 64;
  * and doubles as the request's `Nats-Msg-Id`; the SDK's ids (a 22-character random prefix, `-`,
  * a counter) fit.
  */
-const REQUEST_ID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
+export const REQUEST_ID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
 /** What a request id may be, for messages. */
 export const REQUEST_ID_RULE = `1 to ${MAX_REQUEST_ID_LENGTH} of letters, digits, '_' and '-'`;
 

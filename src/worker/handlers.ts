@@ -12,7 +12,13 @@ import { isBlockActive, type BlockRecord } from '../domain/blocks.js';
 import { dropExpired } from '../domain/expiry.js';
 import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../infra/kv.js';
 import { isValidId } from '../protocol/ids.js';
-import type { PlatformMessage } from '../infra/platform-events.js';
+import {
+  isRequestEvent,
+  MAX_NOTE_LENGTH,
+  type AnswerData,
+  type BroadcastOf,
+  type PlatformMessage,
+} from '../protocol/messages.js';
 import {
   checkPageRequest,
   DEFAULT_LARGE_ROOM_THRESHOLD,
@@ -44,7 +50,7 @@ import {
   type MemberRecord,
   type RaisedHand,
 } from '../domain/room-state.js';
-import type { CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRole, CompiledRoomConfig } from '../domain/room.js';
 import { blockKey } from '../domain/blocks.js';
 import {
   Bucket,
@@ -65,10 +71,10 @@ import { mintRoomToken, type TokenSigner } from '../infra/tokens.js';
 import { parseBudget, takeTokens, type RateLimit } from '../domain/rate.js';
 import { decodeJwt } from 'jose';
 
-/** What one handled event produces. */
-export interface HandlerResult {
-  data: unknown;
-  broadcasts: { event: Broadcast; data: unknown }[];
+/** What one handled event `E` produces: its answer's data as the contract (messages.ts) says. */
+export interface HandlerResult<E extends RequestEvent = RequestEvent> {
+  data: AnswerData<E>;
+  broadcasts: BroadcastOf[];
   /**
    * Platform events of a change this handler stored (its compare-and-set won); none for an
    * event that changed nothing, so a redelivered event is not told twice.
@@ -152,8 +158,7 @@ export const DEFAULT_HAND_WINDOW_MS = 60_000;
  */
 const ANSWER_ENVELOPE_BYTES = 512;
 
-/** Largest hand-raise note, in characters. */
-export const MAX_NOTE_LENGTH = 200;
+export { MAX_NOTE_LENGTH };
 /** How long a member record is trusted before it is read again, in milliseconds. */
 const MEMBER_CACHE_TTL_MS = 10_000;
 
@@ -185,26 +190,24 @@ export class Handlers {
       role: ctx.role,
       ...(name !== undefined ? { name } : {}),
     };
-    switch (ctx.event) {
-      case RequestEvent.InitialData:
-        return { data: await this.initialData(room, me), broadcasts: [] };
-      case RequestEvent.MediaServerData:
-        return { data: await this.media(room, me), broadcasts: [] };
-      case RequestEvent.RenewToken:
-        return { data: await this.renew(room, me), broadcasts: [] };
-      case RequestEvent.RaiseHand:
-        return this.raiseHand(room, ctx);
-      case RequestEvent.LowerHand:
-        return this.lowerHand(ctx, role.moderator);
-      case RequestEvent.Leave:
-        return { data: await this.markLeaving(ctx.roomId, ctx.userId), broadcasts: [] };
-      case RequestEvent.RestoreConsumer:
-        return { data: await this.restoreConsumer(ctx), broadcasts: [] };
-      case RequestEvent.Participants:
-        return { data: await this.participantsPage(room, ctx), broadcasts: [] };
-      default:
-        throw new ToriiError(ErrorCode.UnknownEvent, `unknown event ${ctx.event}`);
-    }
+    if (!isRequestEvent(ctx.event))
+      throw new ToriiError(ErrorCode.UnknownEvent, `unknown event ${ctx.event}`);
+    // One handler per event of the contract, each typed to return that event's answer.
+    const only = <E extends RequestEvent>(data: AnswerData<E>): HandlerResult<E> => ({
+      data,
+      broadcasts: [],
+    });
+    const handlers: { [E in RequestEvent]: () => Promise<HandlerResult<E>> } = {
+      [RequestEvent.InitialData]: async () => only(await this.initialData(room, me, role)),
+      [RequestEvent.MediaServerData]: async () => only(await this.media(room, me)),
+      [RequestEvent.RenewToken]: async () => only(await this.renew(room, me)),
+      [RequestEvent.RaiseHand]: () => this.raiseHand(room, ctx),
+      [RequestEvent.LowerHand]: () => this.lowerHand(ctx, role.moderator),
+      [RequestEvent.Leave]: async () => only(await this.markLeaving(ctx.roomId, ctx.userId)),
+      [RequestEvent.RestoreConsumer]: async () => only(await this.restoreConsumer(ctx)),
+      [RequestEvent.Participants]: async () => only(await this.participantsPage(room, ctx)),
+    };
+    return handlers[ctx.event]();
   }
 
   /**
@@ -237,7 +240,7 @@ export class Handlers {
    */
   private async restoreConsumer(
     ctx: EventContext,
-  ): Promise<{ consumer: string; restored: boolean }> {
+  ): Promise<AnswerData<typeof RequestEvent.RestoreConsumer>> {
     const deviceId = ctx.data.deviceId;
     if (deviceId !== undefined && !isValidDeviceId(deviceId))
       throw new ToriiError(ErrorCode.BadRequest, `deviceId: ${DEVICE_ID_RULE}`);
@@ -276,8 +279,11 @@ export class Handlers {
     }
   }
 
-  private async initialData(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
-    const role = room.roles[me.role];
+  private async initialData(
+    room: CompiledRoomConfig,
+    me: MemberRecord,
+    role: CompiledRole,
+  ): Promise<AnswerData<typeof RequestEvent.InitialData>> {
     // Taken before the state is read: a client ignores broadcasts at or below it, and anything
     // that happened after it is both in the state and above it, so nothing is lost.
     const snapshotSeq = await this.d.roomLastSeq(room.roomId);
@@ -305,16 +311,16 @@ export class Handlers {
         userId: me.userId,
         role: me.role,
         permissions: {
-          chat: role?.chat ?? false,
-          whiteboard: role?.whiteboard ?? false,
-          moderator: role?.moderator ?? false,
+          chat: role.chat,
+          whiteboard: role.whiteboard,
+          moderator: role.moderator,
           raiseHand: room.features.raiseHand,
-          media: role?.media,
+          media: role.media,
         },
       },
       participants,
       participantCount: all.length,
-      ...(large ? { participantsPartial: true } : {}),
+      ...(large ? { participantsPartial: true as const } : {}),
       hands,
       snapshotSeq,
     };
@@ -327,7 +333,11 @@ export class Handlers {
       typeof limit === 'number' &&
       Buffer.byteLength(JSON.stringify(data)) > limit - ANSWER_ENVELOPE_BYTES
     ) {
-      return { ...data, hands: hands.map((h) => ({ ...h, note: '' })), notesOmitted: true };
+      return {
+        ...data,
+        hands: hands.map((h) => ({ ...h, note: '' })),
+        notesOmitted: true as const,
+      };
     }
     return data;
   }
@@ -345,7 +355,10 @@ export class Handlers {
    * with the count and the room stream sequence it was read at (a change broadcast above it is
    * newer than the page).
    */
-  private async participantsPage(room: CompiledRoomConfig, ctx: EventContext): Promise<unknown> {
+  private async participantsPage(
+    room: CompiledRoomConfig,
+    ctx: EventContext,
+  ): Promise<AnswerData<typeof RequestEvent.Participants>> {
     let req: ReturnType<typeof checkPageRequest>;
     try {
       req = checkPageRequest(ctx.data);
@@ -373,7 +386,10 @@ export class Handlers {
       throw new ToriiError(ErrorCode.Forbidden, `${me.userId} is blocked in room ${room.roomId}`);
   }
 
-  private async media(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
+  private async media(
+    room: CompiledRoomConfig,
+    me: MemberRecord,
+  ): Promise<AnswerData<typeof RequestEvent.MediaServerData>> {
     const lk = this.d.livekit;
     if (!lk) throw new ToriiError(ErrorCode.NotFound, 'no media server is configured');
     this.refuseBlocked(room, me, this.d.now());
@@ -405,7 +421,10 @@ export class Handlers {
     };
   }
 
-  private async renew(room: CompiledRoomConfig, me: MemberRecord): Promise<unknown> {
+  private async renew(
+    room: CompiledRoomConfig,
+    me: MemberRecord,
+  ): Promise<AnswerData<typeof RequestEvent.RenewToken>> {
     if (!this.d.signer)
       throw new ToriiError(ErrorCode.NotFound, 'token renewal is not configured on this worker');
     const now = this.d.now();
@@ -533,7 +552,10 @@ export class Handlers {
    * `immediate` is false when the user left at once within the leave window, and its departure
    * takes the grace period instead (so a rejoin within it announces nothing).
    */
-  private async markLeaving(roomId: string, userId: string): Promise<{ immediate: boolean }> {
+  private async markLeaving(
+    roomId: string,
+    userId: string,
+  ): Promise<AnswerData<typeof RequestEvent.Leave>> {
     const at = this.d.now().toISOString();
     let immediate = false;
     await casUpdate(this.d.presence.bucket, presenceKey(roomId, userId), parsePresence, (r) => {
@@ -548,7 +570,10 @@ export class Handlers {
     return { immediate };
   }
 
-  private async raiseHand(room: CompiledRoomConfig, ctx: EventContext): Promise<HandlerResult> {
+  private async raiseHand(
+    room: CompiledRoomConfig,
+    ctx: EventContext,
+  ): Promise<HandlerResult<typeof RequestEvent.RaiseHand>> {
     if (!room.features.raiseHand)
       throw new ToriiError(ErrorCode.Forbidden, 'raising hands is disabled in this room');
     const note = ctx.data.note ?? '';
@@ -579,7 +604,10 @@ export class Handlers {
     };
   }
 
-  private async lowerHand(ctx: EventContext, moderator: boolean): Promise<HandlerResult> {
+  private async lowerHand(
+    ctx: EventContext,
+    moderator: boolean,
+  ): Promise<HandlerResult<typeof RequestEvent.LowerHand>> {
     const target = ctx.data.userId ?? ctx.userId;
     if (!isValidId(target)) throw new ToriiError(ErrorCode.BadRequest, 'userId: a valid user id');
     if (target !== ctx.userId && !moderator)

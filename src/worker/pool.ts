@@ -24,7 +24,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { PlatformEvents } from '../infra/platform-events.js';
 import {
   answerEventName,
-  broadcast,
   isRequestEventName,
   isValidRequestId,
   MAX_REQUEST_BYTES,
@@ -40,6 +39,7 @@ import {
   ToriiError,
   type AnswerCode,
 } from '../protocol/errors.js';
+import { broadcast } from '../protocol/messages.js';
 import { isValidId } from '../protocol/ids.js';
 import type { Logger } from '../runtime/logger.js';
 import type { SystemMsgIds } from '../infra/msg-ids.js';

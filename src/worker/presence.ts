@@ -23,7 +23,8 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
-import { Broadcast, broadcast } from '../protocol/events.js';
+import { Broadcast } from '../protocol/events.js';
+import { broadcast, type BroadcastData } from '../protocol/messages.js';
 import { isValidId } from '../protocol/ids.js';
 import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../infra/kv.js';
 import { accountConnz, serverConnz, type ConnzAnswer } from './connz.js';
@@ -753,11 +754,11 @@ export class PresenceTracker {
   }
 
   /** Broadcasts a change of one user's presence on that user's broadcast subject. */
-  private async announce(
+  private async announce<B extends Broadcast>(
     roomId: string,
     userId: string,
-    event: Broadcast,
-    data: unknown,
+    event: B,
+    data: BroadcastData<B>,
     msgId: string,
   ): Promise<void> {
     await this.js

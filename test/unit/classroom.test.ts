@@ -11,13 +11,20 @@ const initial: InitialData = {
   me: {
     userId: 'hana',
     role: 'student',
-    permissions: { chat: true, whiteboard: false, moderator: false, raiseHand: true },
+    permissions: {
+      chat: true,
+      whiteboard: false,
+      moderator: false,
+      raiseHand: true,
+      media: { canPublish: false, canSubscribe: true, canPublishData: false },
+    },
   },
   participants: [
     { userId: 'sensei', name: 'Tanaka Sensei', role: 'teacher', since: '2026-12-01T10:00:00Z' },
     { userId: 'hana', name: 'Hana', role: 'student', since: '2026-12-01T10:01:00Z' },
   ],
-  hands: [{ userId: 'hana', raisedAt: '2026-12-01T10:02:00Z' }],
+  participantCount: 2,
+  hands: [{ userId: 'hana', raisedAt: '2026-12-01T10:02:00Z', note: '' }],
   snapshotSeq: 10,
 };
 
