@@ -9,6 +9,7 @@
 import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nats-core';
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';
+import { inJoinOrder } from '../domain/presence-batch.js';
 import type { LiveMessage } from './live.js';
 import type {
   InitialData as WireInitialData,
@@ -258,7 +259,7 @@ export class Classroom {
    * joined since and the pages loaded.
    */
   get participants(): Participant[] {
-    return [...this.room.members.values()].sort((a, b) => a.since.localeCompare(b.since));
+    return this.room.participants();
   }
 
   /** How many members are present (the whole room, listed or not). */
@@ -484,6 +485,11 @@ export class RoomState {
     this.count = initial.participantCount ?? initial.participants.length;
     this.countSeq = initial.snapshotSeq;
     this.partial = initial.participantsPartial === true;
+  }
+
+  /** The members this state lists, in the order they joined (then by id). */
+  participants(): Participant[] {
+    return inJoinOrder([...this.members.values()]);
   }
 
   /**

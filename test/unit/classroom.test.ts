@@ -36,6 +36,18 @@ const evt = (seq: number, event: string, data: Record<string, unknown>): RoomMes
 });
 
 describe('RoomState', () => {
+  test('lists the members in the order they joined, however precisely their times were written', () => {
+    const s = new RoomState({
+      ...initial,
+      participants: [
+        { userId: 'late', name: 'Late', role: 'student', since: '2026-12-01T10:00:00.5Z' },
+        { userId: 'first', name: 'First', role: 'teacher', since: '2026-12-01T10:00:00Z' },
+      ],
+    });
+    // nats-server writes no fractional digits on the second: "…00Z" is the earlier time.
+    expect(s.participants().map((p) => p.userId)).toEqual(['first', 'late']);
+  });
+
   test('broadcasts at or below snapshotSeq are already in the snapshot: ignored', () => {
     const s = new RoomState(initial);
     // the snapshot has hana's hand up; an older lowering must not take it down
