@@ -4,6 +4,7 @@
  * the keys folder of `torii keys generate`. Algorithms are pinned to the key source, so `alg: none`
  * and algorithm confusion (an HS256 token "signed" with a public key) are always refused.
  */
+import { REQUIRED_ROOM_TOKEN_CLAIMS } from '../protocol/claims.js';
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -310,7 +311,7 @@ export class TokenVerifier {
         audience: this.o.audience,
         algorithms: this.algorithms,
         clockTolerance: Math.floor(this.o.clockSkewMs / 1000),
-        requiredClaims: ['exp', 'iat', 'sub', 'room', 'role'],
+        requiredClaims: [...REQUIRED_ROOM_TOKEN_CLAIMS],
         ...(this.o.now ? { currentDate: this.o.now() } : {}),
       };
       const res =

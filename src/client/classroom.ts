@@ -10,6 +10,7 @@ import { AuthorizationError, UserAuthenticationExpiredError } from '@nats-io/nat
 import { decodeJwt } from 'jose';
 import { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';
 import { inJoinOrder } from '../domain/presence-batch.js';
+import type { RoomTokenClaims } from '../protocol/claims.js';
 import type { LiveMessage } from './live.js';
 import type {
   InitialData as WireInitialData,
@@ -153,7 +154,7 @@ export type ClassroomOptions = Omit<RoomClientOptions, 'roomId' | 'userId' | 'li
 
 /** The room and user a room token names (its `room` and `sub` claims). */
 export function tokenIdentity(token: string): { roomId: string; userId: string; exp?: number } {
-  const c = decodeJwt(token);
+  const c = decodeJwt<Partial<RoomTokenClaims>>(token);
   if (typeof c.room !== 'string' || typeof c.sub !== 'string')
     throw new RoomRequestError('BAD_REQUEST', 'token: no room or sub claim');
   return { roomId: c.room, userId: c.sub, ...(typeof c.exp === 'number' ? { exp: c.exp } : {}) };

@@ -2,6 +2,7 @@
  * Room access tokens (the "WAJLC token", docs/auth-callout.md): JWTs that carry the user's room, role
  * and identity. `torii token`, the `torii.tokens.issue` endpoint and token renewal mint them here.
  */
+import type { RoomTokenClaims } from '../protocol/claims.js';
 import { importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';
 import { ConfigError, ValidationError } from '../protocol/errors.js';
 import { checkRoomId, checkUserId, ID_PATTERN } from '../protocol/ids.js';
@@ -33,14 +34,6 @@ export function displayNameProblem(name: unknown): string | undefined {
 
 /** Roles every Room defines unless it overrides them. */
 export const DEFAULT_ROLES = ['teacher', 'student', 'observer'] as const;
-
-/** Claims specific to Torii; `sub` is the userId. */
-export interface RoomTokenClaims {
-  room: string;
-  sub: string;
-  role: string;
-  name?: string;
-}
 
 /** A key that signs room tokens. */
 export interface TokenSigner {

@@ -17,12 +17,8 @@ import { silentLogger, type Logger } from '../../src/runtime/logger.js';
 import { Ops } from '../../src/runtime/ops.js';
 import { Shutdown } from '../../src/runtime/shutdown.js';
 import { userInboxPrefix } from '../../src/protocol/subjects.js';
-import {
-  loadTokenSigner,
-  mintRoomToken,
-  type MintOptions,
-  type RoomTokenClaims,
-} from '../../src/infra/tokens.js';
+import { loadTokenSigner, mintRoomToken, type MintOptions } from '../../src/infra/tokens.js';
+import { type RoomTokenClaims } from '../../src/protocol/claims.js';
 import type { TestKeys } from './nats.js';
 
 /** A callout running in this process. */

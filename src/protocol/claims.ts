@@ -1,0 +1,16 @@
+/**
+ * The room access token's claims, as the callout verifies them and clients read them
+ * (docs/auth-callout.md): one place for their names.
+ */
+
+/** The claims Torii defines on top of a JWT's own; `sub` is the user id. */
+export interface RoomTokenClaims {
+  room: string;
+  sub: string;
+  role: string;
+  /** Display name, bounded (`displayNameProblem`). */
+  name?: string;
+}
+
+/** Claims without which a room token is refused: the JWT's expiry and issue time, and Torii's. */
+export const REQUIRED_ROOM_TOKEN_CLAIMS = ['exp', 'iat', 'sub', 'room', 'role'] as const;
