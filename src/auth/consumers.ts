@@ -17,7 +17,8 @@
  */
 import type { ConsumerInfo, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { ensureConsumer, isJsError, userConsumerConfig } from '../infra/streams.js';
+import { ensureConsumer, userConsumerConfig } from '../infra/streams.js';
+import { isJsError } from '../protocol/jetstream.js';
 import { JS_CONSUMER_NOT_FOUND, JS_MAX_CONSUMERS } from '../protocol/jetstream.js';
 import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../protocol/subjects.js';
 

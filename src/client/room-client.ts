@@ -55,6 +55,7 @@ import {
   whiteboardSubject,
   userInboxPrefix,
 } from '../protocol/subjects.js';
+import { isJsError, jsErrorCode, JS_STREAM_STORE_FAILED } from '../protocol/jetstream.js';
 
 /** Default time to wait for an answer, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -90,11 +91,12 @@ export const DEFAULT_RENEW_BEFORE_MS = 60_000;
  * JetStream's code for a message its stream would not store (`JSStreamStoreFailedF`); the work
  * queue's limits say which (maximum messages per subject, bytes, messages).
  */
-const JS_STREAM_STORE_FAILED = 10077;
 const QUEUE_FULL = /maximum (messages|bytes)/i;
 /** True when the work queue refused an event for its limits: the sender's share, or all of it. */
 const isQueueFull = (e: unknown): e is JetStreamApiError =>
-  e instanceof JetStreamApiError && e.code === JS_STREAM_STORE_FAILED && QUEUE_FULL.test(e.message);
+  e instanceof JetStreamApiError &&
+  isJsError(e, JS_STREAM_STORE_FAILED) &&
+  QUEUE_FULL.test(e.message);
 
 /** Longest wait for one publish of an event, in milliseconds. */
 const PUBLISH_TIMEOUT_MS = 5_000;
@@ -414,7 +416,7 @@ export class RoomClient {
       const r = await this.nc.request(JsApi.consumerInfo(this.o.roomId, this.consumerName), '', {
         timeout: PROBE_TIMEOUT_MS,
       });
-      code = r.json<{ error?: { err_code?: number } }>().error?.err_code ?? 'ok';
+      code = jsErrorCode(r.json<unknown>()) ?? 'ok';
     } catch (e) {
       return e instanceof Error && e.name === 'TimeoutError' ? 'unserved' : 'unknown';
     }

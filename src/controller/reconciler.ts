@@ -37,6 +37,7 @@ import { JS_STREAM_NOT_FOUND } from '../protocol/jetstream.js';
 import { PlatformEvent, roomEventsSubject, roomStreamName } from '../protocol/subjects.js';
 import type { ControllerMetrics } from './metrics.js';
 import { EventType, type RoomSource } from './source.js';
+import { isJsError } from '../protocol/jetstream.js';
 
 /** Time between EVT_SESSION_ENDED and deleting the room stream, in milliseconds. */
 export const SESSION_END_GRACE_MS = 2_000;
@@ -101,7 +102,7 @@ class RetryLater extends Error {
 }
 
 function isStreamNotFound(e: unknown): boolean {
-  return e instanceof JetStreamApiError && e.apiError().err_code === JS_STREAM_NOT_FOUND;
+  return isJsError(e, JS_STREAM_NOT_FOUND);
 }
 
 /** JetStream answered with an error (as opposed to a timeout or a lost connection). */

@@ -3,8 +3,6 @@
  * paths (the callout's room, block and presence lookups) read memory, not JetStream.
  */
 import {
-  JetStreamApiCodes,
-  JetStreamApiError,
   JetStreamError,
   jetstream,
   jetstreamManager,
@@ -18,6 +16,11 @@ import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
 import type { Logger } from '../runtime/logger.js';
 import { nanos } from './streams.js';
 import { Bucket, kvStreamName, kvSubject } from '../protocol/subjects.js';
+import {
+  isJsError,
+  JS_STREAM_WRONG_LAST_SEQUENCE,
+  JS_STREAM_WRONG_LAST_SEQUENCE_UNKNOWN,
+} from '../protocol/jetstream.js';
 
 /** Largest value Torii writes to any bucket, in bytes (a compiled room config is the largest). */
 export const MAX_KV_VALUE_BYTES = 256 * 1024;
@@ -105,11 +108,7 @@ export class CasConflictError extends ToriiError {
 
 /** True for the JetStream answer to a write whose expected revision was not the key's last. */
 export function isCasConflict(e: unknown): boolean {
-  return (
-    e instanceof JetStreamApiError &&
-    (e.code === JetStreamApiCodes.StreamWrongLastSequence ||
-      e.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
+  return isJsError(e, JS_STREAM_WRONG_LAST_SEQUENCE, JS_STREAM_WRONG_LAST_SEQUENCE_UNKNOWN);
 }
 
 /** What {@link casUpdate} writes: a new value, a deletion, or nothing (`undefined`). */

@@ -25,6 +25,7 @@ import {
   WORKER_STREAM_SUBJECTS,
 } from '../protocol/subjects.js';
 import {
+  isJsError,
   JS_CONSUMER_CREATE,
   JS_CONSUMER_EXISTS,
   JS_CONSUMER_NOT_FOUND,
@@ -153,10 +154,6 @@ export function userConsumerConfig(
     inactive_threshold: nanos(inactiveThresholdMs),
   };
 }
-
-/** True for a JetStream API answer with the error code `code`. */
-export const isJsError = (e: unknown, code: number): boolean =>
-  e instanceof JetStreamApiError && e.apiError().err_code === code;
 
 const isNotFound = (e: unknown): boolean => isJsError(e, JS_STREAM_NOT_FOUND);
 

@@ -11,8 +11,6 @@
 import {
   AckPolicy,
   DeliverPolicy,
-  JetStreamApiCodes,
-  JetStreamApiError,
   jetstream,
   type Consumer,
   type ConsumerMessages,
@@ -43,7 +41,8 @@ import { broadcast } from '../protocol/messages.js';
 import { isValidId } from '../protocol/ids.js';
 import type { Logger } from '../runtime/logger.js';
 import type { SystemMsgIds } from '../infra/msg-ids.js';
-import { ensureConsumer, isJsError, nanos } from '../infra/streams.js';
+import { ensureConsumer, nanos } from '../infra/streams.js';
+import { isJsError } from '../protocol/jetstream.js';
 import { JS_MESSAGE_TOO_LARGE } from '../protocol/jetstream.js';
 import {
   broadcastSubject,
@@ -55,6 +54,7 @@ import {
 import { KeyedQueue } from '../domain/keyed-queue.js';
 import type { Handlers } from './handlers.js';
 import type { WorkerMetrics } from './metrics.js';
+import { JS_CONSUMER_NOT_FOUND, JS_STREAM_NOT_FOUND } from '../protocol/jetstream.js';
 
 const UTF8 = new TextDecoder();
 const KNOWN_EVENTS: ReadonlySet<string> = new Set(Object.values(RequestEvent));
@@ -203,10 +203,7 @@ export class EventPool {
       } else if (n.type === 'heartbeats_missed') {
         const gone = await this.jsm?.consumers.info(WORKER_STREAM, WORKER_CONSUMER).then(
           () => false,
-          (e: unknown) =>
-            e instanceof JetStreamApiError &&
-            (e.code === JetStreamApiCodes.ConsumerNotFound ||
-              e.code === JetStreamApiCodes.StreamNotFound),
+          (e: unknown) => isJsError(e, JS_CONSUMER_NOT_FOUND, JS_STREAM_NOT_FOUND),
         );
         if (gone && messages === this.messages) void this.recover(messages, true);
       }
