@@ -20,7 +20,7 @@
  * goroutine profiles (prof_port), `/connz?subs=1`, `/subsz`, `/jsz?consumers=1` and `/accountz`
  * are saved there at rest, for attribution (`go tool pprof -top DIR/heap.pb.gz`).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,8 +36,8 @@ import {
   userConsumerFilters,
   userInboxPrefix,
 } from '../src/protocol/subjects.js';
-import { PROJECT_ROOT } from '../src/runtime/version.js';
 import { token } from '../test/helpers/callout.js';
+import { spawnRole } from '../test/helpers/cli.js';
 import { startNats, testKeys } from '../test/helpers/nats.js';
 import { freePort, track, waitFor } from '../test/helpers/procs.js';
 import { publishRoom } from '../test/helpers/room.js';
@@ -331,29 +331,20 @@ async function main(): Promise<void> {
   await publishRoom(svc, ROOM, { maxParticipants: Math.max(10_000, N) });
   await svc.close();
 
-  const role = (name: string, opsPort: number): ChildProcess =>
-    track(
-      spawn(
-        process.execPath,
-        [
-          path.join(PROJECT_ROOT, 'dist', 'cli.js'),
-          name,
-          '--nats-url',
-          server.url,
-          '--keys-dir',
-          keys.dir,
-          '--http-port',
-          String(opsPort),
-          '--log-level',
-          'warn',
-          ...(process.env.BENCH_ROLE_ARGS ?? '').split(' ').filter(Boolean),
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
-      ),
-    );
-  const opsPorts = { callout: await freePort(), worker: await freePort() };
-  const callout = role('auth-callout', opsPorts.callout);
-  const worker = role('worker', opsPorts.worker);
+  // Each role as its own process, as deployed, ready before the joins (test/helpers/cli.ts).
+  const role = (name: string) =>
+    spawnRole([
+      name,
+      '--nats-url',
+      server.url,
+      '--keys-dir',
+      keys.dir,
+      ...(process.env.BENCH_ROLE_ARGS ?? '').split(' ').filter(Boolean),
+    ]);
+  const [calloutRole, workerRole] = await Promise.all([role('auth-callout'), role('worker')]);
+  const callout = calloutRole.proc;
+  const worker = workerRole.proc;
+  const opsPorts = { callout: calloutRole.port, worker: workerRole.port };
   /** V8 heap in use of both roles, in KiB (their /metrics): less noisy than their RSS. */
   const rolesHeapKiB = async (): Promise<number> => {
     let sum = 0;

@@ -2,14 +2,14 @@
  * Publishes rooms the way the controller does (compiled config in KV `torii_rooms`, room stream),
  * and writes presence and block records in the tracker's format, for tests of the data plane.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, type BlockRecord } from '../../src/domain/blocks.js';
 import { openBucket } from '../../src/infra/kv.js';
 import { presenceKey, type PresenceRecord } from '../../src/domain/presence.js';
 import { compileRoom, type CompiledRoomConfig, type RoomSpec } from '../../src/domain/room.js';
 import { ensureRoomStream, ensureWorkerStream } from '../../src/infra/streams.js';
-import { Bucket } from '../../src/protocol/subjects.js';
+import { Bucket, roomStreamName } from '../../src/protocol/subjects.js';
 
 /** Compiles `spec`, ensures the room stream and the worker stream, and publishes the config. */
 export async function publishRoom(
@@ -47,4 +47,32 @@ export async function putBlock(
     blockKey(b.roomId, b.userId),
     JSON.stringify({ by: 'test', reason: 'test', createdAt: new Date().toISOString(), ...b }),
   );
+}
+
+/**
+ * Every message a room stream holds on `filterSubjects`, in stream order, read back with one
+ * ordered consumer (what the server stored, not what was sent).
+ */
+export async function readRoomStream(
+  nc: NatsConnection,
+  room: string,
+  filterSubjects: string[],
+): Promise<JsMsg[]> {
+  const consumer = await jetstream(nc, { timeout: 5_000 }).consumers.get(roomStreamName(room), {
+    filter_subjects: filterSubjects,
+  });
+  const out: JsMsg[] = [];
+  let pending = (await consumer.info()).num_pending;
+  while (pending > 0) {
+    const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
+    let got = 0;
+    for await (const m of batch) {
+      got++;
+      pending = m.info.pending;
+      out.push(m);
+    }
+    if (got === 0) break;
+  }
+  await consumer.delete().catch(() => undefined);
+  return out;
 }

@@ -4,7 +4,6 @@
  * back from what the servers did: broadcasts stored in the room stream, platform events received,
  * bytes another member received, connections the servers still hold.
  */
-import { jetstream } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { spawn } from 'node:child_process';
 import {
@@ -24,7 +23,6 @@ import {
   PlatformEvent,
   roomEventsSubject,
   userEventsSubject,
-  roomStreamName,
   Sys,
   userInboxPrefix,
 } from '../../src/protocol/subjects.js';
@@ -40,7 +38,7 @@ import { DEFAULT_LEAVE_WINDOW_MS } from '../../src/worker/index.js';
 import { joinRoom, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { track, waitFor } from '../helpers/procs.js';
-import { publishRoom } from '../helpers/room.js';
+import { publishRoom, readRoomStream } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
 /** The test workers' grace period (test/helpers/worker.ts). */
@@ -65,24 +63,11 @@ interface Stored {
 
 /** Every broadcast stored in the room stream (read back with an ordered consumer). */
 async function storedBroadcasts(): Promise<Stored[]> {
-  const js = jetstream(svc, { timeout: 3_000 });
-  const consumer = await js.consumers.get(roomStreamName(ROOM), {
-    filter_subjects: [roomEventsSubject(ROOM), userEventsSubject(ROOM, '*')],
-  });
-  const out: Stored[] = [];
-  let pending = (await consumer.info()).num_pending;
-  while (pending > 0) {
-    const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      pending = m.info.pending;
-      out.push(m.json<Stored>());
-    }
-    if (got === 0) break;
-  }
-  await consumer.delete().catch(() => undefined);
-  return out;
+  const msgs = await readRoomStream(svc, ROOM, [
+    roomEventsSubject(ROOM),
+    userEventsSubject(ROOM, '*'),
+  ]);
+  return msgs.map((m) => m.json<Stored>());
 }
 
 const about = (all: Stored[], userId: string, ...events: string[]): Stored[] =>

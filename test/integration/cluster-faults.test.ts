@@ -8,12 +8,7 @@
  * Figures are printed (`cluster-faults (x): {...}`) and recorded in docs/reliability.md.
  */
 import type { ChildProcess } from 'node:child_process';
-import {
-  jetstream,
-  jetstreamManager,
-  type ConsumerConfig,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
+import { jetstreamManager, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { connect as nodeConnect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient, type RoomMessage } from '../../src/client/index.js';
@@ -34,7 +29,7 @@ import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { spawnRole } from '../helpers/cli.js';
 import { TestCluster, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
-import { publishRoom } from '../helpers/room.js';
+import { publishRoom, readRoomStream } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
 /** Room of scenarios (a) and (b). */
@@ -170,28 +165,15 @@ async function counter(
  * consumer over every user's answer subject).
  */
 async function storedAnswers(room: string): Promise<Map<string, string[]>> {
-  const js = jetstream(svc, { timeout: 3_000 });
-  const consumer = await js.consumers.get(roomStreamName(room), {
-    filter_subjects: [userAnswerSubject(room, '*')],
-  });
   const byUser = new Map<string, string[]>();
-  let pending = (await consumer.info()).num_pending;
-  while (pending > 0) {
-    const batch = await consumer.fetch({ max_messages: 500, expires: 2_000 });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      pending = m.info.pending;
-      const a = m.json<{ id?: unknown; ok?: unknown; event?: unknown }>();
-      if (a.event === RESTORED) continue;
-      const user = m.subject.slice(m.subject.lastIndexOf('.') + 1);
-      const ids = byUser.get(user) ?? [];
-      ids.push(a.ok === true ? String(a.id) : `error:${String(a.id)}`);
-      byUser.set(user, ids);
-    }
-    if (got === 0) break;
+  for (const m of await readRoomStream(svc, room, [userAnswerSubject(room, '*')])) {
+    const a = m.json<{ id?: unknown; ok?: unknown; event?: unknown }>();
+    if (a.event === RESTORED) continue;
+    const user = m.subject.slice(m.subject.lastIndexOf('.') + 1);
+    const ids = byUser.get(user) ?? [];
+    ids.push(a.ok === true ? String(a.id) : `error:${String(a.id)}`);
+    byUser.set(user, ids);
   }
-  await consumer.delete().catch(() => undefined);
   return byUser;
 }
 

@@ -7,7 +7,6 @@
  * published must validate against its definition, and every kind of message must have been seen.
  * A message changed by one field no longer validates, and the error names the field.
  */
-import { jetstream } from '@nats-io/jetstream';
 import {
   connect as nodeConnect,
   type NatsConnection,
@@ -26,7 +25,6 @@ import {
   PlatformEvent,
   roleWorkerSubject,
   roomEventsSubject,
-  roomStreamName,
   userAnswerSubject,
   userEventsSubject,
   WORKER_STREAM_SUBJECTS,
@@ -36,7 +34,7 @@ import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
 import { ProtocolValidator } from '../helpers/protocol-schema.js';
-import { publishRoom } from '../helpers/room.js';
+import { publishRoom, readRoomStream } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
 /** Members above which a room's joins and departures are batched (50 by default). */
@@ -78,36 +76,22 @@ async function join(room: string, user: string, role = 'student'): Promise<RoomC
 
 /** Every answer and broadcast stored in a room stream, in order (an ordered consumer). */
 async function stored(room: string): Promise<Seen[]> {
-  const js = jetstream(svc, { timeout: 5_000 });
-  const consumer = await js.consumers.get(roomStreamName(room), {
-    filter_subjects: [
-      roomEventsSubject(room),
-      userEventsSubject(room, '*'),
-      userAnswerSubject(room, '*'),
-    ],
+  const msgs = await readRoomStream(svc, room, [
+    roomEventsSubject(room),
+    userEventsSubject(room, '*'),
+    userAnswerSubject(room, '*'),
+  ]);
+  return msgs.map((m) => {
+    const body = m.json<{ event: string }>();
+    const answer = m.subject.startsWith(userAnswerSubject(room, ''));
+    return {
+      subject: m.subject,
+      body,
+      definition: answer
+        ? definitionOf.answer(body.event)
+        : definitionOf.broadcast(body.event as Broadcast),
+    };
   });
-  const out: Seen[] = [];
-  let pending = (await consumer.info()).num_pending;
-  while (pending > 0) {
-    const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
-    let got = 0;
-    for await (const m of batch) {
-      got++;
-      pending = m.info.pending;
-      const body = m.json<{ event: string }>();
-      const answer = m.subject.startsWith(userAnswerSubject(room, ''));
-      out.push({
-        subject: m.subject,
-        body,
-        definition: answer
-          ? definitionOf.answer(body.event)
-          : definitionOf.broadcast(body.event as Broadcast),
-      });
-    }
-    if (got === 0) break;
-  }
-  await consumer.delete().catch(() => undefined);
-  return out;
 }
 
 const platformOf = (event: string, userId?: string) =>
