@@ -5,7 +5,6 @@
  * finalizer and keeps it while NATS is unreachable.
  */
 import {
-  jetstream,
   JetStreamApiError,
   type JetStreamManager,
   type StreamConfig,
@@ -14,11 +13,10 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
 import { Broadcast } from '../protocol/events.js';
-import { broadcast } from '../protocol/messages.js';
 import { casUpdate, type KvCache } from '../infra/kv.js';
-import { PlatformEvents } from '../infra/platform-events.js';
+import { SystemPublisher } from '../infra/system-publisher.js';
 import type { Logger } from '../runtime/logger.js';
-import type { SystemMsgIds } from '../infra/msg-ids.js';
+import { MsgId, type SystemMsgIds } from '../infra/msg-ids.js';
 import {
   compileRoom,
   parseRoomConfig,
@@ -151,6 +149,7 @@ export class RoomReconciler {
   /** When the session of a deleted Room was ended, by key (the stream is deleted a little later). */
   private readonly ended = new Map<string, number>();
   private workerStreamReady = false;
+  private readonly out: SystemPublisher;
 
   constructor(
     private readonly source: RoomSource,
@@ -158,7 +157,9 @@ export class RoomReconciler {
     private readonly metrics: ControllerMetrics,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.out = new SystemPublisher(nats.nc, nats.msgIds, log);
+  }
 
   /** The key of the Room that owns a roomId, if known. */
   keyOfRoomId(roomId: string): string | undefined {
@@ -387,10 +388,12 @@ export class RoomReconciler {
     // change. The KV revision makes the announcement's id, so a retried reconcile sends it once.
     if (have) {
       const data = { roomId: room.roomId, title: room.title, features: room.features };
-      await jetstream(this.nats.nc).publish(
+      await this.out.broadcast(
         roomEventsSubject(room.roomId),
-        broadcast(Broadcast.RoomUpdated, data, this.now()),
-        { msgID: this.nats.msgIds.of('room-updated', room.roomId, revision) },
+        Broadcast.RoomUpdated,
+        data,
+        MsgId.roomUpdated(room.roomId, revision),
+        this.now(),
       );
       this.metrics.writes.inc({ target: 'jetstream' });
     }
@@ -508,11 +511,13 @@ export class RoomReconciler {
 
   /** Broadcasts EVT_SESSION_ENDED on the room. */
   private async announceEnd(roomId: string, reason: string): Promise<void> {
-    const payload = broadcast(Broadcast.SessionEnded, { roomId, reason }, this.now());
+    const subject = roomEventsSubject(roomId);
+    const data = { roomId, reason };
+    const at = this.now();
     try {
-      await jetstream(this.nats.nc).publish(roomEventsSubject(roomId), payload);
+      await this.out.broadcast(subject, Broadcast.SessionEnded, data, undefined, at);
     } catch {
-      this.nats.nc.publish(roomEventsSubject(roomId), payload); // no stream: live subscribers still hear it
+      this.out.tell(subject, Broadcast.SessionEnded, data, at); // no stream: live subscribers still hear it
     }
   }
 
@@ -528,7 +533,7 @@ export class RoomReconciler {
     );
     if (!step) return;
     this.metrics.writes.inc({ target: 'kv' });
-    new PlatformEvents(this.nats.nc, this.log).publish({
+    this.out.platform({
       event: PlatformEvent.RoomEnded,
       data: { roomId, reason, at: this.now().toISOString() },
     });

@@ -16,6 +16,46 @@ const PREFIX = 'sys-';
 /** Label mixed into the key, so that the password's HMAC serves this purpose only. */
 const KEY_LABEL = 'torii/room-stream-msg-id/v1';
 
+/** The parts that name one logical message; built by {@link MsgId}. */
+export type MsgIdParts = readonly (string | number)[];
+
+/**
+ * The logical messages Torii stores, each named by what makes it one: the same parts in every
+ * replica for the same message, and other parts (a kind first) for any other. Changing one
+ * re-sends, once, what a replica of the previous version sent within the dedupe window.
+ */
+export const MsgId = {
+  /** The answer to the stored event `eventId` (`{stream sequence}-{stored time}`). */
+  answer: (eventId: string): MsgIdParts => ['ans', eventId],
+  /** The `index`th broadcast the stored event `eventId` caused. */
+  eventBroadcast: (eventId: string, index: number): MsgIdParts => ['evt', eventId, index],
+  /** Presence batch number `n` of a room, covering the bucket through revision `throughRev`. */
+  presenceBatch: (roomId: string, n: number, throughRev: number): MsgIdParts => [
+    'batch',
+    roomId,
+    n,
+    throughRev,
+  ],
+  /** A user's arrival, at the time its presence record says it is there since. */
+  joined: (roomId: string, userId: string, since: string): MsgIdParts => [
+    'joined',
+    roomId,
+    userId,
+    since,
+  ],
+  /** A user's departure, at the time its presence record changed. */
+  left: (roomId: string, userId: string, at: string): MsgIdParts => ['left', roomId, userId, at],
+  /** A hand lowered because its user left, at the time of the departure. */
+  handLoweredOnLeave: (roomId: string, userId: string, at: string): MsgIdParts => [
+    'lowered',
+    roomId,
+    userId,
+    at,
+  ],
+  /** A room's changed config, at its revision in `torii_rooms`. */
+  roomUpdated: (roomId: string, revision: number): MsgIdParts => ['room-updated', roomId, revision],
+} as const;
+
 /** Computes system message ids; one per process, from the shared secret. */
 export class SystemMsgIds {
   private readonly key: Buffer;

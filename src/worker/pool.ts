@@ -19,7 +19,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { PlatformEvents } from '../infra/platform-events.js';
+import { SystemPublisher } from '../infra/system-publisher.js';
 import {
   answerEventName,
   isRequestEventName,
@@ -40,7 +40,7 @@ import {
 import { broadcast } from '../protocol/messages.js';
 import { isValidId } from '../protocol/ids.js';
 import type { Logger } from '../runtime/logger.js';
-import type { SystemMsgIds } from '../infra/msg-ids.js';
+import { MsgId, type SystemMsgIds } from '../infra/msg-ids.js';
 import { ensureConsumer, nanos } from '../infra/streams.js';
 import { isJsError } from '../protocol/jetstream.js';
 import { JS_MESSAGE_TOO_LARGE } from '../protocol/jetstream.js';
@@ -116,7 +116,7 @@ export function workerConsumerConfig(s: PoolSettings) {
 
 export class EventPool {
   private readonly js: JetStreamClient;
-  private readonly platform: PlatformEvents;
+  private readonly out: SystemPublisher;
   private messages: ConsumerMessages | undefined;
   private running = 0;
   /** One user's events at a time, in order. */
@@ -142,10 +142,10 @@ export class EventPool {
     private readonly s: PoolSettings,
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
-    private readonly msgIds: SystemMsgIds,
+    msgIds: SystemMsgIds,
   ) {
     this.js = jetstream(nc);
-    this.platform = new PlatformEvents(nc, log);
+    this.out = new SystemPublisher(nc, msgIds, log);
   }
 
   /** Handlers running now. */
@@ -316,12 +316,14 @@ export class EventPool {
       // Broadcasts first: an answer means everything the event caused is visible.
       await Promise.all(
         broadcasts.map((b, i) =>
-          this.js.publish(b.subject, b.payload, { msgID: this.msgIds.of('evt', eventId, i) }),
+          this.out.store(b.subject, b.payload, MsgId.eventBroadcast(eventId, i)),
         ),
       );
-      await this.js.publish(userAnswerSubject(who.roomId, who.userId), JSON.stringify(a), {
-        msgID: this.msgIds.of('ans', eventId),
-      });
+      await this.out.store(
+        userAnswerSubject(who.roomId, who.userId),
+        JSON.stringify(a),
+        MsgId.answer(eventId),
+      );
     };
     /** The request's id once checked: only then is there an answer, and it names the id. */
     let id: string | undefined;
@@ -386,7 +388,7 @@ export class EventPool {
       }
       // Right after the handler stored the change: a redelivery (this one's answer failing)
       // finds it applied and tells the platform nothing again.
-      for (const p of result.platform ?? []) this.platform.publish(p);
+      for (const p of result.platform ?? []) this.out.platform(p);
       await answer(
         { event: answerEventName(request.event), id, ok: true, data: result.data },
         result.broadcasts.map((b) => ({

@@ -13,7 +13,7 @@
  */
 import { KeyedQueue } from '../domain/keyed-queue.js';
 import { retry } from '../domain/retry.js';
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import {
   NoRespondersError,
@@ -24,13 +24,14 @@ import {
 } from '@nats-io/transport-node';
 import { describeError } from '../protocol/errors.js';
 import { Broadcast } from '../protocol/events.js';
-import { broadcast, type BroadcastData } from '../protocol/messages.js';
+import type { BroadcastData } from '../protocol/messages.js';
 import { isValidId } from '../protocol/ids.js';
 import { casUpdate, eraseKey, RoomIndex, type KvCache } from '../infra/kv.js';
 import { accountConnz, serverConnz, type ConnzAnswer } from './connz.js';
 import type { Logger } from '../runtime/logger.js';
-import type { SystemMsgIds } from '../infra/msg-ids.js';
-import { LeftReason, PlatformEvents } from '../infra/platform-events.js';
+import { MsgId, type MsgIdParts, type SystemMsgIds } from '../infra/msg-ids.js';
+import { SystemPublisher } from '../infra/system-publisher.js';
+import { LeftReason } from '../protocol/messages.js';
 import {
   buildBatch,
   DEFAULT_LARGE_ROOM_THRESHOLD,
@@ -226,8 +227,7 @@ class DueQueue {
 
 export class PresenceTracker {
   private readonly subs: Subscription[] = [];
-  private readonly js: JetStreamClient;
-  private readonly platform: PlatformEvents;
+  private readonly out: SystemPublisher;
   private sweeper: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
   private sweeping = false;
@@ -267,12 +267,11 @@ export class PresenceTracker {
     private readonly account: string,
     private readonly s: PresenceSettings,
     private readonly log: Logger,
-    private readonly msgIds: SystemMsgIds,
+    msgIds: SystemMsgIds,
     /** Sees every CONNZ answer of the reconcile (the flood guard reads its counters). */
     private readonly onConnz: (answer: ConnzAnswer) => void = () => undefined,
   ) {
-    this.js = jetstream(app);
-    this.platform = new PlatformEvents(app, log);
+    this.out = new SystemPublisher(app, msgIds, log);
     this.threshold = s.largeRoomThreshold ?? DEFAULT_LARGE_ROOM_THRESHOLD;
     this.batchIntervalMs = s.batchIntervalMs ?? DEFAULT_PRESENCE_BATCH_INTERVAL_MS;
     this.present = new RoomIndex(cache, occupiesSeat);
@@ -343,13 +342,12 @@ export class PresenceTracker {
           });
           if (!prunePending(changes, mark.throughRev)) this.pending.delete(roomId);
           // The number is in the batch: a member that sees a gap asks for the list again.
-          await this.js
-            .publish(presenceBatchSubject(roomId), broadcast(Broadcast.PresenceBatch, data), {
-              msgID: this.msgIds.of('batch', roomId, mark.n, mark.throughRev),
-            })
-            .catch((e: unknown) =>
-              this.log.warn({ roomId, err: describeError(e) }, 'cannot broadcast presence batch'),
-            );
+          await this.out.tryBroadcast(
+            presenceBatchSubject(roomId),
+            Broadcast.PresenceBatch,
+            data,
+            MsgId.presenceBatch(roomId, mark.n, mark.throughRev),
+          );
         }),
       );
     } catch (e) {
@@ -487,7 +485,7 @@ export class PresenceTracker {
       // Only the replica whose write stored the transition gets here with it, once: an event
       // applied again (a retry, another replica's copy) changes nothing and announces nothing.
       if (transition?.joined) {
-        this.platform.publish({
+        this.out.platform({
           event: PlatformEvent.ParticipantJoined,
           data: {
             roomId,
@@ -503,7 +501,7 @@ export class PresenceTracker {
             userId,
             Broadcast.ParticipantJoined,
             { userId, name: next.name, role: next.role, since: next.since },
-            this.msgIds.of('joined', roomId, userId, next.since),
+            MsgId.joined(roomId, userId, next.since),
           );
       }
       if (transition?.left)
@@ -637,7 +635,7 @@ export class PresenceTracker {
     reason: LeftReason,
     batched: boolean,
   ): Promise<void> {
-    this.platform.publish({
+    this.out.platform({
       event: PlatformEvent.ParticipantLeft,
       data: { roomId, userId, reason, at },
     });
@@ -647,7 +645,7 @@ export class PresenceTracker {
         userId,
         Broadcast.ParticipantLeft,
         { userId },
-        this.msgIds.of('left', roomId, userId, at),
+        MsgId.left(roomId, userId, at),
       );
     const lowered = await casUpdate(this.roomState, handKey(roomId, userId), parseHand, (h) =>
       // The budget stays: leaving and coming back must not refill the user's hand changes.
@@ -662,7 +660,7 @@ export class PresenceTracker {
         : undefined,
     );
     if (lowered.step) {
-      this.platform.publish({
+      this.out.platform({
         event: PlatformEvent.HandLowered,
         data: { roomId, userId, by: 'system', at },
       });
@@ -671,7 +669,7 @@ export class PresenceTracker {
         userId,
         Broadcast.HandLowered,
         { userId, by: 'system' },
-        this.msgIds.of('lowered', roomId, userId, at),
+        MsgId.handLoweredOnLeave(roomId, userId, at),
       );
     }
   }
@@ -759,13 +757,9 @@ export class PresenceTracker {
     userId: string,
     event: B,
     data: BroadcastData<B>,
-    msgId: string,
+    id: MsgIdParts,
   ): Promise<void> {
-    await this.js
-      .publish(userEventsSubject(roomId, userId), broadcast(event, data), { msgID: msgId })
-      .catch((e: unknown) => {
-        this.log.warn({ roomId, event, err: describeError(e) }, 'cannot broadcast presence event');
-      });
+    await this.out.tryBroadcast(userEventsSubject(roomId, userId), event, data, id);
   }
 
   /** Stops listening; resolves when the events already taken are applied. */

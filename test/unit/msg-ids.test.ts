@@ -1,4 +1,4 @@
-import { SystemMsgIds } from '../../src/infra/msg-ids.js';
+import { MsgId, SystemMsgIds } from '../../src/infra/msg-ids.js';
 
 describe('system message ids', () => {
   test('the same logical message gets the same id in every process holding the secret', () => {
@@ -27,5 +27,35 @@ describe('system message ids', () => {
     expect(id).toMatch(/^sys-[A-Za-z0-9_-]{43}$/);
     expect(id).not.toContain('n5');
     expect(() => new SystemMsgIds('')).toThrow(/non-empty secret/);
+  });
+});
+
+describe('MsgId: the logical messages Torii stores', () => {
+  const ids = new SystemMsgIds('service-password');
+  const t = '2026-12-07T08:00:00.000Z';
+
+  test('keep the ids earlier versions gave, so a rolling upgrade stores no message twice', () => {
+    expect(ids.of(...MsgId.answer('12-345'))).toBe(ids.of('ans', '12-345'));
+    expect(ids.of(...MsgId.eventBroadcast('12-345', 1))).toBe(ids.of('evt', '12-345', 1));
+    expect(ids.of(...MsgId.presenceBatch('n5', 3, 40))).toBe(ids.of('batch', 'n5', 3, 40));
+    expect(ids.of(...MsgId.joined('n5', 'hana', t))).toBe(ids.of('joined', 'n5', 'hana', t));
+    expect(ids.of(...MsgId.left('n5', 'hana', t))).toBe(ids.of('left', 'n5', 'hana', t));
+    expect(ids.of(...MsgId.handLoweredOnLeave('n5', 'hana', t))).toBe(
+      ids.of('lowered', 'n5', 'hana', t),
+    );
+    expect(ids.of(...MsgId.roomUpdated('n5', 42))).toBe(ids.of('room-updated', 'n5', 42));
+  });
+
+  test('no two kinds name the same message, whatever their parts', () => {
+    const all = [
+      MsgId.answer('n5'),
+      MsgId.eventBroadcast('n5', 0),
+      MsgId.presenceBatch('n5', 0, 0),
+      MsgId.joined('n5', 'hana', t),
+      MsgId.left('n5', 'hana', t),
+      MsgId.handLoweredOnLeave('n5', 'hana', t),
+      MsgId.roomUpdated('n5', 0),
+    ].map((parts) => ids.of(...parts));
+    expect(new Set(all).size).toBe(all.length);
   });
 });
