@@ -6,6 +6,7 @@
  * permissions cover one room and one user. Every refusal is an authorization response with an
  * error; its reason is logged and counted but never sent to the client.
  */
+import { TrustedCache } from '../domain/trusted-cache.js';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -119,7 +120,9 @@ export class AuthCallout {
   private readonly now: () => Date;
   private sub: Subscription | undefined;
   /** Member records last written, by key, with when they stop being trusted (ms). */
-  private readonly members = new Map<string, { json: string; until: number }>();
+  private readonly members = new TrustedCache<string, string>({
+    maxEntries: MAX_REMEMBERED_MEMBERS,
+  });
   private memberSub: Subscription | undefined;
   private inflight = 0;
   private idle: (() => void) | undefined;
@@ -222,10 +225,10 @@ export class AuthCallout {
       callback: (err, m) => {
         if (err) return;
         const key = m.subject.slice(prefix.length);
-        const mine = this.members.get(key);
-        if (!mine) return;
+        const mine = this.members.peek(key);
+        if (mine === undefined) return;
         const op = m.headers?.get(KV_OPERATION_HEADER);
-        if (op || UTF8_DECODER.decode(m.data) !== mine.json) this.members.delete(key);
+        if (op || UTF8_DECODER.decode(m.data) !== mine) this.members.forget(key);
       },
     });
     void (async () => {
@@ -530,14 +533,11 @@ export class AuthCallout {
     const key = memberKey(roomId, userId);
     const record: MemberRecord = { roomId, userId, role, ...(name !== undefined ? { name } : {}) };
     const json = JSON.stringify(record);
-    const now = Date.now();
-    const known = this.members.get(key);
-    if (known && known.json === json && known.until > now) return;
+    if (this.members.get(key) === json) return;
     // Forgotten first, so that a failed put leaves nothing trusted.
-    this.members.delete(key);
+    this.members.forget(key);
     await this.d.roomState.put(key, json);
-    if (this.members.size >= MAX_REMEMBERED_MEMBERS) this.members.clear();
-    this.members.set(key, { json, until: now + MEMBER_RECORD_TRUST_MS });
+    this.members.trust(key, json, MEMBER_RECORD_TRUST_MS);
   }
 
   private respond(

@@ -17,6 +17,7 @@
  */
 import type { ConsumerInfo, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { TrustedCache } from '../domain/trusted-cache.js';
 import { ensureConsumer, userConsumerConfig } from '../infra/streams.js';
 import { isJsError } from '../protocol/jetstream.js';
 import { JS_CONSUMER_NOT_FOUND, JS_MAX_CONSUMERS } from '../protocol/jetstream.js';
@@ -62,9 +63,8 @@ export interface ConsumerEnsurerOptions {
 export type EnsureResult = 'cached' | 'created' | 'restored';
 
 export class ConsumerEnsurer {
-  /** roomId → consumer name → trusted until (ms since the epoch). */
-  private readonly known = new Map<string, Map<string, number>>();
-  private size = 0;
+  /** Consumers known to exist, by {@link cacheKey}, with their room. */
+  private readonly known: TrustedCache<string, string>;
   /**
    * Bumped for a room whenever its consumers may have gone: an ensure that started before keeps
    * its result out of the cache (its consumer may have been deleted after it was created).
@@ -91,6 +91,7 @@ export class ConsumerEnsurer {
       inactiveThresholdMs * CONSUMER_CACHE_SHARE,
     );
     this.now = o.now ?? Date.now;
+    this.known = new TrustedCache({ maxEntries: MAX_CACHED, now: this.now });
     // Without a view of presence nobody counts as gone: nothing is deleted.
     this.isPresent = o.isPresent ?? (() => true);
     this.onEvicted = o.onEvicted ?? (() => undefined);
@@ -101,9 +102,8 @@ export class ConsumerEnsurer {
    * without a JetStream call when it is known.
    */
   ensure(roomId: string, userId: string, name: string = userId): Promise<EnsureResult> {
-    const until = this.known.get(roomId)?.get(name);
-    if (until !== undefined && until > this.now()) return Promise.resolve('cached');
-    const key = `${roomId}.${name}`;
+    const key = cacheKey(roomId, name);
+    if (this.known.get(key) !== undefined) return Promise.resolve('cached');
     let p = this.inflight.get(key);
     if (!p) {
       p = this.create(roomId, userId, name).finally(() => this.inflight.delete(key));
@@ -114,23 +114,20 @@ export class ConsumerEnsurer {
 
   /** Forgets a consumer (deleted elsewhere), so the next ensure creates it again. */
   forget(roomId: string, name: string): void {
-    const room = this.known.get(roomId);
-    if (room?.delete(name)) this.size--;
-    if (room?.size === 0) this.known.delete(roomId);
+    this.known.forget(cacheKey(roomId, name));
     this.bump(roomId);
   }
 
   /** Forgets every consumer of a room (its stream was deleted or created). */
   forgetRoom(roomId: string): void {
-    this.size -= this.known.get(roomId)?.size ?? 0;
-    this.known.delete(roomId);
+    // Rare (a stream created or deleted), so a pass over the cache is fine.
+    this.known.forgetWhere((_, room) => room === roomId);
     this.bump(roomId);
   }
 
   /** Forgets everything. */
   clear(): void {
     this.known.clear();
-    this.size = 0;
     this.epoch++;
   }
 
@@ -228,14 +225,10 @@ export class ConsumerEnsurer {
     }
     const result = done === 'restored' ? 'restored' : 'created';
     if ((this.generation.get(roomId) ?? 0) !== gen || this.epoch !== epoch) return result;
-    if (this.size >= MAX_CACHED) {
-      this.known.clear();
-      this.size = 0;
-    }
-    let room = this.known.get(roomId);
-    if (!room) this.known.set(roomId, (room = new Map<string, number>()));
-    if (!room.has(name)) this.size++;
-    room.set(name, this.now() + this.cacheTtlMs);
+    this.known.trust(cacheKey(roomId, name), roomId, this.cacheTtlMs);
     return result;
   }
 }
+
+/** One consumer's key in the cache; ids never hold a NUL, so no two pairs share one. */
+const cacheKey = (roomId: string, name: string): string => `${roomId}\u0000${name}`;

@@ -20,7 +20,7 @@ import {
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
-import { dropExpired } from '../domain/expiry.js';
+import { TrustedCache } from '../domain/trusted-cache.js';
 import { ConfigError } from '../protocol/errors.js';
 import { KeyFile } from '../infra/keys.js';
 import { displayNameProblem } from '../infra/tokens.js';
@@ -79,7 +79,8 @@ type Key = JWTVerifyGetKey | KeyObject | Uint8Array;
 
 /** Verifies room tokens against one key source. */
 export class TokenVerifier {
-  private readonly verified = new Map<string, { token: RoomToken; until: number }>();
+  /** Tokens verified, trusted until they expire or the TTL passes; ~0.7 KB each. */
+  private readonly verified: TrustedCache<string, RoomToken>;
 
   private constructor(
     private readonly key: Key,
@@ -87,7 +88,16 @@ export class TokenVerifier {
     private readonly o: TokenVerifierOptions,
     /** Human-readable description of the key source, for logs. */
     readonly source: string,
-  ) {}
+  ) {
+    this.verified = new TrustedCache({
+      maxEntries: VERIFIED_TOKEN_CACHE_SIZE,
+      now: () => this.nowMs(),
+    });
+  }
+
+  private nowMs(): number {
+    return (this.o.now?.() ?? new Date()).getTime();
+  }
 
   /**
    * Builds a verifier from the configured source.
@@ -284,22 +294,14 @@ export class TokenVerifier {
         RejectReason.TokenTooLarge,
         `token is larger than ${MAX_TOKEN_BYTES} bytes`,
       );
-    const now = (this.o.now?.() ?? new Date()).getTime();
     const hit = this.verified.get(token);
-    if (hit && hit.until > now) return hit.token;
-    if (hit) this.verified.delete(token);
+    if (hit) return hit;
     const verified = await this.verifyNow(token);
-    // Remembered until it expires or the TTL passes. Entries are kept in the order they were
-    // verified, which is nearly the order they stop being trusted: those at the front that no
-    // longer are go now, so the cache holds the last TTL's tokens, not the last 20,000 (every
-    // user a new token; each entry ~0.7 KB). When still full, the oldest entry goes first.
-    dropExpired(this.verified, now);
-    if (this.verified.size >= VERIFIED_TOKEN_CACHE_SIZE)
-      this.verified.delete(this.verified.keys().next().value as string);
-    this.verified.set(token, {
-      token: verified,
-      until: Math.min(verified.exp * 1000, now + VERIFIED_TOKEN_CACHE_TTL_MS),
-    });
+    this.verified.trustUntil(
+      token,
+      verified,
+      Math.min(verified.exp * 1000, this.nowMs() + VERIFIED_TOKEN_CACHE_TTL_MS),
+    );
     return verified;
   }
 

@@ -9,7 +9,7 @@ import type { KV } from '@nats-io/kv';
 import { AccessToken } from 'livekit-server-sdk';
 import { Broadcast, RequestEvent } from '../protocol/events.js';
 import { isBlockActive, type BlockRecord } from '../domain/blocks.js';
-import { dropExpired } from '../domain/expiry.js';
+import { TrustedCache } from '../domain/trusted-cache.js';
 import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from '../infra/kv.js';
 import { isValidId } from '../protocol/ids.js';
 import {
@@ -161,9 +161,14 @@ const ANSWER_ENVELOPE_BYTES = 512;
 export { MAX_NOTE_LENGTH };
 /** How long a member record is trusted before it is read again, in milliseconds. */
 const MEMBER_CACHE_TTL_MS = 10_000;
+/** Bound on cached member records (a few hundred bytes each). */
+const MAX_CACHED_MEMBERS = 100_000;
 
 export class Handlers {
-  private readonly members = new Map<string, { member: MemberRecord; until: number }>();
+  /** Member records read, by key; at most {@link MAX_CACHED_MEMBERS}. */
+  private readonly members = new TrustedCache<string, MemberRecord>({
+    maxEntries: MAX_CACHED_MEMBERS,
+  });
 
   /** Presence by room: a room's participant list costs the room's size, not the bucket's. */
   private readonly present: RoomIndex<PresenceRecord>;
@@ -216,18 +221,15 @@ export class Handlers {
    */
   private async member(roomId: string, userId: string): Promise<string | undefined> {
     const key = memberKey(roomId, userId);
-    const now = Date.now();
     const hit = this.members.get(key);
-    if (hit && hit.until > now) return hit.member.name;
+    if (hit) return hit.name;
     const e = await this.d.roomState.get(key);
     const m = e?.operation === 'PUT' ? parseMember(e.json()) : undefined;
-    // Deleted first, so the map stays in the order its entries expire, and those expired go:
-    // it holds the members of the last 10 s, not every user this worker has served.
-    this.members.delete(key);
-    dropExpired(this.members, now);
-    if (!m) return undefined;
-    if (this.members.size > 100_000) this.members.clear();
-    this.members.set(key, { member: m, until: now + MEMBER_CACHE_TTL_MS });
+    if (!m) {
+      this.members.forget(key);
+      return undefined;
+    }
+    this.members.trust(key, m, MEMBER_CACHE_TTL_MS);
     return m.name;
   }
 
