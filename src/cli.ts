@@ -17,12 +17,12 @@ import { registerToken } from './commands/token.js';
 import { registerWorker } from './commands/worker.js';
 
 /** Exit code for bad usage or configuration. */
-export const EXIT_USAGE = 2;
+const EXIT_USAGE = 2;
 /** Exit code for a runtime failure. */
-export const EXIT_FAILURE = 1;
+const EXIT_FAILURE = 1;
 
 /** Builds the command tree; exported for tests and the docs generator. */
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command('torii')
     .description(
       'Torii: the real-time control plane of the Torii Nihongo online classroom (NATS auth callout, room controller, event workers)',

@@ -62,7 +62,7 @@ const MAX_REMEMBERED_MEMBERS = 100_000;
  * follows the member keys); this bounds what a missed notice (a bucket recreated, a lost
  * message) can cost: one stale or missing record for 10 minutes.
  */
-export const MEMBER_RECORD_TRUST_MS = 10 * 60_000;
+const MEMBER_RECORD_TRUST_MS = 10 * 60_000;
 const UTF8_DECODER = new TextDecoder();
 const UTF8_ENCODER = new TextEncoder();
 
@@ -95,7 +95,7 @@ interface AuthRequest {
 }
 
 /** Everything the handler needs; the NATS connections belong to the caller. */
-export interface CalloutDeps {
+interface CalloutDeps {
   /** Connection as the callout user in the AUTH account. */
   authConn: NatsConnection;
   /** Connection in the APP account, for JetStream (consumers). */

@@ -30,9 +30,9 @@ import { consumerUser, JsAdvisory, parseJsAdvisory, roomStreamName } from '../pr
  * makes the cache forget it at once; should the advisory be lost, the entry is gone before the
  * consumer could have been, so an admission after the expiry creates it again.
  */
-export const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
+const DEFAULT_CONSUMER_CACHE_TTL_MS = 5 * 60_000;
 /** Share of the inactive threshold a known consumer is trusted for, at most. */
-export const CONSUMER_CACHE_SHARE = 0.5;
+const CONSUMER_CACHE_SHARE = 0.5;
 /** Bound on cached consumers. */
 const MAX_CACHED = 100_000;
 /**
@@ -40,13 +40,13 @@ const MAX_CACHED = 100_000;
  * one), so that a stream full of departed users' consumers is listed once per batch of admissions,
  * not once per admission.
  */
-export const EVICT_SHARE = 0.1;
+const EVICT_SHARE = 0.1;
 
 /** Whether a user holds a seat in a room (present, away or within its grace period). */
-export type IsPresent = (roomId: string, userId: string) => boolean;
+type IsPresent = (roomId: string, userId: string) => boolean;
 
 /** Options of {@link ConsumerEnsurer}. */
-export interface ConsumerEnsurerOptions {
+interface ConsumerEnsurerOptions {
   /**
    * How long a consumer known to exist is trusted, in milliseconds. Default 5 minutes; never more
    * than {@link CONSUMER_CACHE_SHARE} of the inactive threshold.
@@ -60,7 +60,7 @@ export interface ConsumerEnsurerOptions {
 }
 
 /** `restored`: the consumer was offline (its server gone) and was created again elsewhere. */
-export type EnsureResult = 'cached' | 'created' | 'restored';
+type EnsureResult = 'cached' | 'created' | 'restored';
 
 export class ConsumerEnsurer {
   /** Consumers known to exist, by {@link cacheKey}, with their room. */

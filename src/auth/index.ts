@@ -14,12 +14,10 @@ import { AuthCallout, type CalloutSettings } from './callout.js';
 import { RoomDirectory } from './directory.js';
 import { TokenVerifier, type TokenVerifierOptions } from './token-verifier.js';
 
-export { AuthCallout, InboxPolicy, DEFAULT_MAX_TTL_MS } from './callout.js';
-export type { CalloutSettings } from './callout.js';
+export { InboxPolicy, DEFAULT_MAX_TTL_MS } from './callout.js';
 export { DEFAULT_MAX_CONNECTIONS_PER_USER } from './connections.js';
 export { DEFAULT_ADMISSION_TTL_MS } from './seats.js';
-export { TokenVerifier, MAX_CLOCK_SKEW_MS } from './token-verifier.js';
-export { RejectReason } from './rejection.js';
+export { MAX_CLOCK_SKEW_MS } from './token-verifier.js';
 
 /** Everything `torii auth-callout` needs. */
 export interface AuthCalloutConfig extends CalloutSettings {

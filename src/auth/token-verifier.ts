@@ -31,9 +31,9 @@ export const MAX_TOKEN_BYTES = 8 * 1024;
 /** Largest clock skew the verifier tolerates, in milliseconds (docs/auth-callout.md). */
 export const MAX_CLOCK_SKEW_MS = 30_000;
 /** How long fetched JWKS are cached, in milliseconds. */
-export const JWKS_CACHE_MAX_AGE_MS = 10 * 60_000;
+const JWKS_CACHE_MAX_AGE_MS = 10 * 60_000;
 /** Least time between two JWKS fetches on unknown `kid`s, in milliseconds. */
-export const JWKS_COOLDOWN_MS = 30_000;
+const JWKS_COOLDOWN_MS = 30_000;
 /**
  * How long a verified token is remembered, in milliseconds. A reconnect storm presents the same
  * tokens again; re-verifying each costs a signature check. Bounded so that a key removed from the
@@ -41,13 +41,13 @@ export const JWKS_COOLDOWN_MS = 30_000;
  */
 export const VERIFIED_TOKEN_CACHE_TTL_MS = 5 * 60_000;
 /** Bound on remembered tokens. */
-export const VERIFIED_TOKEN_CACHE_SIZE = 20_000;
+const VERIFIED_TOKEN_CACHE_SIZE = 20_000;
 
 const ASYMMETRIC_ALGS = ['EdDSA', 'ES256', 'RS256'];
 const SYMMETRIC_ALGS = ['HS256'];
 
 /** Where the verification key comes from. Exactly one source is used. */
-export interface TokenKeySource {
+interface TokenKeySource {
   jwksUrl?: string;
   publicKeyFile?: string;
   secretFile?: string;

@@ -27,7 +27,7 @@ interface ClientFlags {
 }
 
 /** The commands a user types; anything not starting with `/` is chat. */
-export const ClientCommand = {
+const ClientCommand = {
   Raise: '/raise',
   Lower: '/lower',
   Who: '/who',
@@ -35,7 +35,7 @@ export const ClientCommand = {
   Leave: '/leave',
   Help: '/help',
 } as const;
-export type ClientCommand = (typeof ClientCommand)[keyof typeof ClientCommand];
+type ClientCommand = (typeof ClientCommand)[keyof typeof ClientCommand];
 
 const HELP = [
   'type a line to chat, or:',

@@ -92,20 +92,20 @@ export function pageOrigins(host: string, webPort: number): string[] {
 }
 
 /** `--media`: run LiveKit or not. */
-export const MediaMode = { On: 'on', Off: 'off' } as const;
-export type MediaMode = (typeof MediaMode)[keyof typeof MediaMode];
+const MediaMode = { On: 'on', Off: 'off' } as const;
+type MediaMode = (typeof MediaMode)[keyof typeof MediaMode];
 
 /** Folder layout under `--state-dir`. */
-export const DevLayout = {
+const DevLayout = {
   keys: 'keys',
   nats: 'nats',
   jetstream: 'nats/jetstream',
   livekit: 'livekit',
 } as const;
 /** Files of the LiveKit key pair under `DevLayout.livekit` (the secret file is what workers read). */
-export const LiveKitKeyFile = { apiKey: 'api-key', apiSecret: 'api-secret' } as const;
+const LiveKitKeyFile = { apiKey: 'api-key', apiSecret: 'api-secret' } as const;
 /** The example Rooms shipped with Torii. */
-export const EXAMPLE_ROOMS_DIR = path.join(PROJECT_ROOT, 'examples', 'rooms');
+const EXAMPLE_ROOMS_DIR = path.join(PROJECT_ROOT, 'examples', 'rooms');
 /** The room the banner prints tokens for. */
 const DEMO_ROOM = 'demo';
 /** Resync period in dev: folder edits are also picked up by the watch. */

@@ -91,7 +91,7 @@ const accountName = (v: string): string => {
 };
 
 /** Turns parsed flags into renderer options; checks that the flags agree with each other. */
-export async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfigOptions> {
+async function natsConfigFromFlags(f: NatsConfigFlags): Promise<NatsConfigOptions> {
   const accounts = {
     auth: f.authAccount,
     app: f.appAccount,

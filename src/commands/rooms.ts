@@ -19,7 +19,7 @@ interface RoomsFlags {
 }
 
 /** One line of `torii rooms`. */
-export interface RoomSummary {
+interface RoomSummary {
   roomId: string;
   title: string;
   maxParticipants: number;

@@ -80,9 +80,9 @@ export interface WorkerFlags {
 export const DEFAULT_MEDIA_TOKEN_TTL_MS = 2 * 3_600_000;
 
 /** Shortest lifetime of LiveKit tokens, in milliseconds (as of room tokens): a client renews before it ends. */
-export const MIN_MEDIA_TOKEN_TTL_MS = 10_000;
+const MIN_MEDIA_TOKEN_TTL_MS = 10_000;
 /** Longest lifetime of LiveKit tokens, in milliseconds (a day: clients renew well before). */
-export const MAX_MEDIA_TOKEN_TTL_MS = 24 * 3_600_000;
+const MAX_MEDIA_TOKEN_TTL_MS = 24 * 3_600_000;
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 

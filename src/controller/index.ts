@@ -28,14 +28,13 @@ import { RoomReconciler } from './reconciler.js';
 import type { RoomSource } from './source.js';
 
 export { DEFAULT_LEASE_TIMING } from './leader.js';
-export type { LeaseTiming } from './leader.js';
 
 /** Default reconciles running at once. */
 export const DEFAULT_CONCURRENCY = 8;
 /** Default period of the full resync, in milliseconds. */
 export const DEFAULT_RESYNC_MS = 60_000;
 /** At most one status write per Room per this many milliseconds for participant counts. */
-export const PARTICIPANTS_DEBOUNCE_MS = 5_000;
+const PARTICIPANTS_DEBOUNCE_MS = 5_000;
 /** Default name of the leader Lease. */
 export const DEFAULT_LEASE_NAME = 'torii-controller';
 
@@ -66,7 +65,7 @@ export interface RunningController {
 }
 
 /** Loads a kubeconfig, refusing the silent `localhost:8080` fallback of `loadFromDefault()`. */
-export function loadKubeConfig(file?: string): KubeConfig {
+function loadKubeConfig(file?: string): KubeConfig {
   const kc = new KubeConfig();
   try {
     if (file) kc.loadFromFile(file);

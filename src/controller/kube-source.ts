@@ -36,7 +36,7 @@ import type { EventType, RoomSource } from './source.js';
 const RESTART_BASE_MS = 500;
 const RESTART_MAX_MS = 30_000;
 /** Name of the component in Events. */
-export const EVENT_COMPONENT = 'torii-controller';
+const EVENT_COMPONENT = 'torii-controller';
 
 /** The body of an API error, for logs (its message embeds headers). */
 export function apiErrorSummary(e: unknown): string {

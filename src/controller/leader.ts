@@ -36,10 +36,10 @@ export const DEFAULT_LEASE_TIMING: LeaseTiming = {
  * Longest one attempt at the Lease may take (its read plus its create or update, or the release
  * on shutdown), in milliseconds. A leader's attempt is cut shorter still, at its renew deadline.
  */
-export const LEASE_CALL_TIMEOUT_MS = 5_000;
+const LEASE_CALL_TIMEOUT_MS = 5_000;
 
 /** A Lease call abandoned because its attempt ran out of time (or the elector stopped). */
-export class LeaseCallTimeoutError extends ToriiError {
+class LeaseCallTimeoutError extends ToriiError {
   /** The attempt's budget, in milliseconds. */
   readonly timeoutMs: number;
 
@@ -106,7 +106,7 @@ class AttemptBudget {
   }
 }
 
-export interface LeaderCallbacks {
+interface LeaderCallbacks {
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
 }

@@ -7,12 +7,12 @@
 import { backoffCeilingMs } from '../domain/retry.js';
 
 /** Per-key backoff: first retry after this many milliseconds, doubling (controller-runtime). */
-export const DEFAULT_BACKOFF_BASE_MS = 5;
+const DEFAULT_BACKOFF_BASE_MS = 5;
 /** Longest per-key backoff, in milliseconds (1000 s, as controller-runtime). */
-export const DEFAULT_BACKOFF_MAX_MS = 1_000_000;
+const DEFAULT_BACKOFF_MAX_MS = 1_000_000;
 /** Global retry bucket: refill rate per second and burst (controller-runtime: 10 / 100). */
-export const DEFAULT_RETRY_QPS = 10;
-export const DEFAULT_RETRY_BURST = 100;
+const DEFAULT_RETRY_QPS = 10;
+const DEFAULT_RETRY_BURST = 100;
 
 /** Clock and timers, injectable for tests. */
 export interface Clock {
@@ -21,7 +21,7 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
-export const systemClock: Clock = {
+const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
@@ -51,7 +51,7 @@ export class TokenBucket {
   }
 }
 
-export interface WorkQueueOptions {
+interface WorkQueueOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   retryQps?: number;

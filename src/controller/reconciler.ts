@@ -38,10 +38,10 @@ import { EventType, type RoomSource } from './source.js';
 import { isJsError } from '../protocol/jetstream.js';
 
 /** Time between EVT_SESSION_ENDED and deleting the room stream, in milliseconds. */
-export const SESSION_END_GRACE_MS = 2_000;
+const SESSION_END_GRACE_MS = 2_000;
 
 /** Condition reasons. */
-export const Reason = {
+const Reason = {
   Reconciled: 'Reconciled',
   InvalidSpec: 'InvalidSpec',
   RoomIdConflict: 'RoomIdConflict',
@@ -72,7 +72,7 @@ const UPDATABLE_FIELDS = [
 ] as const;
 
 /** What the reconciler needs from NATS. */
-export interface NatsDeps {
+interface NatsDeps {
   nc: NatsConnection;
   jsm: JetStreamManager;
   /** Mirror of `torii_rooms`; its `bucket` is where configs are written. */
@@ -85,7 +85,7 @@ export interface NatsDeps {
 }
 
 /** Result of one reconcile. */
-export interface ReconcileResult {
+interface ReconcileResult {
   /** Reconcile again after this many milliseconds (besides events and resyncs). */
   requeueAfterMs?: number;
 }

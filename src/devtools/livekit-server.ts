@@ -16,9 +16,9 @@ export const DEFAULT_MEDIA_PORT = 7880;
 /** UDP port of `torii dev`'s LiveKit for WebRTC media: LiveKit's own development default. */
 export const DEFAULT_MEDIA_RTC_PORT = 7882;
 /** How long to wait for a started server to answer, in milliseconds. */
-export const DEFAULT_LIVEKIT_START_TIMEOUT_MS = 30_000;
+const DEFAULT_LIVEKIT_START_TIMEOUT_MS = 30_000;
 /** How long a server may take to exit after SIGTERM before it is killed, in milliseconds. */
-export const DEFAULT_LIVEKIT_STOP_TIMEOUT_MS = 10_000;
+const DEFAULT_LIVEKIT_STOP_TIMEOUT_MS = 10_000;
 /** Wait before signalling a stopping server again (the second signal skips the drain), in milliseconds. */
 const SIGNAL_AGAIN_MS = 300;
 /** Poll interval while waiting for the server, in milliseconds. */
@@ -39,7 +39,7 @@ export function generateLiveKitKeys(): LiveKitKeys {
 }
 
 /** Options of {@link renderLiveKitConfig}. */
-export interface LiveKitConfigOptions {
+interface LiveKitConfigOptions {
   /** Signalling listen address (loopback). */
   host: string;
   /** Signalling (HTTP and websocket) port. */
@@ -57,7 +57,7 @@ export interface LiveKitConfigOptions {
  * discovery (it would ask public STUN servers), no TCP port (LiveKit's TCP listener ignores the
  * bind address and would listen on every interface) and no TURN.
  */
-export function renderLiveKitConfig(o: LiveKitConfigOptions): string {
+function renderLiveKitConfig(o: LiveKitConfigOptions): string {
   return stringify({
     port: o.port,
     bind_addresses: [o.host],
@@ -79,7 +79,7 @@ export function renderLiveKitConfig(o: LiveKitConfigOptions): string {
 }
 
 /** Options of {@link LiveKitServerProcess.start}. */
-export interface StartLiveKitOptions {
+interface StartLiveKitOptions {
   /** Folder for the config file (it holds the secret: mode 0600). */
   dir: string;
   config: LiveKitConfigOptions;

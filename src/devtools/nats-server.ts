@@ -10,14 +10,14 @@ import { ServerChild } from './server-process.js';
 import { findTool } from './tools.js';
 
 /** How long to wait for a started server to report healthy, in milliseconds. */
-export const DEFAULT_NATS_START_TIMEOUT_MS = 20_000;
+const DEFAULT_NATS_START_TIMEOUT_MS = 20_000;
 /** How long a server may take to exit after SIGTERM before it is killed, in milliseconds. */
-export const DEFAULT_NATS_STOP_TIMEOUT_MS = 10_000;
+const DEFAULT_NATS_STOP_TIMEOUT_MS = 10_000;
 /** Poll interval while waiting for a condition, in milliseconds. */
 const POLL_MS = 50;
 
 /** Listen URLs a running server reported in its ports file. */
-export interface NatsPorts {
+interface NatsPorts {
   nats: string[];
   monitoring?: string[];
   cluster?: string[];
@@ -25,7 +25,7 @@ export interface NatsPorts {
 }
 
 /** Options of {@link NatsServerProcess.start}. */
-export interface StartNatsOptions {
+interface StartNatsOptions {
   /** Folder for the config, ports file and log. */
   dir: string;
   /** Config text; must set `ports_file_dir` to `dir` (see {@link renderNatsConfig}). */

@@ -11,7 +11,7 @@ import { ToolError } from '../protocol/errors.js';
 const LOG_TAIL_LINES = 30;
 
 /** Options of {@link ServerChild.spawn}. */
-export interface SpawnServerOptions {
+interface SpawnServerOptions {
   /** Environment of the server; this process's by default. */
   env?: NodeJS.ProcessEnv;
   /** Receives the server's log lines (stdout and stderr). */

@@ -11,7 +11,7 @@ import { ENV_PREFIX } from '../runtime/config.js';
 import { PROJECT_ROOT } from '../runtime/version.js';
 
 /** Default tools cache; overridden by `TORII_TOOLS_CACHE`. */
-export function toolsCacheDir(): string {
+function toolsCacheDir(): string {
   return process.env.TORII_TOOLS_CACHE ?? path.join(os.homedir(), '.cache', 'torii', 'tools');
 }
 
@@ -25,8 +25,7 @@ function isExecutable(file: string): boolean {
 }
 
 /** `nats-server` → `TORII_NATS_SERVER`. */
-export const toolEnvName = (name: string): string =>
-  ENV_PREFIX + name.replace(/-/g, '_').toUpperCase();
+const toolEnvName = (name: string): string => ENV_PREFIX + name.replace(/-/g, '_').toUpperCase();
 
 /**
  * Returns the path of an executable or throws a {@link ToolError} that says how to get it.

@@ -35,11 +35,11 @@ export const PRESENCE_BATCH_MAX_LISTED = 200;
  */
 export const PRESENCE_BATCH_MAX_BYTES = 24 * 1024;
 /** Most recently joined participants the initial data of a large room lists. */
-export const INITIAL_DATA_RECENT = 50;
+const INITIAL_DATA_RECENT = 50;
 /** Participants per `REQ_PARTICIPANTS` page when the request names no limit. */
-export const DEFAULT_PARTICIPANTS_PAGE = 100;
+const DEFAULT_PARTICIPANTS_PAGE = 100;
 // Bounds of the request, part of the wire contract.
-export { MAX_CURSOR_LENGTH, MAX_PARTICIPANTS_PAGE };
+export { MAX_PARTICIPANTS_PAGE };
 
 /** A participant as the initial data, pages and batches carry it (the wire contract's). */
 export type ParticipantEntry = Participant;
@@ -57,7 +57,7 @@ export const participantOf = (p: PresenceRecord): ParticipantEntry => ({
  * with only the fractional digits it needs, none on the second, so "…00Z" would sort after
  * "…00.5Z"; here every UTC time gets nine fractional digits. Other forms are left as they are.
  */
-export function joinedKey(since: string): string {
+function joinedKey(since: string): string {
   const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(since);
   return m ? `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}Z` : since;
 }
@@ -137,7 +137,7 @@ export function nextBatchMark(
  * count them all; `present` is the members present when it was made; `truncated` is true when
  * some are counted but not listed (page the list again).
  */
-export type PresenceBatchData = BroadcastData<'EVT_PRESENCE_BATCH'>;
+type PresenceBatchData = BroadcastData<'EVT_PRESENCE_BATCH'>;
 
 /**
  * The batch of the pending changes with a revision in (`after`, `through`], listed up to
@@ -214,7 +214,7 @@ export class PageRequestError extends Error {
 }
 
 /** A page of participants and where the next one starts (`next`: null after the last). */
-export type ParticipantsPage = Omit<AnswerData<'REQ_PARTICIPANTS'>, 'snapshotSeq'>;
+type ParticipantsPage = Omit<AnswerData<'REQ_PARTICIPANTS'>, 'snapshotSeq'>;
 
 /** The cursor that continues after `p`: `{since}|{userId}`. */
 export const cursorAfter = (p: ParticipantEntry): string => `${p.since}|${p.userId}`;

@@ -9,7 +9,7 @@ export const PresenceState = { Online: 'online', Away: 'away', Left: 'left' } as
 export type PresenceState = (typeof PresenceState)[keyof typeof PresenceState];
 
 /** One NATS connection of a user, unique as `(server, cid)`. */
-export interface PresenceConnection {
+interface PresenceConnection {
   server: string;
   cid: number;
   since: string;
@@ -100,7 +100,7 @@ export type PresenceEvent =
   | { type: 'grace_over'; awayAt: string; at: string };
 
 /** The outcome of one event: the record to write (undefined: nothing changes) and what to announce. */
-export interface PresenceTransition {
+interface PresenceTransition {
   next: PresenceRecord | undefined;
   joined: boolean;
   left: boolean;

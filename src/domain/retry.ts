@@ -4,7 +4,7 @@
  */
 
 /** How long to wait between tries, in milliseconds. */
-export interface Backoff {
+interface Backoff {
   /** Wait after the first failure. */
   firstMs: number;
   /** Longest wait, however many failures. */
@@ -25,7 +25,7 @@ export function jittered(ms: number, random: () => number = Math.random): number
 }
 
 /** Options of {@link retry}. */
-export interface RetryOptions extends Backoff {
+interface RetryOptions extends Backoff {
   /** No try starts after this time (epoch milliseconds); unbounded when absent. */
   deadline?: number;
   /** Whether a failure may be tried again; every failure when absent. */

@@ -44,7 +44,7 @@ export const renewKey = (roomId: string, userId: string): string => `renew.${roo
 export const strikesKey = (roomId: string, userId: string): string => `strikes.${roomId}.${userId}`;
 
 /** Connections (`{server}/{cid}`) closed for flooding, with when (epoch milliseconds). */
-export interface StrikeRecord {
+interface StrikeRecord {
   strikes: { conn: string; at: number }[];
 }
 

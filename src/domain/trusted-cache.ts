@@ -20,7 +20,7 @@ export function dropExpired<K>(map: Map<K, { until: number }>, now: number): voi
 }
 
 /** Options of {@link TrustedCache}. */
-export interface TrustedCacheOptions {
+interface TrustedCacheOptions {
   /** Most entries held; when full, the oldest goes first. */
   maxEntries: number;
   /** The clock, in epoch milliseconds. Default `Date.now`. */

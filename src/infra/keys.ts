@@ -38,12 +38,12 @@ export type KeyFile = (typeof KeyFile)[keyof typeof KeyFile];
 /** Mode of files holding secrets. */
 export const SECRET_FILE_MODE = 0o600;
 /** Mode of files holding public keys. */
-export const PUBLIC_FILE_MODE = 0o644;
+const PUBLIC_FILE_MODE = 0o644;
 /** Bytes of randomness in generated passwords and HS256 secrets. */
-export const SECRET_BYTES = 32;
+const SECRET_BYTES = 32;
 
 /** Options of {@link generateKeys}. */
-export interface GenerateKeysOptions {
+interface GenerateKeysOptions {
   /** Write an HS256 shared secret instead of an Ed25519 signing key. Default false. */
   hs256?: boolean;
   /** Overwrite existing files. Default false: existing keys are never silently replaced. */
@@ -51,7 +51,7 @@ export interface GenerateKeysOptions {
 }
 
 /** What {@link generateKeys} wrote: public values only. */
-export interface GeneratedKeys {
+interface GeneratedKeys {
   dir: string;
   issuerPublicKey: string;
   xkeyPublicKey: string;

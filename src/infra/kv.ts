@@ -49,7 +49,7 @@ export const DELETE_MARKER_TTL_MS = 300_000;
 export const DELETE_MARKER_TTL = `${DELETE_MARKER_TTL_MS / 1000}s`;
 
 /** Options of Torii's buckets: one value per key, file storage, bounded, per-message TTLs. */
-export function bucketOptions(name: Bucket, replicas = 1): Partial<KvOptions> {
+function bucketOptions(name: Bucket, replicas = 1): Partial<KvOptions> {
   return {
     history: 1,
     replicas,
@@ -97,7 +97,7 @@ export async function openBucket(nc: NatsConnection, name: Bucket, replicas = 1)
 }
 
 /** Attempts of a compare-and-set before it fails with CONFLICT. */
-export const CAS_ATTEMPTS = 10;
+const CAS_ATTEMPTS = 10;
 
 /** A compare-and-set lost to a writer that kept winning: retrying later may succeed. */
 export class CasConflictError extends ToriiError {
@@ -107,15 +107,15 @@ export class CasConflictError extends ToriiError {
 }
 
 /** True for the JetStream answer to a write whose expected revision was not the key's last. */
-export function isCasConflict(e: unknown): boolean {
+function isCasConflict(e: unknown): boolean {
   return isJsError(e, JS_STREAM_WRONG_LAST_SEQUENCE, JS_STREAM_WRONG_LAST_SEQUENCE_UNKNOWN);
 }
 
 /** What {@link casUpdate} writes: a new value, a deletion, or nothing (`undefined`). */
-export type CasStep<T> = { put: T } | { delete: true } | undefined;
+type CasStep<T> = { put: T } | { delete: true } | undefined;
 
 /** The outcome of {@link casUpdate}. */
-export interface CasResult<T> {
+interface CasResult<T> {
   /** The value before the write that won (undefined when there was none). */
   previous: T | undefined;
   /** What was written: the step, or undefined when `decide` asked for nothing. */
@@ -128,7 +128,7 @@ export interface CasResult<T> {
  * What a follower of a bucket last saw of a key, offered to {@link casUpdate} in place of a read:
  * the value and the revision it was stored at (0 when the key has no message at all).
  */
-export interface CasHint<T> {
+interface CasHint<T> {
   value: T | undefined;
   /** Revision of the key's last message; 0 when there is none. */
   revision: number;
@@ -145,7 +145,7 @@ export interface CasHints<T> {
 }
 
 /** Options of {@link casUpdate}. */
-export interface CasOptions<T> {
+interface CasOptions<T> {
   /** What the key is believed to hold, tried before reading it. */
   hint?: CasHint<T>;
   /** A follower of the bucket (a {@link KvCache}): its hint is tried, and it learns the write. */
@@ -527,7 +527,7 @@ const SCAN_PAGE = 1_000;
 const STATUS_NOT_FOUND = 404;
 
 /** One message of a bucket as {@link scanBucket} reads it. */
-export interface ScannedEntry {
+interface ScannedEntry {
   /** The key (the subject without the bucket's prefix). */
   key: string;
   /** A deletion or purge (a delete marker), not a value. */

@@ -10,12 +10,12 @@ import type { Shutdown } from '../runtime/shutdown.js';
 /** Default NATS URL. */
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 /** Wait between reconnect attempts, in milliseconds. */
-export const DEFAULT_RECONNECT_WAIT_MS = 1_000;
+const DEFAULT_RECONNECT_WAIT_MS = 1_000;
 /** Timeout of the initial connect, in milliseconds. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 
 /** Options of {@link connectNats}; anything else nats.js accepts passes through. */
-export interface ConnectNatsOptions extends NodeConnectionOptions {
+interface ConnectNatsOptions extends NodeConnectionOptions {
   /** Connection name shown in server monitoring, e.g. `torii-worker`. */
   name: string;
   log: Logger;
@@ -105,7 +105,7 @@ async function logStatus(nc: NatsConnection, log: Logger): Promise<void> {
  * Drains (finishes subscriptions, flushes publishes) unless already closed. Without a server
  * there is nothing to drain into: the connection is closed at once instead of waiting.
  */
-export async function drainNats(nc: NatsConnection): Promise<void> {
+async function drainNats(nc: NatsConnection): Promise<void> {
   if (nc.isClosed()) return;
   if (disconnected.has(nc)) {
     await nc.close();

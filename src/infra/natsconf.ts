@@ -55,7 +55,7 @@ export const MAX_CLIENT_MAX_PAYLOAD = 1024 * 1024;
 export const MAX_CLIENT_MAX_SUBSCRIPTIONS = 100_000;
 
 /** Per-connection limits of every room client, applied by the server to account CLIENTS. */
-export interface ClientLimits {
+interface ClientLimits {
   /** Subscriptions one connection may hold; the next is refused (`-ERR`). */
   maxSubscriptions: number;
   /** Largest message one connection may publish, in bytes; the server closes a connection that sends more. */
@@ -63,13 +63,13 @@ export interface ClientLimits {
 }
 
 /** The limits of {@link DEFAULT_CLIENT_MAX_SUBSCRIPTIONS} and {@link DEFAULT_CLIENT_MAX_PAYLOAD}. */
-export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+const DEFAULT_CLIENT_LIMITS: ClientLimits = {
   maxSubscriptions: DEFAULT_CLIENT_MAX_SUBSCRIPTIONS,
   maxPayload: DEFAULT_CLIENT_MAX_PAYLOAD,
 };
 
 /** Account names; configurable so that several installations can share a server. */
-export interface AccountNames {
+interface AccountNames {
   /** The callout's own user. */
   auth: string;
   /** Streams, buckets, controller and workers. */
@@ -148,7 +148,7 @@ export const DEFAULT_ACCOUNTS: AccountNames = {
  * delivery a client aims anywhere can come back into `app`. Responses are streamed (pulls deliver
  * many messages to one request).
  */
-export function isolationLines(
+function isolationLines(
   acc: AccountNames,
   responseThresholdMs: number = CLIENT_RESPONSE_THRESHOLD_MS,
 ): { app: string[]; clients: string[] } {

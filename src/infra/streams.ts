@@ -49,11 +49,11 @@ export const nanos = (ms: number): number => ms * 1_000_000;
  */
 export const DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS = 30_000;
 /** Messages a user may hold unacked before the server pauses delivery to it. */
-export const USER_MAX_ACK_PENDING = 1_000;
+const USER_MAX_ACK_PENDING = 1_000;
 /** How long a message of the worker queue is kept if no worker takes it. */
-export const WORKER_STREAM_MAX_AGE_MS = 3_600_000;
+const WORKER_STREAM_MAX_AGE_MS = 3_600_000;
 /** Duplicate window for client retries (`Nats-Msg-Id`). */
-export const WORKER_DUPLICATE_WINDOW_MS = 120_000;
+const WORKER_DUPLICATE_WINDOW_MS = 120_000;
 /** Largest event payload a client may send, in bytes. */
 export const WORKER_MAX_MSG_SIZE = 64 * 1024;
 /**
@@ -105,7 +105,7 @@ export function roomMaxConsumers(room: CompiledRoomConfig): number {
   return Math.max(CONSUMERS_PER_SEAT * room.maxParticipants, ROOM_MIN_MAX_CONSUMERS);
 }
 /** Floor of {@link roomMaxConsumers}. */
-export const ROOM_MIN_MAX_CONSUMERS = 64;
+const ROOM_MIN_MAX_CONSUMERS = 64;
 
 /** A room's stream, from its compiled config. */
 export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig> {
@@ -158,7 +158,7 @@ export function userConsumerConfig(
 const isNotFound = (e: unknown): boolean => isJsError(e, JS_STREAM_NOT_FOUND);
 
 /** Creates a stream, or updates it when it exists. Returns whether it was created. */
-export async function ensureStream(
+async function ensureStream(
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
 ): Promise<'created' | 'updated'> {
@@ -174,7 +174,7 @@ export async function ensureStream(
 }
 
 /** What {@link ensureConsumer} did. */
-export type EnsuredConsumer = 'ensured' | 'restored';
+type EnsuredConsumer = 'ensured' | 'restored';
 
 /** A request JetStream did not answer in time (nats.js names it so in every transport). */
 const isTimeout = (e: unknown): boolean => e instanceof Error && e.name === 'TimeoutError';
@@ -235,7 +235,7 @@ async function unserved(
 }
 
 /** How long {@link restoreConsumer} waits for a deleted consumer to be gone, in milliseconds. */
-export const RESTORE_DELETE_WAIT_MS = 15_000;
+const RESTORE_DELETE_WAIT_MS = 15_000;
 /** Interval of its checks, in milliseconds. */
 const RESTORE_POLL_MS = 200;
 /** Creates tried by {@link restoreConsumer}: JetStream may place the new one on a dead server. */

@@ -96,11 +96,6 @@ export class ToolError extends ToriiError {
   }
 }
 
-/** Narrowing helper for `catch (e: unknown)`. */
-export function isToriiError(e: unknown): e is ToriiError {
-  return e instanceof ToriiError;
-}
-
 /** A one-line description of any thrown value, for logs and CLI output. */
 export function describeError(e: unknown): string {
   if (e instanceof Error) return e.message;

@@ -58,13 +58,6 @@ export const RequestEvent = {
 } as const;
 export type RequestEvent = (typeof RequestEvent)[keyof typeof RequestEvent];
 
-/** A client request. */
-export interface ClientRequest<T = unknown> {
-  event: string;
-  id: string;
-  data?: T;
-}
-
 /** An answer on `room.{roomId}.user.{userId}`. */
 export type Answer<T = unknown> =
   | { event: string; id: string | null; ok: true; data: T }
@@ -85,7 +78,7 @@ export function answerEventName(request: string | undefined): string {
 }
 
 /** Longest request id a client may use, in characters. */
-export const MAX_REQUEST_ID_LENGTH = 64;
+const MAX_REQUEST_ID_LENGTH = 64;
 /**
  * What a request id may be: it names the request's answer, which is stored in the room stream,
  * and doubles as the request's `Nats-Msg-Id`; the SDK's ids (a 22-character random prefix, `-`,

@@ -7,13 +7,13 @@ import { ValidationError } from './errors.js';
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Maximum id length in characters. */
-export const ID_MAX_LENGTH = 64;
+const ID_MAX_LENGTH = 64;
 
 /** The work-queue stream's name; no room may take it. */
-export const RESERVED_STREAM_NAME = 'sysJsWorker';
+const RESERVED_STREAM_NAME = 'sysJsWorker';
 
 /** Stream names with this prefix belong to Torii (KV buckets are `KV_torii_*`). */
-export const RESERVED_PREFIX = 'torii';
+const RESERVED_PREFIX = 'torii';
 
 /** What kind of identifier is being checked; used in error messages. */
 export const IdKind = { Room: 'roomId', User: 'userId' } as const;

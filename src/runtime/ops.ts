@@ -13,7 +13,7 @@ export const DEFAULT_OPS_PORT = 9090;
 export const METRICS_PREFIX = 'torii_';
 
 /** A named readiness check: returns true, or a reason it is not ready. */
-export type ReadinessCheck = () => boolean | string;
+type ReadinessCheck = () => boolean | string;
 
 /** Holds the metrics registry and readiness checks; serves them over HTTP when started. */
 export class Ops {

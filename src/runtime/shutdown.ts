@@ -6,10 +6,10 @@ import type { Logger } from './logger.js';
 import { describeError } from '../protocol/errors.js';
 
 /** How long one hook may take before shutdown moves on, in milliseconds. */
-export const DEFAULT_SHUTDOWN_HOOK_TIMEOUT_MS = 10_000;
+const DEFAULT_SHUTDOWN_HOOK_TIMEOUT_MS = 10_000;
 
 /** A named cleanup step. */
-export interface ShutdownHook {
+interface ShutdownHook {
   name: string;
   run: () => Promise<void> | void;
 }

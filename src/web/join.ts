@@ -21,7 +21,7 @@ export const JoinFailure = {
 export type JoinFailure = (typeof JoinFailure)[keyof typeof JoinFailure];
 
 /** How {@link joinWithRetry} ended. */
-export type JoinResult<T> =
+type JoinResult<T> =
   { joined: T } | { gaveUp: 'expired' | 'kicked'; error: unknown; attempts: number };
 
 /** The wait before retry number `retry` (1 for the first): doubling from the first, capped. */

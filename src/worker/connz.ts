@@ -27,7 +27,7 @@ export interface ConnzAnswer {
 }
 
 /** The answer a message carries; undefined for anything that is not a CONNZ answer. */
-export function parseConnz(m: Msg): ConnzAnswer | undefined {
+function parseConnz(m: Msg): ConnzAnswer | undefined {
   let r: {
     server?: { id?: unknown };
     data?: {
@@ -99,7 +99,7 @@ export function parseAccountStatz(m: Msg, account: string): AccountCounters | un
 }
 
 /** What a CONNZ request asks (nats-server's `ConnzOptions`, the parts Torii uses). */
-export interface ConnzQuery {
+interface ConnzQuery {
   /** Only the connections of this user name (`{roomId}/{userId}`). */
   user?: string;
   /** Sort order: `bytes_from`, `msgs_from`, … (by cid without). */
@@ -109,7 +109,7 @@ export interface ConnzQuery {
 }
 
 /** How long to collect the servers' answers, in milliseconds. */
-export interface ConnzWait {
+interface ConnzWait {
   /** Stop this long after the last answer (the servers that are up answer within it). */
   stallMs?: number;
   /** Stop this long after asking, whatever came. */

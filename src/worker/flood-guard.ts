@@ -59,13 +59,13 @@ export const DEFAULT_FLOOD_POLL_MS = 1_000;
  */
 export const FLOOD_REFRESH_MS = 10_000;
 /** Publishers each server reports per poll and sort order. */
-export const FLOOD_TOP_N = 32;
+const FLOOD_TOP_N = 32;
 /** Default time a repeat offender is blocked, in milliseconds (`--flood-cool-off`). */
 export const DEFAULT_FLOOD_COOL_OFF_MS = 60_000;
 /** A second kick within this many milliseconds of the first makes a block. */
-export const FLOOD_STRIKE_WINDOW_MS = 600_000;
+const FLOOD_STRIKE_WINDOW_MS = 600_000;
 /** Kicks for flooding within the strike window that make a block. */
-export const FLOOD_STRIKES_TO_BLOCK = 2;
+const FLOOD_STRIKES_TO_BLOCK = 2;
 /** How long one poll waits for more servers' answers after the last one, in milliseconds. */
 const POLL_STALL_MS = 150;
 /** How long one poll waits for answers at most, in milliseconds. */

@@ -91,7 +91,7 @@ export interface LiveKitSettings {
   ttlSeconds: number;
 }
 
-export interface HandlerDeps {
+interface HandlerDeps {
   rooms: KvCache<CompiledRoomConfig>;
   presence: KvCache<PresenceRecord>;
   blocks: KvCache<BlockRecord>;
@@ -130,7 +130,7 @@ export interface HandlerDeps {
 }
 
 /** One event to handle. */
-export interface EventContext {
+interface EventContext {
   roomId: string;
   userId: string;
   /**
@@ -158,7 +158,6 @@ export const DEFAULT_HAND_WINDOW_MS = 60_000;
  */
 const ANSWER_ENVELOPE_BYTES = 512;
 
-export { MAX_NOTE_LENGTH };
 /** How long a member record is trusted before it is read again, in milliseconds. */
 const MEMBER_CACHE_TTL_MS = 10_000;
 /** Bound on cached member records (a few hundred bytes each). */

@@ -55,13 +55,11 @@ export {
   DEFAULT_FLOOD_COOL_OFF_MS,
   DEFAULT_FLOOD_POLL_MS,
 } from './flood-guard.js';
-export type { FloodSettings } from './flood-guard.js';
-export type { PresenceSettings } from './presence.js';
 
 /** Default lifetime of renewed and issued room tokens: 1 hour. */
 export const DEFAULT_RENEW_TTL_MS = 3_600_000;
 /** At most one renewal per user per this many milliseconds (docs/protocol.md). */
-export const RENEW_INTERVAL_MS = 10_000;
+const RENEW_INTERVAL_MS = 10_000;
 /**
  * Default leave window, in milliseconds (`--leave-window`): a `REQ_LEAVE` makes the departure
  * immediate at most once per window; within it a departure takes the grace period, so a

@@ -30,21 +30,21 @@ export const MediaOutcome = {
 export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
 
 /** Longest wait for one LiveKit API call, in seconds: a kick answers within it when LiveKit hangs. */
-export const MEDIA_REQUEST_TIMEOUT_S = 2;
+const MEDIA_REQUEST_TIMEOUT_S = 2;
 /**
  * Time between two looks at a room with kicked identities while their old tokens may still be
  * valid, in milliseconds: how long a modified client that rejoins LiveKit keeps media at most.
  */
-export const MEDIA_GUARD_INTERVAL_MS = 3_000;
+const MEDIA_GUARD_INTERVAL_MS = 3_000;
 /** How long past `exp` LiveKit still takes a token (go-jose's default leeway), in milliseconds. */
-export const LIVEKIT_EXP_LEEWAY_MS = 60_000;
+const LIVEKIT_EXP_LEEWAY_MS = 60_000;
 /**
  * Lifetime of the tokens LiveKit itself sends a connected participant (livekit-server's
  * `tokenDefaultTTL`), in milliseconds: a kicked client may hold one this young.
  */
-export const LIVEKIT_REFRESH_TOKEN_TTL_MS = 600_000;
+const LIVEKIT_REFRESH_TOKEN_TTL_MS = 600_000;
 /** Kicked identities guarded at once, at most; past it the oldest guard ends early. */
-export const MAX_MEDIA_GUARDS = 10_000;
+const MAX_MEDIA_GUARDS = 10_000;
 
 /**
  * Removes kicked identities from LiveKit rooms and keeps them out while their tokens live;

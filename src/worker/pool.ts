@@ -68,11 +68,11 @@ export const DEFAULT_MAX_DELIVER = 5;
  * delivery. Not the consumer's `backoff`, which the server would also use as the ack deadline of
  * every delivery (`ack_wait` = `backoff[0]`), whatever `--ack-wait` says.
  */
-export const REDELIVERY_BACKOFF_MS = [1_000, 5_000, 15_000, 30_000];
+const REDELIVERY_BACKOFF_MS = [1_000, 5_000, 15_000, 30_000];
 /** Events pulled and not yet settled, per configured handler slot (queued ones included). */
 const HELD_PER_SLOT = 20;
 /** Waits between attempts to create the durable consumer again, in milliseconds (last repeats). */
-export const RECREATE_BACKOFF_MS = [250, 1_000, 2_000, 5_000];
+const RECREATE_BACKOFF_MS = [250, 1_000, 2_000, 5_000];
 /**
  * Notices of the consume loop that mean the consumer (or its stream) is gone: nothing arrives
  * until it is created again, since nats.js only keeps pulling from a consumer by name.
@@ -99,7 +99,7 @@ const maxHeld = (s: PoolSettings): number => Math.max(1_000, s.concurrency * HEL
  * the new leader, so this bounds the stall after a node is killed (nats.js's default, 30 s,
  * stalled the pool for 30 s).
  */
-export const PULL_EXPIRES_MS = 5_000;
+const PULL_EXPIRES_MS = 5_000;
 
 export function workerConsumerConfig(s: PoolSettings) {
   return {

@@ -21,7 +21,7 @@ import type { MediaRemover } from './media.js';
 import { kickAll, roomConnections } from './service.js';
 
 /** LiveKit grant updates in flight at once after a Room change, at most (a room may be large). */
-export const LIVEKIT_UPDATE_CONCURRENCY = 16;
+const LIVEKIT_UPDATE_CONCURRENCY = 16;
 
 /** True when a media grant of the role went from allowed to refused. */
 function mediaLost(before: CompiledRole, after: CompiledRole | undefined): boolean {
