@@ -143,6 +143,41 @@ function canonical(v: unknown): string {
   );
 }
 
+/** The room stream's condition after a reconcile, and the Event that tells what changed. */
+interface StreamCondition {
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+  event?: { reason: string; message: string };
+  /** Reconcile again with backoff. */
+  retry?: boolean;
+}
+
+interface StreamOutcome {
+  info: StreamInfo;
+  stream: StreamCondition;
+}
+
+/**
+ * A stream that matches its Room. The condition states the result, not the action (that is the
+ * Event): the next reconcile computes the same status and writes nothing.
+ */
+function streamReady(
+  info: StreamInfo,
+  name: string,
+  event?: StreamCondition['event'],
+): StreamOutcome {
+  return {
+    info,
+    stream: {
+      status: 'True',
+      reason: Reason.StreamReady,
+      message: `stream ${name} matches the spec`,
+      ...(event ? { event } : {}),
+    },
+  };
+}
+
 export class RoomReconciler {
   /** roomId last reconciled for each key, to clean up after Rooms removed without a finalizer. */
   private readonly roomIds = new Map<string, string>();
@@ -228,13 +263,7 @@ export class RoomReconciler {
     this.roomIds.set(key, roomId);
 
     let info: StreamInfo;
-    let stream: {
-      status: 'True' | 'False';
-      reason: string;
-      message: string;
-      event?: { reason: string; message: string };
-      retry?: boolean;
-    };
+    let stream: StreamCondition;
     let published: boolean;
     try {
       if (!this.workerStreamReady) {
@@ -280,16 +309,7 @@ export class RoomReconciler {
     return {};
   }
 
-  private async ensureStream(room: CompiledRoomConfig): Promise<{
-    info: StreamInfo;
-    stream: {
-      status: 'True' | 'False';
-      reason: string;
-      message: string;
-      event?: { reason: string; message: string };
-      retry?: boolean;
-    };
-  }> {
+  private async ensureStream(room: CompiledRoomConfig): Promise<StreamOutcome> {
     const desired = roomStreamConfig(room) as StreamConfig;
     const name = roomStreamName(room.roomId);
     let info: StreamInfo;
@@ -313,17 +333,10 @@ export class RoomReconciler {
         };
       }
       this.metrics.writes.inc({ target: 'jetstream' });
-      return {
-        info,
-        stream: {
-          // The condition states the result, not the action (that is the Event): the next
-          // reconcile computes the same status and writes nothing.
-          status: 'True',
-          reason: Reason.StreamReady,
-          message: `stream ${name} matches the spec`,
-          event: { reason: Reason.StreamCreated, message: `created stream ${name}` },
-        },
-      };
+      return streamReady(info, name, {
+        reason: Reason.StreamCreated,
+        message: `created stream ${name}`,
+      });
     }
     if (info.config.storage !== desired.storage) {
       return {
@@ -338,33 +351,17 @@ export class RoomReconciler {
     const differs = UPDATABLE_FIELDS.filter(
       (f) => canonical(info.config[f] ?? null) !== canonical(desired[f] ?? null),
     );
-    if (differs.length === 0)
-      return {
-        info,
-        stream: {
-          status: 'True',
-          reason: Reason.StreamReady,
-          message: `stream ${name} matches the spec`,
-        },
-      };
+    if (differs.length === 0) return streamReady(info, name);
     try {
       info = await this.nats.jsm.streams.update(name, {
         ...info.config,
         ...Object.fromEntries(differs.map((f) => [f, desired[f]])),
       });
       this.metrics.writes.inc({ target: 'jetstream' });
-      return {
-        info,
-        stream: {
-          status: 'True',
-          reason: Reason.StreamReady,
-          message: `stream ${name} matches the spec`,
-          event: {
-            reason: Reason.StreamUpdated,
-            message: `updated stream ${name}: ${differs.join(', ')}`,
-          },
-        },
-      };
+      return streamReady(info, name, {
+        reason: Reason.StreamUpdated,
+        message: `updated stream ${name}: ${differs.join(', ')}`,
+      });
     } catch (e) {
       if (!isApiError(e)) throw e; // transport trouble: retry
       return {
