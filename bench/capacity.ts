@@ -26,7 +26,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../src/client/index.js';
-import { compileRoom, renderPermissions } from '../src/domain/room.js';
+import { renderPermissions } from '../src/domain/permissions.js';
+import { compileRoom } from '../src/domain/room-compile.js';
 import {
   deviceConsumerName,
   liveSubject,

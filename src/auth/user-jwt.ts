@@ -2,8 +2,8 @@
  * The NATS user JWT claims the callout signs (docs/auth-callout.md): pure, so they can be checked without
  * a server.
  */
-import type { CompiledRole } from '../domain/room.js';
-import { renderPermissions } from '../domain/room.js';
+import type { CompiledRole } from '../domain/room-compile.js';
+import { renderPermissions } from '../domain/permissions.js';
 import type { NatsClaims } from '../infra/natsjwt.js';
 import { clientUserName, roleWorkerSubject, workerSubject } from '../protocol/subjects.js';
 

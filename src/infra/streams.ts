@@ -14,7 +14,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import type { CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRoomConfig } from '../domain/room-compile.js';
 import {
   roomRepublish,
   roomStreamName,

@@ -50,7 +50,7 @@ import {
   type MemberRecord,
   type RaisedHand,
 } from '../domain/room-state.js';
-import type { CompiledRole, CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRole, CompiledRoomConfig } from '../domain/room-compile.js';
 import { blockKey } from '../domain/blocks.js';
 import {
   Bucket,
