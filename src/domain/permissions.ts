@@ -1,12 +1,15 @@
 /**
  * The NATS permissions of one connection (docs/protocol.md, "Subjects"): the templates a role
- * compiles into, and their rendering for one connection.
+ * compiles into, and what the callout grants one connection from them. The callout only encodes
+ * {@link connectionPermissions}' answer, so the whole policy is read here.
  */
 import {
+  ALL_INBOXES,
   JsApi,
   chatSubject,
   liveSubject,
   republishedSubject,
+  roleWorkerSubject,
   userConsumerFilters,
   userInboxPrefix,
   whiteboardSubject,
@@ -78,4 +81,35 @@ export function renderPermissions(
       .replaceAll(Placeholder.User, userId)
       .replaceAll(Placeholder.Consumer, consumer),
   );
+}
+
+/** One connection the callout admits: whose, with which role, through which consumer. */
+export interface ConnectionPermissionsInput {
+  roomId: string;
+  userId: string;
+  /** The connection's consumer (a device's); the user's own when undefined. */
+  consumer?: string;
+  roleName: string;
+  /** The role's templates, as the room config holds them. */
+  templates: NatsPermissions;
+  /** `--inbox-policy shared`: the connection may also subscribe to {@link ALL_INBOXES}. */
+  sharedInbox: boolean;
+}
+
+/**
+ * What one connection may publish and subscribe to: its role's templates filled in for its room,
+ * user and consumer. The templates name the user's events without a role
+ * (`sysJsWorker.{roomId}.{userId}`); the connection gets its own role's subject instead, so a
+ * worker can take the role from the subject and no other connection of the same user can speak
+ * with this one's role. Rooms compiled before roles were in the subject need no recompile.
+ */
+export function connectionPermissions(i: ConnectionPermissionsInput): NatsPermissions {
+  const consumer = i.consumer ?? i.userId;
+  const events = workerSubject(i.roomId, i.userId);
+  const publish = renderPermissions(i.templates.publish, i.roomId, i.userId, consumer).map((p) =>
+    p === events ? roleWorkerSubject(i.roomId, i.userId, i.roleName) : p,
+  );
+  const subscribe = renderPermissions(i.templates.subscribe, i.roomId, i.userId, consumer);
+  if (i.sharedInbox) subscribe.push(ALL_INBOXES);
+  return { publish, subscribe };
 }
