@@ -26,13 +26,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { RoomClient } from '../src/client/index.js';
-import { compileRoom, renderPermissions } from '../src/domain/room.js';
+import { connectionPermissions } from '../src/domain/permissions.js';
+import { compileRoom } from '../src/domain/room-compile.js';
 import {
   deviceConsumerName,
   liveSubject,
   republishedSubject,
-  roleWorkerSubject,
-  workerSubject,
   userConsumerFilters,
   userInboxPrefix,
 } from '../src/protocol/subjects.js';
@@ -309,16 +308,17 @@ async function main(): Promise<void> {
     users: Array.from({ length: N }, (_, i) => {
       const userId = `u${i}`;
       const consumer = DEVICES ? deviceConsumerName(userId, `d${i}`) : userId;
-      const events = workerSubject(ROOM, userId);
       return {
         user: userId,
         password: PLAIN_TOKEN,
-        permissions: {
-          publish: renderPermissions(student.permissions.publish, ROOM, userId, consumer).map(
-            (p) => (p === events ? roleWorkerSubject(ROOM, userId, 'student') : p),
-          ),
-          subscribe: renderPermissions(student.permissions.subscribe, ROOM, userId, consumer),
-        },
+        permissions: connectionPermissions({
+          roomId: ROOM,
+          userId,
+          consumer,
+          roleName: 'student',
+          templates: student.permissions,
+          sharedInbox: false,
+        }),
       };
     }),
   });

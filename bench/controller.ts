@@ -17,7 +17,7 @@ import {
   ROOM_API_VERSION as version,
   ROOM_PLURAL as plural,
   type RoomResource,
-} from '../src/domain/room.js';
+} from '../src/domain/room-spec.js';
 import { Bucket, kvStreamName } from '../src/protocol/subjects.js';
 import { startController } from '../test/helpers/controller.js';
 import { startControlPlane } from '../test/helpers/kube.js';

@@ -54,7 +54,7 @@ import { parseArgs } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../src/infra/kv.js';
-import { compileRoom } from '../src/domain/room.js';
+import { compileRoom } from '../src/domain/room-compile.js';
 import { ensureRoomStream, ensureWorkerStream } from '../src/infra/streams.js';
 import { Bucket, roomStreamName } from '../src/protocol/subjects.js';
 import { CLI, cleanEnv } from '../test/helpers/cli.js';

@@ -21,7 +21,7 @@ import {
 } from '../infra/natsjwt.js';
 import { isSealed, NKeyPrefix, NKeySigner, XKey } from '../infra/nkeys.js';
 import type { Ops } from '../runtime/ops.js';
-import type { CompiledRole } from '../domain/room.js';
+import type { CompiledRole } from '../domain/room-compile.js';
 import {
   Bucket,
   deviceConsumerName,

@@ -13,7 +13,7 @@ import {
   type PresenceRecord,
 } from '../domain/presence.js';
 import { seatsKey } from '../domain/room-state.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room-compile.js';
 import { Bucket } from '../protocol/subjects.js';
 import {
   claimHolds,

@@ -1,11 +1,12 @@
 /**
- * The NATS user JWT claims the callout signs (docs/auth-callout.md): pure, so they can be checked without
- * a server.
+ * The NATS user JWT claims the callout signs (docs/auth-callout.md): pure, so they can be checked
+ * without a server. What a connection may publish and subscribe to is decided by
+ * `connectionPermissions` (src/domain/permissions.ts); this only encodes it.
  */
-import type { CompiledRole } from '../domain/room.js';
-import { renderPermissions } from '../domain/room.js';
+import type { CompiledRole } from '../domain/room-compile.js';
+import { connectionPermissions } from '../domain/permissions.js';
 import type { NatsClaims } from '../infra/natsjwt.js';
-import { clientUserName, roleWorkerSubject, workerSubject } from '../protocol/subjects.js';
+import { clientUserName } from '../protocol/subjects.js';
 
 /** "No limit" in a NATS JWT's limits. */
 const NO_LIMIT = -1;
@@ -26,6 +27,7 @@ export interface UserJwtNats {
   version: 2;
 }
 
+/** What the callout knows of one connection it admits. */
 export interface UserClaimsInput {
   issuer: string;
   userNkey: string;
@@ -44,24 +46,19 @@ export interface UserClaimsInput {
 }
 
 /**
- * The role's publish permissions for one connection. The templates name the user's events
- * without a role (`sysJsWorker.{roomId}.{userId}`); the connection gets its own role's subject
- * instead, so a worker can take the role from the subject and no other connection of the same
- * user can speak with this one's role.
+ * Builds the user claims: one room, one user, the connection's permissions as
+ * {@link connectionPermissions} decides them, expiry capped.
  */
-function publishPermissions(i: UserClaimsInput, consumer: string): string[] {
-  const events = workerSubject(i.roomId, i.userId);
-  return renderPermissions(i.role.permissions.publish, i.roomId, i.userId, consumer).map((p) =>
-    p === events ? roleWorkerSubject(i.roomId, i.userId, i.roleName) : p,
-  );
-}
-
-/** Builds the user claims: one room, one user, the role's permissions, expiry capped. */
 export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats>, 'jti'> {
   const nowSec = Math.floor(i.now.getTime() / 1000);
-  const consumer = i.consumer ?? i.userId;
-  const subscribe = renderPermissions(i.role.permissions.subscribe, i.roomId, i.userId, consumer);
-  if (i.sharedInbox) subscribe.push('_INBOX.>');
+  const { publish, subscribe } = connectionPermissions({
+    roomId: i.roomId,
+    userId: i.userId,
+    consumer: i.consumer,
+    roleName: i.roleName,
+    templates: i.role.permissions,
+    sharedInbox: i.sharedInbox,
+  });
   return {
     iss: i.issuer,
     sub: i.userNkey,
@@ -70,7 +67,7 @@ export function buildUserClaims(i: UserClaimsInput): Omit<NatsClaims<UserJwtNats
     iat: nowSec,
     exp: Math.min(i.tokenExp, nowSec + Math.floor(i.maxTtlMs / 1000)),
     nats: {
-      pub: { allow: publishPermissions(i, consumer) },
+      pub: { allow: publish },
       sub: { allow: subscribe },
       // No limits of the user's own: nats-server ignores a callout user JWT's limits (it clears
       // the JWT before registering the user); the CLIENTS account's apply (src/infra/natsconf.ts).

@@ -8,7 +8,7 @@ import { KeyFile, readKeyFile } from '../infra/keys.js';
 import { openBucket } from '../infra/kv.js';
 import { ServiceUser } from '../infra/natsconf.js';
 import { occupiesSeat, parsePresence } from '../domain/presence.js';
-import { parseRoomConfig } from '../domain/room.js';
+import { parseRoomConfig } from '../domain/room-compile.js';
 import { Bucket, roomStreamName } from '../protocol/subjects.js';
 import { addKeysDir, addNatsUrl, examples } from './common.js';
 

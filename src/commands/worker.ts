@@ -3,7 +3,7 @@ import {
   DEFAULT_LARGE_ROOM_THRESHOLD,
   DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
 } from '../domain/presence-batch.js';
-import { MAX_PARTICIPANTS_LIMIT } from '../domain/room.js';
+import { MAX_PARTICIPANTS_LIMIT } from '../domain/room-spec.js';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { configError, formatDuration, intParser, opt, parseDuration } from '../runtime/config.js';

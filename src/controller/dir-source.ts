@@ -21,7 +21,7 @@ import {
   type RoomResource,
   type RoomSpec,
   type RoomStatus,
-} from '../domain/room.js';
+} from '../domain/room-spec.js';
 import type { EventType, RoomSource } from './source.js';
 
 /** Wait after a file change before rescanning, so an editor's several writes count once. */

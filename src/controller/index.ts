@@ -16,7 +16,7 @@ import { ServiceUser } from '../infra/natsconf.js';
 import { SystemMsgIds } from '../infra/msg-ids.js';
 import type { Ops } from '../runtime/ops.js';
 import { occupiesSeat, parsePresence } from '../domain/presence.js';
-import { parseRoomConfig } from '../domain/room.js';
+import { parseRoomConfig } from '../domain/room-compile.js';
 import type { Shutdown } from '../runtime/shutdown.js';
 import { Bucket } from '../protocol/subjects.js';
 import { DirRoomSource } from './dir-source.js';

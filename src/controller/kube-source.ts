@@ -29,7 +29,7 @@ import {
   roomKey,
   type RoomResource,
   type RoomStatus,
-} from '../domain/room.js';
+} from '../domain/room-spec.js';
 import type { EventType, RoomSource } from './source.js';
 
 /** Delay before restarting a failed watch, doubling up to the maximum, in milliseconds. */

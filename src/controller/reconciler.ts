@@ -20,16 +20,18 @@ import { MsgId, type SystemMsgIds } from '../infra/msg-ids.js';
 import {
   compileRoom,
   parseRoomConfig,
+  validateRoomSpec,
+  type CompiledRoomConfig,
+} from '../domain/room-compile.js';
+import {
   ConditionType,
   DeletionPolicy,
   resolveRoomId,
   ROOM_FINALIZER,
-  validateRoomSpec,
-  type CompiledRoomConfig,
   type RoomCondition,
   type RoomResource,
   type RoomStatus,
-} from '../domain/room.js';
+} from '../domain/room-spec.js';
 import { ensureWorkerStream, roomStreamConfig } from '../infra/streams.js';
 import { JS_STREAM_NOT_FOUND } from '../protocol/jetstream.js';
 import { PlatformEvent, roomEventsSubject, roomStreamName } from '../protocol/subjects.js';

@@ -2,7 +2,7 @@
  * Where Rooms come from and where their status goes. Two implementations: the Kubernetes API
  * (informer + status subresource + Events) and a folder of YAML files (`--rooms-dir`).
  */
-import type { RoomResource, RoomStatus } from '../domain/room.js';
+import type { RoomResource, RoomStatus } from '../domain/room-spec.js';
 
 export const EventType = { Normal: 'Normal', Warning: 'Warning' } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -14,7 +14,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import type { CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRoomConfig } from '../domain/room-compile.js';
 import {
   roomRepublish,
   roomStreamName,
@@ -119,7 +119,7 @@ export function roomStreamConfig(room: CompiledRoomConfig): Partial<StreamConfig
     max_msgs: room.history.maxMessages,
     max_bytes: room.history.maxBytes,
     // Per subject, so per member: a flood pushes out its sender's own older messages, and the
-    // room's budget holds every other member's history besides one full share (room.ts).
+    // room's budget holds every other member's history besides one full share (room-history.ts).
     max_msgs_per_subject: room.history.maxMessagesPerUser,
     max_msg_size: room.history.maxMessageSize,
     discard: DiscardPolicy.Old,

@@ -270,6 +270,12 @@ export const userConsumerFilters = (roomId: string, userId: string): string[] =>
 export const userInboxPrefix = (roomId: string, userId: string): string =>
   `_INBOX.${roomId}.${userId}`;
 
+/**
+ * Every inbox: what `--inbox-policy shared` lets a legacy client subscribe to (one that cannot
+ * use its own {@link userInboxPrefix}), at the cost of reading everyone's replies.
+ */
+export const ALL_INBOXES = '_INBOX.>';
+
 /** JetStream API subjects a client may use for its own room and consumer. */
 export const JsApi = {
   /** Account info; imported only so that the server's own "not enabled" answer stays out. */

@@ -50,7 +50,7 @@ import {
   type MemberRecord,
   type RaisedHand,
 } from '../domain/room-state.js';
-import type { CompiledRole, CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRole, CompiledRoomConfig } from '../domain/room-compile.js';
 import { blockKey } from '../domain/blocks.js';
 import {
   Bucket,
@@ -328,7 +328,8 @@ export class Handlers {
     // Notes are the one part members write, and the answer is stored in the room stream, whose
     // largest message is the room's `history.maxMessageSize`: members raising hands with long
     // notes must not make the initial data too large for everyone. Without the notes the answer
-    // is what the size was chosen for (room.ts); the notes stay in the hand-raise broadcasts.
+    // is what the size was chosen for (room-history.ts); the notes stay in the hand-raise
+    // broadcasts.
     const limit = room.history.maxMessageSize;
     if (
       typeof limit === 'number' &&

@@ -14,7 +14,7 @@ import { connectNats, isConnected } from '../infra/nats.js';
 import { ServiceUser } from '../infra/natsconf.js';
 import type { Ops } from '../runtime/ops.js';
 import { parsePresence, type PresenceRecord } from '../domain/presence.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../domain/room-compile.js';
 import type { Shutdown } from '../runtime/shutdown.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS, ensureWorkerStream } from '../infra/streams.js';
 import { Bucket, roomStreamName } from '../protocol/subjects.js';

@@ -16,7 +16,7 @@ import { casUpdate, lastValues, type KvCache } from '../infra/kv.js';
 import { Bucket } from '../protocol/subjects.js';
 import type { Logger } from '../runtime/logger.js';
 import { memberKey, parseMember, rightsKey } from '../domain/room-state.js';
-import type { CompiledRole, CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRole, CompiledRoomConfig } from '../domain/room-compile.js';
 import type { MediaRemover } from './media.js';
 import { kickAll, roomConnections } from './service.js';
 

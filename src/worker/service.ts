@@ -15,7 +15,7 @@ import { accountConnz } from './connz.js';
 import { MediaOutcome, type MediaRemover } from './media.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../domain/presence.js';
-import type { CompiledRoomConfig } from '../domain/room.js';
+import type { CompiledRoomConfig } from '../domain/room-compile.js';
 import {
   clientUserName,
   QUEUE_GROUP,

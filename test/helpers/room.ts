@@ -7,7 +7,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { blockKey, type BlockRecord } from '../../src/domain/blocks.js';
 import { openBucket } from '../../src/infra/kv.js';
 import { presenceKey, type PresenceRecord } from '../../src/domain/presence.js';
-import { compileRoom, type CompiledRoomConfig, type RoomSpec } from '../../src/domain/room.js';
+import { compileRoom, type CompiledRoomConfig } from '../../src/domain/room-compile.js';
+import { type RoomSpec } from '../../src/domain/room-spec.js';
 import { ensureRoomStream, ensureWorkerStream } from '../../src/infra/streams.js';
 import { Bucket, roomStreamName } from '../../src/protocol/subjects.js';
 

@@ -15,7 +15,7 @@ import {
   ROOM_PLURAL as plural,
   type RoomResource,
   type RoomSpec,
-} from '../../src/domain/room.js';
+} from '../../src/domain/room-spec.js';
 import { applyCrd } from './kube.js';
 import { waitFor } from './procs.js';
 

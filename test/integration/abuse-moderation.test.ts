@@ -19,7 +19,7 @@ import {
   ROOM_API_GROUP,
   ROOM_API_VERSION,
   ROOM_KIND,
-} from '../../src/domain/room.js';
+} from '../../src/domain/room-spec.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openBucket } from '../../src/infra/kv.js';

@@ -9,7 +9,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/infra/kv.js';
-import { compileRoom } from '../../src/domain/room.js';
+import { compileRoom } from '../../src/domain/room-compile.js';
 import { devicesKey, memberKey } from '../../src/domain/room-state.js';
 import { ensureRoomStream } from '../../src/infra/streams.js';
 import { Bucket, deviceConnectionName } from '../../src/protocol/subjects.js';

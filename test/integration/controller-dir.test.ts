@@ -7,7 +7,7 @@ import path from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/infra/kv.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room-compile.js';
 import { Bucket } from '../../src/protocol/subjects.js';
 import { PROJECT_ROOT } from '../../src/runtime/version.js';
 import { torii } from '../helpers/cli.js';

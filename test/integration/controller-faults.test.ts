@@ -24,7 +24,7 @@ import {
   ROOM_API_VERSION,
   ROOM_PLURAL,
   type RoomResource,
-} from '../../src/domain/room.js';
+} from '../../src/domain/room-spec.js';
 import { Shutdown } from '../../src/runtime/shutdown.js';
 import { Bucket } from '../../src/protocol/subjects.js';
 import { toriiSpawn } from '../helpers/cli.js';

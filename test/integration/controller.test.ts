@@ -6,7 +6,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { openBucket } from '../../src/infra/kv.js';
-import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room.js';
+import { parseRoomConfig, type CompiledRoomConfig } from '../../src/domain/room-compile.js';
 import { CONSUMERS_PER_SEAT } from '../../src/infra/streams.js';
 import { Bucket, roomEventsSubject } from '../../src/protocol/subjects.js';
 import { findTool } from '../../src/devtools/tools.js';

@@ -63,7 +63,11 @@ describe('layout', () => {
 
   test.each([
     ['src/domain/rate.ts', "import '../infra/kv.js';", /src\/domain may import only src\/protocol/],
-    ['src/protocol/ids.ts', "import '../domain/room.js';", /src\/protocol may import only itself/],
+    [
+      'src/protocol/ids.ts',
+      "import '../domain/room-spec.js';",
+      /src\/protocol may import only itself/,
+    ],
     ['src/worker/connz.ts', "import '../auth/index.js';", /src\/worker may import only/],
     ['src/client/live.ts', "import '../infra/streams.js';", /src\/client may import only/],
     ['src/client/live.ts', "import 'node:fs';", /runs in browsers/],

@@ -2,7 +2,8 @@
  * Which roles' open connections a Room change must close (issue 22): those that lost a right or
  * were removed, never those that only gained or stayed the same.
  */
-import { compileRoom, DEFAULT_ROLE_SPECS, type RoomSpec } from '../../src/domain/room.js';
+import { compileRoom } from '../../src/domain/room-compile.js';
+import { DEFAULT_ROLE_SPECS, type RoomSpec } from '../../src/domain/room-spec.js';
 import { rightsDigest, rolesLosingRights } from '../../src/worker/room-changes.js';
 
 const room = (spec: RoomSpec = {}) => compileRoom('r', spec);

@@ -1,11 +1,6 @@
-import {
-  compileRoom,
-  parseQuantity,
-  parseRoomConfig,
-  parseRoomDuration,
-  renderPermissions,
-  validateRoomSpec,
-} from '../../src/domain/room.js';
+import { renderPermissions } from '../../src/domain/permissions.js';
+import { compileRoom, parseRoomConfig, validateRoomSpec } from '../../src/domain/room-compile.js';
+import { parseQuantity, parseRoomDuration } from '../../src/domain/room-spec.js';
 import {
   MAX_DEVICES_PER_USER,
   roomStreamConfig,

@@ -1,5 +1,5 @@
 import { buildUserClaims } from '../../src/auth/user-jwt.js';
-import { compileRoom } from '../../src/domain/room.js';
+import { compileRoom } from '../../src/domain/room-compile.js';
 
 const room = compileRoom('n5', { features: { whiteboard: false } });
 const now = new Date('2026-03-01T10:00:00Z');
