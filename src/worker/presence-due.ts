@@ -12,12 +12,12 @@ import type { Logger } from '../runtime/logger.js';
 /** How often each replica looks for finished grace and retention periods, in milliseconds. */
 export const SWEEP_INTERVAL_MS = 500;
 /** Grace periods finished at once by one replica's sweep (work items in flight). */
-const SWEEP_CONCURRENCY = 32;
+export const SWEEP_CONCURRENCY = 32;
 /**
  * Entries replaced or removed that the heap may hold beyond twice the live ones before it is
  * rebuilt (heap entries).
  */
-const HEAP_SLACK = 1_024;
+export const DUE_HEAP_SLACK = 1_024;
 
 /** What the sweep must do for a record, and from when (epoch milliseconds). */
 export interface Due {
@@ -37,7 +37,7 @@ export class DueQueue {
   set(key: string, due: Due): void {
     this.byKey.set(key, due);
     // Replaced entries stay until they come up; rebuild before they outnumber the live ones.
-    if (this.heap.length > 2 * this.byKey.size + HEAP_SLACK) {
+    if (this.heap.length > 2 * this.byKey.size + DUE_HEAP_SLACK) {
       this.heap.length = 0;
       for (const [k, d] of this.byKey) if (k !== key) this.push(k, d);
     }
