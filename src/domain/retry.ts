@@ -4,7 +4,7 @@
  */
 
 /** How long to wait between tries, in milliseconds. */
-interface Backoff {
+export interface Backoff {
   /** Wait after the first failure. */
   firstMs: number;
   /** Longest wait, however many failures. */
