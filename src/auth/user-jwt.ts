@@ -12,10 +12,10 @@ import { clientUserName } from '../protocol/subjects.js';
 const NO_LIMIT = -1;
 
 /** Connection types a room client may use. */
-export const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
+const ALLOWED_CONNECTION_TYPES = ['STANDARD', 'WEBSOCKET'];
 
 /** The `nats` section of a user JWT. */
-export interface UserJwtNats {
+interface UserJwtNats {
   pub: { allow: string[] };
   sub: { allow: string[] };
   subs: number;
@@ -28,7 +28,7 @@ export interface UserJwtNats {
 }
 
 /** What the callout knows of one connection it admits. */
-export interface UserClaimsInput {
+interface UserClaimsInput {
   issuer: string;
   userNkey: string;
   clientAccount: string;

@@ -17,7 +17,7 @@ import {
 } from '../protocol/subjects.js';
 
 /** Placeholders in permission templates, filled in by the callout per connection. */
-export const Placeholder = {
+const Placeholder = {
   Room: '{roomId}',
   User: '{userId}',
   /** The connection's consumer: the user's own, or one of its devices' (`deviceConsumerName`). */
@@ -34,7 +34,7 @@ export interface NatsPermissions {
 }
 
 /** What a role may use on NATS once the room's features are applied. */
-export interface RoleGrants {
+interface RoleGrants {
   chat: boolean;
   whiteboard: boolean;
   live: boolean;
@@ -84,7 +84,7 @@ export function renderPermissions(
 }
 
 /** One connection the callout admits: whose, with which role, through which consumer. */
-export interface ConnectionPermissionsInput {
+interface ConnectionPermissionsInput {
   roomId: string;
   userId: string;
   /** The connection's consumer (a device's); the user's own when undefined. */

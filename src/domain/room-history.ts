@@ -12,32 +12,32 @@ import { DEFAULT_ROLE_SPECS, parseQuantity, ROOM_DEFAULTS, type RoomSpec } from 
  * typical names and notes make them (about 110 and 100 bytes). The `REQ_INITIAL_DATA` answer is
  * stored in the room stream like every answer, so the stream's largest message must hold it.
  */
-export const INITIAL_DATA_BYTES_PER_SEAT = 256;
+const INITIAL_DATA_BYTES_PER_SEAT = 256;
 /**
  * Least default `history.maxMessageSize`, in bytes: a whiteboard stroke of the SDK's most points
  * (500 points in the unit square as JSON, about 20 KB) and any chat a person types.
  */
-export const DEFAULT_MIN_MAX_MESSAGE_SIZE = 32 * 1024;
+const DEFAULT_MIN_MAX_MESSAGE_SIZE = 32 * 1024;
 /**
  * Smallest `history.maxMessageSize` a Room may set, in bytes: room for the largest broadcast
  * ({@link MAX_BROADCAST_BYTES}) with a margin.
  */
-export const MIN_MAX_MESSAGE_SIZE = 4 * 1024;
+const MIN_MAX_MESSAGE_SIZE = 4 * 1024;
 /** Largest `history.maxMessageSize`, in bytes: nats-server's default `max_payload`. */
-export const MAX_MAX_MESSAGE_SIZE = 1024 * 1024;
+const MAX_MAX_MESSAGE_SIZE = 1024 * 1024;
 /** Largest default `history.maxMessagesPerUser`: rooms with a larger budget keep this many. */
-export const DEFAULT_MAX_MESSAGES_PER_USER = 1_000;
+const DEFAULT_MAX_MESSAGES_PER_USER = 1_000;
 /**
  * The part of a room stream's budget (`maxBytes` and `maxMessages`) that one member's full share
  * may take at most: whatever one member sends, the rest of the room keeps the other half.
  */
-export const MEMBER_SHARE_OF_HISTORY = 0.5;
+const MEMBER_SHARE_OF_HISTORY = 0.5;
 
 /**
  * Subjects of the room stream that one member can fill: its answers, and its chat and whiteboard
  * when some role of the room may use them (the stream cannot tell roles apart).
  */
-export function memberSubjects(spec: RoomSpec): number {
+function memberSubjects(spec: RoomSpec): number {
   const roles = Object.values(spec.roles ?? DEFAULT_ROLE_SPECS);
   const chat = (spec.features?.chat ?? true) && roles.some((r) => r?.chat === true);
   const whiteboard =
@@ -46,7 +46,7 @@ export function memberSubjects(spec: RoomSpec): number {
 }
 
 /** A room stream's per-member bounds and what they guarantee. */
-export interface HistoryLimits {
+interface HistoryLimits {
   maxMessagesPerUser: number;
   maxMessageSize: number;
   /** Subjects one member can fill ({@link memberSubjects}), its broadcasts' subject aside. */

@@ -89,7 +89,7 @@ export interface RoomStatus {
 }
 
 /** Metadata Torii reads and writes on a Room. */
-export interface RoomMetadata {
+interface RoomMetadata {
   name: string;
   namespace: string;
   uid?: string;

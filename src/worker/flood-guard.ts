@@ -30,7 +30,7 @@ import {
   type ConnzConnection,
 } from './connz.js';
 import type { WorkerMetrics } from './metrics.js';
-import { identityOf } from './presence.js';
+import { identityOf } from './presence-events.js';
 import { kickConnection, putExpiring } from './service.js';
 
 /**

@@ -42,10 +42,10 @@ import type { Logger } from '../runtime/logger.js';
  * milliseconds (at most half the retention period): an admission writes them before the
  * server's CONNECT event reaches presence, which under load takes seconds.
  */
-export const RETURN_WINDOW_MS = 30_000;
+const RETURN_WINDOW_MS = 30_000;
 
 /** What departures read and write. */
-export interface DepartureDeps {
+interface DepartureDeps {
   /** The worker's connection to the application account (consumers, broadcasts). */
   app: NatsConnection;
   /** KV `torii_presence`, and this replica's cache of it. */

@@ -102,7 +102,7 @@ export class DueQueue {
 }
 
 /** What finishing each period means; the index only knows when. */
-export interface DueWork {
+interface DueWork {
   /** The user is still away `graceMs` after `awayAt`: apply `grace_over`. */
   graceOver(r: PresenceRecord, awayAt: string): Promise<void>;
   /** The user left `retentionMs` before: clean up what it left behind. */

@@ -19,7 +19,7 @@ import type { DueIndex } from './presence-due.js';
 import { identityOf, now } from './presence-events.js';
 
 /** What the reconcile reads and what it does about it. */
-export interface ReconcileDeps {
+interface ReconcileDeps {
   /** The system account's connection (CONNZ requests). */
   sys: NatsConnection;
   /** The account of the clients (`CLIENTS`). */

@@ -39,9 +39,6 @@ import { DueIndex, SWEEP_INTERVAL_MS } from './presence-due.js';
 import { identityOf, now, shutdownServerId, type ClientEvent } from './presence-events.js';
 import { Reconciler } from './presence-reconcile.js';
 
-export { identityOf, shutdownServerId } from './presence-events.js';
-export { RETURN_WINDOW_MS } from './presence-departure.js';
-
 /** The presence settings of `torii worker` (defaults: the `DEFAULT_*` constants below). */
 export interface PresenceSettings extends BatchSettings {
   /** How long a user whose last connection closed is away before it has left, in milliseconds. */
