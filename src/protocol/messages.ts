@@ -51,34 +51,6 @@ export const LeftReason = {
 } as const;
 export type LeftReason = (typeof LeftReason)[keyof typeof LeftReason];
 
-/**
- * What a kick's removal from LiveKit came to (`torii.rooms.kick`'s `media`): the worker's media
- * remover returns it.
- */
-export const MediaOutcome = {
-  /** The identity was in the room and LiveKit removed it. */
-  Removed: 'removed',
-  /** The identity (or the room) was not there. */
-  Absent: 'absent',
-  /** LiveKit did not answer or refused: the guard tries again. */
-  Failed: 'failed',
-  /** No media server is configured on this worker. */
-  Off: 'off',
-} as const;
-export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
-
-/**
- * A present participant's connection state (`torii.rooms.participants`); presence records also
- * know `left`, which holds no seat and is never listed.
- */
-export const ParticipantState = {
-  /** At least one connection is open. */
-  Online: 'online',
-  /** Its connections closed within the grace period: it may still come back. */
-  Away: 'away',
-} as const;
-export type ParticipantState = (typeof ParticipantState)[keyof typeof ParticipantState];
-
 // Shared pieces. Written out in full wherever used (no $ref): each message's schema stands alone.
 
 const id = (description: string) => string({ description, pattern: ID_PATTERN.source });
@@ -100,6 +72,14 @@ const participant = object(
   },
   { description: 'A member present in the room.' },
 );
+
+/**
+ * A present participant's connection state (`torii.rooms.participants`): `online` while a
+ * connection is open, `away` when its connections closed within the grace period (it may still
+ * come back). Presence records also know `left`, which holds no seat and is never listed.
+ */
+export const ParticipantState = { Online: 'online', Away: 'away' } as const;
+export type ParticipantState = (typeof ParticipantState)[keyof typeof ParticipantState];
 
 const hand = object(
   {
@@ -317,6 +297,22 @@ export const PLATFORM_EVENTS = {
     at: time('When.'),
   }),
 } as const;
+
+/**
+ * What a kick's removal from LiveKit came to (`torii.rooms.kick`'s `media`): the worker's media
+ * remover returns it.
+ */
+export const MediaOutcome = {
+  /** The identity was in the room and LiveKit removed it. */
+  Removed: 'removed',
+  /** The identity (or the room) was not there. */
+  Absent: 'absent',
+  /** LiveKit did not answer or refused: the guard tries again. */
+  Failed: 'failed',
+  /** No media server is configured on this worker. */
+  Off: 'off',
+} as const;
+export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
 
 const roomSummary = object(
   {
