@@ -204,6 +204,20 @@ export async function putExpiring(
   await kv.create(key, value, ttl);
 }
 
+/**
+ * An optional duration of a request, a whole number of seconds from `min` (to `max`) as the
+ * contract has it (a number, not text); in milliseconds, undefined when absent.
+ */
+function secondsOf(v: unknown, field: string, min: number, max?: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || (max !== undefined && v > max))
+    throw new ToriiError(
+      ErrorCode.BadRequest,
+      `${field}: a whole number of seconds, ${max === undefined ? `at least ${min}` : `${min} to ${max}`}`,
+    );
+  return v * 1000;
+}
+
 function body(req: unknown): Record<string, unknown> {
   if (req === undefined) return {};
   if (typeof req === 'object' && req !== null && !Array.isArray(req))
@@ -345,10 +359,7 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
         `reason: a string of at most ${MAX_KICK_REASON_LENGTH} characters`,
       );
     }
-    const ttlMs =
-      req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
-    if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
-      throw new ToriiError(ErrorCode.BadRequest, 'durationSeconds: at least 1');
+    const ttlMs = secondsOf(req.durationSeconds, 'durationSeconds', 1) ?? d.blockTtlMs;
     const now = new Date();
     const until = new Date(now.getTime() + ttlMs).toISOString();
     const block: BlockRecord = {
@@ -395,12 +406,9 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       throw new ToriiError(ErrorCode.BadRequest, `role: one of ${Object.keys(r.roles).join(', ')}`);
     if (req.name !== undefined && typeof req.name !== 'string')
       throw new ToriiError(ErrorCode.BadRequest, 'name: a string');
-    const ttlMs = req.ttlSeconds === undefined ? d.token.ttlMs : Number(req.ttlSeconds) * 1000;
-    if (!Number.isInteger(ttlMs) || ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS)
-      throw new ToriiError(
-        ErrorCode.BadRequest,
-        `ttlSeconds: ${MIN_TOKEN_TTL_MS / 1000} to ${MAX_TOKEN_TTL_MS / 1000}`,
-      );
+    const ttlMs =
+      secondsOf(req.ttlSeconds, 'ttlSeconds', MIN_TOKEN_TTL_MS / 1000, MAX_TOKEN_TTL_MS / 1000) ??
+      d.token.ttlMs;
     const now = new Date();
     const token = await mintRoomToken(
       d.signer,
