@@ -7,7 +7,7 @@
  * docs/protocol.schema.json for apps on other languages; test/integration/protocol-schema.test.ts
  * validates what real workers store and publish against it.
  */
-import { MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from './claims.js';
+import { MAX_NAME_LENGTH, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from './claims.js';
 import { ANSWER_CODES, ENDPOINT_STATUS } from './errors.js';
 import {
   Broadcast,
@@ -408,7 +408,7 @@ export const ENDPOINTS = {
         roomId: id('The room.'),
         userId: id('The user (the token `sub`).'),
         role: id("One of the room's roles."),
-        name: string({ description: 'Display name.' }),
+        name: string({ maxLength: MAX_NAME_LENGTH, description: 'Display name.' }),
         ttlSeconds: integer({
           minimum: MIN_TOKEN_TTL_MS / 1000,
           maximum: MAX_TOKEN_TTL_MS / 1000,
@@ -433,7 +433,7 @@ export type Endpoints = {
   [S in ServiceSubject]: { request: EndpointRequest<S>; reply: EndpointReply<S> };
 };
 /** A refusal as a NestJS caller reads it (its observable fails with this). */
-export type EndpointError = Infer<typeof endpointError>;
+export type EndpointRefusal = Infer<typeof endpointError>;
 
 /** The data a request event carries. */
 export type RequestData<E extends RequestEvent> = Infer<(typeof REQUESTS)[E]['request']>;

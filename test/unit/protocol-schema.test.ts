@@ -11,7 +11,7 @@ import {
   renderProtocolSchema,
   type AnswerData,
   type BroadcastData,
-  type EndpointError,
+  type EndpointRefusal,
   type EndpointReply,
   type EndpointRequest,
   type Endpoints,
@@ -224,7 +224,7 @@ test('the TypeScript types are those of the schemas (checked by the compiler)', 
   same<Equal<EndpointReply<'torii.rooms.list'>, EndpointReply<'torii.rooms.get'>[]>>();
   same<
     Equal<
-      EndpointError,
+      EndpointRefusal,
       { code: 'BAD_REQUEST' | 'NOT_FOUND' | 'UNAVAILABLE' | 'INTERNAL'; message: string }
     >
   >();
