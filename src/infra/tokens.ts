@@ -2,7 +2,12 @@
  * Room access tokens (the "WAJLC token", docs/auth-callout.md): JWTs that carry the user's room, role
  * and identity. `torii token`, the `torii.tokens.issue` endpoint and token renewal mint them here.
  */
-import type { RoomTokenClaims } from '../protocol/claims.js';
+import {
+  MAX_NAME_LENGTH,
+  MAX_TOKEN_TTL_MS,
+  MIN_TOKEN_TTL_MS,
+  type RoomTokenClaims,
+} from '../protocol/claims.js';
 import { importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';
 import { ConfigError, ValidationError } from '../protocol/errors.js';
 import { checkRoomId, checkUserId, ID_PATTERN } from '../protocol/ids.js';
@@ -14,16 +19,8 @@ export const DEFAULT_TOKEN_ISSUER = 'torii';
 export const DEFAULT_TOKEN_AUDIENCE = 'torii-nats';
 /** Default token lifetime: 1 hour, in milliseconds. */
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
-/** Longest lifetime Torii mints: 7 days, in milliseconds. */
-export const MAX_TOKEN_TTL_MS = 7 * 86_400_000;
-/** Shortest lifetime Torii mints: 10 seconds, in milliseconds. */
-export const MIN_TOKEN_TTL_MS = 10_000;
-/**
- * Longest display name, in characters (UTF-16 code units, as JavaScript counts them). One bound
- * for what the callout admits and what the workers mint on renewal: a name admitted but
- * refused at minting would make the user's token impossible to renew.
- */
-export const MAX_NAME_LENGTH = 128;
+// The bounds of what Torii mints are part of the wire contract (torii.tokens.issue).
+export { MAX_NAME_LENGTH, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS };
 
 /** The reason a display name cannot be carried, or undefined when it can. */
 export function displayNameProblem(name: unknown): string | undefined {

@@ -48,6 +48,23 @@ export const isAnswerCode = (code: unknown): code is AnswerCode =>
   typeof code === 'string' && ANSWER_CODE_SET.has(code);
 
 /**
+ * The codes a platform endpoint (`torii.*`, docs/platform.md) refuses with, each with the micro
+ * protocol's status (`Nats-Service-Error-Code`); any other failure is `INTERNAL`. Listed once: the
+ * worker's service answers by it and the wire contract's schema (messages.ts) reads it.
+ */
+export const ENDPOINT_STATUS = {
+  [ErrorCode.BadRequest]: 400,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.Unavailable]: 503,
+  [ErrorCode.Internal]: 500,
+} as const;
+export type EndpointCode = keyof typeof ENDPOINT_STATUS;
+
+/** True for a code a platform endpoint refuses with. */
+export const isEndpointCode = (code: unknown): code is EndpointCode =>
+  typeof code === 'string' && Object.hasOwn(ENDPOINT_STATUS, code);
+
+/**
  * Base class: `code` + `message` + optional `cause`. The one error type that crosses NATS: a
  * worker's handler or endpoint throws it to refuse a request with its code, and the SDK raises
  * it (as `RoomRequestError`) from an error answer.

@@ -1,12 +1,14 @@
 /**
  * The wire contract, written once (docs/protocol.md, docs/platform.md): the data of every request
- * a client sends and of its answer, of every broadcast and of every platform event, as JSON
- * Schema from which the TypeScript types are derived (schema.ts). The workers return these types,
+ * a client sends and of its answer, of every broadcast, of every platform event and of every
+ * platform endpoint's request and reply, as JSON Schema from which the TypeScript types are
+ * derived (schema.ts). The workers and the worker's service return these types,
  * the SDK reads them, and scripts/gen-protocol-schema.ts writes the same schemas to
  * docs/protocol.schema.json for apps on other languages; test/integration/protocol-schema.test.ts
  * validates what real workers store and publish against it.
  */
-import { ANSWER_CODES } from './errors.js';
+import { MAX_NAME_LENGTH, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from './claims.js';
+import { ANSWER_CODES, ENDPOINT_STATUS } from './errors.js';
 import {
   Broadcast,
   REQUEST_EVENT_PATTERN,
@@ -15,7 +17,7 @@ import {
   type BroadcastMessage,
 } from './events.js';
 import { ID_PATTERN } from './ids.js';
-import { MAX_DEVICE_ID_LENGTH, PlatformEvent } from './subjects.js';
+import { MAX_DEVICE_ID_LENGTH, PlatformEvent, ServiceSubject } from './subjects.js';
 import {
   anyOf,
   array,
@@ -36,6 +38,9 @@ export const MAX_NOTE_LENGTH = 200;
 export const MAX_PARTICIPANTS_PAGE = 500;
 /** Longest `REQ_PARTICIPANTS` cursor, in characters (an ISO-8601 time, `|`, a user id). */
 export const MAX_CURSOR_LENGTH = 100;
+
+/** Longest reason of a kick (`torii.rooms.kick`), in characters. */
+export const MAX_KICK_REASON_LENGTH = 200;
 
 /** Why a participant left (platform event `torii.events.participant.left`). */
 export const LeftReason = {
@@ -67,6 +72,14 @@ const participant = object(
   },
   { description: 'A member present in the room.' },
 );
+
+/**
+ * A present participant's connection state (`torii.rooms.participants`): `online` while a
+ * connection is open, `away` when its connections closed within the grace period (it may still
+ * come back). Presence records also know `left`, which holds no seat and is never listed.
+ */
+export const ParticipantState = { Online: 'online', Away: 'away' } as const;
+export type ParticipantState = (typeof ParticipantState)[keyof typeof ParticipantState];
 
 const hand = object(
   {
@@ -285,6 +298,143 @@ export const PLATFORM_EVENTS = {
   }),
 } as const;
 
+/**
+ * What a kick's removal from LiveKit came to (`torii.rooms.kick`'s `media`): the worker's media
+ * remover returns it.
+ */
+export const MediaOutcome = {
+  /** The identity was in the room and LiveKit removed it. */
+  Removed: 'removed',
+  /** The identity (or the room) was not there. */
+  Absent: 'absent',
+  /** LiveKit did not answer or refused: the guard tries again. */
+  Failed: 'failed',
+  /** No media server is configured on this worker. */
+  Off: 'off',
+} as const;
+export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
+
+const roomSummary = object(
+  {
+    roomId: id('The room.'),
+    title: string(),
+    maxParticipants: integer({ minimum: 1, description: 'Seats.' }),
+    participants: count('Members present (seat-holders).'),
+    features,
+    roles: array(id('A role name.'), { description: "The room's roles (`role` of a token)." }),
+    media: object(
+      {
+        livekitRoom: string({ description: 'LiveKit room name.' }),
+        broadcast: boolean({ description: 'A stage of presenters rather than a grid.' }),
+      },
+      { description: "The room's media settings." },
+    ),
+  },
+  { description: 'A room as the platform sees it.' },
+);
+
+const roomRequest = object({ roomId: id('The room.') });
+
+/**
+ * Every platform endpoint (the micro service `torii`, queue group `torii_queue`; docs/platform.md):
+ * its micro endpoint name, the body of its request and the body of its successful reply. A
+ * NestJS caller's envelope carries the same request as `data` and the same reply as `response`.
+ */
+export const ENDPOINTS = {
+  [ServiceSubject.RoomsList]: {
+    name: 'rooms_list',
+    description: 'Every room with its number of members present.',
+    request: empty,
+    reply: array(roomSummary),
+  },
+  [ServiceSubject.RoomsGet]: {
+    name: 'rooms_get',
+    description: 'One room with its number of members present.',
+    request: roomRequest,
+    reply: roomSummary,
+  },
+  [ServiceSubject.RoomsParticipants]: {
+    name: 'rooms_participants',
+    description: "The room's members present, in join order.",
+    request: roomRequest,
+    reply: object({
+      roomId: id('The room.'),
+      participants: array(
+        object(
+          {
+            ...participant.properties,
+            state: oneOfValues([ParticipantState.Online, ParticipantState.Away]),
+          },
+          { description: 'A member present in the room, with its connection state.' },
+        ),
+      ),
+    }),
+  },
+  [ServiceSubject.RoomsKick]: {
+    name: 'rooms_kick',
+    description:
+      "Blocks a user from a room for a while and closes the user's connections and media.",
+    request: object(
+      {
+        roomId: id('The room.'),
+        userId: id('Whom.'),
+        reason: string({
+          maxLength: MAX_KICK_REASON_LENGTH,
+          description: "Why, kept with the block ('kicked').",
+        }),
+        durationSeconds: integer({
+          minimum: 1,
+          description: "How long the block lasts (the worker's `--block-ttl` without it).",
+        }),
+      },
+      { optional: ['reason', 'durationSeconds'] },
+    ),
+    reply: object({
+      roomId: id('The room.'),
+      userId: id('Whom.'),
+      kicked: count('Connections the servers closed.'),
+      blockedUntil: time('When the block ends.'),
+      media: oneOfValues(
+        [MediaOutcome.Removed, MediaOutcome.Absent, MediaOutcome.Failed, MediaOutcome.Off],
+        { description: 'What the removal from the media room came to.' },
+      ),
+    }),
+  },
+  [ServiceSubject.TokensIssue]: {
+    name: 'tokens_issue',
+    description: 'A room token for a user, as the web backend hands it to a client.',
+    request: object(
+      {
+        roomId: id('The room.'),
+        userId: id('The user (the token `sub`).'),
+        role: id("One of the room's roles."),
+        name: string({ maxLength: MAX_NAME_LENGTH, description: 'Display name.' }),
+        ttlSeconds: integer({
+          minimum: MIN_TOKEN_TTL_MS / 1000,
+          maximum: MAX_TOKEN_TTL_MS / 1000,
+          description: "Lifetime (the worker's token TTL without it).",
+        }),
+      },
+      { optional: ['name', 'ttlSeconds'] },
+    ),
+    reply: object({
+      token: string({ description: 'The room token (a JWT).' }),
+      expiresAt: time('Its expiry.'),
+    }),
+  },
+} as const;
+
+/** The body of a platform endpoint's request. */
+export type EndpointRequest<S extends ServiceSubject> = Infer<(typeof ENDPOINTS)[S]['request']>;
+/** The body of a platform endpoint's successful reply. */
+export type EndpointReply<S extends ServiceSubject> = Infer<(typeof ENDPOINTS)[S]['reply']>;
+/** Each platform endpoint with its request and its reply. */
+export type Endpoints = {
+  [S in ServiceSubject]: { request: EndpointRequest<S>; reply: EndpointReply<S> };
+};
+/** A refusal as a NestJS caller reads it (its observable fails with this). */
+export type EndpointRefusal = Infer<typeof endpointError>;
+
 /** The data a request event carries. */
 export type RequestData<E extends RequestEvent> = Infer<(typeof REQUESTS)[E]['request']>;
 /** The data of a request event's successful answer. */
@@ -337,6 +487,38 @@ const answerError = object({
   message: string({ description: 'Why, for people.' }),
 });
 
+const endpointError = object({
+  code: oneOfValues(Object.keys(ENDPOINT_STATUS) as (keyof typeof ENDPOINT_STATUS)[]),
+  message: string({ description: 'Why, for people.' }),
+});
+const nestId = string({ description: "The NestJS request's id, echoed by its reply." });
+
+/** The definitions of one platform endpoint: its micro request and reply, and NestJS's envelopes. */
+function endpointDefinitions(key: string, subject: ServiceSubject): Record<string, object> {
+  const e = ENDPOINTS[subject];
+  return {
+    [`${key}EndpointRequest`]: described(
+      `The body of a request to ${subject} (endpoint ${e.name}; an empty body is {}): ${e.description}`,
+      e.request,
+    ),
+    [`${key}EndpointReply`]: described(
+      `The body of a successful reply of ${subject}; a refusal has an empty body and the headers EndpointErrorHeaders.`,
+      e.reply,
+    ),
+    [`${key}NestRequest`]: described(
+      `${subject} as a NestJS ClientProxy.send(pattern, data) publishes it.`,
+      object({ pattern: literal(subject), data: e.request, id: nestId }, { optional: ['data'] }),
+    ),
+    [`${key}NestReply`]: described(
+      `The reply of ${subject} to a NestJS request: its data, or the refusal (with the micro headers too).`,
+      anyOf(
+        object({ id: nestId, response: e.reply, isDisposed: literal(true) }),
+        object({ id: nestId, err: endpointError, isDisposed: literal(true) }),
+      ),
+    ),
+  };
+}
+
 /** Every JSON Schema definition of docs/protocol.schema.json, by name. */
 export function protocolDefinitions(): Record<string, object> {
   const defs: Record<string, object> = {};
@@ -378,6 +560,19 @@ export function protocolDefinitions(): Record<string, object> {
       `The body of the platform event ${event} (core NATS, subject ${event}).`,
       PLATFORM_EVENTS[event],
     );
+  for (const [key, subject] of Object.entries(ServiceSubject))
+    Object.assign(defs, endpointDefinitions(key, subject));
+  defs['EndpointErrorHeaders'] = described(
+    "The headers of a platform endpoint's refusal (the micro protocol's; its body is empty).",
+    object({
+      'Nats-Service-Error-Code': oneOfValues(Object.values(ENDPOINT_STATUS).map(String), {
+        description: `The status: ${Object.entries(ENDPOINT_STATUS)
+          .map(([code, status]) => `${code} ${status}`)
+          .join(', ')}.`,
+      }),
+      'Nats-Service-Error': string({ description: 'Why, for people.' }),
+    }),
+  );
   return defs;
 }
 
@@ -390,7 +585,19 @@ export const definitionOf = {
   },
   broadcast: (event: Broadcast): string => `${keyOf(Broadcast, event)}Broadcast`,
   platform: (event: PlatformEvent): string => `${keyOf(PlatformEvent, event)}PlatformEvent`,
+  /** A platform endpoint's message: from a micro client or a NestJS one, request or reply. */
+  endpoint: (
+    subject: ServiceSubject,
+    caller: 'micro' | 'nest',
+    message: 'request' | 'reply',
+  ): string =>
+    `${keyOf(ServiceSubject, subject)}${caller === 'micro' ? 'Endpoint' : 'Nest'}${message === 'request' ? 'Request' : 'Reply'}`,
+  endpointError: 'EndpointErrorHeaders',
 };
+
+/** True for the subject of a platform endpoint this contract defines. */
+export const isServiceSubject = (subject: string): subject is ServiceSubject =>
+  Object.hasOwn(ENDPOINTS, subject);
 
 function keyOf(o: Readonly<Record<string, string>>, value: string): string {
   const k = Object.keys(o).find((x) => o[x] === value);

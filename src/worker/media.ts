@@ -12,22 +12,10 @@
 import { RoomServiceClient, ServerError } from 'livekit-server-sdk';
 import { Counter, type Registry } from 'prom-client';
 import { describeError } from '../protocol/errors.js';
+import { MediaOutcome } from '../protocol/messages.js';
 import type { Logger } from '../runtime/logger.js';
 import { METRICS_PREFIX } from '../runtime/ops.js';
 import type { LiveKitSettings } from './handlers.js';
-
-/** What a removal from LiveKit came to. */
-export const MediaOutcome = {
-  /** The identity was in the room and LiveKit removed it. */
-  Removed: 'removed',
-  /** The identity (or the room) was not there. */
-  Absent: 'absent',
-  /** LiveKit did not answer or refused: the guard tries again. */
-  Failed: 'failed',
-  /** No media server is configured on this worker. */
-  Off: 'off',
-} as const;
-export type MediaOutcome = (typeof MediaOutcome)[keyof typeof MediaOutcome];
 
 /** Longest wait for one LiveKit API call, in seconds: a kick answers within it when LiveKit hangs. */
 const MEDIA_REQUEST_TIMEOUT_S = 2;

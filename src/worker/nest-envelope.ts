@@ -9,6 +9,8 @@
  * request is the body itself and keeps the micro protocol's replies.
  */
 
+import type { EndpointRefusal } from '../protocol/messages.js';
+
 /** Who asked: a plain micro client, or a NestJS `ClientProxy` with its request id. */
 export type Caller = { kind: 'micro' } | { kind: 'nest'; id: string };
 
@@ -42,5 +44,5 @@ export const nestResponse = (id: string, response: unknown): string =>
   JSON.stringify({ id, response, isDisposed: true });
 
 /** A NestJS reply carrying an error: the caller's observable fails with `err`. */
-export const nestError = (id: string, err: { code: string; message: string }): string =>
+export const nestError = (id: string, err: EndpointRefusal): string =>
   JSON.stringify({ id, err, isDisposed: true });

@@ -7,12 +7,27 @@
  */
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeError, ErrorCode, ToriiError } from '../protocol/errors.js';
+import {
+  describeError,
+  ENDPOINT_STATUS,
+  ErrorCode,
+  isEndpointCode,
+  ToriiError,
+  type EndpointCode,
+} from '../protocol/errors.js';
 import { checkRoomId, checkUserId } from '../protocol/ids.js';
 import { DELETE_MARKER_TTL, RoomIndex, type KvCache } from '../infra/kv.js';
 import { inJoinOrder, participantOf } from '../domain/presence-batch.js';
 import { accountConnz } from './connz.js';
-import { MediaOutcome, type MediaRemover } from './media.js';
+import type { MediaRemover } from './media.js';
+import {
+  ENDPOINTS,
+  MAX_KICK_REASON_LENGTH,
+  MediaOutcome,
+  ParticipantState,
+  type EndpointReply,
+  type EndpointRequest,
+} from '../protocol/messages.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../domain/presence.js';
 import type { CompiledRoomConfig } from '../domain/room-compile.js';
@@ -23,42 +38,28 @@ import {
   ServiceSubject,
   Sys,
 } from '../protocol/subjects.js';
+import { MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from '../protocol/claims.js';
 import type { KV } from '@nats-io/kv';
 import { blockKey, type BlockRecord } from '../domain/blocks.js';
 import { presenceKey } from '../domain/presence.js';
-import {
-  MAX_TOKEN_TTL_MS,
-  MIN_TOKEN_TTL_MS,
-  mintRoomToken,
-  type TokenSigner,
-} from '../infra/tokens.js';
+import { mintRoomToken, type TokenSigner } from '../infra/tokens.js';
 
 /**
- * Status codes of endpoint errors (the micro protocol's `Nats-Service-Error-Code`; not
- * `@nats-io/services`' `ServiceError` class, which carries them).
+ * What a caller is told about a failure: Torii's code, the micro status
+ * (`Nats-Service-Error-Code`) and the message.
  */
-export const ServiceStatus = {
-  BadRequest: 400,
-  NotFound: 404,
-  Unavailable: 503,
-  Internal: 500,
-} as const;
-
-/** The status that goes with each code an endpoint answers. */
-const STATUS_OF: Readonly<Partial<Record<ErrorCode, number>>> = {
-  [ErrorCode.BadRequest]: ServiceStatus.BadRequest,
-  [ErrorCode.NotFound]: ServiceStatus.NotFound,
-  [ErrorCode.Unavailable]: ServiceStatus.Unavailable,
-};
-
-/** What a caller is told about a failure: Torii's code, the micro status and the message. */
-function failure(e: unknown): { code: ErrorCode; status: number; message: string } {
+function failure(e: unknown): { code: EndpointCode; status: number; message: string } {
   // A refusal (a ToriiError with a code an endpoint answers, bad input included) keeps its code;
   // anything else is INTERNAL.
-  const code =
-    e instanceof ToriiError && STATUS_OF[e.code] !== undefined ? e.code : ErrorCode.Internal;
-  return { code, status: STATUS_OF[code] ?? ServiceStatus.Internal, message: describeError(e) };
+  const code = e instanceof ToriiError && isEndpointCode(e.code) ? e.code : ErrorCode.Internal;
+  return { code, status: ENDPOINT_STATUS[code], message: describeError(e) };
 }
+
+/**
+ * A request body as an endpoint reads it, not yet checked: only the fields of its request in the
+ * contract, each of any type.
+ */
+type Unchecked<S extends ServiceSubject> = { [K in keyof EndpointRequest<S>]?: unknown };
 
 export interface ServiceDeps {
   rooms: KvCache<CompiledRoomConfig>;
@@ -203,6 +204,20 @@ export async function putExpiring(
   await kv.create(key, value, ttl);
 }
 
+/**
+ * An optional duration of a request, a whole number of seconds from `min` (to `max`) as the
+ * contract has it (a number, not text); in milliseconds, undefined when absent.
+ */
+function secondsOf(v: unknown, field: string, min: number, max?: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || (max !== undefined && v > max))
+    throw new ToriiError(
+      ErrorCode.BadRequest,
+      `${field}: a whole number of seconds, ${max === undefined ? `at least ${min}` : `${min} to ${max}`}`,
+    );
+  return v * 1000;
+}
+
 function body(req: unknown): Record<string, unknown> {
   if (req === undefined) return {};
   if (typeof req === 'object' && req !== null && !Array.isArray(req))
@@ -211,7 +226,11 @@ function body(req: unknown): Record<string, unknown> {
 }
 
 /** Answers `msg` in its caller's form: NestJS reads its envelope, micro clients the body. */
-function answer(msg: ServiceMsg, caller: Caller, result: unknown): void {
+function answer<S extends ServiceSubject>(
+  msg: ServiceMsg,
+  caller: Caller,
+  result: EndpointReply<S>,
+): void {
   msg.respond(caller.kind === 'nest' ? nestResponse(caller.id, result) : JSON.stringify(result));
 }
 
@@ -229,7 +248,10 @@ function refuse(msg: ServiceMsg, caller: Caller, f: ReturnType<typeof failure>):
   else msg.respondError(f.status, f.message);
 }
 
-function summary(r: CompiledRoomConfig, participants: number) {
+function summary(
+  r: CompiledRoomConfig,
+  participants: number,
+): EndpointReply<typeof ServiceSubject.RoomsGet> {
   return {
     roomId: r.roomId,
     title: r.title,
@@ -250,21 +272,27 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
   });
   // Seat-holders by room: listing or counting a room's participants costs that room's size.
   const present = new RoomIndex(d.presence, occupiesSeat);
-  const participants = (roomId: string) =>
+  const participants = (
+    roomId: string,
+  ): EndpointReply<typeof ServiceSubject.RoomsParticipants>['participants'] =>
     inJoinOrder(
-      [...present.room(roomId).values()].map((p) => ({ ...participantOf(p), state: p.state })),
+      [...present.room(roomId).values()].map((p) => ({
+        ...participantOf(p),
+        // Seat-holders only: none has left.
+        state: p.state === ParticipantState.Away ? ParticipantState.Away : ParticipantState.Online,
+      })),
     );
-  const room = (req: Record<string, unknown>): CompiledRoomConfig => {
+  const room = (req: { roomId?: unknown }): CompiledRoomConfig => {
     const roomId = checkRoomId(req.roomId, 'roomId');
     const r = d.rooms.get(roomId);
     if (!r) throw new ToriiError(ErrorCode.NotFound, `room ${roomId} does not exist`);
     return r;
   };
-  const endpoint = (
-    name: string,
-    subject: string,
-    fn: (req: Record<string, unknown>) => unknown,
+  const endpoint = <S extends ServiceSubject>(
+    subject: S,
+    fn: (req: Unchecked<S>) => EndpointReply<S> | Promise<EndpointReply<S>>,
   ): void => {
+    const name = ENDPOINTS[subject].name;
     // Filled right after the endpoint is added, before its first request.
     const counted: { stats?: EndpointStatsInternals } = {};
     srv.addEndpoint(name, {
@@ -282,7 +310,7 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
               throw new ToriiError(ErrorCode.BadRequest, 'request body must be a JSON object');
             }
             caller = req.caller;
-            answer(msg, caller, await fn(body(req.body)));
+            answer<S>(msg, caller, await fn(body(req.body)));
           } catch (e) {
             const f = failure(e);
             refuse(msg, caller, f);
@@ -303,18 +331,18 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
     if (!counted.stats)
       throw new Error(`no statistics for endpoint ${name}: nats.js services changed`);
   };
-  endpoint('rooms_list', ServiceSubject.RoomsList, () =>
+  endpoint(ServiceSubject.RoomsList, () =>
     [...d.rooms.entries()].map(([, r]) => summary(r, present.room(r.roomId).size)),
   );
-  endpoint('rooms_get', ServiceSubject.RoomsGet, (req) => {
+  endpoint(ServiceSubject.RoomsGet, (req) => {
     const r = room(req);
     return summary(r, present.room(r.roomId).size);
   });
-  endpoint('rooms_participants', ServiceSubject.RoomsParticipants, (req) => ({
+  endpoint(ServiceSubject.RoomsParticipants, (req) => ({
     roomId: room(req).roomId,
     participants: participants(room(req).roomId),
   }));
-  endpoint('rooms_kick', ServiceSubject.RoomsKick, async (req) => {
+  endpoint(ServiceSubject.RoomsKick, async (req) => {
     if (!d.sys)
       throw new ToriiError(
         ErrorCode.Unavailable,
@@ -322,21 +350,25 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       );
     const roomId = checkRoomId(req.roomId, 'roomId');
     const userId = checkUserId(req.userId, 'userId');
-    if (req.reason !== undefined && (typeof req.reason !== 'string' || req.reason.length > 200)) {
-      throw new ToriiError(ErrorCode.BadRequest, 'reason: a string of at most 200 characters');
+    if (
+      req.reason !== undefined &&
+      (typeof req.reason !== 'string' || req.reason.length > MAX_KICK_REASON_LENGTH)
+    ) {
+      throw new ToriiError(
+        ErrorCode.BadRequest,
+        `reason: a string of at most ${MAX_KICK_REASON_LENGTH} characters`,
+      );
     }
-    const ttlMs =
-      req.durationSeconds === undefined ? d.blockTtlMs : Number(req.durationSeconds) * 1000;
-    if (!Number.isFinite(ttlMs) || ttlMs < 1_000)
-      throw new ToriiError(ErrorCode.BadRequest, 'durationSeconds: at least 1');
+    const ttlMs = secondsOf(req.durationSeconds, 'durationSeconds', 1) ?? d.blockTtlMs;
     const now = new Date();
+    const until = new Date(now.getTime() + ttlMs).toISOString();
     const block: BlockRecord = {
       roomId,
       userId,
       reason: typeof req.reason === 'string' ? req.reason : 'kicked',
-      by: 'torii.rooms.kick',
+      by: ServiceSubject.RoomsKick,
       createdAt: now.toISOString(),
-      until: new Date(now.getTime() + ttlMs).toISOString(),
+      until,
     };
     // Block first, so that a reconnect racing the kick is refused by the callout. The record
     // expires with the block (`Nats-TTL`; the bucket then files a delete marker, which every
@@ -361,11 +393,11 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       roomId,
       userId,
       kicked,
-      blockedUntil: block.until,
+      blockedUntil: until,
       media,
     };
   });
-  endpoint('tokens_issue', ServiceSubject.TokensIssue, async (req) => {
+  endpoint(ServiceSubject.TokensIssue, async (req) => {
     if (!d.signer)
       throw new ToriiError(ErrorCode.Unavailable, 'token signing is not configured on this worker');
     const r = room(req);
@@ -374,9 +406,9 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
       throw new ToriiError(ErrorCode.BadRequest, `role: one of ${Object.keys(r.roles).join(', ')}`);
     if (req.name !== undefined && typeof req.name !== 'string')
       throw new ToriiError(ErrorCode.BadRequest, 'name: a string');
-    const ttlMs = req.ttlSeconds === undefined ? d.token.ttlMs : Number(req.ttlSeconds) * 1000;
-    if (!Number.isInteger(ttlMs) || ttlMs < MIN_TOKEN_TTL_MS || ttlMs > MAX_TOKEN_TTL_MS)
-      throw new ToriiError(ErrorCode.BadRequest, 'ttlSeconds: 10 to 604800');
+    const ttlMs =
+      secondsOf(req.ttlSeconds, 'ttlSeconds', MIN_TOKEN_TTL_MS / 1000, MAX_TOKEN_TTL_MS / 1000) ??
+      d.token.ttlMs;
     const now = new Date();
     const token = await mintRoomToken(
       d.signer,

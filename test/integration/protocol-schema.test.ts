@@ -2,11 +2,16 @@
  * docs/protocol.schema.json against real traffic: real nats-server, callout, worker and
  * controller; clients drive every request event (and an unknown and a malformed one), joins,
  * departures and hands in a small room and in a room above the large-room threshold, and a Room
- * change and deletion. Every answer and broadcast the servers stored in the room streams (read
- * back with an ordered consumer), every request the clients sent and every platform event
- * published must validate against its definition, and every kind of message must have been seen.
- * A message changed by one field no longer validates, and the error names the field.
+ * change and deletion; a plain nats.js client and a NestJS ClientProxy call every platform
+ * endpoint (and are refused). Every answer and broadcast the servers stored in the room streams
+ * (read back with an ordered consumer), every request the clients sent, every platform event
+ * published and every endpoint request and reply as it travelled (body and refusal headers) must
+ * validate against its definition, and every kind of message must have been seen. A message
+ * changed by one field no longer validates, and the error names the field.
  */
+import 'reflect-metadata';
+import { firstValueFrom } from 'rxjs';
+import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import {
   connect as nodeConnect,
   type NatsConnection,
@@ -18,13 +23,16 @@ import path from 'node:path';
 import { RoomClient, RoomRequestError } from '../../src/client/index.js';
 import { openBucket } from '../../src/infra/kv.js';
 import { Broadcast, RequestEvent } from '../../src/protocol/events.js';
-import { definitionOf, isRequestEvent } from '../../src/protocol/messages.js';
+import { definitionOf, isRequestEvent, isServiceSubject } from '../../src/protocol/messages.js';
+import { ServiceUser } from '../../src/infra/natsconf.js';
+import { readRequest } from '../../src/worker/nest-envelope.js';
 import {
   Bucket,
   PLATFORM_EVENTS_ALL,
   PlatformEvent,
   roleWorkerSubject,
   roomEventsSubject,
+  ServiceSubject,
   userAnswerSubject,
   userEventsSubject,
   WORKER_STREAM_SUBJECTS,
@@ -60,6 +68,7 @@ interface Seen {
 }
 const platform: Seen[] = [];
 const requests: Seen[] = [];
+const endpoints: Seen[] = [];
 
 async function join(room: string, user: string, role = 'student'): Promise<RoomClient> {
   const c = await RoomClient.connect({
@@ -92,6 +101,103 @@ async function stored(room: string): Promise<Seen[]> {
         : definitionOf.broadcast(body.event as Broadcast),
     };
   });
+}
+
+/**
+ * Calls every platform endpoint from a plain micro client and from a NestJS ClientProxy, and
+ * records each request and reply as it travelled: the requests heard on the endpoints' subjects,
+ * the replies on the reply subjects they named (`_INBOX.>`, where both clients take replies).
+ */
+async function callEndpoints(room: string): Promise<void> {
+  const asked = new Map<string, { subject: ServiceSubject; caller: 'micro' | 'nest' }>();
+  let replies = 0;
+  const heard: Subscription[] = [];
+  for (const subject of Object.values(ServiceSubject))
+    heard.push(
+      svc.subscribe(subject, {
+        callback: (_e, m) => {
+          if (!isServiceSubject(m.subject) || !m.reply) return;
+          const caller = readRequest(m.subject, m.data).caller.kind;
+          asked.set(m.reply, { subject: m.subject, caller });
+          endpoints.push({
+            subject: m.subject,
+            body: m.json<unknown>(),
+            definition: definitionOf.endpoint(m.subject, caller, 'request'),
+          });
+        },
+      }),
+    );
+  heard.push(
+    svc.subscribe('_INBOX.>', {
+      callback: (_e, m) => {
+        const call = asked.get(m.subject);
+        if (!call) return;
+        replies++;
+        if (m.headers?.get('Nats-Service-Error-Code')) {
+          const headers = Object.fromEntries(
+            m.headers.keys().map((k) => [k, m.headers?.get(k) ?? '']),
+          );
+          endpoints.push({
+            subject: call.subject,
+            body: headers,
+            definition: definitionOf.endpointError,
+          });
+          // A micro client's refusal has nothing else: its body is empty (checked by the caller).
+          if (call.caller === 'micro') return;
+        }
+        endpoints.push({
+          subject: call.subject,
+          body: m.json<unknown>(),
+          definition: definitionOf.endpoint(call.subject, call.caller, 'reply'),
+        });
+      },
+    }),
+  );
+  await svc.flush();
+  const nest = ClientProxyFactory.create({
+    transport: Transport.NATS,
+    options: {
+      servers: [server.url],
+      user: ServiceUser.Service,
+      pass: server.keys.server.servicePassword,
+    },
+  });
+  await nest.connect();
+  try {
+    const calls: [ServiceSubject, object][] = [
+      [ServiceSubject.RoomsList, {}],
+      [ServiceSubject.RoomsGet, { roomId: room }],
+      [ServiceSubject.RoomsParticipants, { roomId: room }],
+      [ServiceSubject.RoomsKick, { roomId: room, userId: 'ghost', reason: 'spam' }],
+      [
+        ServiceSubject.TokensIssue,
+        { roomId: room, userId: 'newcomer', role: 'student', name: 'Newcomer', ttlSeconds: 60 },
+      ],
+    ];
+    const refusals: [ServiceSubject, object][] = [
+      [ServiceSubject.RoomsGet, { roomId: 'nowhere' }],
+      [ServiceSubject.TokensIssue, { roomId: room, userId: 'x', role: 'janitor' }],
+    ];
+    for (const [subject, data] of [...calls, ...refusals]) {
+      const m = await svc.request(subject, JSON.stringify(data), { timeout: 5_000 });
+      const refused = refusals.some(([, d]) => d === data);
+      // Refused: the status header and an empty body; answered: no status, a body.
+      const status = m.headers?.get('Nats-Service-Error-Code') ?? '';
+      expect({ refused: status !== '', empty: m.data.length === 0 }).toEqual({
+        refused,
+        empty: refused,
+      });
+      const viaNest = firstValueFrom(nest.send<unknown>(subject, data));
+      await (refused
+        ? expect(viaNest).rejects.toHaveProperty('code')
+        : expect(viaNest).resolves.toBeDefined());
+    }
+    const total = 2 * (calls.length + refusals.length);
+    await waitFor('every endpoint reply heard', () => replies === total && asked.size === total);
+  } finally {
+    await nest.close();
+    for (const h of heard) h.unsubscribe();
+  }
 }
 
 const platformOf = (event: string, userId?: string) =>
@@ -246,17 +352,19 @@ describe('real traffic validates against docs/protocol.schema.json', () => {
           return done ? s : undefined;
         })),
       );
-  }, 60_000);
+
+    await callEndpoints(SMALL);
+  }, 90_000);
 
   test('every stored answer and broadcast, request sent and platform event validates', () => {
-    const invalid = [...all, ...requests, ...platform]
+    const invalid = [...all, ...requests, ...platform, ...endpoints]
       .map((m) => ({ ...m, errors: validator().errors(m.definition, m.body) }))
       .filter((m) => m.errors.length > 0);
     expect(invalid).toEqual([]);
   });
 
   test('every kind of message was seen', () => {
-    const seen = new Set([...all, ...requests, ...platform].map((m) => m.definition));
+    const seen = new Set([...all, ...requests, ...platform, ...endpoints].map((m) => m.definition));
     expect([...seen].sort()).toEqual([...validator().definitions].sort());
   });
 
@@ -294,6 +402,18 @@ describe('real traffic validates against docs/protocol.schema.json', () => {
         extra: true,
       }),
     ).toEqual(['/extra: must NOT have additional properties']);
+    // An endpoint's reply: a field's type, and a field the contract does not have.
+    const kick = endpoints.find(
+      (m) => m.definition === definitionOf.endpoint(ServiceSubject.RoomsKick, 'micro', 'reply'),
+    );
+    const k = kick?.body as Record<string, unknown>;
+    expect(validator().errors(kick?.definition ?? '', k)).toEqual([]);
+    expect(
+      validator().errors(kick?.definition ?? '', { ...k, kicked: String(k['kicked']) }),
+    ).toEqual(['/kicked: must be integer']);
+    expect(validator().errors(kick?.definition ?? '', { ...k, extra: true })).toEqual([
+      '/extra: must NOT have additional properties',
+    ]);
   });
 });
 

@@ -6,12 +6,14 @@
 import { blockKey } from '../../src/domain/blocks.js';
 import { openBucket } from '../../src/infra/kv.js';
 import { presenceKey } from '../../src/domain/presence.js';
+import { definitionOf } from '../../src/protocol/messages.js';
 import { Bucket, ServiceSubject } from '../../src/protocol/subjects.js';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
+import { ProtocolValidator } from '../helpers/protocol-schema.js';
 import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
@@ -132,6 +134,34 @@ test('deleting a room closes its connections, also one presence has not recorded
   expect(other.isClosed()).toBe(false);
   await other.close();
 });
+
+test.each([
+  ['a duration as text', ServiceSubject.RoomsKick, { userId: 'text', durationSeconds: '60' }],
+  ['a fractional duration', ServiceSubject.RoomsKick, { userId: 'frac', durationSeconds: 1.5 }],
+  ['a token lifetime as text', ServiceSubject.TokensIssue, { userId: 'tt', ttlSeconds: '60' }],
+  ['a fractional token lifetime', ServiceSubject.TokensIssue, { userId: 'tf', ttlSeconds: 60.5 }],
+])(
+  'a request the contract refuses is refused and changes nothing: %s',
+  async (_w, subject, fields) => {
+    const body = {
+      roomId: ROOM,
+      ...(subject === ServiceSubject.TokensIssue && { role: 'student' }),
+      ...fields,
+    };
+    // The contract refuses it (docs/protocol.schema.json)…
+    expect(
+      new ProtocolValidator().errors(definitionOf.endpoint(subject, 'micro', 'request'), body),
+    ).not.toEqual([]);
+    // …and so does the service: a 400, no token, no block.
+    const r = await request(subject, body);
+    expect({ status: r.headers?.get('Nats-Service-Error-Code'), body: r.body }).toEqual({
+      status: '400',
+      body: {},
+    });
+    const blocks = await openBucket(svc, Bucket.Blocks);
+    expect(await blocks.get(blockKey(ROOM, fields.userId))).toBeNull();
+  },
+);
 
 describe('$SRV.STATS', () => {
   type Stats = {

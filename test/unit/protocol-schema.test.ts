@@ -11,6 +11,10 @@ import {
   renderProtocolSchema,
   type AnswerData,
   type BroadcastData,
+  type EndpointRefusal,
+  type EndpointReply,
+  type EndpointRequest,
+  type Endpoints,
   type InitialData,
   type MediaServerData,
   type Participant,
@@ -21,7 +25,7 @@ import {
   type RequestData,
   type Requests,
 } from '../../src/protocol/messages.js';
-import { PlatformEvent } from '../../src/protocol/subjects.js';
+import { PlatformEvent, ServiceSubject } from '../../src/protocol/subjects.js';
 import {
   PROTOCOL_SCHEMA_FILE,
   ProtocolValidator,
@@ -48,11 +52,22 @@ test('one definition per message: every request, answer, broadcast and platform 
     definitionOf.answer('RES_ERROR'),
     ...Object.values(Broadcast).map((e) => definitionOf.broadcast(e)),
     ...Object.values(PlatformEvent).map((e) => definitionOf.platform(e)),
+    ...Object.values(ServiceSubject).flatMap((s) =>
+      (['micro', 'nest'] as const).flatMap((caller) => [
+        definitionOf.endpoint(s, caller, 'request'),
+        definitionOf.endpoint(s, caller, 'reply'),
+      ]),
+    ),
+    definitionOf.endpointError,
   ];
   expect([...v.definitions].sort()).toEqual([...new Set(expected)].sort());
-  expect(v.definitions).toHaveLength(8 * 2 + 1 + 7 + 5);
-  // Each compiles (strict mode refuses unknown keywords) and refuses an empty object.
-  for (const name of v.definitions) expect(v.errors(name, {})).not.toEqual([]);
+  expect(v.definitions).toHaveLength(8 * 2 + 1 + 7 + 5 + 5 * 4 + 1);
+  // Each compiles (strict mode refuses unknown keywords) and refuses an empty object, but for
+  // the one request that is an empty object.
+  const emptyRequest = definitionOf.endpoint(ServiceSubject.RoomsList, 'micro', 'request');
+  for (const name of v.definitions)
+    if (name !== emptyRequest) expect(v.errors(name, {})).not.toEqual([]);
+  expect(v.errors(emptyRequest, {})).toEqual([]);
 });
 
 test('the envelopes: a request, an answer of either kind, an error answer of any event', () => {
@@ -82,6 +97,49 @@ test('the envelopes: a request, an answer of either kind, an error answer of any
   ).toEqual([]);
   expect(definitionOf.answer('RES_SELF_DESTRUCT')).toBe('ErrorAnswer');
   expect(definitionOf.answer('RES_INITIAL_DATA')).toBe('InitialDataAnswer');
+});
+
+test('the platform endpoints: a request and a reply of either caller, a refusal', () => {
+  const v = new ProtocolValidator(JSON.parse(renderProtocolSchema()) as ProtocolSchema);
+  const kick = { roomId: 'n5', userId: 'troll', reason: 'spam', durationSeconds: 60 };
+  expect(v.errors('RoomsKickEndpointRequest', kick)).toEqual([]);
+  expect(v.errors('RoomsKickEndpointRequest', { ...kick, durationSeconds: '60' })).toEqual([
+    '/durationSeconds: must be integer',
+  ]);
+  expect(v.errors('RoomsListEndpointRequest', {})).toEqual([]);
+  const reply = {
+    roomId: 'n5',
+    userId: 'troll',
+    kicked: 2,
+    blockedUntil: '2026-01-01T00:00:00.000Z',
+    media: 'off',
+  };
+  expect(v.errors('RoomsKickEndpointReply', reply)).toEqual([]);
+  expect(v.errors('RoomsKickEndpointReply', { ...reply, media: 'gone' })).toEqual([
+    '/media: must be equal to one of the allowed values',
+  ]);
+  expect(
+    v.errors('RoomsKickNestRequest', { pattern: 'torii.rooms.kick', data: kick, id: 'n-1' }),
+  ).toEqual([]);
+  expect(
+    v.errors('RoomsKickNestRequest', { pattern: 'torii.rooms.get', data: kick, id: 'n-1' }),
+  ).toEqual(['/pattern: must be equal to constant']);
+  expect(v.errors('RoomsKickNestReply', { id: 'n-1', response: reply, isDisposed: true })).toEqual(
+    [],
+  );
+  const refused = { code: 'NOT_FOUND', message: 'room n5 does not exist' };
+  expect(v.errors('RoomsKickNestReply', { id: 'n-1', err: refused, isDisposed: true })).toEqual([]);
+  expect(
+    v.errors('RoomsKickNestReply', { id: 'n-1', err: { ...refused, code: 'FORBIDDEN' } }),
+  ).not.toEqual([]);
+  const headers = { 'Nats-Service-Error-Code': '404', 'Nats-Service-Error': refused.message };
+  expect(v.errors('EndpointErrorHeaders', headers)).toEqual([]);
+  expect(
+    v.errors('EndpointErrorHeaders', { ...headers, 'Nats-Service-Error-Code': '418' }),
+  ).toEqual(['/Nats-Service-Error-Code: must be equal to one of the allowed values']);
+  expect(definitionOf.endpoint(ServiceSubject.TokensIssue, 'nest', 'reply')).toBe(
+    'TokensIssueNestReply',
+  );
 });
 
 test('the TypeScript types are those of the schemas (checked by the compiler)', () => {
@@ -124,6 +182,52 @@ test('the TypeScript types are those of the schemas (checked by the compiler)', 
   same<Equal<Sdk.MediaServerData, MediaServerData>>();
   same<Equal<Sdk.ParticipantsPage, ParticipantsPage>>();
   same<Equal<Awaited<ReturnType<Sdk.RoomClient['renew']>>, AnswerData<'REQ_RENEW_WAJLC_TOKEN'>>>();
+  same<
+    Equal<
+      EndpointRequest<'torii.rooms.kick'>,
+      { roomId: string; userId: string; reason?: string; durationSeconds?: number }
+    >
+  >();
+  same<
+    Equal<
+      EndpointReply<'torii.rooms.kick'>,
+      {
+        roomId: string;
+        userId: string;
+        kicked: number;
+        blockedUntil: string;
+        media: 'removed' | 'absent' | 'failed' | 'off';
+      }
+    >
+  >();
+  same<
+    Equal<
+      Endpoints['torii.tokens.issue'],
+      {
+        request: {
+          roomId: string;
+          userId: string;
+          role: string;
+          name?: string;
+          ttlSeconds?: number;
+        };
+        reply: { token: string; expiresAt: string };
+      }
+    >
+  >();
+  same<
+    Equal<
+      EndpointReply<'torii.rooms.participants'>['participants'][number],
+      { userId: string; name: string; role: string; since: string; state: 'online' | 'away' }
+    >
+  >();
+  same<Equal<EndpointReply<'torii.rooms.list'>, EndpointReply<'torii.rooms.get'>[]>>();
+  same<
+    Equal<
+      EndpointRefusal,
+      { code: 'BAD_REQUEST' | 'NOT_FOUND' | 'UNAVAILABLE' | 'INTERNAL'; message: string }
+    >
+  >();
   // @ts-expect-error: a field the schema does not have is not in the type either
   same<Equal<BroadcastData<'EVT_PARTICIPANT_LEFT'>, { userId: string; at: string }>>();
 });
