@@ -103,7 +103,7 @@ const mediaGrants = object(
 const empty = object({});
 
 /** Every request event: its `data` and its answer's `data`. */
-export const REQUESTS = {
+const REQUESTS = {
   [RequestEvent.InitialData]: {
     description: 'The room, the user, its rights, the participants and the raised hands.',
     request: empty,
@@ -224,7 +224,7 @@ export const REQUESTS = {
 } as const;
 
 /** Every broadcast's `data` (on `room.{roomId}.evt`, `.evt.{userId}`, `.evt.~presence`). */
-export const BROADCASTS = {
+const BROADCASTS = {
   [Broadcast.HandRaised]: object({
     userId: id('Whose hand.'),
     raisedAt: time('When.'),
@@ -265,7 +265,7 @@ export const BROADCASTS = {
 } as const;
 
 /** Every platform event's body (core NATS, on the subject that is its name). */
-export const PLATFORM_EVENTS = {
+const PLATFORM_EVENTS = {
   [PlatformEvent.ParticipantJoined]: object({
     roomId: id('The room.'),
     userId: id('Who joined.'),
@@ -520,7 +520,7 @@ function endpointDefinitions(key: string, subject: ServiceSubject): Record<strin
 }
 
 /** Every JSON Schema definition of docs/protocol.schema.json, by name. */
-export function protocolDefinitions(): Record<string, object> {
+function protocolDefinitions(): Record<string, object> {
   const defs: Record<string, object> = {};
   for (const [key, event] of Object.entries(RequestEvent)) {
     const r = REQUESTS[event];
@@ -606,7 +606,7 @@ function keyOf(o: Readonly<Record<string, string>>, value: string): string {
 }
 
 /** The whole of docs/protocol.schema.json. */
-export function protocolSchema(): object {
+function protocolSchema(): object {
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'torii-protocol.schema.json',

@@ -10,7 +10,10 @@
  * bounds) are kept in the schema and ignored by the types.
  */
 
-/** Keywords that constrain or describe a value without changing its TypeScript type. */
+/**
+ * Keywords that constrain or describe a value without changing its TypeScript type.
+ * @public named in the declared types of the contract's schemas
+ */
 export interface Annotations {
   description?: string;
   pattern?: string;
@@ -22,10 +25,16 @@ export interface Annotations {
   maxItems?: number;
 }
 
-/** Any schema a builder here makes. */
+/**
+ * Any schema a builder here makes.
+ * @public named in the declared types of the contract's schemas
+ */
 export type Schema = object;
 
-/** The closed object schema with properties `P`, of which `R` are required. */
+/**
+ * The closed object schema with properties `P`, of which `R` are required.
+ * @public named in the declared types of the contract's schemas
+ */
 export interface ObjectSchema<
   P extends Record<string, Schema>,
   R extends string,

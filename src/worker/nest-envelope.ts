@@ -15,7 +15,7 @@ import type { EndpointRefusal } from '../protocol/messages.js';
 export type Caller = { kind: 'micro' } | { kind: 'nest'; id: string };
 
 /** A request as an endpoint reads it: the caller and the request body (not yet checked). */
-export interface EndpointRequest {
+interface EndpointRequest {
   caller: Caller;
   /** The micro request's body, or the NestJS envelope's `data`; undefined when there is none. */
   body: unknown;

@@ -61,7 +61,7 @@ function failure(e: unknown): { code: EndpointCode; status: number; message: str
  */
 type Unchecked<S extends ServiceSubject> = { [K in keyof EndpointRequest<S>]?: unknown };
 
-export interface ServiceDeps {
+interface ServiceDeps {
   rooms: KvCache<CompiledRoomConfig>;
   presence: KvCache<PresenceRecord>;
   /** The account of room clients (`--client-account`), whose connections a kick asks for. */
@@ -99,7 +99,7 @@ const CONNZ_USER_LIMIT = 1_000;
 const CONNZ_ROOM_LIMIT = 100_000;
 
 /** A connection as the servers name it. */
-export interface ServerConnection {
+interface ServerConnection {
   server: string;
   cid: number;
 }
