@@ -22,7 +22,7 @@ const REPAIR_INTERVAL_MS = 15_000;
  * A consumer as JetStream serves it: `unserved` when no server answers for it, `missing` when it
  * is gone, `unknown` for any other failure (of the moment).
  */
-export type ConsumerState = 'ok' | 'unserved' | 'missing' | 'unknown';
+type ConsumerState = 'ok' | 'unserved' | 'missing' | 'unknown';
 
 /**
  * The consumer `name` of the room stream `roomId` as JetStream serves it: `unserved` when
@@ -30,7 +30,7 @@ export type ConsumerState = 'ok' | 'unserved' | 'missing' | 'unknown';
  * before it restores anything (with the stream's info, which clients may not read), so a
  * consumer that was only slow to answer costs one `REQ_RESTORE_CONSUMER` that changes nothing.
  */
-export async function consumerState(
+async function consumerState(
   nc: NatsConnection,
   roomId: string,
   name: string,
