@@ -35,6 +35,7 @@ export type { RoomMessage } from './room-message.js';
 /** How long `close()` waits for the leave to be acknowledged, in milliseconds. */
 const LEAVE_TIMEOUT_MS = 1_000;
 
+/** How {@link RoomClient.connect} connects, and what the client does once connected. */
 export interface RoomClientOptions {
   servers: string | string[];
   token: string;
@@ -80,6 +81,12 @@ export interface RoomClientOptions {
   listener?: (m: RoomMessage) => void;
 }
 
+/**
+ * One member's connection to a room: receives the room once, in stream order (`on`), sends
+ * events awaiting their answer (`request`), chat, whiteboard and live updates, and renews its
+ * token. Each job is a part of its own; this class wires them to one connection and to each
+ * other (an answer that arrives resolves its request, a reconnect runs the catch-up).
+ */
 export class RoomClient {
   private readonly status: ConnectionStatus;
   private readonly publisher: StoredPublisher;
