@@ -36,7 +36,7 @@ const MAX_HELD = 10_000;
 type ParsedSubject = { kind: RoomSubjectKind; userId?: string } | undefined;
 
 /** What a {@link CatchUp} needs of its connection. */
-export interface CatchUpDeps {
+interface CatchUpDeps {
   nc: NatsConnection;
   roomId: string;
   userId: string;

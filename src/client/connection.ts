@@ -13,7 +13,7 @@ import { deviceConnectionName, userInboxPrefix } from '../protocol/subjects.js';
 const RECONNECT_WAIT_MS = 500;
 
 /** Where and as whom {@link openRoomConnection} connects. */
-export interface RoomConnectionTarget {
+interface RoomConnectionTarget {
   servers: string | string[];
   roomId: string;
   userId: string;

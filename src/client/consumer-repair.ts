@@ -51,7 +51,7 @@ async function consumerState(
 }
 
 /** What a {@link ConsumerRepair} needs of its connection. */
-export interface ConsumerRepairDeps {
+interface ConsumerRepairDeps {
   nc: NatsConnection;
   roomId: string;
   /** The consumer the connection catches up from. */

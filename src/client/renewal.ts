@@ -15,7 +15,7 @@ export const DEFAULT_RENEW_BEFORE_MS = 60_000;
  * the connection publish to.
  * @throws RoomRequestError when the token names no role
  */
-export function roleOf(token: string): string {
+function roleOf(token: string): string {
   const role = decodeJwt(token).role;
   if (typeof role !== 'string' || role.length === 0)
     throw new RoomRequestError('BAD_REQUEST', 'token: no role claim');
@@ -57,7 +57,7 @@ export class RoomToken {
 }
 
 /** What a {@link Renewal} needs of its connection. */
-export interface RenewalDeps {
+interface RenewalDeps {
   token: RoomToken;
   /** Asks the workers for a new token (`REQ_RENEW_WAJLC_TOKEN`). */
   ask: () => Promise<RenewedToken>;

@@ -24,7 +24,7 @@ export interface StreamHeaders {
 }
 
 /** A room stream message as the stream republished it. */
-export interface Republished {
+interface Republished {
   /** The subject the message was stored under (`room.{roomId}.chat.{userId}`, …). */
   subject: string;
   /** Its sequence in the room stream. */
@@ -35,7 +35,7 @@ export interface Republished {
 }
 
 /** What a republish carries, transport-neutral. */
-export interface ReceivedRepublish extends ReceivedMessage {
+interface ReceivedRepublish extends ReceivedMessage {
   /** The stream headers, when the message had a header block. */
   stream?: StreamHeaders;
 }
@@ -387,7 +387,7 @@ const ROOM_MEMO_MAX = 64;
  */
 type CopySubject = Omit<Republished, 'seq'> & { bytes: readonly number[]; copy: readonly number[] };
 /** What is remembered of a room: its id's bytes, and the subjects its copies came on. */
-export interface RoomCopies {
+interface RoomCopies {
   readonly roomId: string;
   /** The room id's bytes (the stream's name, as the header has it). */
   readonly id: readonly number[];

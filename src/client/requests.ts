@@ -107,7 +107,7 @@ export class PendingAnswers {
 }
 
 /** What a {@link RoomSender} needs of its connection. */
-export interface RoomSenderDeps {
+interface RoomSenderDeps {
   nc: NatsConnection;
   publisher: StoredPublisher;
   pending: PendingAnswers;
