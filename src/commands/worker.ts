@@ -1,4 +1,5 @@
 /** `torii worker`: room event handlers, platform endpoints and presence tracking. */
+import { MAX_BLOCK_SECONDS } from '../protocol/messages.js';
 import {
   DEFAULT_LARGE_ROOM_THRESHOLD,
   DEFAULT_PRESENCE_BATCH_INTERVAL_MS,
@@ -153,6 +154,8 @@ export async function workerConfig(f: WorkerFlags): Promise<WorkerConfig> {
   if (f.floodCoolOff < 1_000) configError('--flood-cool-off', 'at least 1s');
   if (f.presenceBatchInterval < 100 || f.presenceBatchInterval > 60_000)
     configError('--presence-batch-interval', '100ms to 60s');
+  if (f.blockTtl < 1_000 || f.blockTtl > MAX_BLOCK_SECONDS * 1_000)
+    configError('--block-ttl', '1s to 365d');
   const livekit = await liveKitSettings(f);
   const hasSigner =
     (await readOptionalKeyFile(f.keysDir, KeyFile.TokenSigningJwk)) !== undefined ||

@@ -41,6 +41,12 @@ export const MAX_CURSOR_LENGTH = 100;
 
 /** Longest reason of a kick (`torii.rooms.kick`), in characters. */
 export const MAX_KICK_REASON_LENGTH = 200;
+/**
+ * Longest block a kick may set (`torii.rooms.kick` `durationSeconds`, the worker's
+ * `--block-ttl`), in seconds: a year. Keeping someone out for good is the platform's to do, by
+ * issuing no more room tokens; a bound keeps the block's expiry a real date.
+ */
+export const MAX_BLOCK_SECONDS = 365 * 86_400;
 
 /** Why a participant left (platform event `torii.events.participant.left`). */
 export const LeftReason = {
@@ -384,6 +390,7 @@ export const ENDPOINTS = {
         }),
         durationSeconds: integer({
           minimum: 1,
+          maximum: MAX_BLOCK_SECONDS,
           description: "How long the block lasts (the worker's `--block-ttl` without it).",
         }),
       },

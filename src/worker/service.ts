@@ -22,6 +22,7 @@ import { accountConnz } from './connz.js';
 import type { MediaRemover } from './media.js';
 import {
   ENDPOINTS,
+  MAX_BLOCK_SECONDS,
   MAX_KICK_REASON_LENGTH,
   MediaOutcome,
   ParticipantState,
@@ -359,7 +360,8 @@ export async function startService(nc: NatsConnection, d: ServiceDeps): Promise<
         `reason: a string of at most ${MAX_KICK_REASON_LENGTH} characters`,
       );
     }
-    const ttlMs = secondsOf(req.durationSeconds, 'durationSeconds', 1) ?? d.blockTtlMs;
+    const ttlMs =
+      secondsOf(req.durationSeconds, 'durationSeconds', 1, MAX_BLOCK_SECONDS) ?? d.blockTtlMs;
     const now = new Date();
     const until = new Date(now.getTime() + ttlMs).toISOString();
     const block: BlockRecord = {

@@ -138,6 +138,16 @@ test('deleting a room closes its connections, also one presence has not recorded
 test.each([
   ['a duration as text', ServiceSubject.RoomsKick, { userId: 'text', durationSeconds: '60' }],
   ['a fractional duration', ServiceSubject.RoomsKick, { userId: 'frac', durationSeconds: 1.5 }],
+  [
+    'a duration past any date',
+    ServiceSubject.RoomsKick,
+    { userId: 'huge', durationSeconds: 1e300 },
+  ],
+  [
+    'a block longer than a year',
+    ServiceSubject.RoomsKick,
+    { userId: 'year', durationSeconds: 366 * 86_400 },
+  ],
   ['a token lifetime as text', ServiceSubject.TokensIssue, { userId: 'tt', ttlSeconds: '60' }],
   ['a fractional token lifetime', ServiceSubject.TokensIssue, { userId: 'tf', ttlSeconds: 60.5 }],
 ])(

@@ -6,8 +6,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { registerWorker, liveKitSettings, type WorkerFlags } from '../../src/commands/worker.js';
+import {
+  registerWorker,
+  liveKitSettings,
+  workerConfig,
+  type WorkerFlags,
+} from '../../src/commands/worker.js';
 import { defaultFlags } from '../../src/commands/common.js';
+import { generateKeys } from '../../src/infra/keys.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'torii-unit-livekit-'));
 const secretFile = (secret: string): string => {
@@ -83,5 +89,29 @@ describe('worker LiveKit settings', () => {
     ['a media token TTL of 1s', { mediaTokenTtl: 1_000 }, /--media-token-ttl .*10s to 24h/],
   ] as [string, Partial<WorkerFlags>, RegExp][])('refused: %s', async (_what, o, message) => {
     await expect(liveKitSettings(flags(o))).rejects.toThrow(message);
+  });
+});
+
+describe('worker --block-ttl', () => {
+  const keysDir = path.join(dir, 'keys');
+  beforeAll(() => generateKeys(keysDir));
+  const base = (): WorkerFlags => ({
+    ...defaultFlags<WorkerFlags>(registerWorker, 'worker'),
+    keysDir,
+  });
+
+  test.each([
+    ['no block at all', 0],
+    ['past the longest block a kick may set (a year)', 366 * 86_400_000],
+  ])('refuses %s, naming the flag', async (_w, blockTtl) => {
+    await expect(workerConfig({ ...base(), blockTtl })).rejects.toThrow(
+      /--block-ttl \(TORII_BLOCK_TTL\): 1s to 365d/,
+    );
+  });
+
+  test('takes a year', async () => {
+    await expect(workerConfig({ ...base(), blockTtl: 365 * 86_400_000 })).resolves.toMatchObject({
+      blockTtlMs: 365 * 86_400_000,
+    });
   });
 });
