@@ -10,14 +10,7 @@ import { firstValueFrom } from 'rxjs';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NatsContext } from '@nestjs/microservices';
-import {
-  ClientProxyFactory,
-  Ctx,
-  EventPattern,
-  Payload,
-  Transport,
-  type ClientProxy,
-} from '@nestjs/microservices';
+import { Ctx, EventPattern, Payload, Transport, type ClientProxy } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ServiceUser } from '../../src/infra/natsconf.js';
 import { PLATFORM_EVENTS_ALL, PlatformEvent, ServiceSubject } from '../../src/protocol/subjects.js';
@@ -31,6 +24,7 @@ import {
   type TestCallout,
 } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
+import { nestCaller } from '../helpers/nest.js';
 import { waitFor } from '../helpers/procs.js';
 import { publishRoom } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
@@ -50,15 +44,7 @@ beforeAll(async () => {
   callout = await startCallout(server.keys, [server.url]);
   worker = await startWorker(server.keys, [server.url]);
   // What a platform service registers as `NATS_SERVICE` (ClientsModule builds the same proxy).
-  nest = ClientProxyFactory.create({
-    transport: Transport.NATS,
-    options: {
-      servers: [server.url],
-      user: ServiceUser.Service,
-      pass: server.keys.server.servicePassword,
-    },
-  });
-  await nest.connect();
+  nest = await nestCaller(server);
 });
 afterAll(async () => {
   await nest?.close();

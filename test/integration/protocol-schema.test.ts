@@ -11,7 +11,6 @@
  */
 import 'reflect-metadata';
 import { firstValueFrom } from 'rxjs';
-import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import {
   connect as nodeConnect,
   type NatsConnection,
@@ -24,7 +23,6 @@ import { RoomClient, RoomRequestError } from '../../src/client/index.js';
 import { openBucket } from '../../src/infra/kv.js';
 import { Broadcast, RequestEvent } from '../../src/protocol/events.js';
 import { definitionOf, isRequestEvent, isServiceSubject } from '../../src/protocol/messages.js';
-import { ServiceUser } from '../../src/infra/natsconf.js';
 import { readRequest } from '../../src/worker/nest-envelope.js';
 import {
   Bucket,
@@ -40,6 +38,7 @@ import {
 import { startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { startController, type TestController } from '../helpers/controller.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
+import { nestCaller } from '../helpers/nest.js';
 import { waitFor } from '../helpers/procs.js';
 import { ProtocolValidator } from '../helpers/protocol-schema.js';
 import { publishRoom, readRoomStream } from '../helpers/room.js';
@@ -154,15 +153,7 @@ async function callEndpoints(room: string): Promise<void> {
     }),
   );
   await svc.flush();
-  const nest = ClientProxyFactory.create({
-    transport: Transport.NATS,
-    options: {
-      servers: [server.url],
-      user: ServiceUser.Service,
-      pass: server.keys.server.servicePassword,
-    },
-  });
-  await nest.connect();
+  const nest = await nestCaller(server);
   try {
     const calls: [ServiceSubject, object][] = [
       [ServiceSubject.RoomsList, {}],
