@@ -5,20 +5,11 @@
  */
 import { isStroke, RoomState, type InitialData } from '../../src/client/classroom.js';
 import type { RoomMessage } from '../../src/client/index.js';
+import { studentMe } from '../helpers/initial-data.js';
 
 const initial: InitialData = {
   room: { id: 'demo', title: 'Demo', features: { chat: true, whiteboard: true, raiseHand: true } },
-  me: {
-    userId: 'hana',
-    role: 'student',
-    permissions: {
-      chat: true,
-      whiteboard: false,
-      moderator: false,
-      raiseHand: true,
-      media: { canPublish: false, canSubscribe: true, canPublishData: false },
-    },
-  },
+  me: studentMe('hana'),
   participants: [
     { userId: 'sensei', name: 'Tanaka Sensei', role: 'teacher', since: '2026-12-01T10:00:00Z' },
     { userId: 'hana', name: 'Hana', role: 'student', since: '2026-12-01T10:01:00Z' },

@@ -21,6 +21,7 @@ import {
 import type { PresenceState } from '../../src/domain/presence.js';
 import { type PresenceRecord } from '../../src/domain/presence.js';
 import { RoomState } from '../../src/client/classroom.js';
+import { studentMe } from '../helpers/initial-data.js';
 
 const rec = (userId: string, state: PresenceState): PresenceRecord => ({
   roomId: 'hall',
@@ -185,17 +186,7 @@ test('bad cursors and limits are refused with the field named', () => {
 test('the SDK applies batches to its list and count, and tells a missed batch', () => {
   const state = new RoomState({
     room: { id: 'hall', title: '', features: { chat: true, whiteboard: true, raiseHand: true } },
-    me: {
-      userId: 'me',
-      role: 'student',
-      permissions: {
-        chat: true,
-        whiteboard: false,
-        moderator: false,
-        raiseHand: true,
-        media: { canPublish: false, canSubscribe: true, canPublishData: false },
-      },
-    },
+    me: studentMe('me'),
     participants: [entry(1), entry(2)],
     participantCount: 60,
     participantsPartial: true,
