@@ -18,13 +18,13 @@ export {
 } from './live.js';
 export * from './classroom.js';
 // The wire contract, for apps that send events themselves (`RoomClient.request`).
-export {
-  MAX_NOTE_LENGTH,
-  type AnswerData,
-  type BroadcastData,
-  type RaisedHand,
-  type RenewedToken,
-  type RequestData,
-  type Requests,
+export { MAX_NOTE_LENGTH } from '../protocol/limits.js';
+export type {
+  AnswerData,
+  BroadcastData,
+  RaisedHand,
+  RenewedToken,
+  RequestData,
+  Requests,
 } from '../protocol/messages.js';
 export { Broadcast, RequestEvent, type BroadcastMessage } from '../protocol/events.js';

@@ -1,5 +1,5 @@
 /** `torii worker`: room event handlers, platform endpoints and presence tracking. */
-import { MAX_BLOCK_SECONDS } from '../protocol/messages.js';
+import { MAX_BLOCK_SECONDS } from '../protocol/limits.js';
 import {
   DEFAULT_LARGE_ROOM_THRESHOLD,
   DEFAULT_PRESENCE_BATCH_INTERVAL_MS,

@@ -7,13 +7,8 @@
  * `REQ_PARTICIPANTS` (docs/decisions.md, "Lecture halls"). Pure functions: the worker feeds them.
  */
 import { isValidId } from '../protocol/ids.js';
-import {
-  MAX_CURSOR_LENGTH,
-  MAX_PARTICIPANTS_PAGE,
-  type AnswerData,
-  type BroadcastData,
-  type Participant,
-} from '../protocol/messages.js';
+import type { AnswerData, BroadcastData, Participant } from '../protocol/messages.js';
+import { MAX_CURSOR_LENGTH, MAX_PARTICIPANTS_PAGE } from '../protocol/limits.js';
 import { occupiesSeat, type PresenceRecord } from './presence.js';
 
 /**
@@ -38,9 +33,6 @@ export const PRESENCE_BATCH_MAX_BYTES = 24 * 1024;
 const INITIAL_DATA_RECENT = 50;
 /** Participants per `REQ_PARTICIPANTS` page when the request names no limit. */
 const DEFAULT_PARTICIPANTS_PAGE = 100;
-// Bounds of the request, part of the wire contract.
-export { MAX_PARTICIPANTS_PAGE };
-
 /** A participant as the initial data, pages and batches carry it (the wire contract's). */
 export type ParticipantEntry = Participant;
 

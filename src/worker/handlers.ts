@@ -14,11 +14,11 @@ import { casUpdate, CasConflictError, lastValues, RoomIndex, type KvCache } from
 import { isValidId } from '../protocol/ids.js';
 import {
   isRequestEvent,
-  MAX_NOTE_LENGTH,
   type AnswerData,
   type BroadcastOf,
   type PlatformMessage,
 } from '../protocol/messages.js';
+import { MAX_NOTE_LENGTH } from '../protocol/limits.js';
 import {
   checkPageRequest,
   DEFAULT_LARGE_ROOM_THRESHOLD,

@@ -22,13 +22,12 @@ import { accountConnz } from './connz.js';
 import type { MediaRemover } from './media.js';
 import {
   ENDPOINTS,
-  MAX_BLOCK_SECONDS,
-  MAX_KICK_REASON_LENGTH,
   MediaOutcome,
   ParticipantState,
   type EndpointReply,
   type EndpointRequest,
 } from '../protocol/messages.js';
+import { MAX_BLOCK_SECONDS, MAX_KICK_REASON_LENGTH } from '../protocol/limits.js';
 import { nestError, nestResponse, readRequest, type Caller } from './nest-envelope.js';
 import { occupiesSeat, type PresenceRecord } from '../domain/presence.js';
 import type { CompiledRoomConfig } from '../domain/room-compile.js';

@@ -5,7 +5,6 @@ import {
   checkPageRequest,
   cursorAfter,
   isLargeRoom,
-  MAX_PARTICIPANTS_PAGE,
   nextBatchMark,
   pageOf,
   PageRequestError,
@@ -21,6 +20,7 @@ import {
 import type { PresenceState } from '../../src/domain/presence.js';
 import { type PresenceRecord } from '../../src/domain/presence.js';
 import { RoomState } from '../../src/client/classroom.js';
+import { MAX_PARTICIPANTS_PAGE } from '../../src/protocol/limits.js';
 import { studentMe } from '../helpers/initial-data.js';
 
 const rec = (userId: string, state: PresenceState): PresenceRecord => ({
