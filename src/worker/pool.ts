@@ -19,6 +19,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { CasConflictError } from '../infra/kv.js';
 import { SystemPublisher } from '../infra/system-publisher.js';
 import {
   answerEventName,
@@ -383,7 +384,10 @@ export class EventPool {
           seq: m.info.streamSequence,
         });
       } catch (e) {
-        if (e instanceof ToriiError && isAnswerCode(e.code)) return await fail(e.code, e.message);
+        // A handler's refusal is answered. A compare-and-set the stores lost to other writers is
+        // no refusal: the redelivery tries again (a handler that means CONFLICT says so itself).
+        if (e instanceof ToriiError && isAnswerCode(e.code) && !(e instanceof CasConflictError))
+          return await fail(e.code, e.message);
         throw e;
       }
       // Right after the handler stored the change: a redelivery (this one's answer failing)

@@ -10,14 +10,20 @@ import type { RoomClient } from '../../src/client/index.js';
 import { silentLogger } from '../../src/runtime/logger.js';
 import { SystemMsgIds } from '../../src/infra/msg-ids.js';
 import { ensureWorkerStream, nanos } from '../../src/infra/streams.js';
-import { roleWorkerSubject, WORKER_CONSUMER, WORKER_STREAM } from '../../src/protocol/subjects.js';
+import {
+  roleWorkerSubject,
+  userAnswerSubject,
+  WORKER_CONSUMER,
+  WORKER_STREAM,
+} from '../../src/protocol/subjects.js';
+import { CasConflictError } from '../../src/infra/kv.js';
 import type { HandlerResult, Handlers } from '../../src/worker/handlers.js';
 import { WorkerMetrics } from '../../src/worker/metrics.js';
 import { EventPool, workerConsumerConfig } from '../../src/worker/pool.js';
 import { joinRoom, startCallout, type TestCallout } from '../helpers/callout.js';
 import { startNats, type TestNats } from '../helpers/nats.js';
 import { waitFor } from '../helpers/procs.js';
-import { publishRoom } from '../helpers/room.js';
+import { publishRoom, readRoomStream } from '../helpers/room.js';
 import { startWorker, type TestWorker } from '../helpers/worker.js';
 
 let server: TestNats;
@@ -113,6 +119,46 @@ describe('redelivery timing', () => {
       await p.stop();
     }
   });
+});
+
+describe('what the pool answers', () => {
+  afterEach(async () => {
+    await jsm.consumers.delete(WORKER_STREAM, WORKER_CONSUMER).catch(() => undefined);
+  });
+
+  test('a compare-and-set lost to other writers is tried again on redelivery, not refused', async () => {
+    await publishRoom(svc, 'cas-lost');
+    let calls = 0;
+    const p = pool(
+      {
+        handle: (ctx): Promise<HandlerResult> => {
+          // Events an earlier test left in the work queue are answered, not counted.
+          if (ctx.roomId !== 'cas-lost') return Promise.resolve({ data: {}, broadcasts: [] });
+          calls++;
+          // The first delivery loses its compare-and-set ten times over; the redelivery wins.
+          if (calls === 1) return Promise.reject(new CasConflictError('hands.cas-lost.hana'));
+          return Promise.resolve({ data: {}, broadcasts: [] });
+        },
+      },
+      30_000,
+    );
+    await p.start(jsm);
+    try {
+      await jetstream(svc).publish(
+        roleWorkerSubject('cas-lost', 'hana', 'student'),
+        JSON.stringify({ event: 'REQ_LOWER_HAND', id: 'cas-1' }),
+      );
+      const answers = async () =>
+        (await readRoomStream(svc, 'cas-lost', [userAnswerSubject('cas-lost', 'hana')])).map((m) =>
+          m.json<{ id: string; ok: boolean }>(),
+        );
+      await waitFor('answered', async () => (await answers()).length > 0, { timeoutMs: 15_000 });
+      expect(await answers()).toEqual([expect.objectContaining({ id: 'cas-1', ok: true })]);
+      expect(calls).toBe(2);
+    } finally {
+      await p.stop();
+    }
+  }, 30_000);
 });
 
 describe('fairness', () => {
