@@ -58,8 +58,19 @@ function joinedKey(since: string): string {
 export const byJoined = (a: ParticipantEntry, b: ParticipantEntry): number =>
   joinedKey(a.since).localeCompare(joinedKey(b.since)) || a.userId.localeCompare(b.userId);
 
-/** `list` in join order: the one participant list the answers and the endpoints give. */
-export const inJoinOrder = <T extends ParticipantEntry>(list: T[]): T[] => list.sort(byJoined);
+/**
+ * `list` in join order ({@link byJoined}), sorted in place: the one participant list the answers
+ * and the endpoints give. Each time is made comparable once, not at every comparison: a lecture
+ * hall's list is sorted at every page and every initial data.
+ */
+export function inJoinOrder<T extends ParticipantEntry>(list: T[]): T[] {
+  const keys = new Map<T, string>();
+  for (const p of list) keys.set(p, joinedKey(p.since));
+  return list.sort(
+    (a, b) =>
+      (keys.get(a) ?? '').localeCompare(keys.get(b) ?? '') || a.userId.localeCompare(b.userId),
+  );
+}
 
 /** True when a room with `present` members has its presence changes coalesced. */
 export const isLargeRoom = (present: number, threshold: number): boolean => present > threshold;
@@ -190,7 +201,7 @@ export function relevantParticipants(
   all: readonly ParticipantEntry[],
   o: { moderatorRoles: ReadonlySet<string>; hands: ReadonlySet<string>; recent?: number },
 ): ParticipantEntry[] {
-  const sorted = [...all].sort(byJoined);
+  const sorted = inJoinOrder([...all]);
   const recent = new Set(sorted.slice(-(o.recent ?? INITIAL_DATA_RECENT)).map((p) => p.userId));
   return sorted.filter(
     (p) => recent.has(p.userId) || o.moderatorRoles.has(p.role) || o.hands.has(p.userId),
@@ -252,7 +263,7 @@ export function pageOf(
   limit: number,
   maxBytes = Number.POSITIVE_INFINITY,
 ): ParticipantsPage {
-  const sorted = [...all].sort(byJoined);
+  const sorted = inJoinOrder([...all]);
   const start = after
     ? sorted.findIndex((p) => byJoined(p, { ...after, name: '', role: '' }) > 0)
     : 0;
