@@ -8,11 +8,10 @@ import {
   DEFAULT_TOKEN_AUDIENCE,
   DEFAULT_TOKEN_ISSUER,
   DEFAULT_TOKEN_TTL_MS,
-  MAX_TOKEN_TTL_MS,
-  MIN_TOKEN_TTL_MS,
   loadTokenSigner,
   mintRoomToken,
 } from '../infra/tokens.js';
+import { MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from '../protocol/claims.js';
 import { addKeysDir, examples } from './common.js';
 
 function parseTtl(value: string): number {

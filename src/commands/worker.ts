@@ -14,13 +14,8 @@ import type { LogLevel } from '../runtime/logger.js';
 import { DEFAULT_ACCOUNTS } from '../infra/natsconf.js';
 import { DEFAULT_CONSUMER_INACTIVE_THRESHOLD_MS } from '../infra/streams.js';
 import { packageVersion } from '../runtime/version.js';
-import {
-  DEFAULT_TOKEN_AUDIENCE,
-  DEFAULT_TOKEN_ISSUER,
-  loadTokenSigner,
-  MAX_TOKEN_TTL_MS,
-  MIN_TOKEN_TTL_MS,
-} from '../infra/tokens.js';
+import { DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_ISSUER, loadTokenSigner } from '../infra/tokens.js';
+import { MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS } from '../protocol/claims.js';
 import {
   DEFAULT_ACK_WAIT_MS,
   DEFAULT_MAX_DELIVER,

@@ -14,7 +14,8 @@ export class KeyedQueue {
     const entry = this.keys.get(key) ?? { tail: Promise.resolve(), queued: 0 };
     entry.queued++;
     this.keys.set(key, entry);
-    const mine = entry.tail.then(task, task);
+    // The tail never rejects (each task's end is caught below), so the task runs after it.
+    const mine = entry.tail.then(task);
     entry.tail = mine.then(
       () => this.settled(key, entry),
       () => this.settled(key, entry),

@@ -19,8 +19,6 @@ export const DEFAULT_TOKEN_ISSUER = 'torii';
 export const DEFAULT_TOKEN_AUDIENCE = 'torii-nats';
 /** Default token lifetime: 1 hour, in milliseconds. */
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
-// The bounds of what Torii mints are part of the wire contract (torii.tokens.issue).
-export { MAX_NAME_LENGTH, MAX_TOKEN_TTL_MS, MIN_TOKEN_TTL_MS };
 
 /** The reason a display name cannot be carried, or undefined when it can. */
 export function displayNameProblem(name: unknown): string | undefined {

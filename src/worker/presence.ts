@@ -28,6 +28,7 @@ import {
   type PresenceRecord,
 } from '../domain/presence.js';
 import { memberKey, parseMember } from '../domain/room-state.js';
+import { participantOf } from '../domain/presence-batch.js';
 import { casUpdate, type KvCache } from '../infra/kv.js';
 import { MsgId, type SystemMsgIds } from '../infra/msg-ids.js';
 import { SystemPublisher } from '../infra/system-publisher.js';
@@ -235,15 +236,10 @@ export class PresenceTracker {
       // Only the replica whose write stored the transition gets here with it, once: an event
       // applied again (a retry, another replica's copy) changes nothing and announces nothing.
       if (transition?.joined) {
+        const { since, ...who } = participantOf(next);
         this.out.platform({
           event: PlatformEvent.ParticipantJoined,
-          data: {
-            roomId,
-            userId,
-            name: next.name ?? userId,
-            role: next.role ?? 'unknown',
-            at: next.since,
-          },
+          data: { roomId, ...who, at: since },
         });
         if (!next.batched)
           await this.out.tryBroadcast(

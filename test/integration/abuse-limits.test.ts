@@ -28,7 +28,7 @@ import {
   roleWorkerSubject,
   userAnswerSubject,
 } from '../../src/protocol/subjects.js';
-import { MAX_NAME_LENGTH } from '../../src/infra/tokens.js';
+import { MAX_NAME_LENGTH } from '../../src/protocol/claims.js';
 import { connectClient, startCallout, token, type TestCallout } from '../helpers/callout.js';
 import { websocketUpgrade } from '../helpers/assert-nats.js';
 import { startNats, type TestKeys, type TestNats } from '../helpers/nats.js';

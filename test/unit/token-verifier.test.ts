@@ -13,7 +13,8 @@ import {
   type JWK,
 } from 'jose';
 import { generateKeys } from '../../src/infra/keys.js';
-import { loadTokenSigner, MAX_NAME_LENGTH, mintRoomToken } from '../../src/infra/tokens.js';
+import { loadTokenSigner, mintRoomToken } from '../../src/infra/tokens.js';
+import { MAX_NAME_LENGTH } from '../../src/protocol/claims.js';
 import {
   TokenVerifier,
   MAX_TOKEN_BYTES,
