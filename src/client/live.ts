@@ -14,6 +14,9 @@
 import { RateGate } from '../domain/rate.js';
 import { parseRoomSubject, RoomSubjectKind } from '../protocol/subjects.js';
 
+/** One decoder for every live message, not one each. */
+const UTF8 = new TextDecoder();
+
 /** A live update from a member of the room. */
 export interface LiveMessage {
   /** The sender, from the subject (the server lets each user publish only its own). */
@@ -48,7 +51,7 @@ export function parseLive(roomId: string, m: ReceivedMessage): LiveMessage | und
   if (!s || s.roomId !== roomId || s.kind !== RoomSubjectKind.Live || !s.userId) return undefined;
   let body: unknown;
   try {
-    body = JSON.parse(new TextDecoder().decode(m.body));
+    body = JSON.parse(UTF8.decode(m.body));
   } catch {
     return undefined;
   }

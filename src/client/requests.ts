@@ -14,6 +14,8 @@ import { ToriiError, type AnswerCode, type ErrorCode } from '../protocol/errors.
 import { chatSubject, roleWorkerSubject, whiteboardSubject } from '../protocol/subjects.js';
 import { isJsError, JS_STREAM_STORE_FAILED } from '../protocol/jetstream.js';
 
+const UTF8 = new TextEncoder();
+
 /** Default time to wait for an answer, in milliseconds. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
@@ -140,7 +142,7 @@ export class RoomSender {
     const payload = JSON.stringify({ event, id, data });
     // The server closes a connection that publishes more than max_payload: refuse it here.
     const max = Math.min(this.d.nc.info?.max_payload ?? MAX_REQUEST_BYTES, MAX_REQUEST_BYTES);
-    if (new TextEncoder().encode(payload).length > max)
+    if (UTF8.encode(payload).length > max)
       throw new RoomRequestError('BAD_REQUEST', `request larger than ${max} bytes`);
     const answer = this.d.pending.wait(id, event, timeoutMs);
     try {
