@@ -4,7 +4,7 @@
  * Presence, kicks and the flood guard ask through the one client here ({@link accountConnz},
  * {@link serverConnz}) and read the same answer.
  */
-import type { Msg, NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, RequestManyOptions } from '@nats-io/transport-node';
 import { Sys } from '../protocol/subjects.js';
 
 /** One connection of a CONNZ answer. */
@@ -75,7 +75,7 @@ export interface AccountCounters {
 }
 
 /** The counters of `account` a STATZ answer carries; undefined for anything else. */
-export function parseAccountStatz(m: Msg, account: string): AccountCounters | undefined {
+function parseAccountStatz(m: Msg, account: string): AccountCounters | undefined {
   let r: {
     server?: { id?: unknown };
     data?: {
@@ -130,9 +130,7 @@ export async function accountConnz(
   const replies = await sys.requestMany(
     Sys.accountConnz(account),
     JSON.stringify({ auth: true, ...q }),
-    wait.stallMs !== undefined
-      ? { strategy: 'stall', stall: wait.stallMs, maxWait: wait.maxWaitMs }
-      : { maxWait: wait.maxWaitMs },
+    manyOptions(wait),
   );
   const answers: ConnzAnswer[] = [];
   for await (const m of replies) {
@@ -140,6 +138,30 @@ export async function accountConnz(
     if (a) answers.push(a);
   }
   return answers;
+}
+
+/** How a request to every server waits for their answers. */
+const manyOptions = (wait: ConnzWait): Partial<RequestManyOptions> =>
+  wait.stallMs !== undefined
+    ? { strategy: 'stall', stall: wait.stallMs, maxWait: wait.maxWaitMs }
+    : { maxWait: wait.maxWaitMs };
+
+/**
+ * Every server's counters of `account` (`$SYS.REQ.ACCOUNT.{account}.STATZ`): a few numbers per
+ * server, where CONNZ fills a record per connection.
+ */
+export async function accountStatz(
+  sys: NatsConnection,
+  account: string,
+  wait: ConnzWait,
+): Promise<AccountCounters[]> {
+  const replies = await sys.requestMany(Sys.accountStatz(account), '', manyOptions(wait));
+  const counters: AccountCounters[] = [];
+  for await (const m of replies) {
+    const c = parseAccountStatz(m, account);
+    if (c) counters.push(c);
+  }
+  return counters;
 }
 
 /**

@@ -21,10 +21,9 @@ import { describeError } from '../protocol/errors.js';
 import { casUpdate, type KvCache } from '../infra/kv.js';
 import type { Logger } from '../runtime/logger.js';
 import { parseStrikes, strikesKey } from '../domain/room-state.js';
-import { Sys } from '../protocol/subjects.js';
 import {
   accountConnz,
-  parseAccountStatz,
+  accountStatz,
   type AccountCounters,
   type ConnzAnswer,
   type ConnzConnection,
@@ -200,15 +199,12 @@ export class FloodGuard {
    * over its bound ({@link mayBeOver}).
    */
   private async countersSayLook(): Promise<boolean> {
-    const replies = await this.sys.requestMany(Sys.accountStatz(this.account), '', {
-      strategy: 'stall',
-      stall: POLL_STALL_MS,
-      maxWait: POLL_MAX_WAIT_MS,
+    const all = await accountStatz(this.sys, this.account, {
+      stallMs: POLL_STALL_MS,
+      maxWaitMs: POLL_MAX_WAIT_MS,
     });
     let over = false;
-    for await (const m of replies) {
-      const cur = parseAccountStatz(m, this.account);
-      if (!cur) continue;
+    for (const cur of all) {
       if (mayBeOver(this.s, this.counters.get(cur.server), cur)) over = true;
       this.counters.set(cur.server, { ...cur, seen: Date.now() });
     }
