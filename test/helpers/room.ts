@@ -11,6 +11,7 @@ import { compileRoom, type CompiledRoomConfig } from '../../src/domain/room-comp
 import { type RoomSpec } from '../../src/domain/room-spec.js';
 import { ensureRoomStream, ensureWorkerStream } from '../../src/infra/streams.js';
 import { Bucket, roomStreamName } from '../../src/protocol/subjects.js';
+import { waitFor } from './procs.js';
 
 /** Compiles `spec`, ensures the room stream and the worker stream, and publishes the config. */
 export async function publishRoom(
@@ -23,7 +24,16 @@ export async function publishRoom(
   await ensureWorkerStream(jsm);
   await ensureRoomStream(jsm, room);
   const kv = await openBucket(nc, Bucket.Rooms);
-  await kv.put(room.roomId, JSON.stringify(room));
+  // In a cluster, a bucket just created may have no leader yet: its first put finds no
+  // responders (`JetStreamNotEnabled`). Tried again until one takes it (the last error is told).
+  await waitFor(
+    'room config stored',
+    async () => {
+      await kv.put(room.roomId, JSON.stringify(room));
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
   return room;
 }
 
